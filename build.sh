@@ -1,0 +1,331 @@
+#!/usr/bin/env bash
+# worker-controller build script: dependencies, embedded assets, the static binary, tests.
+#
+#   ./build.sh            build ./worker-controller (deps are fetched/built once and cached)
+#   ./build.sh test       build, run the unit tests, then the e2e tests against the test bed
+#   ./build.sh unit       build and run the unit tests only
+#   ./build.sh e2e        run the e2e tier only (brings the test bed up and down)
+#   ./build.sh deps       fetch, verify and build the static dependencies only
+#   ./build.sh clean      remove build outputs (the dependency cache stays; see --help)
+#
+# Why a shell script and not make: the expensive part is the dependency cache, keyed by the
+# lock file's contents, and everything after it compiles one translation unit in seconds.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cd "$ROOT"
+
+CACHE=${WC_CACHE:-$HOME/.cache/worker-controller}
+LOCK=vendor/deps.lock
+LOCK_HASH=$(sha256sum "$LOCK" | cut -c1-16)
+DEPS=$CACHE/deps/$LOCK_HASH          # include/ lib/ versions.h: the static libraries
+SRCDL=$CACHE/src                      # downloaded source package files, verified on every use
+GEN=build/gen                         # generated C (embedded assets)
+BIN=worker-controller
+PROJECT_VERSION=$(cat VERSION)
+
+# -Wno-unused-function: every module is `static` in one translation unit, so a helper that one
+# build variant (binary, unit tests, fuzzers) does not call would otherwise fail the build.
+# -Wno-format-truncation: bounded messages (errors, timestamps) truncate by design.
+CFLAGS_COMMON=(-std=c11 -Wno-unused-function -Wno-format-truncation -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
+               -Wno-unused-parameter -fno-strict-aliasing -I"$DEPS/include" -I"$GEN" -Isrc)
+LIBS=(-L"$DEPS/lib" -lcurl -lbearssl -lcjson -lyaml -lpthread)
+
+log() { printf '[build] %s\n' "$*" >&2; }
+die() { printf '[build] error: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------------------------------------
+# Host tools. Installed on demand so a fresh machine (and CI) needs nothing up front.
+need_apt=()
+need_tool() { command -v "$1" >/dev/null 2>&1 || need_apt+=("$2"); }
+ensure_tools() {
+  need_tool musl-gcc musl-tools
+  need_tool dpkg-source dpkg-dev
+  need_tool quilt quilt
+  need_tool autoreconf autoconf
+  need_tool automake automake
+  need_tool libtoolize libtool
+  need_tool xxd xxd
+  need_tool file file
+  if [ ${#need_apt[@]} -gt 0 ]; then
+    log "installing host tools: ${need_apt[*]}"
+    apt_update_once
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  fi
+}
+
+APT_UPDATED=
+apt_update_once() {
+  [ -n "$APT_UPDATED" ] && return 0
+  apt-get update -qq >/dev/null
+  APT_UPDATED=1
+}
+
+# apt-get source needs deb-src entries; derive them from the binary entries so the suites and
+# mirrors are exactly the machine's own.
+ensure_deb_src() {
+  local f=/etc/apt/sources.list.d/worker-controller-src.sources
+  if [ ! -f "$f" ] && [ -f /etc/apt/sources.list.d/debian.sources ]; then
+    log "adding deb-src entries ($f)"
+    sed 's/^Types: deb$/Types: deb-src/' /etc/apt/sources.list.d/debian.sources >"$f"
+    APT_UPDATED=
+  elif [ ! -f "$f" ] && [ -f /etc/apt/sources.list ]; then
+    sed -n 's/^deb /deb-src /p' /etc/apt/sources.list >/etc/apt/sources.list.d/worker-controller-src.list
+    APT_UPDATED=
+  fi
+  apt_update_once
+}
+
+# ---------------------------------------------------------------------------------------------
+# Dependencies: fetch, verify against the lock, build static with musl.
+
+lock_rows() { grep -v '^#' "$LOCK" | awk 'NF==4'; }
+
+verify_file() { # name file sha
+  local got
+  got=$(sha256sum "$SRCDL/$2" | cut -d' ' -f1)
+  [ "$got" = "$3" ] || die "$2 ($1): sha256 mismatch: lock says $3, downloaded file is $got. Refusing to build from unverified sources."
+}
+
+fetch_sources() {
+  mkdir -p "$SRCDL"
+  local missing=() name version file sha
+  while read -r name version file sha; do
+    [ -f "$SRCDL/$file" ] || missing+=("$name=$version")
+  done < <(lock_rows)
+  if [ ${#missing[@]} -gt 0 ]; then
+    ensure_deb_src
+    mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+    log "fetching source packages: ${missing[*]}"
+    (cd "$SRCDL" && apt-get source --download-only "${missing[@]}" >/dev/null 2>&1) ||
+      die "apt-get source ${missing[*]} failed (is a bookworm deb-src entry reachable? are these versions still served?)"
+  fi
+  while read -r name version file sha; do
+    [ -f "$SRCDL/$file" ] || die "$file ($name $version) was not downloaded"
+    verify_file "$name" "$file" "$sha"
+  done < <(lock_rows)
+}
+
+# Unpack a verified source package with its Debian patches applied into $1/<name>.
+unpack() { # workdir name
+  local name=$2 dsc
+  dsc=$(lock_rows | awk -v n="$name" '$1==n && $3 ~ /\.dsc$/ {print $3}')
+  (cd "$1" && dpkg-source --no-check -x "$SRCDL/$dsc" "$name" >/dev/null 2>&1) || die "dpkg-source -x $dsc failed"
+}
+
+build_bearssl() { # work
+  unpack "$1" bearssl
+  cat >"$1/bearssl/conf/musl.mk" <<'EOF'
+include conf/Unix.mk
+BUILD = musl
+CC = musl-gcc
+CFLAGS = -W -Wall -Os -fPIC
+LD = musl-gcc
+LDDLL = musl-gcc
+DLL = no
+TOOLS = no
+TESTS = no
+EOF
+  make -C "$1/bearssl" CONF=musl lib -j"$(nproc)" >"$1/bearssl.log" 2>&1 || { tail -20 "$1/bearssl.log"; die "BearSSL build failed"; }
+  cp "$1/bearssl/musl/libbearssl.a" "$STAGE/lib/"
+  cp "$1"/bearssl/inc/*.h "$STAGE/include/"
+}
+
+build_cjson() {
+  unpack "$1" cjson
+  (cd "$1/cjson" && musl-gcc -std=c89 -Os -fPIC -c cJSON.c -o cJSON.o && ar rcs libcjson.a cJSON.o) ||
+    die "cJSON build failed"
+  cp "$1/cjson/libcjson.a" "$STAGE/lib/"
+  mkdir -p "$STAGE/include/cjson" && cp "$1/cjson/cJSON.h" "$STAGE/include/cjson/"
+}
+
+build_libyaml() {
+  unpack "$1" libyaml
+  (cd "$1/libyaml" &&
+    for c in src/*.c; do
+      musl-gcc -Os -fPIC -Iinclude -DYAML_VERSION_MAJOR=0 -DYAML_VERSION_MINOR=2 -DYAML_VERSION_PATCH=5 \
+        -DYAML_VERSION_STRING='"0.2.5"' -DYAML_DECLARE_STATIC -c "$c" -o "${c%.c}.o" || exit 1
+    done && ar rcs libyaml.a src/*.o) || die "libyaml build failed"
+  cp "$1/libyaml/libyaml.a" "$STAGE/lib/"
+  cp "$1/libyaml/include/yaml.h" "$STAGE/include/"
+}
+
+build_curl() {
+  unpack "$1" curl
+  # Debian's last two patches rename the library for its gnutls and nss flavours; we want plain
+  # libcurl, so take them off again, then regenerate configure from the patched configure.ac.
+  (cd "$1/curl" && export QUILT_PATCHES=debian/patches &&
+    [ "$(tail -n1 debian/patches/series)" = 99_nss.patch ] &&
+    quilt pop -q >/dev/null && quilt pop -q >/dev/null) || die "curl: could not unapply Debian's gnutls/nss rename patches"
+  (cd "$1/curl" && autoreconf -fi >"$1/curl-autoreconf.log" 2>&1) || die "curl: autoreconf failed (see $1/curl-autoreconf.log)"
+  # Every protocol but HTTP(S) off, no CA bundle (the cluster CA is always passed in memory),
+  # verbose error strings kept, crypto-auth kept (without it CURLOPT_AWS_SIGV4 signs nothing).
+  (cd "$1/curl" && CC=musl-gcc CFLAGS=-Os PKG_CONFIG=/bin/false ./configure \
+      --disable-shared --enable-static --with-bearssl="$STAGE" \
+      --without-ca-bundle --without-ca-path --without-ca-fallback \
+      --without-zlib --without-brotli --without-zstd --without-libidn2 --without-libpsl \
+      --without-nghttp2 --without-nghttp3 --without-ngtcp2 --without-librtmp --without-libssh2 \
+      --without-libssh --without-libgsasl --without-hyper --without-quiche --without-msh3 \
+      --disable-ftp --disable-file --disable-ldap --disable-ldaps --disable-rtsp --disable-dict \
+      --disable-telnet --disable-tftp --disable-pop3 --disable-imap --disable-smb --disable-smtp \
+      --disable-gopher --disable-mqtt --disable-manual --disable-cookies --disable-ntlm \
+      --disable-unix-sockets --disable-alt-svc --disable-docs \
+      --enable-crypto-auth --enable-verbose --enable-threaded-resolver --enable-symbol-hiding \
+      >"$1/curl-configure.log" 2>&1) || { tail -20 "$1/curl-configure.log"; die "curl: configure failed"; }
+  grep -q 'SSL:.*enabled (BearSSL)' "$1/curl-configure.log" || die "curl: configure did not select BearSSL"
+  make -C "$1/curl/lib" -j"$(nproc)" >"$1/curl-make.log" 2>&1 || { tail -20 "$1/curl-make.log"; die "curl: make failed"; }
+  cp "$1/curl/lib/.libs/libcurl.a" "$STAGE/lib/"
+  mkdir -p "$STAGE/include/curl" && cp "$1"/curl/include/curl/*.h "$STAGE/include/curl/"
+}
+
+build_deps() {
+  if [ -f "$DEPS/.complete" ]; then
+    log "dependencies: cached ($DEPS)"
+    return 0
+  fi
+  ensure_tools
+  fetch_sources
+  local t0=$SECONDS work
+  work=$(mktemp -d "${TMPDIR:-/tmp}/wc-deps.XXXXXX")
+  STAGE="$work/stage"
+  mkdir -p "$STAGE/include" "$STAGE/lib"
+  log "building static dependencies with musl in $work"
+  build_bearssl "$work"
+  build_cjson "$work"
+  build_libyaml "$work"
+  build_curl "$work"
+  # Record the linked versions: `worker-controller version` prints them.
+  {
+    echo "/* generated by build.sh from $LOCK */"
+    lock_rows | awk '{print $1, $2}' | sort -u | while read -r n v; do
+      printf '#define WC_DEP_%s_DEBIAN "%s"\n' "$(echo "$n" | tr a-z A-Z)" "$v"
+    done
+  } >"$STAGE/include/wc_deps_versions.h"
+  rm -rf "$DEPS" && mkdir -p "$(dirname "$DEPS")" && mv "$STAGE" "$DEPS"
+  touch "$DEPS/.complete"
+  rm -rf "$work"
+  log "dependencies built in $((SECONDS - t0)) s"
+}
+
+# ---------------------------------------------------------------------------------------------
+# embed/ → C arrays. One generated header; each file becomes a (path, bytes, length) entry.
+gen_embed() {
+  mkdir -p "$GEN"
+  local out=$GEN/embedded_assets.h tmp f sym i=0
+  tmp=$(mktemp)
+  {
+    echo "/* generated by build.sh from embed/: do not edit, do not commit */"
+    while IFS= read -r f; do
+      sym=wc_embed_$i
+      echo "static const unsigned char ${sym}[] = {"
+      xxd -i <"$f"
+      echo ", 0x00 };"
+      i=$((i + 1))
+    done < <(find embed -type f | LC_ALL=C sort)
+    echo "static const struct embedded_asset { const char *path; const unsigned char *data; size_t len; } embedded_assets[] = {"
+    i=0
+    while IFS= read -r f; do
+      printf '  { "%s", wc_embed_%d, %d },\n' "${f#embed/}" "$i" "$(stat -c %s "$f")"
+      i=$((i + 1))
+    done < <(find embed -type f | LC_ALL=C sort)
+    echo "};"
+  } >"$tmp"
+  cmp -s "$tmp" "$out" 2>/dev/null && rm -f "$tmp" || mv "$tmp" "$out"
+}
+
+compile() { # output main-source extra-cflags...
+  local out=$1 src=$2; shift 2
+  mkdir -p "$(dirname "$out")"
+  musl-gcc "${CFLAGS_COMMON[@]}" -DWC_VERSION="\"$PROJECT_VERSION\"" "$@" -static -o "$out" "$src" "${LIBS[@]}"
+}
+
+build_bin() {
+  build_deps
+  ensure_tools
+  gen_embed
+  compile "$BIN" worker-controller.c -Os -ffunction-sections -fdata-sections -Wl,--gc-sections -s
+  file "$BIN" | grep -q 'statically linked' || die "$BIN is not statically linked"
+  log "$BIN: $(stat -c %s "$BIN") bytes stripped ($(numfmt --to=iec-i --suffix=B "$(stat -c %s "$BIN")"))"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Tests. Each tier writes "passed failed" into build/results/<tier>; the summary line adds them.
+RESULTS=build/results
+
+build_unit() {
+  build_deps
+  ensure_tools
+  gen_embed
+  compile build/unit-tests test/unit/unit_main.c -O1 -g -DWC_UNIT_TEST -Itest/unit
+}
+
+run_unit() {
+  mkdir -p "$RESULTS"
+  build_unit
+  ensure_test_tools
+  local rc=0
+  build/unit-tests | tee build/unit.log || rc=$?
+  # The runner's last line is "N passed, N failed".
+  tail -n1 build/unit.log | awk '/passed, .* failed/ {print $1, $3}' >"$RESULTS/unit"
+  [ -s "$RESULTS/unit" ] || echo "0 1" >"$RESULTS/unit"
+  return $rc
+}
+
+ensure_test_tools() {
+  command -v openssl >/dev/null 2>&1 || { apt_update_once; apt-get install -y -qq openssl >/dev/null; }
+}
+
+run_e2e() {
+  mkdir -p "$RESULTS"
+  local rc=0
+  test/cluster/up.sh || { echo "0 1" >"$RESULTS/e2e"; test/cluster/down.sh || true; return 1; }
+  WC_BINARY="$ROOT/$BIN" test/e2e/run.sh --junitxml="$ROOT/build/e2e-junit.xml" || rc=$?
+  test/cluster/down.sh || rc=1
+  python3 - "$ROOT/build/e2e-junit.xml" >"$RESULTS/e2e" <<'EOF' || echo "0 1" >"$RESULTS/e2e"
+import sys, xml.etree.ElementTree as ET
+r = ET.parse(sys.argv[1]).getroot()
+suites = [r] if r.tag == "testsuite" else list(r)
+t = sum(int(s.get("tests", 0)) for s in suites)
+bad = sum(int(s.get("failures", 0)) + int(s.get("errors", 0)) for s in suites)
+skip = sum(int(s.get("skipped", 0)) for s in suites)
+print(t - bad - skip, bad, skip)
+EOF
+  return $rc
+}
+
+summary() {
+  local p=0 f=0 s=0 tier a b c
+  for tier in "$@"; do
+    read -r a b c <"$RESULTS/$tier" || { a=0; b=1; c=0; }
+    p=$((p + a)); f=$((f + b)); s=$((s + ${c:-0}))
+    log "$tier: $a passed, $b failed${c:+, $c skipped}"
+  done
+  if [ "$s" -gt 0 ]; then echo "$p passed, $f failed, $s skipped"; else echo "$p passed, $f failed"; fi
+  [ "$f" -eq 0 ]
+}
+
+usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; }
+
+cmd=${1:-all}
+case "$cmd" in
+  all | build) build_bin ;;
+  deps) build_deps ;;
+  unit)
+    rm -rf "$RESULTS"; rc=0
+    run_unit || rc=1
+    summary unit || rc=1; exit $rc ;;
+  e2e)
+    rm -rf "$RESULTS"; build_bin; rc=0
+    run_e2e || rc=1
+    summary e2e || rc=1; exit $rc ;;
+  test)
+    rm -rf "$RESULTS"; rc=0
+    build_bin
+    run_unit || rc=1
+    run_e2e || rc=1
+    summary unit e2e || rc=1
+    exit $rc ;;
+  clean) rm -rf build "$BIN"; log "removed build outputs (dependency cache kept in $CACHE; remove it by hand to rebuild from source)" ;;
+  -h | --help | help) usage ;;
+  *) usage >&2; exit 2 ;;
+esac

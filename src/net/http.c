@@ -1,0 +1,1 @@
+/* net/http.c — placeholder until the HTTP layer lands */

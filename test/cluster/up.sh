@@ -1,0 +1,307 @@
+#!/usr/bin/env bash
+# Start the test bed: etcd + kube-apiserver + MinIO on loopback, throw-away PKI,
+# OpenKruise agents CRDs installed. Builds the binaries first if the cache is cold.
+#
+#   WC_TESTBED=<state dir>  (default ${TMPDIR:-/tmp}/worker-controller-testbed)
+#   test/cluster/up.sh      -> writes $WC_TESTBED/env (source it) and $WC_TESTBED/kubeconfig
+#
+# Ports are picked free at start, so several beds (different WC_TESTBED) can run at once.
+# Running it when the bed is already up and healthy is a no-op.
+set -euo pipefail
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
+
+S=$WC_TESTBED
+ENV_FILE=$S/env
+
+tb_need openssl:openssl curl:curl python3:python3 flock:util-linux
+
+BIN=$("$TB_SCRIPT_DIR/testbin.sh")
+export PATH=$BIN:$PATH
+
+tb_lock
+
+bed_healthy() {
+    [[ -f $ENV_FILE ]] || return 1
+    tb_pid_ours "$S/etcd.pid" && tb_pid_ours "$S/kube-apiserver.pid" && tb_pid_ours "$S/minio.pid" || return 1
+    # shellcheck disable=SC1090
+    (source "$ENV_FILE" && curl -fsS --max-time 5 --cacert "$WC_CA_FILE" -H "Authorization: Bearer $WC_ADMIN_TOKEN" \
+        "$WC_APISERVER_URL/readyz" >/dev/null)
+}
+
+if bed_healthy; then
+    tb_log "already up: $S (source $ENV_FILE)"
+    exit 0
+fi
+if [[ -e $S ]]; then
+    tb_log "stale or partial test bed in $S: tearing it down first"
+    flock -u 9 || true
+    "$TB_SCRIPT_DIR/down.sh"
+    tb_lock
+fi
+
+# Crash/failure during start: stop whatever was started, keep logs for the report.
+started_ok=0
+on_exit() {
+    if [[ $started_ok != 1 ]]; then
+        tb_log "start failed; last log lines:"
+        local f
+        for f in "$S"/logs/*.log; do
+            [[ -f $f ]] || continue
+            echo "--- $f" >&2; tail -n 25 "$f" >&2
+        done
+        if [[ -d $S ]]; then
+            mkdir -p "$S.failed-logs" && cp -r "$S/logs/." "$S.failed-logs/" 2>/dev/null || true
+            flock -u 9 || true
+            "$TB_SCRIPT_DIR/down.sh" || true
+            tb_log "logs kept in $S.failed-logs"
+        fi
+    fi
+}
+trap on_exit EXIT
+
+mkdir -p "$S"/{pki,logs,etcd,minio/data,minio/certs/CAs}
+touch "$TB_MARKER"
+chmod 700 "$S"
+
+# ---- ports -----------------------------------------------------------------------------
+read -r ETCD_PORT ETCD_PEER_PORT API_PORT S3_PORT S3_CONSOLE_PORT < <(python3 - <<'EOF'
+import socket
+socks = []
+for _ in range(5):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
+print(*[s.getsockname()[1] for s in socks])
+EOF
+)
+cat >"$S/ports" <<EOF
+$ETCD_PORT
+$ETCD_PEER_PORT
+$API_PORT
+$S3_PORT
+$S3_CONSOLE_PORT
+EOF
+
+# ---- PKI -------------------------------------------------------------------------------
+P=$S/pki
+tb_log "generating throw-away certificates in $P"
+ossl() { openssl "$@" 2>>"$S/logs/openssl.log"; }
+# A CA signs the apiserver and S3 serving certs; a separate client CA signs client certs.
+ca() { # name subject
+    ossl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
+        -subj "/CN=$2" -keyout "$P/$1.key" -out "$P/$1.crt" \
+        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
+}
+leaf() { # name subject sans extendedKeyUsage
+    ossl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "$2" \
+        -keyout "$P/$1.key" -out "$P/$1.csr"
+    printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=%s\n%s\n' \
+        "$4" "${3:+subjectAltName=$3}" >"$P/$1.ext"
+    ossl x509 -req -in "$P/$1.csr" -CA "$P/${5:-ca}.crt" -CAkey "$P/${5:-ca}.key" -CAcreateserial \
+        -days 3650 -sha256 -extfile "$P/$1.ext" -out "$P/$1.crt"
+    rm -f "$P/$1.csr"
+}
+ca ca "worker-controller test CA"
+ca client-ca "worker-controller test client CA"
+leaf apiserver "/CN=kube-apiserver" \
+    "DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:10.0.0.1" \
+    serverAuth
+leaf s3 "/CN=localhost" "DNS:localhost,IP:127.0.0.1" serverAuth
+# The apiserver's own loopback client identity is internal; this cert is for tests/kubectl.
+leaf admin-client "/O=system:masters/CN=wc-admin-cert" "" clientAuth client-ca
+ossl genrsa -out "$P/sa.key" 2048
+ossl rsa -in "$P/sa.key" -pubout -out "$P/sa.pub"
+cp "$P/s3.crt" "$S/minio/certs/public.crt"
+cp "$P/s3.key" "$S/minio/certs/private.key"
+cp "$P/ca.crt" "$S/minio/certs/CAs/ca.crt"
+chmod 600 "$P"/*.key
+
+# ---- identities --------------------------------------------------------------------------
+rnd() { openssl rand -hex "${1:-24}"; }
+ADMIN_TOKEN=$(rnd)
+USER1=wc-alice;      USER1_TOKEN=$(rnd)
+USER2=wc-bob;        USER2_TOKEN=$(rnd)
+USER3=wc-carol;      USER3_TOKEN=$(rnd)
+CTRL_USER=wc-controller; CTRL_TOKEN=$(rnd)
+# token,user,uid,"groups"  -- only the admin is privileged; the rest have no RBAC at all.
+cat >"$P/tokens.csv" <<EOF
+$ADMIN_TOKEN,wc-admin,wc-admin-uid,"system:masters"
+$USER1_TOKEN,$USER1,$USER1-uid,"wc:testers"
+$USER2_TOKEN,$USER2,$USER2-uid,"wc:testers"
+$USER3_TOKEN,$USER3,$USER3-uid,"wc:testers"
+$CTRL_TOKEN,$CTRL_USER,$CTRL_USER-uid,"wc:controllers"
+EOF
+chmod 600 "$P/tokens.csv"
+S3_ACCESS_KEY=wctest$(rnd 6)
+S3_SECRET_KEY=$(rnd 20)
+S3_BUCKET=hiclaw-test
+S3_REGION=us-east-1
+SA_ISSUER=https://kubernetes.default.svc.cluster.local
+
+# ---- etcd --------------------------------------------------------------------------------
+tb_log "starting etcd on 127.0.0.1:$ETCD_PORT"
+setsid etcd --name wc-testbed --data-dir "$S/etcd" \
+    --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+    --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-cluster "wc-testbed=http://127.0.0.1:$ETCD_PEER_PORT" \
+    --unsafe-no-fsync --log-level warn \
+    9>&- </dev/null >"$S/logs/etcd.log" 2>&1 &
+echo $! >"$S/etcd.pid"
+
+wait_for() { # what seconds command...
+    local what=$1 secs=$2 i; shift 2
+    for ((i = 0; i < secs * 4; i++)); do
+        "$@" >/dev/null 2>&1 && return 0
+        sleep 0.25
+    done
+    tb_die "$what not ready after ${secs}s"
+}
+etcd_ready() {
+    tb_pid_ours "$S/etcd.pid" || return 0   # exited: stop waiting, checked below
+    curl -fsS --max-time 2 "http://127.0.0.1:$ETCD_PORT/health" | grep -q '"health":"true"'
+}
+wait_for etcd 60 etcd_ready
+tb_pid_ours "$S/etcd.pid" || tb_die "etcd exited"
+
+# ---- kube-apiserver ------------------------------------------------------------------------
+# Admission: the defaults, minus ServiceAccount. With no controller-manager no namespace ever
+# gets its "default" ServiceAccount and that plugin would reject every Pod; it would also
+# inject token volumes no kubelet will mount. Tests create ServiceAccounts they need.
+tb_log "starting kube-apiserver on https://localhost:$API_PORT"
+setsid kube-apiserver \
+    --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$API_PORT" \
+    --cert-dir "$S/apiserver-certs" \
+    --tls-cert-file "$P/apiserver.crt" --tls-private-key-file "$P/apiserver.key" \
+    --client-ca-file "$P/client-ca.crt" \
+    --token-auth-file "$P/tokens.csv" \
+    --authorization-mode Node,RBAC \
+    --anonymous-auth=false \
+    --service-account-issuer "$SA_ISSUER" \
+    --service-account-key-file "$P/sa.pub" \
+    --service-account-signing-key-file "$P/sa.key" \
+    --api-audiences "$SA_ISSUER" \
+    --service-cluster-ip-range 10.0.0.0/24 \
+    --allow-privileged=true \
+    --disable-admission-plugins ServiceAccount \
+    --profiling=false \
+    9>&- </dev/null >"$S/logs/kube-apiserver.log" 2>&1 &
+echo $! >"$S/kube-apiserver.pid"
+
+# ---- MinIO (S3 with SigV4, TLS) -----------------------------------------------------------
+tb_log "starting minio on https://localhost:$S3_PORT"
+MINIO_ROOT_USER=$S3_ACCESS_KEY MINIO_ROOT_PASSWORD=$S3_SECRET_KEY MINIO_SITE_REGION=$S3_REGION \
+MINIO_BROWSER=off MINIO_UPDATE=off MINIO_CI_CD=1 \
+    setsid minio server --quiet --anonymous \
+    --address "127.0.0.1:$S3_PORT" --console-address "127.0.0.1:$S3_CONSOLE_PORT" \
+    --certs-dir "$S/minio/certs" "$S/minio/data" \
+    9>&- </dev/null >"$S/logs/minio.log" 2>&1 &
+echo $! >"$S/minio.pid"
+
+# ---- kubeconfig + env --------------------------------------------------------------------
+CA_B64=$(base64 -w0 <"$P/ca.crt")
+cat >"$S/kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: wc-testbed
+  cluster:
+    server: https://localhost:$API_PORT
+    certificate-authority-data: $CA_B64
+users:
+- name: wc-admin
+  user:
+    token: $ADMIN_TOKEN
+contexts:
+- name: wc-testbed
+  context:
+    cluster: wc-testbed
+    user: wc-admin
+    namespace: wc-test
+current-context: wc-testbed
+EOF
+chmod 600 "$S/kubeconfig"
+
+q() { printf '%q' "$1"; }
+{
+    echo "# worker-controller test bed: source this file. Generated by test/cluster/up.sh."
+    for kv in \
+        "WC_TESTBED=$S" \
+        "WC_TESTBIN=$BIN" \
+        "KUBECONFIG=$S/kubeconfig" \
+        "WC_APISERVER_URL=https://localhost:$API_PORT" \
+        "WC_APISERVER_HOST=localhost" \
+        "WC_APISERVER_PORT=$API_PORT" \
+        "WC_CA_FILE=$P/ca.crt" \
+        "WC_ADMIN_USER=wc-admin" \
+        "WC_ADMIN_TOKEN=$ADMIN_TOKEN" \
+        "WC_ADMIN_CLIENT_CERT=$P/admin-client.crt" \
+        "WC_ADMIN_CLIENT_KEY=$P/admin-client.key" \
+        "WC_TEST_USERS=$USER1 $USER2 $USER3" \
+        "WC_TEST_USER1=$USER1" "WC_TEST_USER1_TOKEN=$USER1_TOKEN" \
+        "WC_TEST_USER2=$USER2" "WC_TEST_USER2_TOKEN=$USER2_TOKEN" \
+        "WC_TEST_USER3=$USER3" "WC_TEST_USER3_TOKEN=$USER3_TOKEN" \
+        "WC_TEST_USERS_GROUP=wc:testers" \
+        "WC_CONTROLLER_USER=$CTRL_USER" "WC_CONTROLLER_TOKEN=$CTRL_TOKEN" \
+        "WC_CONTROLLER_GROUP=wc:controllers" \
+        "WC_CLIENT_CA_CERT=$P/client-ca.crt" \
+        "WC_CLIENT_CA_KEY=$P/client-ca.key" \
+        "WC_SA_ISSUER=$SA_ISSUER" \
+        "WC_SA_SIGNING_KEY=$P/sa.key" \
+        "WC_SA_PUBLIC_KEY=$P/sa.pub" \
+        "WC_SERVICE_CIDR=10.0.0.0/24" \
+        "WC_ETCD_URL=http://127.0.0.1:$ETCD_PORT" \
+        "WC_S3_ENDPOINT=https://localhost:$S3_PORT" \
+        "WC_S3_HOST=localhost" \
+        "WC_S3_PORT=$S3_PORT" \
+        "WC_S3_BUCKET=$S3_BUCKET" \
+        "WC_S3_ACCESS_KEY=$S3_ACCESS_KEY" \
+        "WC_S3_SECRET_KEY=$S3_SECRET_KEY" \
+        "WC_S3_REGION=$S3_REGION" \
+        "WC_TEST_NAMESPACE=wc-test"; do
+        echo "export ${kv%%=*}=$(q "${kv#*=}")"
+    done
+} >"$ENV_FILE.tmp"
+chmod 600 "$ENV_FILE.tmp"
+
+# ---- wait for readiness -------------------------------------------------------------------
+api_ready() {
+    tb_pid_ours "$S/kube-apiserver.pid" || return 0   # let the caller notice below
+    curl -fsS --max-time 3 --cacert "$P/ca.crt" -H "Authorization: Bearer $ADMIN_TOKEN" \
+        "https://localhost:$API_PORT/readyz" | grep -qx ok
+}
+s3_ready() {
+    tb_pid_ours "$S/minio.pid" || return 0
+    curl -fsS --max-time 3 --cacert "$P/ca.crt" "https://localhost:$S3_PORT/minio/health/ready"
+}
+wait_for kube-apiserver 120 api_ready
+tb_pid_ours "$S/kube-apiserver.pid" || tb_die "kube-apiserver exited"
+wait_for minio 60 s3_ready
+tb_pid_ours "$S/minio.pid" || tb_die "minio exited"
+
+# Bucket, through a SigV4-signed request (curl signs; MinIO verifies).
+code=$(curl -sS -o "$S/logs/mkbucket.out" -w '%{http_code}' --cacert "$P/ca.crt" \
+    --aws-sigv4 "aws:amz:$S3_REGION:s3" --user "$S3_ACCESS_KEY:$S3_SECRET_KEY" \
+    -X PUT "https://localhost:$S3_PORT/$S3_BUCKET")
+[[ $code == 200 ]] || { cat "$S/logs/mkbucket.out" >&2; tb_die "creating bucket $S3_BUCKET: HTTP $code"; }
+
+# ---- CRDs + namespace ------------------------------------------------------------------------
+CRDS_DIR=""
+for c in "${WC_CRDS_DIR:-}" "$TB_REPO_ROOT/../shared/fixtures/crds/openkruise-agents" \
+    "$(git -C "$TB_SCRIPT_DIR" rev-parse --show-toplevel 2>/dev/null || echo /nonexistent)/../shared/fixtures/crds/openkruise-agents"; do
+    [[ -n $c && -d $c ]] && { CRDS_DIR=$(cd "$c" && pwd); break; }
+done
+[[ -n $CRDS_DIR ]] || tb_die "OpenKruise agents CRDs not found (expected ../shared/fixtures/crds/openkruise-agents next to the repo; or set WC_CRDS_DIR)"
+export KUBECONFIG=$S/kubeconfig
+tb_log "installing CRDs from $CRDS_DIR"
+kubectl apply --server-side --field-manager wc-testbed -f "$CRDS_DIR" >"$S/logs/crds.log" 2>&1 ||
+    { cat "$S/logs/crds.log" >&2; tb_die "installing CRDs failed"; }
+kubectl wait --for condition=Established --timeout 60s \
+    crd/sandboxes.agents.kruise.io crd/sandboxclaims.agents.kruise.io crd/sandboxsets.agents.kruise.io \
+    crd/sandboxtemplates.agents.kruise.io >>"$S/logs/crds.log" 2>&1 ||
+    { cat "$S/logs/crds.log" >&2; tb_die "CRDs not Established"; }
+kubectl create namespace wc-test --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+echo "export WC_CRDS_DIR=$(q "$CRDS_DIR")" >>"$ENV_FILE.tmp"
+
+mv "$ENV_FILE.tmp" "$ENV_FILE"
+started_ok=1
+tb_log "up: apiserver https://localhost:$API_PORT, S3 https://localhost:$S3_PORT, state $S"
+tb_log "use: source $ENV_FILE"

@@ -1,0 +1,229 @@
+/* test_base.c — arena, buffers, errors, logging and redaction, the flag parser. */
+
+TEST(arena_alignment_and_growth) {
+    arena a;
+    arena_init(&a);
+    char *p1 = arena_alloc(&a, 1);
+    char *p2 = arena_alloc(&a, 3);
+    CHECK((uintptr_t)p1 % sizeof(max_align_t) == 0);
+    CHECK((uintptr_t)p2 % sizeof(max_align_t) == 0);
+    CHECK(p1 != p2);
+    /* A request larger than a chunk gets a chunk of its own and stays usable. */
+    char *big = arena_alloc(&a, 3 * ARENA_DEFAULT_CHUNK);
+    memset(big, 'x', 3 * ARENA_DEFAULT_CHUNK);
+    CHECK(big[3 * ARENA_DEFAULT_CHUNK - 1] == 'x');
+    /* Many small allocations span chunks and none overlap. */
+    char *prev[200];
+    for (int i = 0; i < 200; i++) {
+        prev[i] = arena_sprintf(&a, "item-%d", i);
+    }
+    for (int i = 0; i < 200; i++) {
+        char want[16];
+        snprintf(want, sizeof want, "item-%d", i);
+        CHECK_STR_EQ(prev[i], want);
+    }
+    CHECK(a.total >= 3 * ARENA_DEFAULT_CHUNK);
+    arena_free(&a);
+    CHECK(a.head == NULL);
+    CHECK_INT_EQ(a.total, 0);
+    /* Reusable after free. */
+    CHECK_STR_EQ(arena_strdup(&a, "again"), "again");
+    CHECK_STR_EQ(arena_strndup(&a, "abcdef", 3), "abc");
+    CHECK(arena_strdup(&a, NULL) == NULL);
+    char *z = arena_calloc(&a, 64);
+    int allzero = 1;
+    for (int i = 0; i < 64; i++) allzero &= z[i] == 0;
+    CHECK(allzero);
+    arena_free(&a);
+}
+
+TEST(buf_append_printf_and_limit) {
+    buf b = BUF_INIT;
+    CHECK_STR_EQ(buf_cstr(&b), "");
+    CHECK_INT_EQ(buf_puts(&b, "hello"), 0);
+    CHECK_INT_EQ(buf_printf(&b, " %s %d", "world", 42), 0);
+    CHECK_STR_EQ(buf_cstr(&b), "hello world 42");
+    CHECK_INT_EQ(b.len, 14);
+    buf_consume(&b, 6);
+    CHECK_STR_EQ(buf_cstr(&b), "world 42");
+    buf_reset(&b);
+    CHECK_INT_EQ(b.len, 0);
+    CHECK_STR_EQ(buf_cstr(&b), "");
+    buf_free(&b);
+
+    buf lim = BUF_INIT;
+    lim.limit = 8;
+    CHECK_INT_EQ(buf_puts(&lim, "12345678"), 0);
+    CHECK_INT_EQ(buf_putc(&lim, '9'), -1); /* one past the limit fails ... */
+    CHECK_STR_EQ(buf_cstr(&lim), "12345678"); /* ... and changes nothing */
+    CHECK_INT_EQ(buf_printf(&lim, "%s", "x"), -1);
+    char *stolen = buf_steal(&lim);
+    CHECK_STR_EQ(stolen, "12345678");
+    CHECK(lim.data == NULL && lim.len == 0);
+    free(stolen);
+
+    /* Binary data with NULs keeps its length. */
+    buf bin = BUF_INIT;
+    buf_append(&bin, "a\0b", 3);
+    CHECK_INT_EQ(bin.len, 3);
+    CHECK(memcmp(bin.data, "a\0b", 3) == 0);
+    buf_free_secret(&bin);
+    CHECK(bin.data == NULL);
+}
+
+TEST(buf_json_escaping_round_trips_through_cjson) {
+    const char *nasty = "quote\" back\\slash\nnew\ttab\x01ctl \xc3\xa9t\xc3\xa9";
+    buf b = BUF_INIT;
+    buf_puts(&b, "{\"v\":");
+    buf_put_json_string(&b, nasty);
+    buf_puts(&b, "}");
+    cJSON *j = cJSON_Parse(buf_cstr(&b));
+    REQUIRE(j != NULL);
+    CHECK_STR_EQ(cJSON_GetObjectItem(j, "v")->valuestring, nasty);
+    cJSON_Delete(j);
+    buf_free(&b);
+}
+
+TEST(err_set_and_wrap_keep_outer_context) {
+    wc_err e;
+    err_clear(&e);
+    CHECK_INT_EQ(e.code, WC_OK);
+    CHECK_INT_EQ(err_set(&e, WC_EHTTP, "422 Invalid: %s", "spec.replicas"), -1);
+    e.http_status = 422;
+    err_wrap(&e, "create SandboxClaim %s", "hiclaw-worker-alice");
+    CHECK_STR_EQ(e.msg, "create SandboxClaim hiclaw-worker-alice: 422 Invalid: spec.replicas");
+    CHECK_INT_EQ(e.code, WC_EHTTP);
+    CHECK_INT_EQ(e.http_status, 422);
+    CHECK_STR_EQ(err_code_name(e.code), "http");
+    /* Very long inner messages are truncated at the end; the outer context survives. */
+    char longmsg[3000];
+    memset(longmsg, 'z', sizeof longmsg - 1);
+    longmsg[sizeof longmsg - 1] = '\0';
+    err_set(&e, WC_EIO, "%s", longmsg);
+    err_wrap(&e, "outer");
+    CHECK(strncmp(e.msg, "outer: zzz", 10) == 0);
+    CHECK(strlen(e.msg) == WC_ERR_MSG_MAX - 1);
+    CHECK_INT_EQ(err_set(NULL, WC_EIO, "ignored"), -1);
+}
+
+/* Captures what the logger writes through a pipe. */
+static char *capture_log(enum log_format fmt, void (*emit)(void)) {
+    int fds[2];
+    if (pipe(fds) < 0) return NULL;
+    log_configure(fmt, LOG_DEBUG, fds[1]);
+    emit();
+    close(fds[1]);
+    log_configure(LOG_FORMAT_TEXT, LOG_INFO, 2);
+    buf out = BUF_INIT;
+    char chunk[4096];
+    ssize_t n;
+    while ((n = read(fds[0], chunk, sizeof chunk)) > 0) buf_append(&out, chunk, (size_t)n);
+    close(fds[0]);
+    return buf_steal(&out);
+}
+
+static void emit_sample_lines(void) {
+    log_register_secret("s3cr3t-minio-password\n");
+    log_info("created Pod", "worker", "alice", "namespace", "team a");
+    log_warn("request failed: Authorization: Bearer abc.def.ghi refused", "url", "https://x/y");
+    log_error("got s3cr3t-minio-password back from the server", "token", "anything-at-all",
+              "jwt", "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl", "optional", NULL);
+    log_debug("quote \" and newline \n inside");
+}
+
+TEST(log_json_lines_parse_and_are_redacted) {
+    char *out = capture_log(LOG_FORMAT_JSON, emit_sample_lines);
+    REQUIRE(out != NULL);
+    int lines = 0;
+    for (char *save = NULL, *line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        lines++;
+        cJSON *j = cJSON_Parse(line);
+        CHECK(j != NULL); /* every line is one JSON object */
+        if (j) {
+            CHECK(cJSON_IsString(cJSON_GetObjectItem(j, "ts")));
+            CHECK(cJSON_IsString(cJSON_GetObjectItem(j, "level")));
+            CHECK(cJSON_IsString(cJSON_GetObjectItem(j, "msg")));
+            cJSON_Delete(j);
+        }
+        CHECK_NOT_CONTAINS(line, "s3cr3t-minio-password");
+        CHECK_NOT_CONTAINS(line, "anything-at-all");
+        CHECK_NOT_CONTAINS(line, "eyJhbGciOiJSUzI1NiJ9");
+        CHECK_NOT_CONTAINS(line, "abc.def.ghi");
+    }
+    CHECK_INT_EQ(lines, 4);
+    free(out);
+}
+
+TEST(log_text_format_quotes_values) {
+    char *out = capture_log(LOG_FORMAT_TEXT, emit_sample_lines);
+    REQUIRE(out != NULL);
+    CHECK_CONTAINS(out, "info  created Pod worker=alice namespace=\"team a\"");
+    CHECK_CONTAINS(out, "token=[REDACTED]");
+    CHECK_CONTAINS(out, "Bearer [REDACTED]");
+    CHECK_CONTAINS(out, "got [REDACTED] back");
+    CHECK_NOT_CONTAINS(out, "optional=");
+    free(out);
+}
+
+TEST(log_redact_for_events_and_status) {
+    log_register_secret("WORKER-GATEWAY-KEY-123");
+    char *r = log_redact("failed with key WORKER-GATEWAY-KEY-123 and WORKER-GATEWAY-KEY-123!");
+    CHECK_STR_EQ(r, "failed with key [REDACTED] and [REDACTED]!");
+    free(r);
+    r = log_redact("short ab stays"); /* too-short values are never registered */
+    log_register_secret("ab");
+    free(r);
+    r = log_redact("short ab stays");
+    CHECK_STR_EQ(r, "short ab stays");
+    free(r);
+    enum log_level l;
+    CHECK_INT_EQ(log_parse_level("WARN", &l), 0);
+    CHECK_INT_EQ(l, LOG_WARN);
+    CHECK_INT_EQ(log_parse_level("loud", &l), -1);
+    enum log_format f;
+    CHECK_INT_EQ(log_parse_format("json", &f), 0);
+    CHECK_INT_EQ(f, LOG_FORMAT_JSON);
+    CHECK_INT_EQ(log_parse_format("yaml", &f), -1);
+}
+
+TEST(cli_parse_flags_and_errors) {
+    const char *ns = NULL, *all = NULL, *pos[2];
+    int np = 0;
+    cli_flag flags[] = {{"namespace", 1, &ns}, {"all-namespaces", 0, &all}, {NULL, 0, NULL}};
+    char *argv1[] = {"render-rbac", "--namespace", "team-a", "--all-namespaces", "extra", NULL};
+    wc_err e;
+    err_clear(&e);
+    CHECK_INT_EQ(cli_parse(5, argv1, flags, pos, 2, &np, &e), 0);
+    CHECK_STR_EQ(ns, "team-a");
+    CHECK_STR_EQ(all, "true");
+    CHECK_INT_EQ(np, 1);
+    CHECK_STR_EQ(pos[0], "extra");
+    char *argv2[] = {"x", "--namespace=b", "--all-namespaces=false", NULL};
+    CHECK_INT_EQ(cli_parse(3, argv2, flags, pos, 2, &np, &e), 0);
+    CHECK_STR_EQ(ns, "b");
+    CHECK_STR_EQ(all, "false");
+    char *argv3[] = {"x", "--nope", NULL};
+    CHECK_INT_EQ(cli_parse(2, argv3, flags, pos, 2, &np, &e), -1);
+    CHECK_CONTAINS(e.msg, "--nope");
+    char *argv4[] = {"x", "--namespace", NULL};
+    CHECK_INT_EQ(cli_parse(2, argv4, flags, pos, 2, &np, &e), -1);
+    CHECK_CONTAINS(e.msg, "needs a value");
+    char *argv5[] = {"x", "--all-namespaces=maybe", NULL};
+    CHECK_INT_EQ(cli_parse(2, argv5, flags, pos, 2, &np, &e), -1);
+    char *argv6[] = {"x", "a", "b", "c", NULL};
+    CHECK_INT_EQ(cli_parse(4, argv6, flags, pos, 2, &np, &e), -1);
+    CHECK_CONTAINS(e.msg, "unexpected argument c");
+}
+
+TEST(time_formats) {
+    char ts[32];
+    wc_rfc3339(ts, 0);
+    CHECK_STR_EQ(ts, "1970-01-01T00:00:00Z");
+    char micro[40];
+    wc_rfc3339_micro(micro);
+    CHECK_INT_EQ(strlen(micro), 27);
+    CHECK(micro[26] == 'Z' && micro[19] == '.');
+    int64_t t0 = wc_now_ms();
+    wc_sleep_ms(20);
+    CHECK(wc_now_ms() - t0 >= 20);
+}

@@ -1,0 +1,16 @@
+/*
+ * unit_main.c — the unit test binary: the whole program (without its main) plus the tests, one
+ * translation unit, so tests can reach every static function.
+ */
+#include "../../worker-controller.c"
+#include "unit.h"
+
+#include "test_base.c"
+
+int main(int argc, char **argv) {
+    signal(SIGPIPE, SIG_IGN);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    int rc = unit_run(argc, argv);
+    curl_global_cleanup();
+    return rc;
+}

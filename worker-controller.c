@@ -1,0 +1,62 @@
+/*
+ * worker-controller.c — the whole program as one translation unit.
+ *
+ * Like Lua's onelua.c, this file includes every module in layer order (lowest first); each
+ * module may use only what was included before it. Everything is `static`: the compiler sees
+ * the whole program, and no symbol leaks between modules by accident.
+ *
+ *   base/    memory, errors, buffers, time, logging
+ *   net/     HTTP over libcurl, TLS (CA blobs, client certificates via BearSSL)
+ *   kube/    (client core: later)
+ *   worker/  (the Worker API and the pure decision function: later)
+ *   backend/ (pod, sandbox, worker-deps storage: later)
+ *   cmd/     the subcommands and main()
+ */
+#include <assert.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <bearssl.h>
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <yaml.h>
+
+#include "wc_deps_versions.h"
+#include "embedded_assets.h"
+
+#ifndef WC_VERSION
+#define WC_VERSION "dev"
+#endif
+
+/* base/ */
+static void wc_oom(void);
+#include "base/mem.c"
+#include "base/err.c"
+#include "base/arena.c"
+#include "base/buf.c"
+#include "base/timeutil.c"
+#include "base/log.c"
+
+/* net/ */
+#include "net/http.c"
+
+/* cmd/ */
+#include "cmd/cli.c"
+#include "cmd/version.c"
+#include "cmd/main.c"
