@@ -52,9 +52,16 @@ static void wc_oom(void);
 #include "base/buf.c"
 #include "base/timeutil.c"
 #include "base/log.c"
+#include "base/base64.c"
+#include "base/fileutil.c"
 
 /* net/ */
+#include "net/tls.c"
 #include "net/http.c"
+
+/* kube/ */
+#include "kube/watch.c"
+#include "kube/config.c"
 
 /* cmd/ */
 #include "cmd/cli.c"

@@ -6,6 +6,8 @@
 #include "unit.h"
 
 #include "test_base.c"
+#include "test_watch.c"
+#include "test_kubeconfig.c"
 
 int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
