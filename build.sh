@@ -275,11 +275,18 @@ ensure_test_tools() {
   command -v openssl >/dev/null 2>&1 || { apt_update_once; apt-get install -y -qq openssl >/dev/null; }
 }
 
+# The e2e suite drives the client core through a test-only front end (test/e2e/probe.c).
+build_probe() {
+  gen_embed
+  compile build/wc-probe test/e2e/probe.c -O1 -g
+}
+
 run_e2e() {
   mkdir -p "$RESULTS"
   local rc=0
+  build_probe
   test/cluster/up.sh || { echo "0 1" >"$RESULTS/e2e"; test/cluster/down.sh || true; return 1; }
-  WC_BINARY="$ROOT/$BIN" test/e2e/run.sh --junitxml="$ROOT/build/e2e-junit.xml" || rc=$?
+  WC_BINARY="$ROOT/$BIN" WC_PROBE="$ROOT/build/wc-probe" test/e2e/run.sh --junitxml="$ROOT/build/e2e-junit.xml" || rc=$?
   test/cluster/down.sh || rc=1
   python3 - "$ROOT/build/e2e-junit.xml" >"$RESULTS/e2e" <<'EOF' || echo "0 1" >"$RESULTS/e2e"
 import sys, xml.etree.ElementTree as ET
@@ -310,6 +317,7 @@ cmd=${1:-all}
 case "$cmd" in
   all | build) build_bin ;;
   deps) build_deps ;;
+  probe) build_deps; ensure_tools; build_probe ;;
   unit)
     rm -rf "$RESULTS"; rc=0
     run_unit || rc=1

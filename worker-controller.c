@@ -54,16 +54,24 @@ static void wc_oom(void);
 #include "base/log.c"
 #include "base/base64.c"
 #include "base/fileutil.c"
+#include "base/parse.c"
+#include "base/strmap.c"
 
 /* net/ */
 #include "net/tls.c"
 #include "net/http.c"
 
 /* kube/ */
+#include "kube/workqueue.c"
 #include "kube/watch.c"
 #include "kube/config.c"
+#include "kube/client.c"
+#include "kube/informer.c"
+#include "kube/events.c"
+#include "kube/lease.c"
 
 /* cmd/ */
 #include "cmd/cli.c"
 #include "cmd/version.c"
+#include "cmd/install_crds.c"
 #include "cmd/main.c"

@@ -55,3 +55,18 @@ static int cli_usage_error(const char *cmd, const wc_err *err) {
             err->msg, cmd);
     return WC_EXIT_USAGE;
 }
+
+/* The connection flags every command that talks to a cluster accepts. */
+#define KUBE_CONNECT_FLAGS(o)                                                                  \
+    {"kubeconfig", 1, &(o).kubeconfig}, {"context", 1, &(o).context}, {"server", 1, &(o).server}, \
+        {"token-file", 1, &(o).token_file}, {"ca-file", 1, &(o).ca_file}
+
+#define KUBE_CONNECT_FLAGS_USAGE                                                               \
+    "\n"                                                                                       \
+    "Cluster connection (first that applies: --server; --kubeconfig or $KUBECONFIG; in-cluster\n" \
+    "service account; ~/.kube/config):\n"                                                      \
+    "  --kubeconfig PATH     kubeconfig file(s), ':'-separated\n"                              \
+    "  --context NAME        kubeconfig context (default: current-context)\n"                  \
+    "  --server URL          API server URL (with --token-file and --ca-file)\n"               \
+    "  --token-file PATH     bearer token file, re-read when it changes\n"                     \
+    "  --ca-file PATH        CA bundle (PEM) that signs the API server certificate\n"

@@ -20,6 +20,8 @@ static const char help_usage[] =
     "Lists the commands, or prints the usage of one.\n";
 
 static const wc_command wc_commands[] = {
+    {"install-crds", cmd_install_crds, "server-side apply the Worker CRD and wait until it is Established",
+     install_crds_usage},
     {"version", cmd_version, "print the version and the linked library versions", version_usage},
     {"help", cmd_help, "list commands or show the usage of one", help_usage},
 };

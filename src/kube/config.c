@@ -88,32 +88,39 @@ static yaml_node_t *yml_named(kc_file *f, const char *list, const char *name, co
     return NULL;
 }
 
-static int kc_load(kc_file *f, const char *path, wc_err *err) {
+/* Parses YAML text (one document) into f; `name` labels error messages. */
+static int kc_load_mem(kc_file *f, const char *name, const char *data, size_t len, wc_err *err) {
     memset(f, 0, sizeof *f);
-    f->path = xstrdup(path);
-    buf data = BUF_INIT;
-    if (file_read_all(path, KUBECONFIG_MAX_BYTES, &data, err) < 0) {
-        buf_free(&data);
-        return -1;
-    }
+    f->path = xstrdup(name);
     yaml_parser_t parser;
-    if (!yaml_parser_initialize(&parser)) {
-        buf_free_secret(&data);
-        return err_set(err, WC_EIO, "kubeconfig %s: yaml parser init failed", path);
-    }
-    yaml_parser_set_input_string(&parser, (const unsigned char *)buf_cstr(&data), data.len);
+    if (!yaml_parser_initialize(&parser)) return err_set(err, WC_EIO, "%s: yaml parser init failed", name);
+    yaml_parser_set_input_string(&parser, (const unsigned char *)data, len);
     int ok = yaml_parser_load(&parser, &f->doc);
     if (!ok)
-        err_set(err, WC_EPARSE, "kubeconfig %s: line %zu: %s", path, parser.problem_mark.line + 1,
+        err_set(err, WC_EPARSE, "%s: line %zu: %s", name, parser.problem_mark.line + 1,
                 parser.problem ? parser.problem : "invalid YAML");
     yaml_parser_delete(&parser);
-    buf_free_secret(&data); /* the file may hold tokens and keys */
     if (!ok) return -1;
     f->loaded = 1;
     yaml_node_t *root = yml_root(f);
-    if (root && root->type != YAML_MAPPING_NODE)
-        return err_set(err, WC_EPARSE, "kubeconfig %s: top level is not a mapping", path);
+    if (root && root->type != YAML_MAPPING_NODE) return err_set(err, WC_EPARSE, "%s: top level is not a mapping", name);
     return 0;
+}
+
+static int kc_load(kc_file *f, const char *path, wc_err *err) {
+    buf data = BUF_INIT;
+    if (file_read_all(path, KUBECONFIG_MAX_BYTES, &data, err) < 0) {
+        buf_free(&data);
+        memset(f, 0, sizeof *f);
+        return -1;
+    }
+    char label[PATH_MAX + 16];
+    snprintf(label, sizeof label, "kubeconfig %s", path);
+    int rc = kc_load_mem(f, label, buf_cstr(&data), data.len, err);
+    free(f->path);
+    f->path = xstrdup(path); /* relative paths resolve against the file itself */
+    buf_free_secret(&data); /* the file may hold tokens and keys */
+    return rc;
 }
 
 static void kc_free(kc_file *f) {
@@ -315,5 +322,63 @@ static int kube_config_in_cluster(kube_config *out, const char *root, wc_err *er
     out->resolve = xstrdup(tmp);
     snprintf(tmp, sizeof tmp, "in-cluster (%s)", root);
     out->source = xstrdup(tmp);
+    return 0;
+}
+
+/* How a command was told to reach the cluster (flags; NULL = not given). */
+typedef struct kube_connect_opts {
+    const char *kubeconfig;
+    const char *context;
+    const char *server;
+    const char *token_file;
+    const char *ca_file;
+} kube_connect_opts;
+
+/* Resolves the connection the way controller-runtime does: explicit --server; else
+ * --kubeconfig or $KUBECONFIG; else in-cluster when running in a pod; else ~/.kube/config.
+ * --token-file and --ca-file override what a kubeconfig or the in-cluster layout says. */
+static int kube_config_load(const kube_connect_opts *o, kube_config *out, wc_err *err) {
+    int rc;
+    const char *env_kc = getenv("KUBECONFIG");
+    if (o->server) {
+        memset(out, 0, sizeof *out);
+        if (strncmp(o->server, "https://", 8) != 0 && strncmp(o->server, "http://", 7) != 0)
+            return err_set(err, WC_EINVAL, "--server %s is not an http(s) URL", o->server);
+        out->server = xstrdup(o->server);
+        size_t sl = strlen(out->server);
+        while (sl > 0 && out->server[sl - 1] == '/') out->server[--sl] = '\0';
+        out->source = xstrdup("flags (--server)");
+        rc = 0;
+    } else if (o->kubeconfig || (env_kc && *env_kc)) {
+        rc = kube_config_from_kubeconfig(out, o->kubeconfig ? o->kubeconfig : env_kc, o->context, err);
+    } else if (getenv("KUBERNETES_SERVICE_HOST")) {
+        rc = kube_config_in_cluster(out, getenv("WORKER_CONTROLLER_SA_DIR"), err);
+    } else {
+        const char *home = getenv("HOME");
+        if (!home) return err_set(err, WC_ENOTFOUND, "no cluster configured: give --kubeconfig or --server, set KUBECONFIG, or run in a pod");
+        char path[PATH_MAX];
+        snprintf(path, sizeof path, "%s/.kube/config", home);
+        rc = kube_config_from_kubeconfig(out, path, o->context, err);
+        if (rc < 0 && err->code == WC_ENOTFOUND)
+            err_set(err, WC_ENOTFOUND, "no cluster configured: give --kubeconfig or --server, set KUBECONFIG, or run in a pod");
+    }
+    if (rc < 0) return -1;
+    if (o->token_file) {
+        if (access(o->token_file, R_OK) != 0) {
+            err_set(err, WC_EINVAL, "--token-file %s: %s", o->token_file, strerror(errno));
+            kube_config_free(out);
+            return -1;
+        }
+        if (out->token) secure_zero(out->token, strlen(out->token));
+        free(out->token);
+        out->token = NULL;
+        free(out->token_file);
+        out->token_file = xstrdup(o->token_file);
+    }
+    if (o->ca_file && file_read_all(o->ca_file, KUBE_PEM_MAX_BYTES, &out->ca_pem, err) < 0) {
+        err_wrap(err, "--ca-file");
+        kube_config_free(out);
+        return -1;
+    }
     return 0;
 }

@@ -227,3 +227,67 @@ TEST(time_formats) {
     wc_sleep_ms(20);
     CHECK(wc_now_ms() - t0 >= 20);
 }
+
+TEST(strmap_put_get_del_against_a_model) {
+    /* Random operations checked against a plain array model; deletions exercise backward shift. */
+    strmap m = STRMAP_INIT;
+    enum { N = 600 };
+    int present[N] = {0};
+    long value[N] = {0};
+    unsigned seed = 99;
+    for (int op = 0; op < 20000; op++) {
+        int k = (int)(rand_r(&seed) % N);
+        char key[32];
+        snprintf(key, sizeof key, "ns-%d/worker-%d", k % 7, k);
+        int action = (int)(rand_r(&seed) % 3);
+        if (action == 0) {
+            long v = op + 1;
+            void *old = strmap_put(&m, key, (void *)v);
+            CHECK((old != NULL) == (present[k] != 0));
+            present[k] = 1;
+            value[k] = v;
+        } else if (action == 1) {
+            void *old = strmap_del(&m, key);
+            CHECK((old != NULL) == (present[k] != 0));
+            if (old) CHECK_INT_EQ((long)old, value[k]);
+            present[k] = 0;
+        } else {
+            void *v = strmap_get(&m, key);
+            CHECK((v != NULL) == (present[k] != 0));
+            if (v) CHECK_INT_EQ((long)v, value[k]);
+        }
+    }
+    size_t count = 0, expected = 0;
+    const char *k;
+    void *v;
+    strmap_foreach(&m, k, v) { count++; (void)k; (void)v; }
+    for (int i = 0; i < N; i++) expected += present[i] != 0;
+    CHECK_INT_EQ(count, expected);
+    CHECK_INT_EQ(m.len, expected);
+    strmap_free(&m, NULL);
+    CHECK_INT_EQ(m.len, 0);
+}
+
+TEST(parse_duration_and_bool) {
+    struct { const char *in; int ok; int64_t ms; } cases[] = {
+        {"60s", 1, 60000}, {"2m", 1, 120000}, {"1h30m", 1, 5400000}, {"500ms", 1, 500},
+        {"1.5s", 1, 1500}, {"-1s", 1, -1000}, {"0", 1, 0}, {"0s", 1, 0}, {"5", 0, 0},
+        {"", 0, 0}, {"5 m", 0, 0}, {"5mins", 0, 0}, {"s", 0, 0}, {"1d", 0, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        int64_t ms = 0;
+        int rc = parse_duration_ms(cases[i].in, &ms);
+        if (cases[i].ok) {
+            CHECK_INT_EQ(rc, 0);
+            CHECK_INT_EQ(ms, cases[i].ms);
+        } else {
+            CHECK_INT_EQ(rc, -1);
+        }
+    }
+    int b;
+    CHECK_INT_EQ(parse_bool("TRUE", &b), 0);
+    CHECK_INT_EQ(b, 1);
+    CHECK_INT_EQ(parse_bool("off", &b), 0);
+    CHECK_INT_EQ(b, 0);
+    CHECK_INT_EQ(parse_bool("maybe", &b), -1);
+}

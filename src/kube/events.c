@@ -1,0 +1,172 @@
+/*
+ * events.c — an Event recorder for events.k8s.io/v1, with aggregation of repeats.
+ *
+ * Operators read Events with `kubectl describe`; a controller that creates a new Event every
+ * time the same thing happens floods etcd and the terminal. Like client-go's events library,
+ * a repeat of the same (object, type, reason, action, note) within the series window updates
+ * the existing Event's `series` (count, lastObservedTime) instead of creating another.
+ *
+ * The note passes through the log redactor: an Event is as public as a log line.
+ */
+
+#define KUBE_EVENT_SERIES_WINDOW_MS (6 * 60 * 1000)
+#define KUBE_EVENT_NOTE_MAX 1024
+
+typedef struct kube_event_ref {
+    const char *api_version, *kind, *namespace, *name, *uid;
+} kube_event_ref;
+
+typedef struct kube_event_series {
+    char *event_name;
+    int count;
+    int64_t first_ms, last_ms;
+} kube_event_series;
+
+typedef struct kube_recorder {
+    kube_client *kc;
+    char *controller;   /* reportingController, e.g. hiclaw.io/worker-controller */
+    char *instance;     /* reportingInstance: controller name + host */
+    pthread_mutex_t mu;
+    strmap series;      /* aggregation key → kube_event_series */
+    atomic_long created, patched, failed;
+} kube_recorder;
+
+static kube_recorder *kube_recorder_new(kube_client *kc, const char *controller, const char *instance) {
+    kube_recorder *r = xcalloc(1, sizeof *r);
+    r->kc = kc;
+    r->controller = xstrdup(controller);
+    r->instance = xstrdup(instance);
+    pthread_mutex_init(&r->mu, NULL);
+    return r;
+}
+
+static void kube_event_series_free(void *p) {
+    kube_event_series *s = p;
+    if (!s) return;
+    free(s->event_name);
+    free(s);
+}
+
+static void kube_recorder_free(kube_recorder *r) {
+    if (!r) return;
+    strmap_free(&r->series, kube_event_series_free);
+    pthread_mutex_destroy(&r->mu);
+    free(r->controller);
+    free(r->instance);
+    free(r);
+}
+
+/* Drops series whose window has passed, so the map follows recent activity only. */
+static void kube_recorder_expire(kube_recorder *r, int64_t now) {
+    const char *k;
+    void *v;
+    char *old[64];
+    size_t n = 0;
+    strmap_foreach(&r->series, k, v) {
+        kube_event_series *s = v;
+        if (now - s->last_ms > KUBE_EVENT_SERIES_WINDOW_MS && n < 64) old[n++] = xstrdup(k);
+    }
+    for (size_t i = 0; i < n; i++) {
+        kube_event_series_free(strmap_del(&r->series, old[i]));
+        free(old[i]);
+    }
+}
+
+/* Records an Event about `ref`. type is "Normal" or "Warning"; reason is CamelCase; action
+ * says what the controller did or tried ("Create", "Delete", "Reconcile"). Failures are
+ * logged and counted, never returned: an Event is best effort and must not fail a reconcile. */
+__attribute__((format(printf, 6, 7)))
+static void kube_record(kube_recorder *r, const kube_event_ref *ref, const char *type, const char *reason,
+                        const char *action, const char *fmt, ...) {
+    char raw[KUBE_EVENT_NOTE_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(raw, sizeof raw, fmt, ap);
+    va_end(ap);
+    char *note = log_redact(raw);
+    if (strlen(note) >= KUBE_EVENT_NOTE_MAX) note[KUBE_EVENT_NOTE_MAX - 1] = '\0';
+
+    buf key = BUF_INIT;
+    buf_printf(&key, "%s/%s/%s|%s|%s|%s|%s", ref->namespace ? ref->namespace : "", ref->name, ref->uid ? ref->uid : "",
+               type, reason, action, note);
+    int64_t now = wc_now_ms();
+    char ts[40];
+    wc_rfc3339_micro(ts);
+    wc_err err;
+    err_clear(&err);
+
+    pthread_mutex_lock(&r->mu);
+    kube_recorder_expire(r, now);
+    kube_event_series *s = strmap_get(&r->series, buf_cstr(&key));
+    char *patch_name = NULL;
+    int count = 0;
+    if (s && now - s->last_ms <= KUBE_EVENT_SERIES_WINDOW_MS) {
+        s->count++;
+        s->last_ms = now;
+        patch_name = xstrdup(s->event_name);
+        count = s->count;
+    }
+    pthread_mutex_unlock(&r->mu);
+
+    if (patch_name) {
+        buf patch = BUF_INIT;
+        buf_printf(&patch, "{\"series\":{\"count\":%d,\"lastObservedTime\":\"%s\"}}", count, ts);
+        if (kube_patch(r->kc, &KUBE_EVENTS, ref->namespace, patch_name, NULL, KUBE_PATCH_MERGE, patch.data, NULL, 0,
+                       0, NULL, &err) == 0) {
+            atomic_fetch_add(&r->patched, 1);
+            buf_free(&patch);
+            goto out;
+        }
+        buf_free(&patch);
+        /* The Event may have been garbage collected (TTL): fall through and create anew. */
+    }
+    {
+        char suffix[20];
+        snprintf(suffix, sizeof suffix, "%llx", (unsigned long long)((uint64_t)time(NULL) * 1000000ULL + (uint64_t)(now % 1000000) + (uint64_t)rand()));
+        buf name = BUF_INIT, body = BUF_INIT;
+        buf_printf(&name, "%s.%s", ref->name, suffix);
+        buf_puts(&body, "{\"apiVersion\":\"events.k8s.io/v1\",\"kind\":\"Event\",\"metadata\":{\"name\":");
+        buf_put_json_string(&body, name.data);
+        if (ref->namespace) buf_puts(&body, ",\"namespace\":"), buf_put_json_string(&body, ref->namespace);
+        buf_printf(&body, "},\"eventTime\":\"%s\",\"reportingController\":", ts);
+        buf_put_json_string(&body, r->controller);
+        buf_puts(&body, ",\"reportingInstance\":");
+        buf_put_json_string(&body, r->instance);
+        buf_puts(&body, ",\"type\":");
+        buf_put_json_string(&body, type);
+        buf_puts(&body, ",\"reason\":");
+        buf_put_json_string(&body, reason);
+        buf_puts(&body, ",\"action\":");
+        buf_put_json_string(&body, action);
+        buf_puts(&body, ",\"note\":");
+        buf_put_json_string(&body, note);
+        buf_puts(&body, ",\"regarding\":{\"apiVersion\":");
+        buf_put_json_string(&body, ref->api_version);
+        buf_puts(&body, ",\"kind\":");
+        buf_put_json_string(&body, ref->kind);
+        buf_puts(&body, ",\"name\":");
+        buf_put_json_string(&body, ref->name);
+        if (ref->namespace) buf_puts(&body, ",\"namespace\":"), buf_put_json_string(&body, ref->namespace);
+        if (ref->uid) buf_puts(&body, ",\"uid\":"), buf_put_json_string(&body, ref->uid);
+        buf_puts(&body, "}}");
+        if (kube_create(r->kc, &KUBE_EVENTS, ref->namespace, NULL, NULL, body.data, NULL, &err) == 0) {
+            atomic_fetch_add(&r->created, 1);
+            kube_event_series *ns = xcalloc(1, sizeof *ns);
+            ns->event_name = xstrdup(name.data);
+            ns->count = 1;
+            ns->first_ms = ns->last_ms = now;
+            pthread_mutex_lock(&r->mu);
+            kube_event_series_free(strmap_put(&r->series, buf_cstr(&key), ns));
+            pthread_mutex_unlock(&r->mu);
+        } else {
+            atomic_fetch_add(&r->failed, 1);
+            log_warn("could not record Event", "reason", reason, "object", ref->name, "error", err.msg);
+        }
+        buf_free(&name);
+        buf_free(&body);
+    }
+out:
+    free(patch_name);
+    free(note);
+    buf_free(&key);
+}

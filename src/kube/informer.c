@@ -1,0 +1,512 @@
+/*
+ * informer.c — list + watch one resource into a projected cache, client-go's reflector shape.
+ *
+ * State machine, one thread per informer:
+ *
+ *   LIST  ── paged list (limit/continue) ─→ diff against the cache, emit add/update/delete,
+ *     ▲                                     remember the list's resourceVersion; synced = 1
+ *     │ 410 Gone / expired continue                    │
+ *     │                                                ▼
+ *   BACKOFF ◀── transport error ── WATCH (resourceVersion=last, allowWatchBookmarks,
+ *     0.8 s → 30 s, jitter            timeoutSeconds random 300–600) ─→ apply events;
+ *     reset after a healthy watch     BOOKMARK moves last rv; normal end → WATCH again
+ *
+ * The cache stores a projection of each object (only the fields the controller reads, chosen
+ * by the caller's project function) plus its resourceVersion, not the object itself: a Pod is
+ * ~4 KiB of JSON, its projection a few hundred bytes.
+ *
+ * Handlers run on the informer thread without the cache lock held; they should only enqueue
+ * keys. Readers take copies under a read lock.
+ */
+
+typedef cJSON *(*kube_project_fn)(const cJSON *obj);
+/* old is NULL for adds, new is NULL for deletes. Both are projections, valid during the call. */
+typedef void (*kube_informer_handler)(void *ud, const char *key, const cJSON *old_obj, const cJSON *new_obj);
+/* Secondary index: returns the index key for a projection (caller frees) or NULL for none. */
+typedef char *(*kube_index_fn)(const cJSON *proj);
+
+typedef struct kube_informer_options {
+    const kube_resource *resource;
+    const char *namespace;       /* NULL = all namespaces */
+    const char *label_selector;
+    const char *field_selector;
+    kube_project_fn project;     /* NULL = keep metadata (name, namespace, uid, labels, rv) only */
+    kube_informer_handler handler;
+    void *ud;
+    kube_index_fn index;         /* optional secondary index */
+    long page_size;              /* default 500 */
+    int watch_min_s, watch_max_s;/* default 300, 600 */
+    int64_t backoff_min_ms, backoff_max_ms; /* default 800, 30000 */
+} kube_informer_options;
+
+typedef struct kube_cache_entry {
+    char *rv;
+    cJSON *obj;    /* projection */
+    char *index;   /* secondary index key, or NULL */
+} kube_cache_entry;
+
+typedef struct kube_informer_stats {
+    long lists, relists_gone, watches, watch_errors, events;
+} kube_informer_stats;
+
+typedef struct kube_informer {
+    kube_informer_options o;
+    kube_client *kc;
+    char *name;                  /* for logs: "workers", "pods" */
+    pthread_t thread;
+    int started;
+    atomic_int stop;
+    atomic_int synced;
+    pthread_rwlock_t mu;
+    strmap cache;                /* "ns/name" → kube_cache_entry */
+    strmap index;                /* index key → strmap* of primary keys (value unused) */
+    char *last_rv;
+    pthread_mutex_t wait_mu;     /* sleeping between retries, woken by stop */
+    pthread_cond_t wait_cv;
+    kube_informer_stats stats;
+    unsigned seed;
+} kube_informer;
+
+/* The default projection: identity and labels only. */
+static cJSON *kube_project_metadata(const cJSON *obj) {
+    cJSON *out = cJSON_CreateObject();
+    const cJSON *md = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
+    cJSON *m = cJSON_AddObjectToObject(out, "metadata");
+    static const char *keep[] = {"name", "namespace", "uid", "resourceVersion", "labels", "deletionTimestamp"};
+    for (size_t i = 0; i < sizeof keep / sizeof *keep; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(md, keep[i]);
+        if (v) cJSON_AddItemToObject(m, keep[i], cJSON_Duplicate(v, 1));
+    }
+    return out;
+}
+
+/* "namespace/name" (or "name" for cluster-scoped objects), the workqueue key shape. */
+static char *kube_object_key(const cJSON *obj) {
+    const char *ns = kube_json_str(obj, "metadata.namespace");
+    const char *name = kube_json_str(obj, "metadata.name");
+    if (!name) return NULL;
+    buf k = BUF_INIT;
+    if (ns && *ns) buf_printf(&k, "%s/%s", ns, name);
+    else buf_puts(&k, name);
+    return buf_steal(&k);
+}
+
+static void kube_cache_entry_free(void *p) {
+    kube_cache_entry *e = p;
+    if (!e) return;
+    free(e->rv);
+    cJSON_Delete(e->obj);
+    free(e->index);
+    free(e);
+}
+
+static void kube_index_free(void *p) {
+    strmap *m = p;
+    strmap_free(m, NULL);
+    free(m);
+}
+
+static void kube_index_add(kube_informer *inf, const char *ikey, const char *key) {
+    if (!ikey) return;
+    strmap *set = strmap_get(&inf->index, ikey);
+    if (!set) {
+        set = xcalloc(1, sizeof *set);
+        strmap_put(&inf->index, ikey, set);
+    }
+    strmap_put(set, key, (void *)1);
+}
+
+static void kube_index_remove(kube_informer *inf, const char *ikey, const char *key) {
+    if (!ikey) return;
+    strmap *set = strmap_get(&inf->index, ikey);
+    if (!set) return;
+    strmap_del(set, key);
+    if (set->len == 0) kube_index_free(strmap_del(&inf->index, ikey));
+}
+
+static kube_informer *kube_informer_new(kube_client *kc, const char *name, const kube_informer_options *o) {
+    kube_informer *inf = xcalloc(1, sizeof *inf);
+    inf->o = *o;
+    if (!inf->o.project) inf->o.project = kube_project_metadata;
+    if (inf->o.page_size <= 0) inf->o.page_size = 500;
+    if (inf->o.watch_min_s <= 0) inf->o.watch_min_s = 300;
+    if (inf->o.watch_max_s < inf->o.watch_min_s) inf->o.watch_max_s = inf->o.watch_min_s == 300 ? 600 : inf->o.watch_min_s;
+    if (inf->o.backoff_min_ms <= 0) inf->o.backoff_min_ms = 800;
+    if (inf->o.backoff_max_ms <= 0) inf->o.backoff_max_ms = 30000;
+    inf->kc = kc;
+    inf->name = xstrdup(name);
+    pthread_rwlock_init(&inf->mu, NULL);
+    pthread_mutex_init(&inf->wait_mu, NULL);
+    pthread_cond_init(&inf->wait_cv, NULL);
+    inf->seed = (unsigned)(wc_now_ms() ^ (int64_t)(uintptr_t)inf);
+    return inf;
+}
+
+/* Upserts an object into the cache and returns the previous projection (caller frees). */
+static cJSON *kube_cache_put(kube_informer *inf, const char *key, const char *rv, cJSON *proj) {
+    kube_cache_entry *e = xcalloc(1, sizeof *e);
+    e->rv = xstrdup(rv ? rv : "");
+    e->obj = proj;
+    e->index = inf->o.index ? inf->o.index(proj) : NULL;
+    pthread_rwlock_wrlock(&inf->mu);
+    kube_cache_entry *old = strmap_put(&inf->cache, key, e);
+    if (old) kube_index_remove(inf, old->index, key);
+    kube_index_add(inf, e->index, key);
+    pthread_rwlock_unlock(&inf->mu);
+    cJSON *old_obj = NULL;
+    if (old) {
+        old_obj = old->obj;
+        old->obj = NULL;
+        kube_cache_entry_free(old);
+    }
+    return old_obj;
+}
+
+static cJSON *kube_cache_remove(kube_informer *inf, const char *key) {
+    pthread_rwlock_wrlock(&inf->mu);
+    kube_cache_entry *old = strmap_del(&inf->cache, key);
+    if (old) kube_index_remove(inf, old->index, key);
+    pthread_rwlock_unlock(&inf->mu);
+    cJSON *old_obj = NULL;
+    if (old) {
+        old_obj = old->obj;
+        old->obj = NULL;
+        kube_cache_entry_free(old);
+    }
+    return old_obj;
+}
+
+static void kube_informer_emit(kube_informer *inf, const char *key, const cJSON *old_obj, const cJSON *new_obj) {
+    inf->stats.events++;
+    if (inf->o.handler) inf->o.handler(inf->o.ud, key, old_obj, new_obj);
+}
+
+/* Applies one watched object (ADDED/MODIFIED/DELETED). */
+static void kube_informer_apply(kube_informer *inf, kube_watch_type type, const cJSON *obj) {
+    char *key = kube_object_key(obj);
+    if (!key) return;
+    const char *rv = kube_json_str(obj, "metadata.resourceVersion");
+    if (type == KUBE_WATCH_DELETED) {
+        cJSON *old = kube_cache_remove(inf, key);
+        /* A delete for an object never seen still tells handlers; give them the final state. */
+        cJSON *fin = inf->o.project(obj);
+        kube_informer_emit(inf, key, old ? old : fin, NULL);
+        cJSON_Delete(old);
+        cJSON_Delete(fin);
+    } else {
+        cJSON *proj = inf->o.project(obj);
+        cJSON *old = kube_cache_put(inf, key, rv, proj);
+        kube_informer_emit(inf, key, old, proj);
+        cJSON_Delete(old);
+    }
+    free(key);
+}
+
+/* ---- LIST ---- */
+
+/* Lists everything (paged) into a fresh map, then diffs it against the cache so handlers see
+ * exactly what changed while we were not watching. Returns 0, 1 when the list must restart
+ * (continue token expired), -1 on error. */
+static int kube_informer_list(kube_informer *inf, wc_err *err) {
+    strmap fresh = STRMAP_INIT;
+    char *cont = NULL, *rv = NULL;
+    int rc = 0;
+    inf->stats.lists++;
+    do {
+        cJSON *page = NULL;
+        if (kube_list_page(inf->kc, inf->o.resource, inf->o.namespace, inf->o.label_selector, inf->o.field_selector,
+                           inf->o.page_size, cont, &page, err) < 0) {
+            rc = kube_err_is(err, 410) ? 1 : -1;
+            break;
+        }
+        const char *prv = kube_json_str(page, "metadata.resourceVersion");
+        const char *pcont = kube_json_str(page, "metadata.continue");
+        free(rv);
+        rv = xstrdup(prv ? prv : "");
+        free(cont);
+        cont = pcont && *pcont ? xstrdup(pcont) : NULL;
+        const cJSON *item;
+        cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(page, "items")) {
+            char *key = kube_object_key(item);
+            if (!key) continue;
+            kube_cache_entry *e = xcalloc(1, sizeof *e);
+            const char *irv = kube_json_str(item, "metadata.resourceVersion");
+            e->rv = xstrdup(irv ? irv : "");
+            e->obj = inf->o.project(item);
+            kube_cache_entry_free(strmap_put(&fresh, key, e));
+            free(key);
+        }
+        cJSON_Delete(page);
+    } while (cont && !atomic_load(&inf->stop));
+    free(cont);
+    if (rc != 0 || atomic_load(&inf->stop)) {
+        strmap_free(&fresh, kube_cache_entry_free);
+        free(rv);
+        return rc;
+    }
+    /* Deletions: in the cache, not in the fresh list. Collect first, then emit. */
+    const char *k;
+    void *v;
+    size_t ngone = 0, i = 0;
+    pthread_rwlock_rdlock(&inf->mu);
+    strmap_foreach_key(&inf->cache, k) if (!strmap_has(&fresh, k)) ngone++;
+    char **gone = xcalloc(ngone + 1, sizeof *gone);
+    strmap_foreach_key(&inf->cache, k) if (!strmap_has(&fresh, k)) gone[i++] = xstrdup(k);
+    pthread_rwlock_unlock(&inf->mu);
+    for (i = 0; i < ngone; i++) {
+        cJSON *old = kube_cache_remove(inf, gone[i]);
+        kube_informer_emit(inf, gone[i], old, NULL);
+        cJSON_Delete(old);
+        free(gone[i]);
+    }
+    free(gone);
+    /* Adds and updates: emit only when the resourceVersion differs from the cached one. */
+    strmap_foreach(&fresh, k, v) {
+        kube_cache_entry *e = v;
+        pthread_rwlock_rdlock(&inf->mu);
+        kube_cache_entry *cur = strmap_get(&inf->cache, k);
+        int same = cur && strcmp(cur->rv, e->rv) == 0;
+        pthread_rwlock_unlock(&inf->mu);
+        if (same) continue;
+        cJSON *proj = e->obj;
+        e->obj = NULL;
+        cJSON *old = kube_cache_put(inf, k, e->rv, proj);
+        kube_informer_emit(inf, k, old, proj);
+        cJSON_Delete(old);
+    }
+    strmap_free(&fresh, kube_cache_entry_free);
+    free(inf->last_rv);
+    inf->last_rv = rv;
+    if (!atomic_load(&inf->synced)) {
+        atomic_store(&inf->synced, 1);
+        log_info("informer synced", "informer", inf->name);
+    }
+    return 0;
+}
+
+/* ---- WATCH ---- */
+
+typedef struct kube_watch_ctx {
+    kube_informer *inf;
+    kube_watch_decoder dec;
+    wc_err *err;
+    int gone;      /* a 410 ERROR event arrived: relist */
+    int failed;    /* a decode error or another ERROR event */
+    long events;
+} kube_watch_ctx;
+
+static int kube_watch_on_event(void *ud, const kube_watch_event *ev, wc_err *err) {
+    kube_watch_ctx *w = ud;
+    kube_informer *inf = w->inf;
+    const char *rv = kube_json_str(ev->object, "metadata.resourceVersion");
+    switch (ev->type) {
+    case KUBE_WATCH_ERROR:
+        if (ev->status_code == 410) w->gone = 1;
+        else w->failed = 1;
+        err_set(err, WC_EHTTP, "watch %s: %d %s: %s", inf->name, ev->status_code, ev->reason, ev->message);
+        err->http_status = ev->status_code;
+        return 1; /* the stream is over either way */
+    case KUBE_WATCH_BOOKMARK:
+        break;
+    default:
+        kube_informer_apply(inf, ev->type, ev->object);
+        w->events++;
+    }
+    if (rv && *rv) {
+        free(inf->last_rv);
+        inf->last_rv = xstrdup(rv);
+    }
+    return 0;
+}
+
+static int kube_watch_on_data(void *ud, const char *p, size_t n) {
+    kube_watch_ctx *w = ud;
+    if (kube_watch_decoder_feed(&w->dec, p, n, w->err) < 0) {
+        if (!w->gone) w->failed = 1;
+        return 1;
+    }
+    return 0;
+}
+
+/* Runs one watch until the server ends it, an error, or stop. Returns 0 (normal end: watch
+ * again), 1 (relist needed), -1 (error: back off). *healthy says whether it delivered events or
+ * lasted long enough to reset the backoff. */
+static int kube_informer_watch(kube_informer *inf, int *healthy, wc_err *err) {
+    int timeout_s = inf->o.watch_min_s + (int)(rand_r(&inf->seed) % (unsigned)(inf->o.watch_max_s - inf->o.watch_min_s + 1));
+    buf path = BUF_INIT;
+    kube_path(&path, inf->o.resource, inf->o.namespace, NULL, NULL);
+    kube_query_add(&path, "watch", "1");
+    kube_query_add(&path, "resourceVersion", inf->last_rv);
+    kube_query_add(&path, "allowWatchBookmarks", "true");
+    char ts[16];
+    snprintf(ts, sizeof ts, "%d", timeout_s);
+    kube_query_add(&path, "timeoutSeconds", ts);
+    kube_query_add(&path, "labelSelector", inf->o.label_selector);
+    kube_query_add(&path, "fieldSelector", inf->o.field_selector);
+    kube_watch_ctx w;
+    memset(&w, 0, sizeof w);
+    w.inf = inf;
+    w.err = err;
+    kube_watch_decoder_init(&w.dec, 0, kube_watch_on_event, &w);
+    kube_call call = {.method = "GET", .path = path.data, .on_data = kube_watch_on_data, .ud = &w,
+                      /* the server closes at timeoutSeconds; our own deadline is a backstop */
+                      .timeout_ms = (long)(timeout_s + 30) * 1000};
+    http_response resp;
+    http_response_init(&resp);
+    int64_t t0 = wc_now_ms();
+    inf->stats.watches++;
+    int rc = kube_do(inf->kc, &call, &resp, err);
+    if (rc == 0 && kube_watch_decoder_finish(&w.dec, err) < 0) rc = -1;
+    int64_t lasted = wc_now_ms() - t0;
+    *healthy = w.events > 0 || lasted > 60000;
+    int result;
+    if (w.gone || kube_err_is(err, 410)) {
+        result = 1;
+    } else if (rc == 0 && !w.failed) {
+        result = 0;
+    } else {
+        inf->stats.watch_errors++;
+        result = -1;
+    }
+    http_response_free(&resp);
+    kube_watch_decoder_free(&w.dec);
+    buf_free(&path);
+    return result;
+}
+
+/* Sleeps up to ms, returning early when the informer is stopped. */
+static void kube_informer_sleep(kube_informer *inf, int64_t ms) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+    pthread_mutex_lock(&inf->wait_mu);
+    while (!atomic_load(&inf->stop))
+        if (pthread_cond_timedwait(&inf->wait_cv, &inf->wait_mu, &ts) != 0) break;
+    pthread_mutex_unlock(&inf->wait_mu);
+}
+
+static void *kube_informer_main(void *arg) {
+    kube_informer *inf = arg;
+    int need_list = 1;
+    int64_t backoff = inf->o.backoff_min_ms;
+    wc_err err;
+    while (!atomic_load(&inf->stop)) {
+        err_clear(&err);
+        int rc;
+        if (need_list) {
+            rc = kube_informer_list(inf, &err);
+            if (rc == 0) need_list = 0;
+            else if (rc == 1) { inf->stats.relists_gone++; continue; }
+            else if (!atomic_load(&inf->stop))
+                log_warn("informer list failed", "informer", inf->name, "error", err.msg);
+        } else {
+            int healthy = 0;
+            rc = kube_informer_watch(inf, &healthy, &err);
+            if (healthy) backoff = inf->o.backoff_min_ms;
+            if (rc == 1) {
+                inf->stats.relists_gone++;
+                log_info("watch expired, relisting", "informer", inf->name);
+                need_list = 1;
+                continue;
+            }
+            if (rc == 0) continue;
+            if (!atomic_load(&inf->stop)) log_warn("watch failed", "informer", inf->name, "error", err.msg);
+        }
+        if (rc < 0 && !atomic_load(&inf->stop)) {
+            /* Jitter within [backoff/2, backoff] keeps many informers from reconnecting in step. */
+            int64_t sleep_ms = backoff / 2 + (int64_t)(rand_r(&inf->seed) % (unsigned)(backoff / 2 + 1));
+            kube_informer_sleep(inf, sleep_ms);
+            backoff = backoff * 2 > inf->o.backoff_max_ms ? inf->o.backoff_max_ms : backoff * 2;
+        }
+    }
+    return NULL;
+}
+
+static int kube_informer_start(kube_informer *inf, wc_err *err) {
+    int e = pthread_create(&inf->thread, NULL, kube_informer_main, inf);
+    if (e) return err_set(err, WC_EIO, "informer %s: pthread_create: %s", inf->name, strerror(e));
+    inf->started = 1;
+    return 0;
+}
+
+/* Stops the thread. In-flight requests are aborted through the client's cancel flag, which the
+ * caller sets at shutdown; here we only stop looping and wake a sleeping backoff. */
+static void kube_informer_stop(kube_informer *inf) {
+    atomic_store(&inf->stop, 1);
+    pthread_mutex_lock(&inf->wait_mu);
+    pthread_cond_broadcast(&inf->wait_cv);
+    pthread_mutex_unlock(&inf->wait_mu);
+    if (inf->started) pthread_join(inf->thread, NULL);
+    inf->started = 0;
+}
+
+static void kube_informer_free(kube_informer *inf) {
+    if (!inf) return;
+    kube_informer_stop(inf);
+    strmap_free(&inf->cache, kube_cache_entry_free);
+    strmap_free(&inf->index, kube_index_free);
+    pthread_rwlock_destroy(&inf->mu);
+    pthread_mutex_destroy(&inf->wait_mu);
+    pthread_cond_destroy(&inf->wait_cv);
+    free(inf->last_rv);
+    free(inf->name);
+    free(inf);
+}
+
+static int kube_informer_synced(kube_informer *inf) { return atomic_load(&inf->synced); }
+
+/* Waits until the first list completed (or timeout). */
+static int kube_informer_wait_synced(kube_informer *inf, int64_t timeout_ms) {
+    int64_t deadline = wc_now_ms() + timeout_ms;
+    while (!kube_informer_synced(inf)) {
+        if (wc_now_ms() >= deadline || atomic_load(&inf->stop)) return -1;
+        wc_sleep_ms(10);
+    }
+    return 0;
+}
+
+/* A copy of the cached projection for key (caller frees), or NULL. */
+static cJSON *kube_informer_get(kube_informer *inf, const char *key) {
+    pthread_rwlock_rdlock(&inf->mu);
+    kube_cache_entry *e = strmap_get(&inf->cache, key);
+    cJSON *copy = e ? cJSON_Duplicate(e->obj, 1) : NULL;
+    pthread_rwlock_unlock(&inf->mu);
+    return copy;
+}
+
+/* Copies of every projection under an index key, as a cJSON array (caller frees). */
+static cJSON *kube_informer_by_index(kube_informer *inf, const char *ikey) {
+    cJSON *arr = cJSON_CreateArray();
+    pthread_rwlock_rdlock(&inf->mu);
+    strmap *set = strmap_get(&inf->index, ikey);
+    if (set) {
+        const char *k;
+        strmap_foreach_key(set, k) {
+            kube_cache_entry *e = strmap_get(&inf->cache, k);
+            if (e) cJSON_AddItemToArray(arr, cJSON_Duplicate(e->obj, 1));
+        }
+    }
+    pthread_rwlock_unlock(&inf->mu);
+    return arr;
+}
+
+static size_t kube_informer_len(kube_informer *inf) {
+    pthread_rwlock_rdlock(&inf->mu);
+    size_t n = inf->cache.len;
+    pthread_rwlock_unlock(&inf->mu);
+    return n;
+}
+
+/* Every key in the cache (caller frees each and the array); *n receives the count. */
+static char **kube_informer_keys(kube_informer *inf, size_t *n) {
+    pthread_rwlock_rdlock(&inf->mu);
+    char **keys = xcalloc(inf->cache.len + 1, sizeof *keys);
+    size_t i = 0;
+    const char *k;
+    strmap_foreach_key(&inf->cache, k) keys[i++] = xstrdup(k);
+    pthread_rwlock_unlock(&inf->mu);
+    *n = i;
+    return keys;
+}

@@ -1,0 +1,77 @@
+/*
+ * lease.c — the coordination.k8s.io/v1 Lease client that leader election stands on.
+ *
+ * A Lease is read, then created or replaced with its resourceVersion: the API server's
+ * optimistic concurrency is the lock, so two candidates can never both think they acquired
+ * it (one of them gets 409). Times are metav1.MicroTime strings.
+ */
+
+typedef struct kube_lease {
+    char *holder;            /* spec.holderIdentity, NULL when free */
+    int duration_s;          /* spec.leaseDurationSeconds */
+    char *acquire_time;      /* spec.acquireTime */
+    char *renew_time;        /* spec.renewTime */
+    int transitions;         /* spec.leaseTransitions */
+    char *resource_version;  /* metadata.resourceVersion, NULL for a lease not yet created */
+} kube_lease;
+
+static void kube_lease_free(kube_lease *l) {
+    free(l->holder);
+    free(l->acquire_time);
+    free(l->renew_time);
+    free(l->resource_version);
+    memset(l, 0, sizeof *l);
+}
+
+static void kube_lease_from_json(kube_lease *l, const cJSON *obj) {
+    memset(l, 0, sizeof *l);
+    const cJSON *spec = cJSON_GetObjectItemCaseSensitive(obj, "spec");
+    l->holder = xstrdup(kube_json_str(spec, "holderIdentity"));
+    l->acquire_time = xstrdup(kube_json_str(spec, "acquireTime"));
+    l->renew_time = xstrdup(kube_json_str(spec, "renewTime"));
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(spec, "leaseDurationSeconds");
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(spec, "leaseTransitions");
+    l->duration_s = cJSON_IsNumber(d) ? d->valueint : 0;
+    l->transitions = cJSON_IsNumber(t) ? t->valueint : 0;
+    l->resource_version = xstrdup(kube_json_str(obj, "metadata.resourceVersion"));
+}
+
+/* Gets the Lease. Returns 0 (found), 1 (absent: *l is zeroed), -1 on error. */
+static int kube_lease_get(kube_client *kc, const char *ns, const char *name, kube_lease *l, wc_err *err) {
+    cJSON *obj = NULL;
+    memset(l, 0, sizeof *l);
+    if (kube_get(kc, &KUBE_LEASES, ns, name, NULL, &obj, err) < 0) return kube_err_not_found(err) ? 1 : -1;
+    kube_lease_from_json(l, obj);
+    cJSON_Delete(obj);
+    return 0;
+}
+
+static void kube_lease_body(buf *b, const char *ns, const char *name, const kube_lease *l) {
+    buf_puts(b, "{\"apiVersion\":\"coordination.k8s.io/v1\",\"kind\":\"Lease\",\"metadata\":{\"name\":");
+    buf_put_json_string(b, name);
+    buf_puts(b, ",\"namespace\":");
+    buf_put_json_string(b, ns);
+    if (l->resource_version) buf_puts(b, ",\"resourceVersion\":"), buf_put_json_string(b, l->resource_version);
+    buf_puts(b, "},\"spec\":{");
+    if (l->holder) buf_puts(b, "\"holderIdentity\":"), buf_put_json_string(b, l->holder), buf_putc(b, ',');
+    if (l->acquire_time) buf_puts(b, "\"acquireTime\":"), buf_put_json_string(b, l->acquire_time), buf_putc(b, ',');
+    if (l->renew_time) buf_puts(b, "\"renewTime\":"), buf_put_json_string(b, l->renew_time), buf_putc(b, ',');
+    buf_printf(b, "\"leaseDurationSeconds\":%d,\"leaseTransitions\":%d}}", l->duration_s, l->transitions);
+}
+
+/* Creates (no resource_version) or replaces (compare-and-swap on resource_version) the Lease;
+ * on success l->resource_version is the new one. A lost race is a 409 error. */
+static int kube_lease_write(kube_client *kc, const char *ns, const char *name, kube_lease *l, wc_err *err) {
+    buf body = BUF_INIT;
+    kube_lease_body(&body, ns, name, l);
+    cJSON *out = NULL;
+    int rc = l->resource_version ? kube_replace(kc, &KUBE_LEASES, ns, name, NULL, body.data, &out, err)
+                                 : kube_create(kc, &KUBE_LEASES, ns, NULL, NULL, body.data, &out, err);
+    if (rc == 0) {
+        free(l->resource_version);
+        l->resource_version = xstrdup(kube_json_str(out, "metadata.resourceVersion"));
+    }
+    cJSON_Delete(out);
+    buf_free(&body);
+    return rc;
+}
