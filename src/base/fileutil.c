@@ -6,6 +6,12 @@
 static int file_read_all(const char *path, size_t max, buf *out, wc_err *err) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return err_set(err, errno == ENOENT ? WC_ENOTFOUND : WC_EIO, "read %s: %s", path, strerror(errno));
+    /* Only regular files: a FIFO or a device named by a hostile config could block or never end. */
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return err_set(err, WC_EINVAL, "read %s: not a regular file", path);
+    }
     buf_reset(out);
     size_t saved = out->limit;
     out->limit = max;
