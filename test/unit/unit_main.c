@@ -6,8 +6,10 @@
 #include "unit.h"
 
 #include "test_base.c"
+#include "test_http.c"
 #include "test_watch.c"
 #include "test_kubeconfig.c"
+#include "test_workqueue.c"
 
 int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
