@@ -379,35 +379,35 @@ static void wq_promote_due(wq *q, int64_t now_ms) {
     while (q->heap_len > 0 && q->heap[0]->due_ms <= now_ms) wq_add_locked(q, wq_heap_pop(q));
 }
 
+/* now + timeout_ms as an absolute deadline; negative or unrepresentable means "never". */
+static int64_t wq_deadline(int64_t timeout_ms) {
+    if (timeout_ms < 0) return INT64_MAX;
+    int64_t now = wc_now_ms();
+    return timeout_ms > INT64_MAX - now ? INT64_MAX : now + timeout_ms;
+}
+
 /* Builds a queue. `name` labels its metrics; `limits` NULL means client-go's defaults. Returns
  * NULL with err filled when the limits are unusable or the pthread objects cannot be made. */
 static wq *wq_new(const char *name, const wq_limits *limits, wc_err *err) {
     wq_limits l = limits ? *limits : WQ_LIMITS_DEFAULT;
     if (wq_limits_validate(&l, err) < 0) return NULL;
     wq *q = xcalloc(1, sizeof *q);
-    pthread_condattr_t ca;
-    if (pthread_mutex_init(&q->mu, NULL) != 0) {
-        free(q);
-        err_set(err, WC_EIO, "workqueue %s: pthread_mutex_init failed", name ? name : "");
-        return NULL;
-    }
     /* Due times are monotonic-clock ms (wc_now_ms), so the timed waits must use that clock too;
      * a wall-clock step would otherwise fire or stall every delayed key. */
-    if (pthread_condattr_init(&ca) != 0 || pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) != 0 ||
-        pthread_cond_init(&q->ready, &ca) != 0) {
-        pthread_mutex_destroy(&q->mu);
+    pthread_condattr_t ca;
+    int ok_attr = pthread_condattr_init(&ca) == 0;
+    int ok_clock = ok_attr && pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0;
+    int ok_mu = ok_clock && pthread_mutex_init(&q->mu, NULL) == 0;
+    int ok_ready = ok_mu && pthread_cond_init(&q->ready, &ca) == 0;
+    int ok_idle = ok_ready && pthread_cond_init(&q->idle, &ca) == 0;
+    if (ok_attr) pthread_condattr_destroy(&ca);
+    if (!ok_idle) {
+        if (ok_ready) pthread_cond_destroy(&q->ready);
+        if (ok_mu) pthread_mutex_destroy(&q->mu);
         free(q);
-        err_set(err, WC_EIO, "workqueue %s: pthread_cond_init failed", name ? name : "");
+        err_set(err, WC_EIO, "workqueue %s: cannot create its mutex or condition variables", name ? name : "");
         return NULL;
     }
-    if (pthread_cond_init(&q->idle, &ca) != 0) {
-        pthread_cond_destroy(&q->ready);
-        pthread_mutex_destroy(&q->mu);
-        free(q);
-        err_set(err, WC_EIO, "workqueue %s: pthread_cond_init failed", name ? name : "");
-        return NULL;
-    }
-    pthread_condattr_destroy(&ca);
     q->name = xstrdup(name ? name : "");
     q->limits = l;
     wq_bucket_init(&q->bucket, &l, wc_now_ms());
@@ -512,7 +512,7 @@ static wq_status wq_get_timed(wq *q, char **key_out, int64_t timeout_ms) {
     *key_out = NULL;
     pthread_mutex_lock(&q->mu);
     q->nwaiters++;
-    int64_t deadline = timeout_ms < 0 ? INT64_MAX : wc_now_ms() + timeout_ms;
+    int64_t deadline = wq_deadline(timeout_ms);
     wq_status st;
     for (;;) {
         if (q->shutting_down) {
@@ -584,6 +584,8 @@ static size_t wq_len(wq *q) {
     return n;
 }
 
+/* One consistent snapshot of the counters and sizes, taken under the lock, so a metrics scrape
+ * never sees depth and processing from different moments. */
 static void wq_stats(wq *q, wq_counters *out) {
     pthread_mutex_lock(&q->mu);
     wq_promote_due(q, wc_now_ms());
@@ -612,7 +614,7 @@ static void wq_shutdown(wq *q) {
 static size_t wq_shutdown_drain(wq *q, int64_t timeout_ms) {
     wq_shutdown(q);
     pthread_mutex_lock(&q->mu);
-    int64_t deadline = timeout_ms < 0 ? INT64_MAX : wc_now_ms() + timeout_ms;
+    int64_t deadline = wq_deadline(timeout_ms);
     while (q->nprocessing > 0) {
         if (deadline == INT64_MAX) {
             pthread_cond_wait(&q->idle, &q->mu);
