@@ -70,8 +70,24 @@ static void wc_oom(void);
 #include "kube/events.c"
 #include "kube/lease.c"
 
+/* worker/ */
+#include "worker/quantity.c"
+#include "worker/config.c"
+#include "worker/rbac.c"
+#include "worker/worker.c"
+#include "worker/env.c"
+#include "worker/hash.c"
+#include "worker/decide.c"
+
+/* backend/ */
+#include "backend/pod.c"
+#include "backend/reconcile.c"
+#include "backend/sandbox.c"
+
 /* cmd/ */
 #include "cmd/cli.c"
 #include "cmd/version.c"
 #include "cmd/install_crds.c"
+#include "cmd/render_rbac.c"
+#include "cmd/run.c"
 #include "cmd/main.c"

@@ -24,6 +24,7 @@ enum wc_err_code {
 typedef struct wc_err {
     int code;
     int http_status; /* 0 unless code == WC_EHTTP */
+    int retry_after_s; /* server's Retry-After (429/503), -1 when absent */
     char msg[WC_ERR_MSG_MAX];
 } wc_err;
 
@@ -31,6 +32,7 @@ static void err_clear(wc_err *e) {
     if (!e) return;
     e->code = WC_OK;
     e->http_status = 0;
+    e->retry_after_s = -1;
     e->msg[0] = '\0';
 }
 
@@ -56,6 +58,7 @@ static int err_set(wc_err *e, int code, const char *fmt, ...) {
     if (!e) return -1;
     e->code = code;
     e->http_status = 0;
+    e->retry_after_s = -1;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(e->msg, sizeof e->msg, fmt, ap);

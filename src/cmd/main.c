@@ -10,6 +10,7 @@ typedef struct wc_command {
     int (*main)(int argc, char **argv);
     const char *summary;
     const char *usage;
+    void (*print_usage)(FILE *out); /* for usage generated at run time (run's config table) */
 } wc_command;
 
 static int cmd_help(int argc, char **argv);
@@ -20,10 +21,12 @@ static const char help_usage[] =
     "Lists the commands, or prints the usage of one.\n";
 
 static const wc_command wc_commands[] = {
+    {"run", cmd_run, "run the controller", NULL, run_usage},
     {"install-crds", cmd_install_crds, "server-side apply the Worker CRD and wait until it is Established",
-     install_crds_usage},
-    {"version", cmd_version, "print the version and the linked library versions", version_usage},
-    {"help", cmd_help, "list commands or show the usage of one", help_usage},
+     install_crds_usage, NULL},
+    {"render-rbac", cmd_render_rbac, "print the ServiceAccount and RBAC that run needs", render_rbac_usage, NULL},
+    {"version", cmd_version, "print the version and the linked library versions", version_usage, NULL},
+    {"help", cmd_help, "list commands or show the usage of one", help_usage, NULL},
 };
 
 #define WC_NCOMMANDS (sizeof wc_commands / sizeof *wc_commands)
@@ -62,7 +65,8 @@ static int cmd_help(int argc, char **argv) {
         fprintf(stderr, "worker-controller help: unknown command %s\n", argv[1]);
         return WC_EXIT_USAGE;
     }
-    fputs(c->usage, stdout);
+    if (c->print_usage) c->print_usage(stdout);
+    else fputs(c->usage, stdout);
     return WC_EXIT_OK;
 }
 
@@ -84,7 +88,8 @@ static int wc_main(int argc, char **argv) {
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--") == 0) break;
         if (cli_is_help(argv[i])) {
-            fputs(c->usage, stdout);
+            if (c->print_usage) c->print_usage(stdout);
+            else fputs(c->usage, stdout);
             return WC_EXIT_OK;
         }
     }

@@ -28,6 +28,9 @@ static const kube_resource KUBE_LEASES = {"coordination.k8s.io", "v1", "leases",
 static const kube_resource KUBE_CRDS = {"apiextensions.k8s.io", "v1", "customresourcedefinitions",
                                         "CustomResourceDefinition", 0};
 static const kube_resource KUBE_WORKERS = {"hiclaw.io", "v1beta1", "workers", "Worker", 1};
+static const kube_resource KUBE_SANDBOXCLAIMS = {"agents.kruise.io", "v1alpha1", "sandboxclaims", "SandboxClaim", 1};
+static const kube_resource KUBE_SANDBOXES = {"agents.kruise.io", "v1alpha1", "sandboxes", "Sandbox", 1};
+static const kube_resource KUBE_SANDBOXSETS = {"agents.kruise.io", "v1alpha1", "sandboxsets", "SandboxSet", 1};
 
 typedef enum kube_patch_type {
     KUBE_PATCH_MERGE,     /* application/merge-patch+json */
@@ -169,6 +172,10 @@ static void kube_path(buf *out, const kube_resource *r, const char *ns, const ch
 static int kube_error_from_response(const char *method, const char *path, const http_response *resp, wc_err *err) {
     const char *reason = "", *message = "";
     cJSON *st = resp->body.len ? cJSON_ParseWithLength(resp->body.data, resp->body.len) : NULL;
+    if (st && !cJSON_IsObject(st)) { /* "404 page not found" parses as the number 404 */
+        cJSON_Delete(st);
+        st = NULL;
+    }
     if (st) {
         const cJSON *r = cJSON_GetObjectItemCaseSensitive(st, "reason");
         const cJSON *m = cJSON_GetObjectItemCaseSensitive(st, "message");
@@ -176,11 +183,14 @@ static int kube_error_from_response(const char *method, const char *path, const 
         if (cJSON_IsString(m)) message = m->valuestring;
     }
     char *clean = log_redact(message[0] ? message : (st ? "" : buf_cstr(&resp->body)));
+    size_t cl = strlen(clean);
+    while (cl && isspace((unsigned char)clean[cl - 1])) clean[--cl] = '\0';
     /* Keep bodies of non-Status errors short: a proxy's HTML page is not a message. */
     if (!st && strlen(clean) > 200) clean[200] = '\0';
     err_set(err, WC_EHTTP, "%s %s: %ld%s%s%s%s", method, path, resp->status, reason[0] ? " " : "", reason,
             clean[0] ? ": " : "", clean);
     err->http_status = (int)resp->status;
+    err->retry_after_s = resp->retry_after_s;
     free(clean);
     cJSON_Delete(st);
     return -1;

@@ -1,0 +1,253 @@
+/*
+ * pod.c — the pod backend's objects (SPEC section 4): the Worker's ServiceAccount and Pod,
+ * rendered as JSON from the typed Worker view, plus the label set both backends share.
+ *
+ * Pure builders: (Worker, env, settings) → JSON text. The reconciler shell sends them.
+ * Credentials appear only as secretKeyRefs: env entries with a secret_key never emit a value.
+ */
+
+#define LABEL_APP "app"
+#define LABEL_WORKER "hiclaw.io/worker"
+#define LABEL_CONTROLLER "hiclaw.io/controller"
+#define LABEL_RUNTIME "hiclaw.io/runtime"
+#define LABEL_BACKEND "hiclaw.io/backend"
+#define LABEL_SPEC_HASH "hiclaw.io/spec-hash"
+#define ANNOTATION_SPEC_HASH "hiclaw.io/spec-hash"
+#define WORKER_APP_LABEL_VALUE "hiclaw-worker"
+#define WORKER_AUDIENCE_DEFAULT "hiclaw-controller"
+#define POD_TOKEN_EXPIRATION_S 3600
+
+typedef struct pod_settings {
+    const char *controller_name;
+    const char *prefix;
+    const char *audience;
+} pod_settings;
+
+/* Instance labels: the Worker's metadata.labels, then spec.labels over them, then the system
+ * labels over both (system labels always win). Returned sorted, for stable JSON and hashing. */
+static kv_list instance_labels(arena *a, const worker *w, const char *controller, backend_kind backend) {
+    kv_list l;
+    size_t cap = w->meta_labels.n + w->labels.n + 5;
+    l.items = arena_alloc(a, cap * sizeof(kv));
+    l.n = 0;
+    const kv sys[] = {{LABEL_APP, WORKER_APP_LABEL_VALUE},
+                      {LABEL_WORKER, w->name},
+                      {LABEL_CONTROLLER, controller},
+                      {LABEL_RUNTIME, w->runtime},
+                      {LABEL_BACKEND, backend_name(backend)}};
+    const kv_list *layers[2] = {&w->meta_labels, &w->labels};
+    for (int layer = 0; layer < 3; layer++) {
+        const kv *src = layer < 2 ? layers[layer]->items : sys;
+        size_t n = layer < 2 ? layers[layer]->n : sizeof sys / sizeof *sys;
+        for (size_t i = 0; i < n; i++) {
+            size_t j = 0;
+            while (j < l.n && strcmp(l.items[j].key, src[i].key) != 0) j++;
+            if (j == l.n) l.n++;
+            l.items[j] = src[i];
+        }
+    }
+    qsort(l.items, l.n, sizeof(kv), kv_cmp);
+    return l;
+}
+
+static void json_kv_object(buf *b, const kv_list *l) {
+    buf_putc(b, '{');
+    for (size_t i = 0; i < l->n; i++) {
+        if (i) buf_putc(b, ',');
+        buf_put_json_string(b, l->items[i].key);
+        buf_putc(b, ':');
+        buf_put_json_string(b, l->items[i].value);
+    }
+    buf_putc(b, '}');
+}
+
+static void json_owner_reference(buf *b, const worker *w) {
+    buf_puts(b, "\"ownerReferences\":[{\"apiVersion\":\"hiclaw.io/v1beta1\",\"kind\":\"Worker\",\"name\":");
+    buf_put_json_string(b, w->name);
+    buf_puts(b, ",\"uid\":");
+    buf_put_json_string(b, w->uid ? w->uid : "");
+    buf_puts(b, ",\"controller\":true,\"blockOwnerDeletion\":true}]");
+}
+
+static const char *worker_workdir(arena *a, const worker *w) {
+    if (strcmp(w->runtime, "copaw") == 0) return "/root/.copaw-worker";
+    return arena_sprintf(a, "/root/hiclaw-fs/agents/%s", w->worker_name);
+}
+
+/* The ServiceAccount the Worker's token is issued for. It mounts nothing by itself. */
+static void pod_render_serviceaccount(buf *b, arena *a, const worker *w, const pod_settings *s) {
+    kv sys[] = {{LABEL_APP, WORKER_APP_LABEL_VALUE}, {LABEL_CONTROLLER, s->controller_name}, {LABEL_WORKER, w->name}};
+    kv_list labels = {sys, 3};
+    buf_puts(b, "{\"apiVersion\":\"v1\",\"kind\":\"ServiceAccount\",\"metadata\":{\"name\":");
+    buf_put_json_string(b, arena_sprintf(a, "%sworker-%s", s->prefix, w->name));
+    buf_puts(b, ",\"namespace\":");
+    buf_put_json_string(b, w->namespace);
+    buf_puts(b, ",\"labels\":");
+    json_kv_object(b, &labels);
+    buf_putc(b, ',');
+    json_owner_reference(b, w);
+    buf_puts(b, "},\"automountServiceAccountToken\":false}");
+}
+
+static void json_env(buf *b, const env_list *env, const char *secret_name) {
+    buf_putc(b, '[');
+    for (size_t i = 0; i < env->n; i++) {
+        const env_entry *e = &env->items[i];
+        if (i) buf_putc(b, ',');
+        buf_puts(b, "{\"name\":");
+        buf_put_json_string(b, e->name);
+        if (e->secret_key) {
+            buf_puts(b, ",\"valueFrom\":{\"secretKeyRef\":{\"name\":");
+            buf_put_json_string(b, secret_name);
+            buf_puts(b, ",\"key\":");
+            buf_put_json_string(b, e->secret_key);
+            buf_puts(b, ",\"optional\":true}}}");
+        } else {
+            buf_puts(b, ",\"value\":");
+            buf_put_json_string(b, e->value ? e->value : "");
+            buf_putc(b, '}');
+        }
+    }
+    buf_putc(b, ']');
+}
+
+static void json_resources(buf *b, const worker *w) {
+    buf_puts(b, "{\"requests\":{\"cpu\":");
+    buf_put_json_string(b, w->req_cpu);
+    buf_puts(b, ",\"memory\":");
+    buf_put_json_string(b, w->req_mem);
+    buf_puts(b, "},\"limits\":{\"cpu\":");
+    buf_put_json_string(b, w->lim_cpu);
+    buf_puts(b, ",\"memory\":");
+    buf_put_json_string(b, w->lim_mem);
+    buf_puts(b, "}}");
+}
+
+/* The Worker's Pod. */
+static void pod_render(buf *b, arena *a, const worker *w, const env_list *env, const pod_settings *s, const char *hash) {
+    const char *name = arena_sprintf(a, "%sworker-%s", s->prefix, w->name);
+    kv_list labels = instance_labels(a, w, s->controller_name, BACKEND_POD);
+    buf_puts(b, "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":");
+    buf_put_json_string(b, name);
+    buf_puts(b, ",\"namespace\":");
+    buf_put_json_string(b, w->namespace);
+    buf_puts(b, ",\"labels\":");
+    json_kv_object(b, &labels);
+    buf_puts(b, ",\"annotations\":{\"" ANNOTATION_SPEC_HASH "\":");
+    buf_put_json_string(b, hash);
+    buf_puts(b, "},");
+    json_owner_reference(b, w);
+    buf_puts(b, "},\"spec\":{\"serviceAccountName\":");
+    buf_put_json_string(b, name);
+    buf_puts(b, ",\"automountServiceAccountToken\":false,\"restartPolicy\":\"Always\",\"containers\":[{\"name\":\"worker\",\"image\":");
+    buf_put_json_string(b, w->image);
+    buf_puts(b, ",\"imagePullPolicy\":\"IfNotPresent\",\"workingDir\":");
+    buf_put_json_string(b, worker_workdir(a, w));
+    buf_puts(b, ",\"env\":");
+    json_env(b, env, arena_sprintf(a, WORKER_CREDS_SECRET_PREFIX "%s", w->name));
+    buf_puts(b, ",\"resources\":");
+    json_resources(b, w);
+    buf_puts(b, ",\"volumeMounts\":[{\"name\":\"hiclaw-token\",\"mountPath\":\"" WORKER_TOKEN_DIR "\",\"readOnly\":true}]}],");
+    buf_puts(b, "\"volumes\":[{\"name\":\"hiclaw-token\",\"projected\":{\"sources\":[{\"serviceAccountToken\":{\"audience\":");
+    buf_put_json_string(b, s->audience && *s->audience ? s->audience : WORKER_AUDIENCE_DEFAULT);
+    buf_printf(b, ",\"expirationSeconds\":%d,\"path\":\"token\"}}]}}]}}", POD_TOKEN_EXPIRATION_S);
+}
+
+/* Everything that shapes a Pod, hashed (see hash.c). */
+static void pod_spec_hash(arena *a, const worker *w, const env_list *env, const pod_settings *s, char out[17]) {
+    spec_hasher h;
+    spec_hash_init(&h);
+    spec_hash_field(&h, "backend", "pod");
+    spec_hash_field(&h, "image", w->image);
+    spec_hash_field(&h, "runtime", w->runtime);
+    spec_hash_field(&h, "workdir", worker_workdir(a, w));
+    spec_hash_field(&h, "audience", s->audience);
+    for (size_t i = 0; i < env->n; i++) {
+        const env_entry *e = &env->items[i];
+        if (e->secret_key) {
+            /* The reference and the value behind it: a rotated credential restarts the agent. */
+            spec_hash_field(&h, arena_sprintf(a, "env-secret:%s:%s", e->name, e->secret_key), e->value ? e->value : "");
+        } else {
+            spec_hash_field(&h, arena_sprintf(a, "env:%s", e->name), e->value);
+        }
+    }
+    spec_hash_field(&h, "requests.cpu", w->req_cpu);
+    spec_hash_field(&h, "requests.memory", w->req_mem);
+    spec_hash_field(&h, "limits.cpu", w->lim_cpu);
+    spec_hash_field(&h, "limits.memory", w->lim_mem);
+    kv_list labels = instance_labels(a, w, s->controller_name, BACKEND_POD);
+    for (size_t i = 0; i < labels.n; i++) spec_hash_field(&h, arena_sprintf(a, "label:%s", labels.items[i].key), labels.items[i].value);
+    spec_hash_final(&h, out);
+}
+
+/* The informer keeps this much of a Pod: what decide() reads. */
+static cJSON *pod_project(const cJSON *pod) {
+    cJSON *out = cJSON_CreateObject();
+    const cJSON *md = cJSON_GetObjectItemCaseSensitive(pod, "metadata");
+    cJSON *m = cJSON_AddObjectToObject(out, "metadata");
+    static const char *mkeys[] = {"name", "namespace", "uid", "resourceVersion", "deletionTimestamp"};
+    for (size_t i = 0; i < sizeof mkeys / sizeof *mkeys; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(md, mkeys[i]);
+        if (v) cJSON_AddItemToObject(m, mkeys[i], cJSON_Duplicate(v, 1));
+    }
+    const cJSON *labels = cJSON_GetObjectItemCaseSensitive(md, "labels");
+    const char *wl = json_str(labels, LABEL_WORKER);
+    const char *bl = json_str(labels, LABEL_BACKEND);
+    cJSON *ml = cJSON_AddObjectToObject(m, "labels");
+    if (wl) cJSON_AddStringToObject(ml, LABEL_WORKER, wl);
+    if (bl) cJSON_AddStringToObject(ml, LABEL_BACKEND, bl);
+    const char *hash = json_str(cJSON_GetObjectItemCaseSensitive(md, "annotations"), ANNOTATION_SPEC_HASH);
+    if (hash) cJSON_AddStringToObject(cJSON_AddObjectToObject(m, "annotations"), ANNOTATION_SPEC_HASH, hash);
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(pod, "status");
+    cJSON *s = cJSON_AddObjectToObject(out, "status");
+    const char *phase = json_str(st, "phase"), *ip = json_str(st, "podIP");
+    if (phase) cJSON_AddStringToObject(s, "phase", phase);
+    if (ip) cJSON_AddStringToObject(s, "podIP", ip);
+    const cJSON *c;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(st, "conditions")) {
+        const char *t = json_str(c, "type");
+        if (t && strcmp(t, "Ready") == 0) cJSON_AddBoolToObject(s, "ready", json_str(c, "status") && strcmp(json_str(c, "status"), "True") == 0);
+    }
+    cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(st, "containerStatuses")) {
+        const char *n = json_str(c, "name");
+        if (!n || strcmp(n, "worker") != 0) continue;
+        const cJSON *state = cJSON_GetObjectItemCaseSensitive(c, "state");
+        const cJSON *waiting = cJSON_GetObjectItemCaseSensitive(state, "waiting");
+        const cJSON *term = cJSON_GetObjectItemCaseSensitive(state, "terminated");
+        if (waiting) {
+            const char *r = json_str(waiting, "reason"), *msg = json_str(waiting, "message");
+            if (r) cJSON_AddStringToObject(s, "waitingReason", r);
+            if (msg) cJSON_AddStringToObject(s, "waitingMessage", msg);
+        }
+        if (term && json_str(term, "reason")) cJSON_AddStringToObject(s, "terminatedReason", json_str(term, "reason"));
+    }
+    return out;
+}
+
+/* Reads a projection back into the decide() input. Strings borrow from proj. */
+static void pod_observe(const cJSON *proj, obs_pod *p) {
+    memset(p, 0, sizeof *p);
+    const cJSON *md = cJSON_GetObjectItemCaseSensitive(proj, "metadata");
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(proj, "status");
+    p->name = json_str(md, "name");
+    p->uid = json_str(md, "uid");
+    p->deleting = json_str(md, "deletionTimestamp") != NULL;
+    p->spec_hash = json_str(cJSON_GetObjectItemCaseSensitive(md, "annotations"), ANNOTATION_SPEC_HASH);
+    p->phase = json_str(st, "phase");
+    p->pod_ip = json_str(st, "podIP");
+    p->ready = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(st, "ready"));
+    p->waiting_reason = json_str(st, "waitingReason");
+    p->waiting_message = json_str(st, "waitingMessage");
+    p->terminated_reason = json_str(st, "terminatedReason");
+}
+
+/* Index key of an instance: "namespace/<hiclaw.io/worker label>", the Worker's queue key. */
+static char *instance_index(const cJSON *proj) {
+    const cJSON *md = cJSON_GetObjectItemCaseSensitive(proj, "metadata");
+    const char *ns = json_str(md, "namespace");
+    const char *w = json_str(cJSON_GetObjectItemCaseSensitive(md, "labels"), LABEL_WORKER);
+    if (!ns || !w) return NULL;
+    buf k = BUF_INIT;
+    buf_printf(&k, "%s/%s", ns, w);
+    return buf_steal(&k);
+}

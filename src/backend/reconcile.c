@@ -1,0 +1,431 @@
+/*
+ * reconcile.c — the imperative shell around decide(): observe, decide, act, report.
+ *
+ * One call reconciles one Worker key. It reads the Worker and every instance of both backends
+ * from the informer caches (no API reads on the hot path but the Worker's Secret), calls the
+ * pure decide(), executes its actions in order — stopping at the first failure, because later
+ * actions assume earlier ones happened (the claim after its deps, the finalizer after the
+ * deletes) — records Events, and writes status only when something changed.
+ *
+ * Errors never abort the process: they become Synced=False with the message, and a requeue
+ * with backoff (or after Retry-After).
+ */
+
+typedef struct controller controller;
+
+typedef struct exec_ctx {
+    arena *a;
+    const worker *w;
+    const env_list *env;
+    const char *pod_hash, *sandbox_hash;
+    const kv_list *secret;       /* the Worker's Secret data, NULL when absent */
+    const char *failure_reason;  /* Synced reason when an action fails (default APIError) */
+} exec_ctx;
+
+static int sandbox_exec_action(controller *c, exec_ctx *x, const action *act, wc_err *err);
+static void sandbox_observe(controller *c, arena *a, const worker *w, const char *key, cJSON **claims_json,
+                            cJSON **sbx_json, observed *o);
+static void sandbox_spec_hash(controller *c, arena *a, const worker *w, const kv_list *secret, char out[17]);
+
+struct controller {
+    kube_client *kc;
+    kube_recorder *rec;
+    kube_informer *workers, *pods, *claims, *sandboxes;   /* claims/sandboxes NULL without sandbox */
+    const char *controller_name;
+    decide_config dc;
+    pod_settings ps;
+    worker_env_config envc;
+    worker_defaults wd;
+    atomic_long reconciles, reconcile_errors;
+};
+
+typedef enum reconcile_outcome {
+    RECONCILE_DONE,        /* forget the key's backoff */
+    RECONCILE_RETRY,       /* requeue with the per-key backoff */
+    RECONCILE_AFTER,       /* requeue after requeue_after_ms (and forget the backoff) */
+} reconcile_outcome;
+
+typedef struct reconcile_result {
+    reconcile_outcome outcome;
+    int64_t requeue_after_ms;
+    int error;             /* counts toward controller_runtime_reconcile_errors_total */
+} reconcile_result;
+
+/* The Worker informer keeps everything the controller reads and drops what other HiClaw
+ * components own (soul, skills, …: often the bulk of the object). */
+static cJSON *worker_project(const cJSON *obj) {
+    cJSON *out = cJSON_Duplicate(obj, 1);
+    cJSON *md = cJSON_GetObjectItemCaseSensitive(out, "metadata");
+    cJSON_DeleteItemFromObjectCaseSensitive(md, "managedFields");
+    cJSON_DeleteItemFromObjectCaseSensitive(md, "annotations");
+    cJSON *spec = cJSON_GetObjectItemCaseSensitive(out, "spec");
+    static const char *drop[] = {"model", "identity", "soul", "agents", "skills", "remoteSkills", "mcpServers",
+                                 "package", "expose", "channelPolicy", "accessEntries"};
+    for (size_t i = 0; i < sizeof drop / sizeof *drop; i++) cJSON_DeleteItemFromObjectCaseSensitive(spec, drop[i]);
+    cJSON *st = cJSON_GetObjectItemCaseSensitive(out, "status");
+    static const char *sdrop[] = {"matrixUserID", "roomID", "lastHeartbeat", "exposedPorts"};
+    for (size_t i = 0; i < sizeof sdrop / sizeof *sdrop; i++) cJSON_DeleteItemFromObjectCaseSensitive(st, sdrop[i]);
+    return out;
+}
+
+/* Reads Secret hiclaw-creds-<name>: 0 found (data decoded into *out), 1 absent, -1 error.
+ * Every value is registered with the redactor before anything else can see it. */
+static int read_worker_secret(controller *c, arena *a, const worker *w, kv_list *out, wc_err *err) {
+    char name[300];
+    snprintf(name, sizeof name, WORKER_CREDS_SECRET_PREFIX "%s", w->name);
+    cJSON *sec = NULL;
+    memset(out, 0, sizeof *out);
+    if (kube_get(c->kc, &KUBE_SECRETS, w->namespace, name, NULL, &sec, err) < 0) return kube_err_not_found(err) ? 1 : -1;
+    const cJSON *data = cJSON_GetObjectItemCaseSensitive(sec, "data");
+    size_t n = cJSON_IsObject(data) ? (size_t)cJSON_GetArraySize(data) : 0;
+    out->items = arena_alloc(a, (n ? n : 1) * sizeof(kv));
+    const cJSON *it;
+    cJSON_ArrayForEach(it, data) {
+        if (!cJSON_IsString(it) || !it->string) continue;
+        buf v = BUF_INIT;
+        if (base64_decode(&v, it->valuestring, strlen(it->valuestring)) < 0 || memchr(buf_cstr(&v), 0, v.len)) {
+            buf_free_secret(&v);
+            continue; /* not text: cannot be an environment value */
+        }
+        log_register_secret(buf_cstr(&v));
+        out->items[out->n].key = arena_strdup(a, it->string);
+        out->items[out->n].value = arena_strdup(a, buf_cstr(&v));
+        out->n++;
+        buf_free_secret(&v);
+    }
+    cJSON_Delete(sec);
+    qsort(out->items, out->n, sizeof(kv), kv_cmp);
+    return 0;
+}
+
+/* ---- executing actions ---- */
+
+static int finalizer_patch(controller *c, const worker *w, int add, wc_err *err) {
+    buf p = BUF_INIT;
+    buf_puts(&p, "{\"metadata\":{\"resourceVersion\":");
+    buf_put_json_string(&p, w->resource_version ? w->resource_version : "");
+    buf_puts(&p, ",\"finalizers\":[");
+    int first = 1;
+    for (size_t i = 0; i < w->nfinalizers; i++) {
+        if (strcmp(w->finalizers[i], WORKER_FINALIZER) == 0) continue;
+        if (!first) buf_putc(&p, ',');
+        buf_put_json_string(&p, w->finalizers[i]);
+        first = 0;
+    }
+    if (add) {
+        if (!first) buf_putc(&p, ',');
+        buf_put_json_string(&p, WORKER_FINALIZER);
+    }
+    buf_puts(&p, "]}}");
+    /* resourceVersion makes it compare-and-swap: another writer's finalizer is never lost. */
+    int rc = kube_patch(c->kc, &KUBE_WORKERS, w->namespace, w->name, NULL, KUBE_PATCH_MERGE, p.data, NULL, 0, 0, NULL, err);
+    buf_free(&p);
+    return rc;
+}
+
+static void record(controller *c, const worker *w, const char *type, const char *reason, const char *verb,
+                   const char *note) {
+    kube_event_ref ref = {"hiclaw.io/v1beta1", "Worker", w->namespace, w->name, w->uid};
+    kube_record(c->rec, &ref, type, reason, verb, "%s", note);
+}
+
+/* Defense in depth for the switch guard: right before creating an instance, ask the API server
+ * (not the cache) whether any instance of the other backend exists. */
+static int other_backend_exists(controller *c, const worker *w, backend_kind creating, int *exists, wc_err *err) {
+    *exists = 0;
+    char sel[512];
+    snprintf(sel, sizeof sel, LABEL_WORKER "=%s," LABEL_CONTROLLER "=%s", w->name, c->controller_name);
+    if (creating == BACKEND_SANDBOX) {
+        cJSON *list = NULL;
+        if (kube_list_page(c->kc, &KUBE_PODS, w->namespace, sel, NULL, 1, NULL, &list, err) < 0) return -1;
+        *exists = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(list, "items")) > 0;
+        cJSON_Delete(list);
+        return 0;
+    }
+    if (!c->claims) return 0;
+    const kube_resource *rs[2] = {&KUBE_SANDBOXCLAIMS, &KUBE_SANDBOXES};
+    for (int i = 0; i < 2 && !*exists; i++) {
+        cJSON *list = NULL;
+        if (kube_list_page(c->kc, rs[i], w->namespace, sel, NULL, 1, NULL, &list, err) < 0) return -1;
+        *exists = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(list, "items")) > 0;
+        cJSON_Delete(list);
+    }
+    return 0;
+}
+
+
+static int delete_ok(int rc, const wc_err *err) {
+    /* Gone already, or the UID precondition says it is a newer object: either way not ours to delete. */
+    return rc == 0 || kube_err_not_found(err) || kube_err_conflict(err);
+}
+
+static int exec_action(controller *c, exec_ctx *x, const action *act, wc_err *err) {
+    const worker *w = x->w;
+    buf body = BUF_INIT;
+    int rc = 0;
+    switch (act->kind) {
+    case ACT_ADD_FINALIZER:
+        rc = finalizer_patch(c, w, 1, err);
+        break;
+    case ACT_REMOVE_FINALIZER:
+        rc = finalizer_patch(c, w, 0, err);
+        if (rc < 0 && kube_err_not_found(err)) rc = 0;
+        break;
+    case ACT_ENSURE_SERVICEACCOUNT:
+        pod_render_serviceaccount(&body, x->a, w, &c->ps);
+        rc = kube_create(c->kc, &KUBE_SERVICEACCOUNTS, w->namespace, NULL, NULL, body.data, NULL, err);
+        if (rc < 0 && kube_err_conflict(err)) rc = 0; /* AlreadyExists */
+        else if (rc == 0) log_info("created ServiceAccount", "worker", w->name, "namespace", w->namespace, "name", act->name);
+        break;
+    case ACT_DELETE_SERVICEACCOUNT:
+        rc = kube_delete(c->kc, &KUBE_SERVICEACCOUNTS, w->namespace, act->name, NULL, NULL, NULL, err);
+        rc = delete_ok(rc, err) ? 0 : -1;
+        break;
+    case ACT_CREATE_POD: {
+        int exists = 0;
+        if (other_backend_exists(c, w, BACKEND_POD, &exists, err) < 0) { rc = -1; break; }
+        if (exists) {
+            rc = err_set(err, WC_EINVAL, "refusing to create Pod %s: a sandbox instance of this Worker exists", act->name);
+            x->failure_reason = "BackendSwitchBlocked";
+            break;
+        }
+        pod_render(&body, x->a, w, x->env, &c->ps, x->pod_hash);
+        rc = kube_create(c->kc, &KUBE_PODS, w->namespace, NULL, NULL, body.data, NULL, err);
+        if (rc == 0) {
+            log_info("created Pod", "worker", w->name, "namespace", w->namespace, "backend", "pod", "name", act->name);
+            record(c, w, "Normal", "Created", "Create", arena_sprintf(x->a, "created Pod %s", act->name));
+        } else if (kube_err_conflict(err)) {
+            rc = 0; /* the cache lagged behind our own create */
+        }
+        break;
+    }
+    case ACT_DELETE_POD:
+        rc = kube_delete(c->kc, &KUBE_PODS, w->namespace, act->name, act->uid, NULL, "Background", err);
+        if (rc == 0) {
+            log_info("deleted Pod", "worker", w->name, "namespace", w->namespace, "backend", "pod", "name", act->name);
+            record(c, w, "Normal", "Deleted", "Delete", arena_sprintf(x->a, "deleted Pod %s", act->name));
+        }
+        rc = delete_ok(rc, err) ? 0 : -1;
+        break;
+    default:
+        rc = sandbox_exec_action(c, x, act, err);
+        break;
+    }
+    buf_free(&body);
+    return rc;
+}
+
+/* ---- status ---- */
+
+static const char *cond_transition_time(arena *a, const wcond *old, const char *status) {
+    if (old->present && old->status && strcmp(old->status, status) == 0 && old->last_transition)
+        return old->last_transition;
+    char ts[32];
+    wc_rfc3339(ts, time(NULL));
+    return arena_strdup(a, ts);
+}
+
+static void json_condition(buf *b, arena *a, const char *type, const decided_cond *d, const wcond *old, int64_t gen) {
+    buf_puts(b, "{\"type\":");
+    buf_put_json_string(b, type);
+    buf_puts(b, ",\"status\":");
+    buf_put_json_string(b, d->status);
+    buf_puts(b, ",\"reason\":");
+    buf_put_json_string(b, d->reason);
+    buf_puts(b, ",\"message\":");
+    char *clean = log_redact(d->message);
+    buf_put_json_string(b, clean);
+    free(clean);
+    buf_printf(b, ",\"observedGeneration\":%" PRId64 ",\"lastTransitionTime\":", gen);
+    buf_put_json_string(b, cond_transition_time(a, old, d->status));
+    buf_putc(b, '}');
+}
+
+static int str_eq(const char *a, const char *b) { return strcmp(a ? a : "", b ? b : "") == 0; }
+
+static int cond_same(const wcond *old, const decided_cond *d, int64_t gen) {
+    return old->present && str_eq(old->status, d->status) && str_eq(old->reason, d->reason) &&
+           str_eq(old->message, d->message) && old->observed_generation == gen;
+}
+
+/* Writes this controller's status fields as a merge patch — only when they differ from what
+ * the Worker already says, so a steady fleet causes no writes at all. Conditions of other
+ * types (someone else's) are carried over unchanged, since a merge patch replaces the list. */
+static int write_status(controller *c, arena *a, const cJSON *obj, const worker *w, const decision *d,
+                        int64_t observed_gen, wc_err *err) {
+    worker_phase phase = d->phase != PHASE_NONE ? d->phase : w->phase;
+    const char *backend = d->backend ? d->backend : w->status_backend;
+    const char *message = d->message ? d->message : "";
+    char *clean_msg = log_redact(message);
+    int same = phase == w->phase && str_eq(backend, w->status_backend) && str_eq(clean_msg, w->message) &&
+               str_eq(d->container_state, w->container_state) && observed_gen == w->observed_generation &&
+               str_eq(d->instance.kind, w->instance.kind) && str_eq(d->instance.name, w->instance.name) &&
+               str_eq(d->instance.claim_name, w->instance.claim_name) && str_eq(d->instance.pod_ip, w->instance.pod_ip) &&
+               cond_same(&w->ready, &d->ready, w->generation) && cond_same(&w->synced, &d->synced, w->generation);
+    if (same) {
+        free(clean_msg);
+        return 0;
+    }
+    buf p = BUF_INIT;
+    buf_puts(&p, "{\"status\":{\"phase\":");
+    if (phase == PHASE_NONE) buf_puts(&p, "null");
+    else buf_put_json_string(&p, phase_name(phase));
+    buf_puts(&p, ",\"backendRuntime\":");
+    if (backend && *backend) buf_put_json_string(&p, backend);
+    else buf_puts(&p, "null");
+    buf_puts(&p, ",\"message\":");
+    buf_put_json_string(&p, clean_msg);
+    buf_puts(&p, ",\"containerState\":");
+    if (d->container_state) buf_put_json_string(&p, d->container_state);
+    else buf_puts(&p, "null");
+    buf_printf(&p, ",\"observedGeneration\":%" PRId64 ",\"instance\":", observed_gen);
+    if (d->instance.kind) {
+        buf_puts(&p, "{\"kind\":");
+        buf_put_json_string(&p, d->instance.kind);
+        const char *fields[3][2] = {{"name", d->instance.name}, {"claimName", d->instance.claim_name}, {"podIP", d->instance.pod_ip}};
+        for (int i = 0; i < 3; i++) {
+            buf_printf(&p, ",\"%s\":", fields[i][0]);
+            if (fields[i][1]) buf_put_json_string(&p, fields[i][1]);
+            else buf_puts(&p, "null");
+        }
+        buf_putc(&p, '}');
+    } else {
+        buf_puts(&p, "null");
+    }
+    buf_puts(&p, ",\"conditions\":[");
+    json_condition(&p, a, "Ready", &d->ready, &w->ready, w->generation);
+    buf_putc(&p, ',');
+    json_condition(&p, a, "Synced", &d->synced, &w->synced, w->generation);
+    const cJSON *cond;
+    cJSON_ArrayForEach(cond, cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(obj, "status"), "conditions")) {
+        const char *t = json_str(cond, "type");
+        if (t && (strcmp(t, "Ready") == 0 || strcmp(t, "Synced") == 0)) continue;
+        char *s = cJSON_PrintUnformatted(cond);
+        buf_putc(&p, ',');
+        buf_puts(&p, s);
+        free(s);
+    }
+    buf_puts(&p, "]}}");
+    int rc = kube_patch(c->kc, &KUBE_WORKERS, w->namespace, w->name, "status", KUBE_PATCH_MERGE, p.data, NULL, 0, 0, NULL, err);
+    buf_free(&p);
+    free(clean_msg);
+    return rc;
+}
+
+/* ---- observing ---- */
+
+static void observe_pods(controller *c, arena *a, const char *key, cJSON **keep, observed *o) {
+    cJSON *arr = kube_informer_by_index(c->pods, key);
+    *keep = arr;
+    size_t n = (size_t)cJSON_GetArraySize(arr), i = 0;
+    obs_pod *pods = arena_calloc(a, (n ? n : 1) * sizeof *pods);
+    const cJSON *it;
+    cJSON_ArrayForEach(it, arr) pod_observe(it, &pods[i++]);
+    o->pods = pods;
+    o->npods = n;
+}
+
+/* Reconciles one Worker. */
+static reconcile_result reconcile_worker(controller *c, const char *key) {
+    reconcile_result res = {RECONCILE_DONE, 0, 0};
+    atomic_fetch_add(&c->reconciles, 1);
+    cJSON *obj = kube_informer_get(c->workers, key);
+    if (!obj) return res; /* deleted: nothing left to do (the finalizer guarantees cleanup ran) */
+    arena a;
+    arena_init(&a);
+    wc_err err;
+    err_clear(&err);
+    cJSON *pods_json = NULL, *claims_json = NULL, *sbx_json = NULL;
+    worker w;
+    if (worker_parse(&a, obj, &c->wd, &w, &err) < 0) {
+        log_error("cannot parse Worker", "worker", key, "error", err.msg);
+        goto out;
+    }
+    worker_validate(&a, &w, c->dc.prefix);
+
+    observed o;
+    memset(&o, 0, sizeof o);
+    observe_pods(c, &a, key, &pods_json, &o);
+    sandbox_observe(c, &a, &w, key, &claims_json, &sbx_json, &o);
+
+    /* The Secret is read only when an instance may need its values (hash, env file). */
+    kv_list secret = {NULL, 0};
+    int have_secret = 0;
+    if (!w.deleting && w.container_managed && !w.invalid) {
+        int s = read_worker_secret(c, &a, &w, &secret, &err);
+        if (s < 0) {
+            decision d;
+            memset(&d, 0, sizeof d);
+            d.ready.status = w.ready.status ? w.ready.status : "Unknown";
+            d.ready.reason = w.ready.reason ? w.ready.reason : "Unknown";
+            d.ready.message = w.ready.message ? w.ready.message : "";
+            d.container_state = w.container_state;
+            d.instance = w.instance;
+            d.message = arena_sprintf(&a, "reading Secret %s%s: %s", WORKER_CREDS_SECRET_PREFIX, w.name, err.msg);
+            d.synced = (decided_cond){"False", "APIError", d.message};
+            wc_err e2;
+            write_status(c, &a, obj, &w, &d, w.observed_generation, &e2);
+            res.outcome = RECONCILE_RETRY;
+            res.error = 1;
+            goto out;
+        }
+        have_secret = s == 0;
+    }
+    env_list env;
+    env_build(&a, &w, &c->envc, have_secret ? &secret : NULL, 1, &env);
+    char pod_hash[17];
+    pod_spec_hash(&a, &w, &env, &c->ps, pod_hash);
+    char sandbox_hash[17] = "";
+    sandbox_spec_hash(c, &a, &w, have_secret ? &secret : NULL, sandbox_hash);
+
+    decision d;
+    decide(&a, &w, &o, &c->dc, pod_hash, sandbox_hash, &d);
+
+    exec_ctx x = {&a, &w, &env, pod_hash, sandbox_hash, have_secret ? &secret : NULL, NULL};
+    int failed = 0;
+    for (size_t i = 0; i < d.nactions && !failed; i++) {
+        if (exec_action(c, &x, &d.actions[i], &err) < 0) {
+            failed = 1;
+            if (d.actions[i].kind == ACT_ADD_FINALIZER && kube_err_conflict(&err)) {
+                /* The cache is behind the Worker: normal, not worth an error status. */
+                res.outcome = RECONCILE_RETRY;
+                goto out;
+            }
+        }
+    }
+    for (size_t i = 0; i < d.nevents; i++) record(c, &w, d.events[i].type, d.events[i].reason, "Reconcile", d.events[i].note);
+    if (d.done_deleting && !failed) {
+        log_info("Worker cleaned up, finalizer removed", "worker", w.name, "namespace", w.namespace);
+        goto out; /* the object is going away: no status to write */
+    }
+    int64_t observed_gen = w.observed_generation;
+    if (failed) {
+        const char *reason = x.failure_reason ? x.failure_reason : "APIError";
+        d.message = arena_strdup(&a, err.msg);
+        d.synced = (decided_cond){"False", reason, d.message};
+        log_warn("reconcile failed", "worker", w.name, "namespace", w.namespace, "reason", reason, "error", err.msg);
+        if (first_time_this_generation(&w, reason) || strcmp(reason, "APIError") != 0)
+            record(c, &w, "Warning", reason, "Reconcile", d.message);
+        res.outcome = err.retry_after_s > 0 ? RECONCILE_AFTER : RECONCILE_RETRY;
+        res.requeue_after_ms = err.retry_after_s > 0 ? (int64_t)err.retry_after_s * 1000 : 0;
+        res.error = 1;
+    } else {
+        observed_gen = w.generation;
+        if (d.backoff) res.outcome = RECONCILE_RETRY;
+        else if (d.requeue_after_ms > 0) res.outcome = RECONCILE_AFTER, res.requeue_after_ms = d.requeue_after_ms;
+    }
+    wc_err serr;
+    err_clear(&serr);
+    if (write_status(c, &a, obj, &w, &d, observed_gen, &serr) < 0 && !kube_err_not_found(&serr)) {
+        log_warn("status update failed", "worker", w.name, "namespace", w.namespace, "error", serr.msg);
+        if (res.outcome == RECONCILE_DONE) res.outcome = RECONCILE_RETRY;
+    }
+out:
+    if (res.error) atomic_fetch_add(&c->reconcile_errors, 1);
+    cJSON_Delete(pods_json);
+    cJSON_Delete(claims_json);
+    cJSON_Delete(sbx_json);
+    cJSON_Delete(obj);
+    arena_free(&a);
+    return res;
+}

@@ -1,0 +1,263 @@
+/*
+ * run.c — `worker-controller run`: the controller.
+ *
+ *   configuration (exit 2 on anything invalid, before touching the cluster)
+ *   → client → [leader election] → informers (Workers; Pods, claims, Sandboxes labelled
+ *     hiclaw.io/controller=<name>) → caches synced → HICLAW_CONCURRENCY reconcile workers
+ *   → SIGTERM/SIGINT: stop taking work, finish in-flight reconciles (30 s max), release the
+ *     lease, exit 0.
+ */
+
+static const char run_usage_head[] =
+    "Usage: worker-controller run [FLAGS]\n"
+    "\n"
+    "Runs the Worker controller. Every setting is an environment variable (HiClaw style) and a\n"
+    "flag; a flag wins over the variable. Invalid settings stop it before it touches the\n"
+    "cluster (exit 2, naming the variable).\n"
+    "\n";
+
+static void run_usage(FILE *out) {
+    fputs(run_usage_head, out);
+    cfg_print_help(out);
+    fputs(KUBE_CONNECT_FLAGS_USAGE, out);
+}
+
+#define RUN_SHUTDOWN_GRACE_MS 30000
+
+typedef struct run_state {
+    controller ctl;
+    wc_cfg conf;
+    wq *q;
+    pthread_t *threads;
+    int nthreads;
+    char *namespace;
+    atomic_int stopping;
+} run_state;
+
+static run_state *g_run; /* for informer handlers, which get it as ud anyway */
+
+static void enqueue_worker(void *ud, const char *key, const cJSON *old_obj, const cJSON *new_obj) {
+    run_state *r = ud;
+    (void)old_obj, (void)new_obj;
+    wq_add(r->q, key);
+}
+
+/* Instances map back to their Worker through the hiclaw.io/worker label. */
+static void enqueue_owner(void *ud, const char *key, const cJSON *old_obj, const cJSON *new_obj) {
+    run_state *r = ud;
+    (void)key;
+    char *owner = instance_index(new_obj ? new_obj : old_obj);
+    if (owner) wq_add(r->q, owner);
+    free(owner);
+}
+
+static void *run_worker_thread(void *arg) {
+    run_state *r = arg;
+    for (;;) {
+        char *key = NULL;
+        if (wq_get(r->q, &key) != WQ_OK) break;
+        reconcile_result res = reconcile_worker(&r->ctl, key);
+        switch (res.outcome) {
+        case RECONCILE_DONE:
+            wq_forget(r->q, key);
+            break;
+        case RECONCILE_RETRY:
+            wq_add_rate_limited(r->q, key);
+            break;
+        case RECONCILE_AFTER:
+            wq_forget(r->q, key);
+            wq_add_after(r->q, key, res.requeue_after_ms);
+            break;
+        }
+        wq_done(r->q, key);
+        free(key);
+    }
+    return NULL;
+}
+
+/* A CRD the sandbox backend needs: present and served? */
+static int crd_present(kube_client *kc, const char *name, wc_err *err) {
+    cJSON *crd = NULL;
+    int rc = kube_get(kc, &KUBE_CRDS, NULL, name, NULL, &crd, err);
+    cJSON_Delete(crd);
+    if (rc == 0) return 1;
+    return kube_err_not_found(err) ? 0 : -1;
+}
+
+static void controller_configure(controller *c, const wc_cfg *conf, const char *namespace) {
+    (void)namespace;
+    c->controller_name = conf->controller_name;
+    c->dc.prefix = conf->resource_prefix;
+    c->dc.sandbox_enabled = conf->sandbox_enabled;
+    c->dc.sandbox_pause = conf->sandbox_pause;
+    c->ps.controller_name = conf->controller_name;
+    c->ps.prefix = conf->resource_prefix;
+    c->ps.audience = conf->auth_audience;
+    c->envc = (worker_env_config){conf->controller_url, conf->matrix_url, conf->matrix_domain, conf->ai_gateway_url,
+                                  conf->fs_endpoint, conf->fs_bucket, conf->storage_prefix, conf->region, conf->yolo,
+                                  conf->matrix_debug};
+    c->wd = (worker_defaults){conf->default_worker_runtime, conf->worker_image, conf->copaw_worker_image,
+                              conf->hermes_worker_image, conf->worker_cpu.canon, conf->worker_memory.canon};
+}
+
+static kube_informer *run_informer(run_state *r, const char *name, const kube_resource *res, const char *selector,
+                                   kube_project_fn project, kube_informer_handler h, kube_index_fn index, wc_err *err) {
+    kube_informer_options o = {.resource = res, .namespace = r->namespace, .label_selector = selector,
+                               .project = project, .handler = h, .ud = r, .index = index};
+    kube_informer *inf = kube_informer_new(r->ctl.kc, name, &o);
+    if (kube_informer_start(inf, err) < 0) {
+        kube_informer_free(inf);
+        return NULL;
+    }
+    return inf;
+}
+
+static int wait_signal(sigset_t *set) {
+    int sig = 0;
+    while (sigwait(set, &sig) != 0) {}
+    return sig;
+}
+
+static int cmd_run(int argc, char **argv) {
+    for (int i = 1; i < argc; i++)
+        if (cli_is_help(argv[i])) {
+            run_usage(stdout);
+            return WC_EXIT_OK;
+        }
+    run_state *r = xcalloc(1, sizeof *r);
+    g_run = r;
+    wc_err err;
+    err_clear(&err);
+    if (cfg_load(&r->conf, NULL, argc, argv, &err) < 0) {
+        fprintf(stderr, "worker-controller run: %s\n", err.msg);
+        free(r);
+        return WC_EXIT_USAGE;
+    }
+    log_configure(r->conf.log_fmt, r->conf.log_lvl, 2);
+
+    /* Signals are taken by sigwait in the main thread only; every thread inherits the mask. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+
+    kube_config kcfg;
+    if (kube_config_load(&r->conf.kube, &kcfg, &err) < 0) {
+        fprintf(stderr, "worker-controller run: %s\n", err.msg);
+        cfg_free(&r->conf);
+        free(r);
+        return err.code == WC_EIO ? WC_EXIT_FAILURE : WC_EXIT_USAGE;
+    }
+    r->namespace = xstrdup(r->conf.watch_namespace && *r->conf.watch_namespace ? r->conf.watch_namespace
+                           : kcfg.namespace                                    ? kcfg.namespace
+                                                                               : "default");
+    log_info("starting worker-controller", "version", WC_VERSION, "namespace", r->namespace, "cluster", kcfg.source,
+             "controller", r->conf.controller_name);
+    cfg_log_summary(&r->conf);
+    controller *c = &r->ctl;
+    c->kc = kube_client_new(&kcfg, &err);
+    kube_config_free(&kcfg);
+    int rc = WC_EXIT_FAILURE;
+    if (!c->kc) {
+        log_error("cannot create the Kubernetes client", "error", err.msg);
+        goto out;
+    }
+    controller_configure(c, &r->conf, r->namespace);
+    char host[256] = "unknown";
+    gethostname(host, sizeof host - 1);
+    char *instance = NULL;
+    {
+        buf b = BUF_INIT;
+        buf_printf(&b, "%s-%s", r->conf.controller_name, host);
+        instance = buf_steal(&b);
+    }
+    c->rec = kube_recorder_new(c->kc, "hiclaw.io/worker-controller", instance);
+
+    if (r->conf.sandbox_enabled) {
+        static const char *need[] = {"sandboxclaims.agents.kruise.io", "sandboxes.agents.kruise.io"};
+        for (size_t i = 0; i < 2; i++) {
+            int p = crd_present(c->kc, need[i], &err);
+            if (p < 0) {
+                log_error("cannot check the OpenKruise agents CRDs", "crd", need[i], "error", err.msg);
+                goto out_free;
+            }
+            if (p == 0) {
+                log_error("the sandbox backend is enabled but a CRD it needs is not installed: install OpenKruise "
+                          "agents, or set HICLAW_SANDBOX_ENABLED=false",
+                          "crd", need[i]);
+                rc = WC_EXIT_USAGE;
+                goto out_free;
+            }
+        }
+    }
+
+    r->q = wq_new("worker", NULL, &err);
+    if (!r->q) {
+        log_error("cannot create the workqueue", "error", err.msg);
+        goto out_free;
+    }
+    char selector[300];
+    snprintf(selector, sizeof selector, LABEL_CONTROLLER "=%s", r->conf.controller_name);
+    c->workers = run_informer(r, "workers", &KUBE_WORKERS, NULL, worker_project, enqueue_worker, NULL, &err);
+    c->pods = c->workers ? run_informer(r, "pods", &KUBE_PODS, selector, pod_project, enqueue_owner, instance_index, &err) : NULL;
+    if (c->pods && r->conf.sandbox_enabled) {
+        c->claims = run_informer(r, "sandboxclaims", &KUBE_SANDBOXCLAIMS, selector, claim_project, enqueue_owner,
+                                 instance_index, &err);
+        c->sandboxes = c->claims ? run_informer(r, "sandboxes", &KUBE_SANDBOXES, selector, sandbox_project, enqueue_owner,
+                                                instance_index, &err)
+                                 : NULL;
+    }
+    if (!c->workers || !c->pods || (r->conf.sandbox_enabled && (!c->claims || !c->sandboxes))) {
+        log_error("cannot start informers", "error", err.msg);
+        goto out_stop;
+    }
+    /* Reconcile nothing until every cache has listed: a decision on a half-filled cache could
+     * "see" no Pod and create a second one. */
+    kube_informer *all[4] = {c->workers, c->pods, c->claims, c->sandboxes};
+    for (int i = 0; i < 4; i++) {
+        while (all[i] && !kube_informer_synced(all[i])) {
+            sigset_t pending;
+            sigpending(&pending);
+            if (sigismember(&pending, SIGTERM) || sigismember(&pending, SIGINT)) {
+                log_info("signal before caches synced: exiting");
+                rc = WC_EXIT_OK;
+                goto out_stop;
+            }
+            wc_sleep_ms(20);
+        }
+    }
+    char nworkers[24];
+    snprintf(nworkers, sizeof nworkers, "%" PRId64, r->conf.concurrency);
+    log_info("caches synced, starting workers", "workers", nworkers);
+    r->nthreads = (int)r->conf.concurrency;
+    r->threads = xcalloc((size_t)r->nthreads, sizeof *r->threads);
+    for (int i = 0; i < r->nthreads; i++) pthread_create(&r->threads[i], NULL, run_worker_thread, r);
+
+    int sig = wait_signal(&sigs);
+    log_info("shutting down", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    atomic_store(&r->stopping, 1);
+    size_t left = wq_shutdown_drain(r->q, RUN_SHUTDOWN_GRACE_MS);
+    if (left) log_warn("in-flight reconciles did not finish in time; abandoning them");
+    rc = WC_EXIT_OK;
+out_stop:
+    atomic_store(&c->kc->cancel, 1); /* abort watches and anything still in flight */
+    if (r->q) wq_shutdown(r->q);
+    for (int i = 0; i < r->nthreads; i++) pthread_join(r->threads[i], NULL);
+    kube_informer_free(c->sandboxes);
+    kube_informer_free(c->claims);
+    kube_informer_free(c->pods);
+    kube_informer_free(c->workers);
+    wq_free(r->q);
+    free(r->threads);
+out_free:
+    kube_recorder_free(c->rec);
+    free(instance);
+out:
+    kube_client_free(c->kc);
+    log_info("stopped", "exit", rc == WC_EXIT_OK ? "0" : "1");
+    free(r->namespace);
+    cfg_free(&r->conf);
+    free(r);
+    return rc;
+}
