@@ -237,7 +237,11 @@ gen_embed() {
 compile() { # output main-source extra-cflags...
   local out=$1 src=$2; shift 2
   mkdir -p "$(dirname "$out")"
-  musl-gcc "${CFLAGS_COMMON[@]}" -DWC_VERSION="\"$PROJECT_VERSION\"" "$@" -static -o "$out" "$src" "${LIBS[@]}"
+  rm -f "$out"
+  # `|| die`: set -e does not apply inside functions called from an `||` list, and a stale
+  # binary must never run in place of one that failed to compile.
+  musl-gcc "${CFLAGS_COMMON[@]}" -DWC_VERSION="\"$PROJECT_VERSION\"" "$@" -static -o "$out" "$src" "${LIBS[@]}" ||
+    die "compiling $src failed"
 }
 
 build_bin() {

@@ -239,14 +239,14 @@ TEST(strmap_put_get_del_against_a_model) {
         int k = (int)(rand_r(&seed) % N);
         char key[32];
         snprintf(key, sizeof key, "ns-%d/worker-%d", k % 7, k);
-        int action = (int)(rand_r(&seed) % 3);
-        if (action == 0) {
+        int op_kind = (int)(rand_r(&seed) % 3);
+        if (op_kind == 0) {
             long v = op + 1;
             void *old = strmap_put(&m, key, (void *)v);
             CHECK((old != NULL) == (present[k] != 0));
             present[k] = 1;
             value[k] = v;
-        } else if (action == 1) {
+        } else if (op_kind == 1) {
             void *old = strmap_del(&m, key);
             CHECK((old != NULL) == (present[k] != 0));
             if (old) CHECK_INT_EQ((long)old, value[k]);

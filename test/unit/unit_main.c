@@ -9,7 +9,10 @@
 #include "test_http.c"
 #include "test_watch.c"
 #include "test_kubeconfig.c"
+#include "test_decide.c"
 #include "test_workqueue.c"
+#include "test_config.c"
+#include "test_rbac.c"
 
 int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);

@@ -1,0 +1,529 @@
+/* test_decide.c — the pure decision function: every row of the status table (SPEC section 3)
+ * and every branch of the backend switch guard, without a cluster. */
+
+static const worker_defaults TD_DEFAULTS = {"openclaw", "img/openclaw:1", "img/copaw:1", "img/hermes:1", "1", "2Gi"};
+static const decide_config TD_POD = {"hiclaw-", 1, 0};
+static const decide_config TD_PAUSE = {"hiclaw-", 1, 1};
+#define TD_HASH "aaaaaaaaaaaaaaaa"
+#define TD_SHASH "bbbbbbbbbbbbbbbb"
+
+static cJSON *td_objs[256];
+static size_t td_nobjs;
+
+/* Parses a Worker from a JSON literal written with single quotes for readability. */
+static void td_worker(arena *a, const char *json_sq, worker *w) {
+    char *j = arena_strdup(a, json_sq);
+    for (char *p = j; *p; p++)
+        if (*p == '\'') *p = '"';
+    cJSON *obj = cJSON_Parse(j);
+    assert(obj);
+    wc_err err;
+    int rc = worker_parse(a, obj, &TD_DEFAULTS, w, &err);
+    assert(rc == 0);
+    (void)rc;
+    worker_validate(a, w, "hiclaw-");
+    /* strings in w borrow from obj: keep it until the test's td_release() */
+    assert(td_nobjs < sizeof td_objs / sizeof *td_objs);
+    td_objs[td_nobjs++] = obj;
+}
+
+static void td_release(arena *a) {
+    for (size_t i = 0; i < td_nobjs; i++) cJSON_Delete(td_objs[i]);
+    td_nobjs = 0;
+    arena_free(a);
+}
+
+#define W_BASE "'metadata':{'name':'alice','namespace':'ns','uid':'u1','resourceVersion':'7','generation':2,'finalizers':['hiclaw.io/cleanup']}"
+
+static obs_pod td_pod(const char *phase, int ready, const char *waiting) {
+    obs_pod p = {0};
+    p.name = "hiclaw-worker-alice";
+    p.uid = "pod-uid";
+    p.phase = phase;
+    p.ready = ready;
+    p.waiting_reason = waiting;
+    p.waiting_message = waiting ? "back-off restarting" : NULL;
+    p.spec_hash = TD_HASH;
+    p.pod_ip = "10.0.0.5";
+    return p;
+}
+
+static int has_action(const decision *d, action_kind k) {
+    for (size_t i = 0; i < d->nactions; i++)
+        if (d->actions[i].kind == k) return 1;
+    return 0;
+}
+
+static int creates_anything(const decision *d) {
+    return has_action(d, ACT_CREATE_POD) || has_action(d, ACT_CREATE_CLAIM) || has_action(d, ACT_WRITE_DEPS);
+}
+
+static int deletes_anything(const decision *d) {
+    return has_action(d, ACT_DELETE_POD) || has_action(d, ACT_DELETE_CLAIM) || has_action(d, ACT_DELETE_SANDBOX);
+}
+
+static int has_event(const decision *d, const char *reason) {
+    for (size_t i = 0; i < d->nevents; i++)
+        if (strcmp(d->events[i].reason, reason) == 0) return 1;
+    return 0;
+}
+
+static decision td_decide(arena *a, const char *json, const observed *o, const decide_config *c) {
+    worker w;
+    td_worker(a, json, &w);
+    decision d;
+    decide(a, &w, o, c, TD_HASH, TD_SHASH, &d);
+    return d;
+}
+
+TEST(decide_pod_status_table) {
+    arena a;
+    arena_init(&a);
+    const char *running = "{" W_BASE ",'spec':{'model':'m'}}";
+    observed o = {0};
+
+    /* no instance, state Running → Pending, ServiceAccount then Pod */
+    decision d = td_decide(&a, running, &o, &TD_POD);
+    CHECK_INT_EQ(d.phase, PHASE_PENDING);
+    CHECK_STR_EQ(d.ready.status, "False");
+    REQUIRE(d.nactions == 2);
+    CHECK_INT_EQ(d.actions[0].kind, ACT_ENSURE_SERVICEACCOUNT);
+    CHECK_INT_EQ(d.actions[1].kind, ACT_CREATE_POD);
+    CHECK_STR_EQ(d.actions[1].name, "hiclaw-worker-alice");
+    CHECK_STR_EQ(d.backend, "pod");
+    CHECK_STR_EQ(d.synced.status, "True");
+
+    struct {
+        const char *phase;
+        int ready;
+        const char *waiting;
+        worker_phase want;
+        const char *ready_status;
+    } rows[] = {
+        {"Pending", 0, NULL, PHASE_STARTING, "False"},
+        {"Running", 0, NULL, PHASE_STARTING, "False"},
+        {"Running", 1, NULL, PHASE_RUNNING, "True"},
+        {"Running", 0, "CrashLoopBackOff", PHASE_FAILED, "False"},
+        {"Pending", 0, "ImagePullBackOff", PHASE_FAILED, "False"},
+        {"Pending", 0, "ErrImagePull", PHASE_FAILED, "False"},
+        {"Pending", 0, "CreateContainerConfigError", PHASE_FAILED, "False"},
+        {"Pending", 0, "ContainerCreating", PHASE_STARTING, "False"},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
+        obs_pod p = td_pod(rows[i].phase, rows[i].ready, rows[i].waiting);
+        observed op = {.pods = &p, .npods = 1};
+        d = td_decide(&a, running, &op, &TD_POD);
+        CHECK_INT_EQ(d.phase, rows[i].want);
+        CHECK_STR_EQ(d.ready.status, rows[i].ready_status);
+        CHECK(!creates_anything(&d));
+        CHECK(!deletes_anything(&d));
+        CHECK_STR_EQ(d.instance.kind, "Pod");
+        CHECK_STR_EQ(d.instance.pod_ip, "10.0.0.5");
+        if (rows[i].waiting && rows[i].want == PHASE_FAILED) {
+            CHECK_CONTAINS(d.message, rows[i].waiting); /* reason + message */
+            CHECK_CONTAINS(d.message, "back-off restarting");
+        }
+    }
+
+    /* Pod Failed/Succeeded → Failed, deleted, recreated with backoff */
+    const char *ends[] = {"Failed", "Succeeded"};
+    for (int i = 0; i < 2; i++) {
+        obs_pod p = td_pod(ends[i], 0, NULL);
+        observed op = {.pods = &p, .npods = 1};
+        d = td_decide(&a, running, &op, &TD_POD);
+        CHECK_INT_EQ(d.phase, PHASE_FAILED);
+        CHECK(has_action(&d, ACT_DELETE_POD));
+        CHECK_STR_EQ(d.actions[0].uid, "pod-uid");
+        CHECK(d.backoff);
+        CHECK(!has_action(&d, ACT_CREATE_POD));
+    }
+    td_release(&a);
+}
+
+TEST(decide_pod_states_sleeping_stopped) {
+    arena a;
+    arena_init(&a);
+    obs_pod p = td_pod("Running", 1, NULL);
+    observed with = {.pods = &p, .npods = 1}, none = {0};
+    const char *states[] = {"Sleeping", "Stopped"};
+    worker_phase rest[] = {PHASE_SLEEPING, PHASE_STOPPED};
+    for (int i = 0; i < 2; i++) {
+        char json[512];
+        snprintf(json, sizeof json, "{" W_BASE ",'spec':{'model':'m','state':'%s'}}", states[i]);
+        decision d = td_decide(&a, json, &with, &TD_POD);
+        CHECK_INT_EQ(d.phase, PHASE_STOPPING);
+        CHECK(has_action(&d, ACT_DELETE_POD));
+        CHECK(!has_action(&d, ACT_DELETE_SERVICEACCOUNT)); /* the ServiceAccount is kept */
+        /* an instance being deleted while Sleeping/Stopped → Stopping, no second delete */
+        obs_pod gone = p;
+        gone.deleting = 1;
+        observed del = {.pods = &gone, .npods = 1};
+        d = td_decide(&a, json, &del, &TD_POD);
+        CHECK_INT_EQ(d.phase, PHASE_STOPPING);
+        CHECK(!deletes_anything(&d));
+        /* instance gone → Sleeping / Stopped */
+        d = td_decide(&a, json, &none, &TD_POD);
+        CHECK_INT_EQ(d.phase, rest[i]);
+        CHECK_INT_EQ(d.nactions, 0);
+        CHECK(d.instance.kind == NULL);
+    }
+    td_release(&a);
+}
+
+TEST(decide_spec_hash_recreates_only_on_change) {
+    arena a;
+    arena_init(&a);
+    obs_pod p = td_pod("Running", 1, NULL);
+    p.spec_hash = "0000000000000000";
+    observed o = {.pods = &p, .npods = 1};
+    decision d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m'}}", &o, &TD_POD);
+    CHECK(has_action(&d, ACT_DELETE_POD));
+    CHECK(!has_action(&d, ACT_CREATE_POD)); /* delete, wait until gone, then create */
+    CHECK(has_event(&d, "Recreating"));
+    p.deleting = 1;
+    d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m'}}", &o, &TD_POD);
+    CHECK(!creates_anything(&d) && !deletes_anything(&d));
+    CHECK_INT_EQ(d.phase, PHASE_PENDING);
+    td_release(&a);
+}
+
+TEST(decide_finalizer_deletion_and_unmanaged) {
+    arena a;
+    arena_init(&a);
+    observed none = {0};
+    decision d = td_decide(&a, "{'metadata':{'name':'alice','namespace':'ns','uid':'u','generation':1},'spec':{'model':'m'}}",
+                           &none, &TD_POD);
+    REQUIRE(d.nactions >= 1);
+    CHECK_INT_EQ(d.actions[0].kind, ACT_ADD_FINALIZER); /* first thing, before any instance */
+
+    /* Deletion with a Pod, a claim and a Sandbox: delete all, keep the finalizer. */
+    obs_pod p = td_pod("Running", 1, NULL);
+    obs_claim cl = {.name = "hiclaw-worker-alice", .uid = "c1", .phase = "Completed", .replicas = 1, .claimed = 1};
+    obs_sandbox sb = {.name = "sbx-1", .uid = "s1", .phase = "Running", .ready = 1};
+    observed all = {.pods = &p, .npods = 1, .claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1};
+    const char *deleting = "{'metadata':{'name':'alice','namespace':'ns','uid':'u','generation':1,"
+                           "'deletionTimestamp':'2026-11-23T00:00:00Z','finalizers':['hiclaw.io/cleanup']},'spec':{'model':'m'}}";
+    d = td_decide(&a, deleting, &all, &TD_POD);
+    CHECK(has_action(&d, ACT_DELETE_POD) && has_action(&d, ACT_DELETE_CLAIM) && has_action(&d, ACT_DELETE_SANDBOX));
+    CHECK(!has_action(&d, ACT_REMOVE_FINALIZER));
+    CHECK(!d.done_deleting);
+    /* claim deleted before its Sandbox (the delete sequence) */
+    size_t ic = 0, is = 0;
+    for (size_t i = 0; i < d.nactions; i++) {
+        if (d.actions[i].kind == ACT_DELETE_CLAIM) ic = i;
+        if (d.actions[i].kind == ACT_DELETE_SANDBOX) is = i;
+    }
+    CHECK(ic < is);
+    /* Still terminating: no new deletes, finalizer stays. */
+    p.deleting = cl.deleting = sb.deleting = 1;
+    d = td_decide(&a, deleting, &all, &TD_POD);
+    CHECK(!deletes_anything(&d) && !has_action(&d, ACT_REMOVE_FINALIZER));
+    /* All gone: deps, ServiceAccount, then the finalizer — in that order. */
+    d = td_decide(&a, deleting, &none, &TD_POD);
+    REQUIRE(d.nactions == 3);
+    CHECK_INT_EQ(d.actions[0].kind, ACT_DELETE_DEPS_ALL);
+    CHECK_INT_EQ(d.actions[1].kind, ACT_DELETE_SERVICEACCOUNT);
+    CHECK_INT_EQ(d.actions[2].kind, ACT_REMOVE_FINALIZER);
+    CHECK(d.done_deleting);
+    /* Without the sandbox backend there are no deps to delete. */
+    decide_config nosbx = {"hiclaw-", 0, 0};
+    d = td_decide(&a, deleting, &none, &nosbx);
+    CHECK(!has_action(&d, ACT_DELETE_DEPS_ALL) && has_action(&d, ACT_REMOVE_FINALIZER));
+
+    /* containerManaged: false — touch nothing, phase follows spec.state, Ready Unknown. */
+    d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m','containerManaged':false,'state':'Sleeping'}}", &all, &TD_POD);
+    CHECK_INT_EQ(d.nactions, 0);
+    CHECK_INT_EQ(d.phase, PHASE_SLEEPING);
+    CHECK_STR_EQ(d.ready.status, "Unknown");
+    CHECK_STR_EQ(d.ready.reason, "Unmanaged");
+    td_release(&a);
+}
+
+TEST(decide_switch_guard_legacy_pod_to_sandbox) {
+    arena a;
+    arena_init(&a);
+    obs_pod p = td_pod("Running", 1, NULL);
+    observed o = {.pods = &p, .npods = 1};
+    /* Seed blocker 2: a legacy Worker (no status.backendRuntime) whose Pod runs. */
+    const char *legacy = "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox'},'status':{'phase':'Running'}}";
+    decision d = td_decide(&a, legacy, &o, &TD_POD);
+    CHECK_INT_EQ(d.nactions, 0); /* the Pod untouched, nothing created */
+    CHECK_STR_EQ(d.synced.status, "False");
+    CHECK_STR_EQ(d.synced.reason, "BackendSwitchBlocked");
+    CHECK_STR_EQ(d.message, "spec.backendRuntime cannot change from pod to sandbox until the Worker is Stopped");
+    CHECK(has_event(&d, "BackendSwitchBlocked"));
+    CHECK_INT_EQ(d.phase, PHASE_RUNNING); /* status still tells the truth about the Pod */
+    CHECK_STR_EQ(d.backend, "pod");
+    CHECK_STR_EQ(d.instance.kind, "Pod");
+    /* One Warning per generation: already recorded for generation 2 → no second Event. */
+    const char *again = "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox'},'status':{'phase':'Running',"
+                        "'conditions':[{'type':'Synced','status':'False','reason':'BackendSwitchBlocked','message':'x',"
+                        "'observedGeneration':2,'lastTransitionTime':'2026-01-01T00:00:00Z'}]}}";
+    d = td_decide(&a, again, &o, &TD_POD);
+    CHECK_STR_EQ(d.synced.reason, "BackendSwitchBlocked");
+    CHECK(!has_event(&d, "BackendSwitchBlocked"));
+    /* The same with status.backendRuntime recorded as pod. */
+    d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox'},'status':{'backendRuntime':'pod'}}", &o, &TD_POD);
+    CHECK_STR_EQ(d.synced.reason, "BackendSwitchBlocked");
+    CHECK(!creates_anything(&d) && !deletes_anything(&d));
+    /* Even a Pod that is only starting (or paused, failing) blocks the switch. */
+    obs_pod starting = td_pod("Pending", 0, "CrashLoopBackOff");
+    observed os = {.pods = &starting, .npods = 1};
+    d = td_decide(&a, legacy, &os, &TD_POD);
+    CHECK_STR_EQ(d.synced.reason, "BackendSwitchBlocked");
+    CHECK(!creates_anything(&d) && !deletes_anything(&d));
+    /* Stopped: the Pod (backend A) is removed; nothing of D is created. */
+    const char *stopped = "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox','state':'Stopped'}}";
+    d = td_decide(&a, stopped, &o, &TD_POD);
+    CHECK(has_action(&d, ACT_DELETE_POD));
+    CHECK(!creates_anything(&d));
+    CHECK_INT_EQ(d.phase, PHASE_STOPPING);
+    /* Gone and Stopped → Stopped, still nothing created; status keeps the recorded backend. */
+    observed none = {0};
+    d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox','state':'Stopped'},'status':{'backendRuntime':'pod'}}",
+                  &none, &TD_POD);
+    CHECK_INT_EQ(d.phase, PHASE_STOPPED);
+    CHECK(!creates_anything(&d));
+    CHECK_STR_EQ(d.backend, "pod");
+    /* Running again → D creates (deps before claim) and is recorded. */
+    d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox'},'status':{'backendRuntime':'pod'}}",
+                  &none, &TD_POD);
+    CHECK(has_action(&d, ACT_WRITE_DEPS) && has_action(&d, ACT_CREATE_CLAIM));
+    size_t iw = 0, ic = 0;
+    for (size_t i = 0; i < d.nactions; i++) {
+        if (d.actions[i].kind == ACT_WRITE_DEPS) iw = i;
+        if (d.actions[i].kind == ACT_CREATE_CLAIM) ic = i;
+    }
+    CHECK(iw < ic);
+    CHECK_STR_EQ(d.backend, "sandbox");
+    td_release(&a);
+}
+
+TEST(decide_switch_guard_sandbox_to_pod) {
+    arena a;
+    arena_init(&a);
+    obs_claim cl = {.name = "hiclaw-worker-alice", .uid = "c1", .phase = "Completed", .replicas = 1, .claimed = 1,
+                    .spec_hash = TD_SHASH};
+    obs_sandbox sb = {.name = "sbx-1", .uid = "s1", .phase = "Paused", .paused = 1, .spec_hash = TD_SHASH};
+    observed o = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1};
+    /* status says sandbox; spec asks pod; a paused Sandbox exists → blocked */
+    decision d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m','backendRuntime':'pod'},'status':{'backendRuntime':'sandbox'}}", &o, &TD_POD);
+    CHECK_STR_EQ(d.synced.reason, "BackendSwitchBlocked");
+    CHECK_STR_EQ(d.message, "spec.backendRuntime cannot change from sandbox to pod until the Worker is Stopped");
+    CHECK(!creates_anything(&d) && !deletes_anything(&d) && !has_action(&d, ACT_SET_SANDBOX_PAUSED));
+    CHECK_INT_EQ(d.phase, PHASE_SLEEPING);
+    /* A claim still Claiming (no Sandbox yet) blocks too, even with status lost (absent field). */
+    obs_claim claiming = {.name = "hiclaw-worker-alice", .uid = "c1", .phase = "Claiming", .replicas = 1, .spec_hash = TD_SHASH};
+    observed oc = {.claims = &claiming, .nclaims = 1};
+    d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m'}}", &oc, &TD_POD);
+    CHECK_STR_EQ(d.synced.reason, "BackendSwitchBlocked");
+    CHECK(!creates_anything(&d));
+    /* Stopped: claim then Sandbox removed; no Pod. */
+    d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m','state':'Stopped'},'status':{'backendRuntime':'sandbox'}}", &o, &TD_POD);
+    CHECK(has_action(&d, ACT_DELETE_CLAIM) && has_action(&d, ACT_DELETE_SANDBOX));
+    CHECK(!creates_anything(&d));
+    /* Both backends present (someone else created one): touch neither unless Stopped. */
+    obs_pod p = td_pod("Running", 1, NULL);
+    observed both = {.pods = &p, .npods = 1, .claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1};
+    d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m'}}", &both, &TD_POD);
+    CHECK_STR_EQ(d.synced.status, "False");
+    CHECK(!creates_anything(&d) && !deletes_anything(&d));
+    d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m','state':'Stopped'}}", &both, &TD_POD);
+    CHECK(has_action(&d, ACT_DELETE_POD) && has_action(&d, ACT_DELETE_CLAIM) && has_action(&d, ACT_DELETE_SANDBOX));
+    CHECK(!creates_anything(&d));
+    td_release(&a);
+}
+
+TEST(decide_sandbox_status_table) {
+    arena a;
+    arena_init(&a);
+    const char *sbw = "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox'},'status':{'backendRuntime':'sandbox'}}";
+    observed none = {0};
+    decision d = td_decide(&a, sbw, &none, &TD_POD);
+    CHECK_INT_EQ(d.phase, PHASE_PENDING);
+    CHECK(has_action(&d, ACT_WRITE_DEPS) && has_action(&d, ACT_CREATE_CLAIM));
+
+    struct {
+        const char *claim_phase;
+        int64_t claimed;
+        const char *sbx_phase; /* NULL: no Sandbox */
+        int ready_known, ready;
+        const char *ready_msg;
+        worker_phase want;
+        const char *ready_status;
+    } rows[] = {
+        {"", 0, NULL, 0, 0, NULL, PHASE_STARTING, "False"},
+        {"Claiming", 0, NULL, 0, 0, NULL, PHASE_STARTING, "False"},
+        {"Completed", 0, NULL, 0, 0, NULL, PHASE_FAILED, "False"},           /* timeout / pool missing */
+        {"Completed", 1, "Running", 1, 1, NULL, PHASE_RUNNING, "True"},
+        {"Completed", 1, "Running", 1, 0, "probe failed", PHASE_FAILED, "False"},
+        {"Completed", 1, "Running", 0, 0, NULL, PHASE_STARTING, "False"},
+        {"Completed", 1, "Pending", 0, 0, NULL, PHASE_STARTING, "False"},
+        {"Completed", 1, "Resuming", 0, 0, NULL, PHASE_STARTING, "False"},
+        {"Completed", 1, "Upgrading", 0, 0, NULL, PHASE_STARTING, "False"},
+        {"Completed", 1, "", 0, 0, NULL, PHASE_STARTING, "False"},
+        {"Completed", 1, "Failed", 0, 0, NULL, PHASE_FAILED, "False"},
+        {"Completed", 1, "Succeeded", 0, 0, NULL, PHASE_FAILED, "False"},
+        {"Completed", 1, "Terminating", 0, 0, NULL, PHASE_STOPPING, "False"},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
+        obs_claim cl = {.name = "hiclaw-worker-alice", .uid = "c1", .phase = rows[i].claim_phase, .replicas = 1,
+                        .claimed = rows[i].claimed, .message = "claim timed out", .spec_hash = TD_SHASH};
+        obs_sandbox sb = {.name = "sbx-1", .uid = "s1", .phase = rows[i].sbx_phase, .ready_known = rows[i].ready_known,
+                          .ready = rows[i].ready, .ready_message = rows[i].ready_msg, .spec_hash = TD_SHASH,
+                          .claim_name = "hiclaw-worker-alice"};
+        observed o = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = rows[i].sbx_phase ? 1 : 0,
+                      .token_present = 1, .token_refresh_in_ms = 60000, .deps_present = 1};
+        d = td_decide(&a, sbw, &o, &TD_POD);
+        if (d.phase != rows[i].want) printf("    row %zu: phase %s\n", i, phase_name(d.phase));
+        CHECK_INT_EQ(d.phase, rows[i].want);
+        CHECK_STR_EQ(d.ready.status, rows[i].ready_status);
+        CHECK(!has_action(&d, ACT_CREATE_CLAIM));
+        if (rows[i].want == PHASE_FAILED && !rows[i].sbx_phase) {
+            CHECK_CONTAINS(d.message, "claim timed out");     /* the claim's message */
+            CHECK(has_action(&d, ACT_DELETE_CLAIM) && d.backoff); /* deleted, retried with backoff */
+            CHECK_STR_EQ(d.synced.reason, "ClaimFailed");
+        }
+        if (rows[i].sbx_phase && (strcmp(rows[i].sbx_phase, "Failed") == 0 || strcmp(rows[i].sbx_phase, "Succeeded") == 0))
+            CHECK(has_action(&d, ACT_DELETE_CLAIM) && has_action(&d, ACT_DELETE_SANDBOX) && d.backoff);
+        if (rows[i].want == PHASE_RUNNING) {
+            CHECK_STR_EQ(d.instance.kind, "Sandbox");
+            CHECK_STR_EQ(d.instance.name, "sbx-1");
+            CHECK_STR_EQ(d.instance.claim_name, "hiclaw-worker-alice");
+            CHECK_INT_EQ(d.requeue_after_ms, 60000); /* come back for the token refresh */
+            CHECK(!has_action(&d, ACT_REFRESH_TOKEN));
+        }
+    }
+    /* Paused → Sleeping. */
+    obs_claim cl = {.name = "hiclaw-worker-alice", .uid = "c1", .phase = "Completed", .replicas = 1, .claimed = 1, .spec_hash = TD_SHASH};
+    obs_sandbox sb = {.name = "sbx-1", .uid = "s1", .phase = "Paused", .paused = 1, .spec_hash = TD_SHASH};
+    observed o = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1, .token_present = 1, .token_refresh_in_ms = 1};
+    d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox','state':'Sleeping'}}", &o, &TD_PAUSE);
+    CHECK_INT_EQ(d.phase, PHASE_SLEEPING);
+    CHECK_INT_EQ(d.nactions, 0);
+    /* Running again → resume (paused: false). */
+    d = td_decide(&a, sbw, &o, &TD_PAUSE);
+    REQUIRE(has_action(&d, ACT_SET_SANDBOX_PAUSED));
+    for (size_t i = 0; i < d.nactions; i++)
+        if (d.actions[i].kind == ACT_SET_SANDBOX_PAUSED) CHECK_INT_EQ(d.actions[i].flag, 0);
+    /* Sleeping with pause on and a running Sandbox → pause it. */
+    sb.phase = "Running";
+    sb.paused = 0;
+    sb.ready = 1;
+    d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox','state':'Sleeping'}}", &o, &TD_PAUSE);
+    REQUIRE(has_action(&d, ACT_SET_SANDBOX_PAUSED));
+    CHECK_INT_EQ(d.actions[0].flag, 1);
+    CHECK(!deletes_anything(&d));
+    /* Sleeping with pause off → claim and Sandbox deleted. */
+    d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox','state':'Sleeping'}}", &o, &TD_POD);
+    CHECK(has_action(&d, ACT_DELETE_CLAIM) && has_action(&d, ACT_DELETE_SANDBOX));
+    CHECK(!has_action(&d, ACT_DELETE_DEPS_TOKEN));
+    /* Stopped, all gone → the token object goes last. */
+    observed gone = {.token_present = 1};
+    d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox','state':'Stopped'},'status':{'backendRuntime':'sandbox'}}",
+                  &gone, &TD_POD);
+    CHECK_INT_EQ(d.phase, PHASE_STOPPED);
+    CHECK(has_action(&d, ACT_DELETE_DEPS_TOKEN));
+    /* Token due for refresh → refreshed, the Sandbox untouched. */
+    sb.phase = "Running";
+    observed due = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1, .token_present = 1, .token_refresh_in_ms = 0};
+    d = td_decide(&a, sbw, &due, &TD_POD);
+    CHECK(has_action(&d, ACT_REFRESH_TOKEN));
+    CHECK(!deletes_anything(&d) && !has_action(&d, ACT_SET_SANDBOX_PAUSED));
+    CHECK_INT_EQ(d.phase, PHASE_RUNNING);
+    td_release(&a);
+}
+
+TEST(decide_multiple_sandboxes_deletes_nothing) {
+    arena a;
+    arena_init(&a);
+    obs_claim cl = {.name = "hiclaw-worker-alice", .uid = "c1", .phase = "Completed", .replicas = 1, .claimed = 1, .spec_hash = TD_SHASH};
+    obs_sandbox sb[2] = {{.name = "sbx-1", .uid = "s1", .phase = "Running", .ready = 1, .spec_hash = TD_SHASH},
+                         {.name = "sbx-2", .uid = "s2", .phase = "Running", .ready = 1, .spec_hash = TD_SHASH}};
+    observed o = {.claims = &cl, .nclaims = 1, .sandboxes = sb, .nsandboxes = 2};
+    const char *states[] = {"Running", "Sleeping", "Stopped"};
+    for (int i = 0; i < 3; i++) {
+        char json[512];
+        snprintf(json, sizeof json, "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox','state':'%s'},"
+                                    "'status':{'phase':'Running','backendRuntime':'sandbox'}}", states[i]);
+        decision d = td_decide(&a, json, &o, &TD_POD);
+        CHECK_INT_EQ(d.phase, PHASE_NONE); /* phase kept */
+        CHECK_STR_EQ(d.synced.reason, "MultipleSandboxes");
+        CHECK(has_event(&d, "MultipleSandboxes"));
+        CHECK(!deletes_anything(&d) && !creates_anything(&d));
+    }
+    td_release(&a);
+}
+
+TEST(decide_invalid_spec_touches_nothing) {
+    arena a;
+    arena_init(&a);
+    obs_pod p = td_pod("Running", 1, NULL);
+    observed o = {.pods = &p, .npods = 1};
+    const char *bad[] = {
+        "{" W_BASE ",'spec':{'model':'m','resources':{'limits':{'cpu':'lots'}}}}",
+        "{" W_BASE ",'spec':{'model':'m','resources':{'requests':{'memory':'8Gi'},'limits':{'memory':'1Gi'}}}}",
+        "{" W_BASE ",'spec':{'model':'m','image':'bad image'}}",
+        "{" W_BASE ",'spec':{'model':'m','labels':{'bad key!':'x'}}}",
+        "{" W_BASE ",'spec':{'model':'m','workerName':'../etc'}}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        decision d = td_decide(&a, bad[i], &o, &TD_POD);
+        CHECK_STR_EQ(d.synced.reason, "InvalidSpec");
+        CHECK(!creates_anything(&d) && !deletes_anything(&d));
+        CHECK(has_event(&d, "InvalidSpec"));
+    }
+    td_release(&a);
+}
+
+TEST(decide_reserved_env_warns_once_per_generation) {
+    arena a;
+    arena_init(&a);
+    observed none = {0};
+    decision d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m','env':{'HOME':'/x','HICLAW_WORKER_NAME':'y','OK':'1','9bad':'z'}}}",
+                           &none, &TD_POD);
+    REQUIRE(has_event(&d, "ReservedEnvIgnored"));
+    for (size_t i = 0; i < d.nevents; i++)
+        if (strcmp(d.events[i].reason, "ReservedEnvIgnored") == 0) {
+            CHECK_CONTAINS(d.events[i].note, "HOME");
+            CHECK_CONTAINS(d.events[i].note, "HICLAW_WORKER_NAME");
+            CHECK_CONTAINS(d.events[i].note, "9bad");
+            CHECK_NOT_CONTAINS(d.events[i].note, "OK");
+        }
+    CHECK(has_action(&d, ACT_CREATE_POD)); /* the Worker still runs, without those keys */
+    d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m','env':{'HOME':'/x'}},'status':{'observedGeneration':2}}", &none, &TD_POD);
+    CHECK(!has_event(&d, "ReservedEnvIgnored"));
+    td_release(&a);
+}
+
+TEST(env_build_and_file_quoting) {
+    arena a;
+    arena_init(&a);
+    worker w;
+    td_worker(&a, "{" W_BASE ",'spec':{'model':'m','workerName':'al','env':{'HOME':'/x','ZED':'z','A_B':'it\\u0027s'}}}", &w);
+    worker_env_config c = {.controller_url = "http://ctl:8090", .matrix_url = "", .region = "cn-hz"};
+    kv secret_items[] = {{"WORKER_GATEWAY_KEY", "gw-key-1"}, {"WORKER_MATRIX_TOKEN", "mx-tok"}};
+    kv_list secret = {secret_items, 2};
+    env_list env;
+    env_build(&a, &w, &c, &secret, 1, &env);
+    const char *got_home = NULL;
+    int refs = 0, zed = 0;
+    for (size_t i = 0; i < env.n; i++) {
+        if (strcmp(env.items[i].name, "HOME") == 0) got_home = env.items[i].value;
+        if (env.items[i].secret_key) refs++;
+        if (strcmp(env.items[i].name, "ZED") == 0) zed = 1;
+        CHECK(strcmp(env.items[i].name, "HICLAW_MATRIX_URL") != 0); /* empty values omitted */
+    }
+    CHECK_STR_EQ(got_home, "/root/hiclaw-fs/agents/al");
+    CHECK_INT_EQ(refs, 3); /* all three credential refs, present or not (optional) */
+    CHECK(zed);
+    CHECK_INT_EQ(env.nignored, 1);
+    buf f = BUF_INIT;
+    env_file_write(&f, &env);
+    CHECK_CONTAINS(buf_cstr(&f), "export A_B='it'\\''s'\n");
+    CHECK_CONTAINS(buf_cstr(&f), "export HICLAW_WORKER_GATEWAY_KEY='gw-key-1'\n");
+    CHECK_NOT_CONTAINS(buf_cstr(&f), "HICLAW_FS_SECRET_KEY"); /* absent from the Secret: absent here */
+    CHECK(strstr(buf_cstr(&f), "export A_B") < strstr(buf_cstr(&f), "export ZED")); /* sorted */
+    buf_free(&f);
+    td_release(&a);
+}
