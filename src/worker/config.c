@@ -1,0 +1,819 @@
+/*
+ * config.c — the controller's configuration: ONE table drives parsing, `run --help`, the
+ * effective-config log line, and (through cfg_table) `helm-env` and the Helm chart.
+ *
+ * Every setting is an environment variable (HiClaw style) and a `run` flag derived from it
+ * mechanically (drop "HICLAW_", lowercase, '_' -> '-'; a unit test holds the table to that).
+ * Precedence: flag > environment > default. An empty environment variable counts as unset
+ * (Helm and Compose files often render `value: ""` for "not configured"); an empty flag value
+ * (--resource-prefix=) really sets the empty string.
+ *
+ * Loading is all-or-nothing and happens before `run` touches the cluster: every failure is
+ * WC_EINVAL (exit 2) with a message naming the variable and the flag, and never echoing a
+ * secret. Secrets (the worker-deps keys) are registered with the logger's scrubber once loaded,
+ * redacted in the summary line, never shown as help defaults, and wiped by cfg_free().
+ *
+ * Secret values may also come from files (Kubernetes Secret volumes): VAR_FILE names a file
+ * whose content, minus trailing newlines, is the value. Setting both VAR and VAR_FILE (from any
+ * source) is an error rather than a silent precedence rule: one of them is stale.
+ */
+
+enum cfg_type {
+    CFG_STRING,
+    CFG_BOOL,
+    CFG_INT,         /* int64 within [min, max] */
+    CFG_DURATION,    /* Go-style duration, stored in ms, within [min, max] ms */
+    CFG_QUANTITY,    /* Kubernetes quantity, > 0 */
+    CFG_ENUM,        /* one of `choices` ("a|b|c") */
+    CFG_ADDR,        /* listen address [host]:port */
+    CFG_URL,         /* http(s)://host[:port], no path */
+    CFG_SECRET_FILE, /* path; the file's content becomes the string at `target` */
+    CFG_PEM_FILE,    /* path; the file must hold PEM certificates, kept at `target` */
+};
+
+enum cfg_check {
+    CFG_CHECK_NONE,
+    CFG_CHECK_NAME,          /* DNS-1123 label: label value AND object-name part */
+    CFG_CHECK_NAMESPACE,     /* DNS-1123 label, empty allowed */
+    CFG_CHECK_NAME_PREFIX,   /* lowercase alphanumerics and '-', may be empty */
+    CFG_CHECK_SUBDOMAIN,     /* DNS-1123 subdomain (object names) */
+    CFG_CHECK_WORD,          /* non-empty, no whitespace or control characters */
+    CFG_CHECK_BUCKET,        /* S3 bucket name, empty allowed */
+    CFG_CHECK_KEY_PREFIX,    /* object key prefix, normalised to end with '/' */
+};
+
+#define CFG_SECRET 1u /* never logged, never shown as a default, wiped on free */
+
+typedef struct wc_cfg {
+    /* controller */
+    char *controller_name;
+    char *watch_namespace; /* "" = the pod's own namespace (run resolves it) */
+    char *resource_prefix;
+    char *auth_audience;
+    int leader_elect;
+    char *metrics_addr;
+    char *health_addr;
+    int64_t concurrency;
+    /* log */
+    char *log_format; /* json | text | auto, as configured */
+    char *log_level;
+    enum log_format log_fmt; /* resolved: auto -> text on a terminal, else json */
+    enum log_level log_lvl;
+    /* worker defaults */
+    char *default_worker_runtime;
+    char *worker_image; /* openclaw */
+    char *copaw_worker_image;
+    char *hermes_worker_image;
+    qty worker_cpu;    /* limits; requests are fixed at 100m / 256Mi (SPEC 2) */
+    qty worker_memory;
+    /* HiClaw endpoints passed through to every Worker (SPEC 6), verbatim */
+    char *controller_url;
+    char *matrix_url;
+    char *matrix_domain;
+    char *ai_gateway_url;
+    char *fs_endpoint;
+    char *fs_bucket;
+    char *storage_prefix;
+    char *region;
+    char *yolo;
+    char *matrix_debug;
+    /* sandbox backend */
+    int sandbox_enabled;
+    char *sandbox_pool;
+    int sandbox_manage_pool;
+    char *sandbox_agent_runtime_image;
+    int64_t sandbox_prewarm_size;
+    char *sandbox_deps_pv;
+    int sandbox_pause;
+    int64_t sandbox_token_ttl_s;
+    int64_t sandbox_claim_timeout_ms;
+    int64_t sandbox_wait_ready_timeout_ms;
+    /* worker-deps object storage */
+    char *worker_deps_endpoint; /* trailing '/' removed */
+    char *worker_deps_bucket;
+    char *worker_deps_prefix;   /* "" or ends with '/' */
+    char *worker_deps_region;
+    char *worker_deps_access_key_id;     /* secret */
+    char *worker_deps_secret_access_key; /* secret */
+    char *worker_deps_access_key_id_file;
+    char *worker_deps_secret_access_key_file;
+    char *worker_deps_ca_file;
+    char *worker_deps_ca_pem; /* content of worker_deps_ca_file, NULL when unset */
+    /* cluster connection flags (--kubeconfig, ...): point into argv */
+    kube_connect_opts kube;
+} wc_cfg;
+
+typedef struct cfg_field {
+    const char *env;
+    const char *flag;    /* without "--" */
+    const char *def;     /* as a user would write it; "" = unset */
+    const char *helm;    /* values.yaml path */
+    const char *help;    /* one line */
+    enum cfg_type type;
+    enum cfg_check check;
+    const char *choices; /* CFG_ENUM */
+    int64_t min, max;    /* CFG_INT; CFG_DURATION in ms */
+    unsigned flags;      /* CFG_SECRET */
+    size_t off;          /* offsetof(wc_cfg, field) */
+    size_t target;       /* CFG_*_FILE: offsetof the field receiving the content */
+} cfg_field;
+
+#define CFG_ROW(f, env, flag, def, helm, type, check, choices, min, max, flags, help) \
+    {env, flag, def, helm, help, type, check, choices, min, max, flags, offsetof(wc_cfg, f), 0}
+#define F_STR(f, env, flag, def, check, helm, help) \
+    CFG_ROW(f, env, flag, def, helm, CFG_STRING, check, NULL, 0, 0, 0, help)
+#define F_BOOL(f, env, flag, def, helm, help) \
+    CFG_ROW(f, env, flag, def, helm, CFG_BOOL, CFG_CHECK_NONE, NULL, 0, 0, 0, help)
+#define F_INT(f, env, flag, def, min, max, helm, help) \
+    CFG_ROW(f, env, flag, def, helm, CFG_INT, CFG_CHECK_NONE, NULL, min, max, 0, help)
+#define F_DUR(f, env, flag, def, min, max, helm, help) \
+    CFG_ROW(f, env, flag, def, helm, CFG_DURATION, CFG_CHECK_NONE, NULL, min, max, 0, help)
+#define F_QTY(f, env, flag, def, helm, help) \
+    CFG_ROW(f, env, flag, def, helm, CFG_QUANTITY, CFG_CHECK_NONE, NULL, 0, 0, 0, help)
+#define F_ENUM(f, env, flag, def, choices, helm, help) \
+    CFG_ROW(f, env, flag, def, helm, CFG_ENUM, CFG_CHECK_NONE, choices, 0, 0, 0, help)
+#define F_ADDR(f, env, flag, def, helm, help) \
+    CFG_ROW(f, env, flag, def, helm, CFG_ADDR, CFG_CHECK_NONE, NULL, 0, 0, 0, help)
+#define F_URL(f, env, flag, helm, help) \
+    CFG_ROW(f, env, flag, "", helm, CFG_URL, CFG_CHECK_NONE, NULL, 0, 0, 0, help)
+#define F_SECRET(f, env, flag, helm, help) \
+    CFG_ROW(f, env, flag, "", helm, CFG_STRING, CFG_CHECK_NONE, NULL, 0, 0, CFG_SECRET, help)
+#define F_FILE(f, type, tgt, env, flag, helm, help) \
+    {env, flag, "", helm, help, type, CFG_CHECK_NONE, NULL, 0, 0, 0, offsetof(wc_cfg, f), offsetof(wc_cfg, tgt)}
+
+#define CFG_S 1000
+#define CFG_DAY_MS (24 * 3600 * CFG_S)
+
+/* Grouped by the first segment of the Helm path; --help prints a heading per group. */
+static const cfg_field cfg_fields[] = {
+    F_STR(controller_name, "HICLAW_CONTROLLER_NAME", "controller-name", "hiclaw-controller", CFG_CHECK_NAME,
+          "controller.name", "hiclaw.io/controller label value scoping every watch; prefixes Lease and RBAC names"),
+    F_STR(watch_namespace, "HICLAW_K8S_NAMESPACE", "k8s-namespace", "", CFG_CHECK_NAMESPACE,
+          "controller.watchNamespace", "namespace whose Workers are reconciled (empty: the pod's own namespace)"),
+    F_STR(resource_prefix, "HICLAW_RESOURCE_PREFIX", "resource-prefix", "hiclaw-", CFG_CHECK_NAME_PREFIX,
+          "controller.resourcePrefix", "prefix of created object names: <prefix>worker-<name>"),
+    F_STR(auth_audience, "HICLAW_AUTH_AUDIENCE", "auth-audience", "hiclaw-controller", CFG_CHECK_WORD,
+          "controller.authAudience", "audience of the ServiceAccount tokens given to Workers"),
+    F_BOOL(leader_elect, "HICLAW_LEADER_ELECT", "leader-elect", "true", "controller.leaderElect",
+           "elect one active replica through the Lease <controller-name>-leader"),
+    F_ADDR(metrics_addr, "HICLAW_METRICS_ADDR", "metrics-addr", ":8080", "controller.metricsAddr",
+           "listen address of the Prometheus /metrics endpoint"),
+    F_ADDR(health_addr, "HICLAW_HEALTH_ADDR", "health-addr", ":8081", "controller.healthAddr",
+           "listen address of /healthz and /readyz"),
+    F_INT(concurrency, "HICLAW_CONCURRENCY", "concurrency", "4", 1, 64, "controller.concurrency",
+          "Workers reconciled in parallel"),
+
+    F_ENUM(log_format, "HICLAW_LOG_FORMAT", "log-format", "auto", "json|text|auto", "log.format",
+           "log line format (auto: text on a terminal, json otherwise)"),
+    F_ENUM(log_level, "HICLAW_LOG_LEVEL", "log-level", "info", "debug|info|warn|error", "log.level",
+           "least severe level logged"),
+
+    F_ENUM(default_worker_runtime, "HICLAW_DEFAULT_WORKER_RUNTIME", "default-worker-runtime", "openclaw",
+           "openclaw|copaw|hermes", "worker.defaultRuntime", "agent runtime of Workers without spec.runtime"),
+    F_STR(worker_image, "HICLAW_WORKER_IMAGE", "worker-image", "hiclaw/worker-openclaw:latest", CFG_CHECK_WORD,
+          "worker.images.openclaw", "image of openclaw Workers without spec.image (override: pin a version)"),
+    F_STR(copaw_worker_image, "HICLAW_COPAW_WORKER_IMAGE", "copaw-worker-image", "hiclaw/worker-copaw:latest",
+          CFG_CHECK_WORD, "worker.images.copaw", "image of copaw Workers without spec.image (override: pin a version)"),
+    F_STR(hermes_worker_image, "HICLAW_HERMES_WORKER_IMAGE", "hermes-worker-image", "hiclaw/worker-hermes:latest",
+          CFG_CHECK_WORD, "worker.images.hermes", "image of hermes Workers without spec.image (override: pin a version)"),
+    F_QTY(worker_cpu, "HICLAW_K8S_WORKER_CPU", "k8s-worker-cpu", "1000m", "worker.resources.cpu",
+          "CPU limit of Workers without spec.resources (request 100m)"),
+    F_QTY(worker_memory, "HICLAW_K8S_WORKER_MEMORY", "k8s-worker-memory", "2Gi", "worker.resources.memory",
+          "memory limit of Workers without spec.resources (request 256Mi)"),
+
+    F_STR(controller_url, "HICLAW_CONTROLLER_URL", "controller-url", "", CFG_CHECK_NONE, "hiclaw.controllerURL",
+          "passed to Workers as HICLAW_CONTROLLER_URL"),
+    F_STR(matrix_url, "HICLAW_MATRIX_URL", "matrix-url", "", CFG_CHECK_NONE, "hiclaw.matrixURL",
+          "passed to Workers as HICLAW_MATRIX_URL"),
+    F_STR(matrix_domain, "HICLAW_MATRIX_DOMAIN", "matrix-domain", "", CFG_CHECK_NONE, "hiclaw.matrixDomain",
+          "passed to Workers as HICLAW_MATRIX_DOMAIN"),
+    F_STR(ai_gateway_url, "HICLAW_AI_GATEWAY_URL", "ai-gateway-url", "", CFG_CHECK_NONE, "hiclaw.aiGatewayURL",
+          "passed to Workers as HICLAW_AI_GATEWAY_URL"),
+    F_STR(fs_endpoint, "HICLAW_FS_ENDPOINT", "fs-endpoint", "", CFG_CHECK_NONE, "hiclaw.fsEndpoint",
+          "passed to Workers as HICLAW_FS_ENDPOINT"),
+    F_STR(fs_bucket, "HICLAW_FS_BUCKET", "fs-bucket", "", CFG_CHECK_NONE, "hiclaw.fsBucket",
+          "passed to Workers as HICLAW_FS_BUCKET"),
+    F_STR(storage_prefix, "HICLAW_STORAGE_PREFIX", "storage-prefix", "", CFG_CHECK_NONE, "hiclaw.storagePrefix",
+          "passed to Workers as HICLAW_STORAGE_PREFIX"),
+    F_STR(region, "HICLAW_REGION", "region", "", CFG_CHECK_NONE, "hiclaw.region",
+          "passed to Workers as HICLAW_REGION when set"),
+    F_STR(yolo, "HICLAW_YOLO", "yolo", "", CFG_CHECK_NONE, "hiclaw.yolo", "passed to Workers as HICLAW_YOLO when set"),
+    F_STR(matrix_debug, "HICLAW_MATRIX_DEBUG", "matrix-debug", "", CFG_CHECK_NONE, "hiclaw.matrixDebug",
+          "passed to Workers as HICLAW_MATRIX_DEBUG when set"),
+
+    F_BOOL(sandbox_enabled, "HICLAW_SANDBOX_ENABLED", "sandbox-enabled", "true", "sandbox.enabled",
+           "allow spec.backendRuntime: sandbox (needs OpenKruise agents and worker-deps storage)"),
+    F_STR(sandbox_pool, "HICLAW_SANDBOX_POOL", "sandbox-pool", "hiclaw-worker-pool", CFG_CHECK_SUBDOMAIN,
+          "sandbox.pool", "SandboxSet (warm pool) that claims are made from"),
+    F_BOOL(sandbox_manage_pool, "HICLAW_SANDBOX_MANAGE_POOL", "sandbox-manage-pool", "true", "sandbox.managePool",
+           "server-side apply the SandboxSet (false: it is managed elsewhere)"),
+    F_STR(sandbox_agent_runtime_image, "HICLAW_SANDBOX_AGENT_RUNTIME_IMAGE", "sandbox-agent-runtime-image",
+          "hiclaw/agent-runtime:latest", CFG_CHECK_WORD, "sandbox.agentRuntimeImage",
+          "image of the managed pool's sandboxes (override: pin a version)"),
+    F_INT(sandbox_prewarm_size, "HICLAW_SANDBOX_PREWARM_SIZE", "sandbox-prewarm-size", "1", 0, 10000,
+          "sandbox.prewarmSize", "replicas of the managed pool kept warm"),
+    F_STR(sandbox_deps_pv, "HICLAW_SANDBOX_DEPS_PV", "sandbox-deps-pv", "hiclaw-worker-deps", CFG_CHECK_SUBDOMAIN,
+          "sandbox.depsPV", "CSI PersistentVolume exposing the worker-deps bucket to sandboxes"),
+    F_BOOL(sandbox_pause, "HICLAW_SANDBOX_PAUSE", "sandbox-pause", "false", "sandbox.pause",
+           "pause sandboxes of Sleeping Workers instead of releasing them"),
+    F_INT(sandbox_token_ttl_s, "HICLAW_SANDBOX_TOKEN_TTL", "sandbox-token-ttl", "86400", 600, INT32_MAX,
+          "sandbox.tokenTTLSeconds", "lifetime in seconds of sandbox Workers' tokens (the API server's minimum is 600)"),
+    F_DUR(sandbox_claim_timeout_ms, "HICLAW_SANDBOX_CLAIM_TIMEOUT", "sandbox-claim-timeout", "5m", CFG_S, CFG_DAY_MS,
+          "sandbox.claimTimeout", "how long a SandboxClaim may wait for a sandbox"),
+    F_DUR(sandbox_wait_ready_timeout_ms, "HICLAW_SANDBOX_WAIT_READY_TIMEOUT", "sandbox-wait-ready-timeout", "2m",
+          CFG_S, CFG_DAY_MS, "sandbox.waitReadyTimeout", "how long a claimed sandbox may take to become ready"),
+
+    F_URL(worker_deps_endpoint, "HICLAW_WORKER_DEPS_ENDPOINT", "worker-deps-endpoint", "workerDeps.endpoint",
+          "S3-compatible endpoint, http(s)://host[:port] (required with sandbox)"),
+    F_STR(worker_deps_bucket, "HICLAW_WORKER_DEPS_BUCKET", "worker-deps-bucket", "", CFG_CHECK_BUCKET,
+          "workerDeps.bucket", "bucket of the worker-deps objects (required with sandbox)"),
+    F_STR(worker_deps_prefix, "HICLAW_WORKER_DEPS_PREFIX", "worker-deps-prefix", "", CFG_CHECK_KEY_PREFIX,
+          "workerDeps.prefix", "key prefix inside the bucket; a missing trailing '/' is added"),
+    F_STR(worker_deps_region, "HICLAW_WORKER_DEPS_REGION", "worker-deps-region", "us-east-1", CFG_CHECK_WORD,
+          "workerDeps.region", "SigV4 signing region"),
+    F_SECRET(worker_deps_access_key_id, "HICLAW_WORKER_DEPS_ACCESS_KEY_ID", "worker-deps-access-key-id",
+             "workerDeps.accessKeyID", "access key id (secret; prefer the _FILE variant or a Secret env)"),
+    F_SECRET(worker_deps_secret_access_key, "HICLAW_WORKER_DEPS_SECRET_ACCESS_KEY", "worker-deps-secret-access-key",
+             "workerDeps.secretAccessKey", "secret access key (secret; prefer the _FILE variant or a Secret env)"),
+    F_FILE(worker_deps_access_key_id_file, CFG_SECRET_FILE, worker_deps_access_key_id,
+           "HICLAW_WORKER_DEPS_ACCESS_KEY_ID_FILE", "worker-deps-access-key-id-file", "workerDeps.accessKeyIDFile",
+           "file holding the access key id (instead of HICLAW_WORKER_DEPS_ACCESS_KEY_ID)"),
+    F_FILE(worker_deps_secret_access_key_file, CFG_SECRET_FILE, worker_deps_secret_access_key,
+           "HICLAW_WORKER_DEPS_SECRET_ACCESS_KEY_FILE", "worker-deps-secret-access-key-file",
+           "workerDeps.secretAccessKeyFile",
+           "file holding the secret access key (instead of HICLAW_WORKER_DEPS_SECRET_ACCESS_KEY)"),
+    F_FILE(worker_deps_ca_file, CFG_PEM_FILE, worker_deps_ca_pem, "HICLAW_WORKER_DEPS_CA_FILE",
+           "worker-deps-ca-file", "workerDeps.caFile", "PEM CA bundle that signs the endpoint's certificate"),
+};
+
+#define CFG_NFIELDS (sizeof cfg_fields / sizeof *cfg_fields)
+
+static const cfg_field *cfg_table(size_t *n) {
+    *n = CFG_NFIELDS;
+    return cfg_fields;
+}
+
+static char **cfg_str_at(wc_cfg *c, size_t off) { return (char **)((char *)c + off); }
+static char *const *cfg_cstr_at(const wc_cfg *c, size_t off) { return (char *const *)((const char *)c + off); }
+
+/* ------------------------------------------------------------------------------------------
+ * Validators. Shared with render-rbac, which takes the same names on its command line. */
+
+static int cfg_is_dns_label(const char *s) {
+    size_t n = strlen(s);
+    if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-') return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!(islower((unsigned char)s[i]) || isdigit((unsigned char)s[i]) || s[i] == '-')) return 0;
+    return 1;
+}
+
+static int cfg_is_dns_subdomain(const char *s) {
+    size_t n = strlen(s);
+    if (n == 0 || n > 253) return 0;
+    char label[254];
+    for (const char *p = s; ; ) {
+        const char *dot = strchr(p, '.');
+        size_t l = dot ? (size_t)(dot - p) : strlen(p);
+        memcpy(label, p, l);
+        label[l] = '\0';
+        if (!cfg_is_dns_label(label)) return 0;
+        if (!dot) return 1;
+        p = dot + 1;
+    }
+}
+
+/* S3 bucket rules (AWS, MinIO and OSS agree on this subset): 3-63 characters, lowercase
+ * alphanumerics, '-' and '.', starting and ending alphanumeric. */
+static int cfg_is_bucket(const char *s) {
+    size_t n = strlen(s);
+    if (n < 3 || n > 63 || !isalnum((unsigned char)s[0]) || !isalnum((unsigned char)s[n - 1])) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!(islower((unsigned char)s[i]) || isdigit((unsigned char)s[i]) || s[i] == '-' || s[i] == '.')) return 0;
+    return 1;
+}
+
+static int cfg_is_word(const char *s) {
+    if (!*s) return 0;
+    for (; *s; s++)
+        if ((unsigned char)*s <= ' ' || *s == 0x7f) return 0;
+    return 1;
+}
+
+/* A prefix of DNS-1123 names: the full name <prefix>worker-<name> is checked per Worker. */
+static int cfg_is_name_prefix(const char *s) {
+    if (!*s) return 1;
+    if (strlen(s) > 32 || !isalnum((unsigned char)s[0])) return 0;
+    for (; *s; s++)
+        if (!(islower((unsigned char)*s) || isdigit((unsigned char)*s) || *s == '-')) return 0;
+    return 1;
+}
+
+/* Object key prefix: relative ("a/b/"), no empty, "." or ".." segments, printable. */
+static int cfg_is_key_prefix(const char *s) {
+    if (!*s) return 1;
+    if (*s == '/') return 0;
+    for (const char *p = s; *p; p++)
+        if ((unsigned char)*p < ' ' || *p == 0x7f || *p == '\\') return 0;
+    for (const char *seg = s; *seg; ) {
+        const char *slash = strchr(seg, '/');
+        size_t l = slash ? (size_t)(slash - seg) : strlen(seg);
+        if (l == 0 || (l == 1 && seg[0] == '.') || (l == 2 && seg[0] == '.' && seg[1] == '.')) return 0;
+        if (!slash) break;
+        seg = slash + 1;
+    }
+    return 1;
+}
+
+/* A host as it appears before ":port": a DNS name or IPv4 address, or a bracketed IPv6. */
+static int cfg_is_host(const char *s, size_t n) {
+    if (n >= 2 && s[0] == '[') {
+        if (s[n - 1] != ']' || n == 2) return 0;
+        for (size_t i = 1; i < n - 1; i++)
+            if (!(isxdigit((unsigned char)s[i]) || s[i] == ':' || s[i] == '.')) return 0;
+        return 1;
+    }
+    if (n == 0 || n > 253) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!(isalnum((unsigned char)s[i]) || s[i] == '-' || s[i] == '.')) return 0;
+    return 1;
+}
+
+static int cfg_is_port(const char *s) {
+    size_t n = strlen(s);
+    if (n == 0 || n > 5) return 0;
+    long port = 0;
+    for (const char *p = s; *p; p++) {
+        if (!isdigit((unsigned char)*p)) return 0;
+        port = port * 10 + (*p - '0');
+    }
+    return port >= 1 && port <= 65535;
+}
+
+/* [host]:port; an empty host listens on all interfaces. */
+static int cfg_is_listen_addr(const char *s) {
+    const char *colon = strrchr(s, ':');
+    if (!colon || !cfg_is_port(colon + 1)) return 0;
+    size_t hl = (size_t)(colon - s);
+    return hl == 0 || cfg_is_host(s, hl);
+}
+
+/* http(s)://host[:port][/]: path-style S3 puts the bucket in the path, so the endpoint has
+ * none of its own; userinfo would put credentials where logs can see them. */
+static int cfg_is_endpoint_url(const char *s) {
+    const char *p;
+    if (strncmp(s, "https://", 8) == 0) p = s + 8;
+    else if (strncmp(s, "http://", 7) == 0) p = s + 7;
+    else return 0;
+    size_t n = strlen(p);
+    if (n && p[n - 1] == '/') n--;
+    char hp[300];
+    if (n == 0 || n >= sizeof hp) return 0;
+    memcpy(hp, p, n);
+    hp[n] = '\0';
+    /* The port separator is the last ':' unless it sits inside an IPv6 literal. */
+    char *colon = strrchr(hp, ':'), *bracket = strrchr(hp, ']');
+    if (colon && bracket && colon < bracket) colon = NULL;
+    if (!colon) return cfg_is_host(hp, n);
+    return cfg_is_port(colon + 1) && cfg_is_host(hp, (size_t)(colon - hp));
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Applying one value to its field. */
+
+static int cfg_field_is_string(const cfg_field *f) {
+    return f->type == CFG_STRING || f->type == CFG_ENUM || f->type == CFG_ADDR || f->type == CFG_URL ||
+           f->type == CFG_SECRET_FILE || f->type == CFG_PEM_FILE;
+}
+
+static void cfg_free_str(char **p, int secret) {
+    if (*p && secret) secure_zero(*p, strlen(*p));
+    free(*p);
+    *p = NULL;
+}
+
+static int cfg_enum_has(const char *choices, const char *v) {
+    size_t vl = strlen(v);
+    for (const char *p = choices; *p; ) {
+        const char *bar = strchr(p, '|');
+        size_t l = bar ? (size_t)(bar - p) : strlen(p);
+        if (l == vl && strncmp(p, v, l) == 0) return 1;
+        if (!bar) break;
+        p = bar + 1;
+    }
+    return 0;
+}
+
+/* Returns NULL when v passes the row's string check, else what is wrong with it. */
+static const char *cfg_check_string(const cfg_field *f, const char *v) {
+    switch (f->check) {
+    case CFG_CHECK_NONE: return NULL;
+    case CFG_CHECK_NAME:
+        return cfg_is_dns_label(v) ? NULL : "is not a DNS-1123 label (lowercase alphanumerics and '-', at most 63)";
+    case CFG_CHECK_NAMESPACE:
+        return !*v || cfg_is_dns_label(v) ? NULL : "is not a valid namespace name (DNS-1123 label)";
+    case CFG_CHECK_NAME_PREFIX:
+        return cfg_is_name_prefix(v) ? NULL
+                                     : "is not a name prefix (lowercase alphanumerics and '-', starting "
+                                       "alphanumeric, at most 32)";
+    case CFG_CHECK_SUBDOMAIN:
+        return cfg_is_dns_subdomain(v) ? NULL : "is not a valid object name (DNS-1123 subdomain)";
+    case CFG_CHECK_WORD: return cfg_is_word(v) ? NULL : "must be non-empty without whitespace";
+    case CFG_CHECK_BUCKET: return !*v || cfg_is_bucket(v) ? NULL : "is not a valid bucket name";
+    case CFG_CHECK_KEY_PREFIX:
+        return cfg_is_key_prefix(v) ? NULL : "is not a relative key prefix (no leading '/', no empty, . or .. segments)";
+    }
+    return NULL;
+}
+
+/* Error prefix naming both spellings of the setting. Secret values are never quoted. */
+#define CFG_ERR(err, f, v, fmt, ...)                                                                  \
+    err_set(err, WC_EINVAL, "%s (--%s): \"%s\" " fmt, (f)->env, (f)->flag,                             \
+            (f)->flags & CFG_SECRET ? "[REDACTED]" : (v), ##__VA_ARGS__)
+
+static int cfg_apply_string(wc_cfg *c, const cfg_field *f, const char *v, wc_err *err) {
+    if (f->type == CFG_ENUM && !cfg_enum_has(f->choices, v)) {
+        char alts[128];
+        snprintf(alts, sizeof alts, "%s", f->choices);
+        for (char *p = alts; *p; p++) if (*p == '|') *p = ',';
+        return CFG_ERR(err, f, v, "is not one of %s", alts);
+    }
+    if (f->type == CFG_ADDR && !cfg_is_listen_addr(v))
+        return CFG_ERR(err, f, v, "is not a listen address [host]:port (e.g. :8080)");
+    if (f->type == CFG_URL && *v && !cfg_is_endpoint_url(v))
+        return CFG_ERR(err, f, v, "is not an http(s)://host[:port] URL without path");
+    const char *why = cfg_check_string(f, v);
+    if (why) return CFG_ERR(err, f, v, "%s", why);
+    char **dst = cfg_str_at(c, f->off);
+    cfg_free_str(dst, f->flags & CFG_SECRET);
+    size_t n = strlen(v);
+    if (f->type == CFG_URL && n && v[n - 1] == '/') n--; /* one spelling of the endpoint */
+    if (f->check == CFG_CHECK_KEY_PREFIX && n && v[n - 1] != '/') {
+        *dst = xmalloc(n + 2);
+        memcpy(*dst, v, n);
+        memcpy(*dst + n, "/", 2);
+    } else {
+        *dst = xstrndup(v, n);
+    }
+    return 0;
+}
+
+static int cfg_apply(wc_cfg *c, const cfg_field *f, const char *v, wc_err *err) {
+    char *base = (char *)c;
+    switch (f->type) {
+    case CFG_BOOL: {
+        int b;
+        if (parse_bool(v, &b) < 0) return CFG_ERR(err, f, v, "is not a boolean (true or false)");
+        *(int *)(base + f->off) = b;
+        return 0;
+    }
+    case CFG_INT: {
+        char *end;
+        errno = 0;
+        long long n = strtoll(v, &end, 10);
+        if (!*v || *end || errno || isspace((unsigned char)*v))
+            return CFG_ERR(err, f, v, "is not an integer");
+        if (n < f->min || n > f->max)
+            return CFG_ERR(err, f, v, "is out of range %" PRId64 "..%" PRId64, f->min, f->max);
+        *(int64_t *)(base + f->off) = n;
+        return 0;
+    }
+    case CFG_DURATION: {
+        int64_t ms;
+        if (parse_duration_ms(v, &ms) < 0) return CFG_ERR(err, f, v, "is not a duration (e.g. 90s, 5m, 1h30m)");
+        if (ms < f->min || ms > f->max)
+            return CFG_ERR(err, f, v, "is out of range %" PRId64 "s..%" PRId64 "h", f->min / CFG_S,
+                           f->max / (3600 * CFG_S));
+        *(int64_t *)(base + f->off) = ms;
+        return 0;
+    }
+    case CFG_QUANTITY: {
+        qty q;
+        if (qty_parse(v, &q) < 0) return CFG_ERR(err, f, v, "is not a Kubernetes quantity (e.g. 500m, 2, 2Gi)");
+        if (q.milli == 0) return CFG_ERR(err, f, v, "must be greater than zero");
+        *(qty *)(base + f->off) = q;
+        return 0;
+    }
+    default: return cfg_apply_string(c, f, v, err);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Loading. */
+
+static void cfg_free(wc_cfg *c) {
+    for (size_t i = 0; i < CFG_NFIELDS; i++)
+        if (cfg_field_is_string(&cfg_fields[i]))
+            cfg_free_str(cfg_str_at(c, cfg_fields[i].off), cfg_fields[i].flags & CFG_SECRET);
+    cfg_free_str(&c->worker_deps_ca_pem, 0);
+    memset(c, 0, sizeof *c);
+}
+
+static void cfg_defaults(wc_cfg *c) {
+    memset(c, 0, sizeof *c);
+    for (size_t i = 0; i < CFG_NFIELDS; i++) {
+        wc_err err;
+        int rc = cfg_apply(c, &cfg_fields[i], cfg_fields[i].def, &err);
+        assert(rc == 0 && "every default in cfg_fields is valid");
+        (void)rc;
+    }
+    c->log_fmt = LOG_FORMAT_JSON;
+    c->log_lvl = LOG_INFO;
+}
+
+static const char *cfg_getenv(char **env, const char *name) {
+    size_t n = strlen(name);
+    for (char **e = env; e && *e; e++)
+        if (strncmp(*e, name, n) == 0 && (*e)[n] == '=') return *e + n + 1;
+    return NULL;
+}
+
+/* The cluster connection flags of cmd/cli.c's KUBE_CONNECT_FLAGS. cli.c sits above this layer,
+ * so the names are repeated here and a unit test holds the two lists equal. */
+static const struct { const char *flag; size_t off; } cfg_kube_flags[] = {
+    {"kubeconfig", offsetof(kube_connect_opts, kubeconfig)}, {"context", offsetof(kube_connect_opts, context)},
+    {"server", offsetof(kube_connect_opts, server)},         {"token-file", offsetof(kube_connect_opts, token_file)},
+    {"ca-file", offsetof(kube_connect_opts, ca_file)},
+};
+
+static const cfg_field *cfg_find_flag(const char *name, size_t n) {
+    for (size_t i = 0; i < CFG_NFIELDS; i++)
+        if (strlen(cfg_fields[i].flag) == n && strncmp(cfg_fields[i].flag, name, n) == 0) return &cfg_fields[i];
+    return NULL;
+}
+
+/*
+ * Collects argv[1..] into vals[] (one slot per row) and c->kube. GNU style as in cmd/cli.c:
+ * --name=value or --name value; a boolean flag alone means true (--name=false to disable).
+ * The same parser as cli_parse in spirit, but this layer is below cmd/, and its messages name
+ * the variable too.
+ */
+static int cfg_parse_flags(wc_cfg *c, int argc, char **argv, const char **vals, wc_err *err) {
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strncmp(a, "--", 2) != 0 || a[2] == '\0') return err_set(err, WC_EINVAL, "unexpected argument %s", a);
+        const char *name = a + 2, *eq = strchr(name, '=');
+        size_t n = eq ? (size_t)(eq - name) : strlen(name);
+        const char *v = eq ? eq + 1 : NULL;
+        const cfg_field *f = cfg_find_flag(name, n);
+        if (f) {
+            if (!v && f->type == CFG_BOOL) v = "true";
+            else if (!v && i + 1 < argc) v = argv[++i];
+            else if (!v) return err_set(err, WC_EINVAL, "%s (--%s): the flag needs a value", f->env, f->flag);
+            vals[f - cfg_fields] = v;
+            continue;
+        }
+        size_t k = 0;
+        while (k < sizeof cfg_kube_flags / sizeof *cfg_kube_flags &&
+               (strlen(cfg_kube_flags[k].flag) != n || strncmp(cfg_kube_flags[k].flag, name, n) != 0))
+            k++;
+        if (k == sizeof cfg_kube_flags / sizeof *cfg_kube_flags)
+            return err_set(err, WC_EINVAL, "unknown flag --%.*s", (int)n, name);
+        if (!v && i + 1 < argc) v = argv[++i];
+        else if (!v) return err_set(err, WC_EINVAL, "flag --%s needs a value", cfg_kube_flags[k].flag);
+        *(const char **)((char *)&c->kube + cfg_kube_flags[k].off) = v;
+    }
+    return 0;
+}
+
+/* Reads a _FILE variant into its target. Secret content is wiped from every buffer it passed. */
+static int cfg_read_file(wc_cfg *c, const cfg_field *f, const char *path, wc_err *err) {
+    buf b = BUF_INIT;
+    size_t max = f->type == CFG_PEM_FILE ? 1u << 20 : 64u << 10;
+    if (file_read_all(path, max, &b, err) < 0) {
+        buf_free_secret(&b);
+        err->code = WC_EINVAL; /* a configuration error (exit 2), whatever the I/O cause */
+        return err_wrap(err, "%s (--%s)", f->env, f->flag);
+    }
+    while (b.len && (b.data[b.len - 1] == '\n' || b.data[b.len - 1] == '\r')) b.data[--b.len] = '\0';
+    if (b.len == 0 || strlen(buf_cstr(&b)) != b.len) {
+        buf_free_secret(&b);
+        return err_set(err, WC_EINVAL, "%s (--%s): %s is empty or holds NUL bytes", f->env, f->flag, path);
+    }
+    if (f->type == CFG_PEM_FILE) {
+        tls_pem_object *objs = NULL;
+        int nobj = tls_pem_decode_all(b.data, b.len, path, &objs, err);
+        int certs = 0;
+        for (int i = 0; i < nobj; i++) certs += strcmp(objs[i].name, "CERTIFICATE") == 0;
+        if (nobj > 0) tls_pem_objects_free(objs, (size_t)nobj);
+        if (nobj < 0 || certs == 0) {
+            buf_free(&b);
+            if (nobj >= 0) err_set(err, WC_EINVAL, "%s: no PEM CERTIFICATE found", path);
+            err->code = WC_EINVAL;
+            return err_wrap(err, "%s (--%s)", f->env, f->flag);
+        }
+    }
+    char **dst = cfg_str_at(c, f->target);
+    cfg_free_str(dst, f->type == CFG_SECRET_FILE);
+    *dst = buf_steal(&b);
+    return 0;
+}
+
+/* The pair of VAR and VAR_FILE: the value row whose field the file row fills. */
+static const cfg_field *cfg_file_owner(const cfg_field *file_row) {
+    for (size_t i = 0; i < CFG_NFIELDS; i++)
+        if (cfg_fields[i].type == CFG_STRING && cfg_fields[i].off == file_row->target) return &cfg_fields[i];
+    return NULL;
+}
+
+static int cfg_load_files(wc_cfg *c, const unsigned char *set, wc_err *err) {
+    for (size_t i = 0; i < CFG_NFIELDS; i++) {
+        const cfg_field *f = &cfg_fields[i];
+        if ((f->type != CFG_SECRET_FILE && f->type != CFG_PEM_FILE) || !set[i]) continue;
+        const cfg_field *owner = cfg_file_owner(f);
+        if (owner && set[owner - cfg_fields])
+            return err_set(err, WC_EINVAL, "%s (--%s) and %s (--%s) are both set; set only one", owner->env,
+                           owner->flag, f->env, f->flag);
+        const char *path = *cfg_str_at(c, f->off);
+        if (!*path) return err_set(err, WC_EINVAL, "%s (--%s): empty path", f->env, f->flag);
+        if (cfg_read_file(c, f, path, err) < 0) return -1;
+    }
+    return 0;
+}
+
+/* Settings that are valid alone but not together. */
+static int cfg_validate(const wc_cfg *c, wc_err *err) {
+    int have_id = *c->worker_deps_access_key_id != '\0', have_secret = *c->worker_deps_secret_access_key != '\0';
+    if (have_id != have_secret)
+        return err_set(err, WC_EINVAL, "%s is set but %s is not (nor its _FILE variant); set both or neither",
+                       have_id ? "HICLAW_WORKER_DEPS_ACCESS_KEY_ID" : "HICLAW_WORKER_DEPS_SECRET_ACCESS_KEY",
+                       have_id ? "HICLAW_WORKER_DEPS_SECRET_ACCESS_KEY" : "HICLAW_WORKER_DEPS_ACCESS_KEY_ID");
+    if (!c->sandbox_enabled) return 0;
+    const char *missing[4];
+    int n = 0;
+    if (!*c->worker_deps_endpoint) missing[n++] = "HICLAW_WORKER_DEPS_ENDPOINT";
+    if (!*c->worker_deps_bucket) missing[n++] = "HICLAW_WORKER_DEPS_BUCKET";
+    if (!have_id) missing[n++] = "HICLAW_WORKER_DEPS_ACCESS_KEY_ID (or _FILE)";
+    if (!have_secret) missing[n++] = "HICLAW_WORKER_DEPS_SECRET_ACCESS_KEY (or _FILE)";
+    if (!n) return 0;
+    char list[512] = "";
+    for (int i = 0; i < n; i++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? (i == n - 1 ? " and " : ", ") : "",
+                 missing[i]);
+    return err_set(err, WC_EINVAL,
+                   "HICLAW_SANDBOX_ENABLED is true but %s %s not set; set %s or HICLAW_SANDBOX_ENABLED=false "
+                   "(--sandbox-enabled=false)",
+                   list, n == 1 ? "is" : "are", n == 1 ? "it" : "them");
+}
+
+static void cfg_resolve_logging(wc_cfg *c) {
+    if (strcmp(c->log_format, "auto") == 0) c->log_fmt = isatty(2) ? LOG_FORMAT_TEXT : LOG_FORMAT_JSON;
+    else log_parse_format(c->log_format, &c->log_fmt);
+    log_parse_level(c->log_level, &c->log_lvl);
+}
+
+/*
+ * Loads the configuration: defaults, then env (env == NULL: the process environment), then
+ * argv[1..] (argv[0] is the command name; argc <= 1: no flags). c need not be initialised.
+ * On failure c is freed and err says which setting is wrong (WC_EINVAL: exit 2).
+ */
+static int cfg_load(wc_cfg *c, char **env, int argc, char **argv, wc_err *err) {
+    cfg_defaults(c);
+    if (!env) env = environ;
+    const char *vals[CFG_NFIELDS] = {0};
+    unsigned char set[CFG_NFIELDS] = {0};
+    int rc = cfg_parse_flags(c, argc, argv, vals, err);
+    for (size_t i = 0; i < CFG_NFIELDS && rc == 0; i++) {
+        const char *v = vals[i];
+        if (!v) {
+            v = cfg_getenv(env, cfg_fields[i].env);
+            if (v && !*v) v = NULL; /* empty env = unset */
+        }
+        if (!v) continue;
+        set[i] = 1;
+        rc = cfg_apply(c, &cfg_fields[i], v, err);
+    }
+    if (rc == 0) rc = cfg_load_files(c, set, err);
+    if (rc == 0) rc = cfg_validate(c, err);
+    if (rc < 0) {
+        cfg_free(c);
+        return -1;
+    }
+    cfg_resolve_logging(c);
+    log_register_secret(c->worker_deps_access_key_id);
+    log_register_secret(c->worker_deps_secret_access_key);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Help and the effective-configuration log line. */
+
+static const char *cfg_placeholder(const cfg_field *f) {
+    switch (f->type) {
+    case CFG_STRING:
+        switch (f->check) {
+        case CFG_CHECK_NAME:
+        case CFG_CHECK_SUBDOMAIN: return "NAME";
+        case CFG_CHECK_NAMESPACE: return "NAMESPACE";
+        case CFG_CHECK_NAME_PREFIX:
+        case CFG_CHECK_KEY_PREFIX: return "PREFIX";
+        case CFG_CHECK_BUCKET: return "BUCKET";
+        default: return "STRING";
+        }
+    case CFG_BOOL: return NULL;
+    case CFG_INT: return "N";
+    case CFG_DURATION: return "DURATION";
+    case CFG_QUANTITY: return "QUANTITY";
+    case CFG_ENUM: return f->choices;
+    case CFG_ADDR: return "[HOST]:PORT";
+    case CFG_URL: return "URL";
+    case CFG_SECRET_FILE:
+    case CFG_PEM_FILE: return "PATH";
+    }
+    return "VALUE";
+}
+
+static void cfg_help_row(buf *out, const cfg_field *f) {
+    const char *ph = cfg_placeholder(f);
+    if (ph) buf_printf(out, "  --%s %s\n", f->flag, ph);
+    else buf_printf(out, "  --%s[=false]\n", f->flag);
+    buf_printf(out, "      %s", f->help);
+    if (f->type == CFG_INT) buf_printf(out, " (%" PRId64 "..%" PRId64 ")", f->min, f->max);
+    if (f->type == CFG_DURATION) buf_printf(out, " (%" PRId64 "s..%" PRId64 "h)", f->min / CFG_S, f->max / (3600 * CFG_S));
+    buf_printf(out, "\n      env %s; default ", f->env);
+    if (f->flags & CFG_SECRET) buf_puts(out, "none (secret)");
+    else if (*f->def) buf_puts(out, f->def);
+    else buf_puts(out, "unset");
+    buf_printf(out, "; Helm %s\n", f->helm);
+}
+
+/* The flag/env/default listing of `run --help`, generated from the table. The connection
+ * flags cfg_load also accepts are documented by cmd/cli.c's KUBE_CONNECT_FLAGS_USAGE, which
+ * run's usage appends (cli.c is above this layer). */
+static void cfg_help_text(buf *out) {
+    static const struct { const char *group, *title; } titles[] = {
+        {"controller", "Controller"}, {"log", "Logging"}, {"worker", "Worker defaults"},
+        {"hiclaw", "HiClaw endpoints passed to every Worker"}, {"sandbox", "Sandbox backend (OpenKruise agents)"},
+        {"workerDeps", "Worker-deps object storage (S3-compatible)"},
+    };
+    buf_puts(out, "Configuration: each flag is also an environment variable; flag > environment > default.\n"
+                  "An empty environment variable counts as unset. VAR and VAR_FILE are mutually exclusive.\n");
+    size_t prev_len = 0;
+    const char *prev = "";
+    for (size_t i = 0; i < CFG_NFIELDS; i++) {
+        const cfg_field *f = &cfg_fields[i];
+        size_t gl = strcspn(f->helm, ".");
+        if (gl != prev_len || strncmp(f->helm, prev, gl) != 0) {
+            const char *title = NULL;
+            for (size_t t = 0; t < sizeof titles / sizeof *titles; t++)
+                if (strlen(titles[t].group) == gl && strncmp(titles[t].group, f->helm, gl) == 0) title = titles[t].title;
+            buf_printf(out, "\n%s:\n", title ? title : "Other");
+            prev = f->helm;
+            prev_len = gl;
+        }
+        cfg_help_row(out, f);
+    }
+}
+
+static void cfg_print_help(FILE *out) {
+    buf b = BUF_INIT;
+    cfg_help_text(&b);
+    fputs(buf_cstr(&b), out);
+    buf_free(&b);
+}
+
+static void cfg_format_duration(char *out, size_t n, int64_t ms) {
+    if (ms % (3600 * CFG_S) == 0) snprintf(out, n, "%" PRId64 "h", ms / (3600 * CFG_S));
+    else if (ms % (60 * CFG_S) == 0) snprintf(out, n, "%" PRId64 "m", ms / (60 * CFG_S));
+    else if (ms % CFG_S == 0) snprintf(out, n, "%" PRId64 "s", ms / CFG_S);
+    else snprintf(out, n, "%" PRId64 "ms", ms);
+}
+
+/* The effective value of one row as text; secrets become [REDACTED] (or "" when unset). */
+static void cfg_value_text(const wc_cfg *c, const cfg_field *f, char *out, size_t n) {
+    const char *base = (const char *)c;
+    switch (f->type) {
+    case CFG_BOOL: snprintf(out, n, "%s", *(const int *)(base + f->off) ? "true" : "false"); return;
+    case CFG_INT: snprintf(out, n, "%" PRId64, *(const int64_t *)(base + f->off)); return;
+    case CFG_DURATION: cfg_format_duration(out, n, *(const int64_t *)(base + f->off)); return;
+    case CFG_QUANTITY: snprintf(out, n, "%s", ((const qty *)(base + f->off))->canon); return;
+    default: break;
+    }
+    const char *s = *cfg_cstr_at(c, f->off);
+    if (!s) s = "";
+    snprintf(out, n, "%s", (f->flags & CFG_SECRET) && *s ? LOG_REDACTED : s);
+}
+
+#define CFG_KV4(i) kv[i], kv[i + 1], kv[i + 2], kv[i + 3]
+#define CFG_KV16(i) CFG_KV4(i), CFG_KV4(i + 4), CFG_KV4(i + 8), CFG_KV4(i + 12)
+#define CFG_KV64(i) CFG_KV16(i), CFG_KV16(i + 16), CFG_KV16(i + 32), CFG_KV16(i + 48)
+#define CFG_LOG_PAIRS 64
+_Static_assert(CFG_NFIELDS <= CFG_LOG_PAIRS, "cfg_log_summary passes at most 64 fields");
+
+/*
+ * Logs the effective configuration as one line, one field per row keyed by the flag name.
+ * log_event() only takes a NULL-terminated varargs list, so the fields go through a fixed
+ * array of 128 slots; slots after the last row are NULL and end the list. Secrets are
+ * redacted here, and again by the logger (registered values, secret-looking field names).
+ */
+static void cfg_log_summary(const wc_cfg *c) {
+    const char *kv[2 * CFG_LOG_PAIRS + 1] = {0};
+    char vals[CFG_NFIELDS][256];
+    for (size_t i = 0; i < CFG_NFIELDS; i++) {
+        cfg_value_text(c, &cfg_fields[i], vals[i], sizeof vals[i]);
+        if (cfg_fields[i].type == CFG_ENUM && strcmp(cfg_fields[i].flag, "log-format") == 0)
+            snprintf(vals[i], sizeof vals[i], "%s", c->log_fmt == LOG_FORMAT_JSON ? "json" : "text");
+        kv[2 * i] = cfg_fields[i].flag;
+        kv[2 * i + 1] = vals[i];
+    }
+    log_event(LOG_INFO, "configuration", CFG_KV64(0), CFG_KV64(64), NULL);
+}
