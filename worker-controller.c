@@ -81,6 +81,7 @@ static void wc_oom(void);
 
 /* backend/ */
 #include "backend/pod.c"
+#include "backend/deps.c"
 #include "backend/reconcile.c"
 #include "backend/sandbox.c"
 

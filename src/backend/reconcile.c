@@ -36,6 +36,10 @@ struct controller {
     pod_settings ps;
     worker_env_config envc;
     worker_defaults wd;
+    /* sandbox backend */
+    s3_client *s3;                 /* worker-deps storage; NULL without the sandbox backend */
+    const char *deps_prefix, *deps_pv, *pool;
+    int64_t token_ttl_s, claim_timeout_ms, wait_ready_timeout_ms;
     atomic_long reconciles, reconcile_errors;
 };
 

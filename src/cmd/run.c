@@ -98,6 +98,12 @@ static void controller_configure(controller *c, const wc_cfg *conf, const char *
                                   conf->matrix_debug};
     c->wd = (worker_defaults){conf->default_worker_runtime, conf->worker_image, conf->copaw_worker_image,
                               conf->hermes_worker_image, conf->worker_cpu.canon, conf->worker_memory.canon};
+    c->deps_prefix = conf->worker_deps_prefix;
+    c->deps_pv = conf->sandbox_deps_pv;
+    c->pool = conf->sandbox_pool;
+    c->token_ttl_s = conf->sandbox_token_ttl_s;
+    c->claim_timeout_ms = conf->sandbox_claim_timeout_ms;
+    c->wait_ready_timeout_ms = conf->sandbox_wait_ready_timeout_ms;
 }
 
 static kube_informer *run_informer(run_state *r, const char *name, const kube_resource *res, const char *selector,
@@ -192,6 +198,25 @@ static int cmd_run(int argc, char **argv) {
         }
     }
 
+    if (r->conf.sandbox_enabled) {
+        c->s3 = s3_client_new(r->conf.worker_deps_endpoint, r->conf.worker_deps_bucket, r->conf.worker_deps_region,
+                              r->conf.worker_deps_access_key_id, r->conf.worker_deps_secret_access_key,
+                              r->conf.worker_deps_ca_pem, &err);
+        if (!c->s3) {
+            log_error("cannot set up worker-deps storage", "error", err.msg);
+            rc = WC_EXIT_USAGE;
+            goto out_free;
+        }
+        if (r->conf.sandbox_manage_pool) {
+            if (sandbox_apply_pool(c, r->namespace, r->conf.sandbox_agent_runtime_image, r->conf.sandbox_prewarm_size,
+                                   r->conf.worker_cpu.canon, r->conf.worker_memory.canon, &err) < 0) {
+                log_error("cannot apply the SandboxSet (warm pool)", "pool", r->conf.sandbox_pool, "error", err.msg);
+                goto out_free;
+            }
+            log_info("applied SandboxSet", "pool", r->conf.sandbox_pool, "namespace", r->namespace);
+        }
+    }
+
     r->q = wq_new("worker", NULL, &err);
     if (!r->q) {
         log_error("cannot create the workqueue", "error", err.msg);
@@ -251,6 +276,7 @@ out_stop:
     wq_free(r->q);
     free(r->threads);
 out_free:
+    s3_client_free(c->s3);
     kube_recorder_free(c->rec);
     free(instance);
 out:

@@ -30,6 +30,7 @@
 #define HTTP_POLL_MS 100
 
 typedef int (*http_data_fn)(void *ud, const char *p, size_t n);
+static void http_header_value(const char *v, size_t n, char *out, size_t outsz);
 
 typedef struct http_client_options {
     const char *ca_pem;                  /* trust bundle (PEM, one or more certificates) */
@@ -90,6 +91,7 @@ typedef struct http_response {
     char content_type[128];
     int retry_after_s;                   /* -1 when absent or unparseable */
     long new_connections;                /* CURLINFO_NUM_CONNECTS: 0 = a kept-alive connection */
+    buf headers;                         /* the final response's header lines (bounded) */
     int cancelled;                       /* the cancel flag ended the transfer */
     int aborted;                         /* on_data returned non-zero */
 } http_response;
@@ -99,7 +101,29 @@ static void http_response_init(http_response *r) {
     r->retry_after_s = -1;
 }
 
-static void http_response_free(http_response *r) { buf_free(&r->body); }
+static void http_response_free(http_response *r) {
+    buf_free(&r->body);
+    buf_free(&r->headers);
+}
+
+#define HTTP_MAX_HEADER_BYTES (16u << 10)
+
+/* Finds a response header (case-insensitive name) and copies its trimmed value into out.
+ * Returns 1 when found, 0 otherwise. */
+static int http_response_header(const http_response *r, const char *name, char *out, size_t outsz) {
+    size_t nl = strlen(name);
+    const char *p = buf_cstr(&r->headers);
+    while (*p) {
+        const char *eol = strchr(p, '\n');
+        size_t len = eol ? (size_t)(eol - p) : strlen(p);
+        if (len > nl && p[nl] == ':' && strncasecmp(p, name, nl) == 0) {
+            http_header_value(p + nl + 1, len - nl - 1, out, outsz);
+            return 1;
+        }
+        p += len + (eol ? 1 : 0);
+    }
+    return 0;
+}
 
 /* ------------------------------------------------------------------------------------------ */
 /* The client */
@@ -288,8 +312,10 @@ static size_t http_header_cb(char *p, size_t size, size_t nmemb, void *ud) {
     if (n >= 5 && memcmp(p, "HTTP/", 5) == 0) {
         x->resp->content_type[0] = '\0';
         x->resp->retry_after_s = -1;
+        buf_reset(&x->resp->headers);
         return n;
     }
+    if (x->resp->headers.len + n <= HTTP_MAX_HEADER_BYTES) buf_append(&x->resp->headers, p, n);
     const char *colon = memchr(p, ':', n);
     if (!colon) return n;
     size_t nl = (size_t)(colon - p), vl = n - nl - 1;
@@ -386,6 +412,7 @@ static int http_do(http_client *c, const http_request *req, http_response *resp,
     const char *method = req->method ? req->method : "GET";
     long status = 0;
     buf_reset(&resp->body);
+    buf_reset(&resp->headers);
     resp->body.limit = 0;
     resp->status = 0;
     resp->content_type[0] = '\0';
@@ -455,10 +482,14 @@ static int http_do(http_client *c, const http_request *req, http_response *resp,
         if (!n) wc_oom();
         hdrs = n;
     }
-    /* No "Expect: 100-continue" round trip for large bodies: API servers answer directly. */
-    struct curl_slist *n = curl_slist_append(hdrs, "Expect:");
-    if (!n) wc_oom();
-    hdrs = n;
+    /* No "Expect: 100-continue" round trip for large bodies: API servers answer directly.
+     * Not with SigV4: curl 7.88 signs every header in the list, this removal directive
+     * included, and the server never sees it — the signature would not match. */
+    if (!req->aws_sigv4) {
+        struct curl_slist *n = curl_slist_append(hdrs, "Expect:");
+        if (!n) wc_oom();
+        hdrs = n;
+    }
     HTTP_SETOPT(h, CURLOPT_HTTPHEADER, hdrs);
 
     if (req->aws_sigv4) {

@@ -584,7 +584,10 @@ static int cfg_read_file(wc_cfg *c, const cfg_field *f, const char *path, wc_err
         err->code = WC_EINVAL; /* a configuration error (exit 2), whatever the I/O cause */
         return err_wrap(err, "%s (--%s)", f->env, f->flag);
     }
-    while (b.len && (b.data[b.len - 1] == '\n' || b.data[b.len - 1] == '\r')) b.data[--b.len] = '\0';
+    /* Secrets lose a trailing newline (echo > file); a PEM keeps it: BearSSL's decoder (as
+     * used by curl) needs the line end after "-----END CERTIFICATE-----". */
+    if (f->type != CFG_PEM_FILE)
+        while (b.len && (b.data[b.len - 1] == '\n' || b.data[b.len - 1] == '\r')) b.data[--b.len] = '\0';
     if (b.len == 0 || strlen(buf_cstr(&b)) != b.len) {
         buf_free_secret(&b);
         return err_set(err, WC_EINVAL, "%s (--%s): %s is empty or holds NUL bytes", f->env, f->flag, path);
