@@ -75,11 +75,13 @@ static void *run_worker_thread(void *arg) {
     return NULL;
 }
 
-/* A CRD the sandbox backend needs: present and served? */
-static int crd_present(kube_client *kc, const char *name, wc_err *err) {
-    cJSON *crd = NULL;
-    int rc = kube_get(kc, &KUBE_CRDS, NULL, name, NULL, &crd, err);
-    cJSON_Delete(crd);
+/* Is a resource of the sandbox backend served? Asked by listing it (limit 1) in the watched
+ * namespace: that needs only the rights `run` has anyway, where reading the CRD itself would
+ * need cluster-scoped access to customresourcedefinitions. 404 means the CRD is absent. */
+static int api_served(kube_client *kc, const kube_resource *r, const char *ns, wc_err *err) {
+    cJSON *list = NULL;
+    int rc = kube_list_page(kc, r, ns, NULL, NULL, 1, NULL, &list, err);
+    cJSON_Delete(list);
     if (rc == 0) return 1;
     return kube_err_not_found(err) ? 0 : -1;
 }
@@ -182,8 +184,9 @@ static int cmd_run(int argc, char **argv) {
 
     if (r->conf.sandbox_enabled) {
         static const char *need[] = {"sandboxclaims.agents.kruise.io", "sandboxes.agents.kruise.io"};
+        const kube_resource *needr[] = {&KUBE_SANDBOXCLAIMS, &KUBE_SANDBOXES};
         for (size_t i = 0; i < 2; i++) {
-            int p = crd_present(c->kc, need[i], &err);
+            int p = api_served(c->kc, needr[i], r->namespace, &err);
             if (p < 0) {
                 log_error("cannot check the OpenKruise agents CRDs", "crd", need[i], "error", err.msg);
                 goto out_free;

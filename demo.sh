@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# The main job on an embedded default, on a fresh machine:
+#   build → start the local test cluster (real kube-apiserver + etcd + S3 on loopback) →
+#   install the CRD → run the controller under exactly the RBAC `render-rbac` prints →
+#   apply sample Workers (pod and sandbox) → watch them converge while the kubelet and
+#   OpenKruise stand-ins answer.
+#
+#   ./demo.sh           run it, then tear everything down
+#   ./demo.sh --keep    leave the cluster and the controller running (prints how to stop them)
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cd "$ROOT"
+KEEP=0
+[ "${1:-}" = "--keep" ] && KEEP=1
+export WC_TESTBED=${WC_TESTBED:-${TMPDIR:-/tmp}/worker-controller-demo}
+NS=hiclaw-demo
+CTL=hiclaw-controller
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+say "building"
+./build.sh
+
+say "starting the local cluster ($WC_TESTBED)"
+test/cluster/up.sh
+# shellcheck disable=SC1091
+source "$WC_TESTBED/env"
+export PATH=$WC_TESTBIN:$PATH
+RUN=$WC_TESTBED/demo
+mkdir -p "$RUN"
+
+cleanup() {
+  [ -f "$RUN/controller.pid" ] && kill "$(cat "$RUN/controller.pid")" 2>/dev/null || true
+  [ -f "$RUN/standins.pid" ] && kill "$(cat "$RUN/standins.pid")" 2>/dev/null || true
+  sleep 1
+  test/cluster/down.sh >/dev/null 2>&1 || true
+}
+if [ $KEEP = 0 ]; then trap cleanup EXIT; fi
+
+say "installing the Worker CRD"
+./worker-controller install-crds
+
+say "RBAC for the controller (worker-controller render-rbac), applied to namespace $NS"
+kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+./worker-controller render-rbac --namespace "$NS" --controller-name "$CTL" | tee "$RUN/rbac.yaml" | kubectl apply -f -
+kubectl create token "$CTL" -n "$NS" --duration 2h >"$RUN/token"
+
+say "starting the kubelet and OpenKruise stand-ins"
+python3 test/e2e/standins.py --auto --namespace "$NS" >"$RUN/standins.log" 2>&1 &
+echo $! >"$RUN/standins.pid"
+
+say "starting the controller (log: $RUN/controller.log)"
+HICLAW_K8S_NAMESPACE=$NS HICLAW_CONTROLLER_NAME=$CTL HICLAW_LOG_FORMAT=text \
+HICLAW_WORKER_DEPS_ENDPOINT=$WC_S3_ENDPOINT HICLAW_WORKER_DEPS_BUCKET=$WC_S3_BUCKET \
+HICLAW_WORKER_DEPS_ACCESS_KEY_ID=$WC_S3_ACCESS_KEY HICLAW_WORKER_DEPS_SECRET_ACCESS_KEY=$WC_S3_SECRET_KEY \
+HICLAW_WORKER_DEPS_CA_FILE=$WC_CA_FILE HICLAW_CONTROLLER_URL=http://hiclaw-controller.$NS:8090 \
+  ./worker-controller run --server "$WC_APISERVER_URL" --token-file "$RUN/token" --ca-file "$WC_CA_FILE" \
+  >"$RUN/controller.log" 2>&1 &
+echo $! >"$RUN/controller.pid"
+
+say "applying sample Workers: examples/worker-pod.yaml (pod) and examples/worker-sandbox.yaml (sandbox)"
+kubectl apply -n "$NS" -f examples/worker-pod.yaml -f examples/worker-sandbox.yaml
+
+say "waiting for both Workers to be Running"
+ok=0
+for _ in $(seq 1 120); do
+  phases=$(kubectl get workers -n "$NS" -o jsonpath='{range .items[*]}{.status.phase}{" "}{end}')
+  if [ "$phases" = "Running Running " ]; then ok=1; break; fi
+  sleep 1
+done
+kubectl get workers -n "$NS"
+say "what the controller created"
+kubectl get pods,serviceaccounts,sandboxclaims,sandboxes,sandboxsets -n "$NS" -l hiclaw.io/controller="$CTL" 2>/dev/null || true
+kubectl get sandboxsets -n "$NS"
+say "events"
+kubectl get events -n "$NS" --field-selector involvedObject.kind=Worker 2>/dev/null | tail -n 10 || true
+say "controller log (last lines)"
+tail -n 12 "$RUN/controller.log"
+if [ $ok = 1 ]; then
+  say "both Workers converged: alice runs as a Pod, bob in a claimed sandbox"
+else
+  say "the Workers did not converge within 120 s (see $RUN/controller.log and $RUN/standins.log)"
+  exit 1
+fi
+if [ $KEEP = 1 ]; then
+  echo "left running. Try: source $WC_TESTBED/env; kubectl get wk -n $NS -w"
+  echo "stop: kill \$(cat $RUN/controller.pid) \$(cat $RUN/standins.pid); test/cluster/down.sh"
+fi
