@@ -69,6 +69,7 @@ static void wc_oom(void);
 #include "kube/informer.c"
 #include "kube/events.c"
 #include "kube/lease.c"
+#include "kube/leader.c"
 
 /* worker/ */
 #include "worker/quantity.c"

@@ -32,6 +32,7 @@ typedef struct run_state {
     int nthreads;
     char *namespace;
     atomic_int stopping;
+    leader_elector *elector;
 } run_state;
 
 static run_state *g_run; /* for informer handlers, which get it as ud anyway */
@@ -118,6 +119,20 @@ static kube_informer *run_informer(run_state *r, const char *name, const kube_re
         return NULL;
     }
     return inf;
+}
+
+/* Losing the lease means another replica may act any moment: stop at once, exit non-zero so
+ * Kubernetes restarts us as a follower. */
+static void on_leadership_lost(void *ud) {
+    (void)ud;
+    kill(getpid(), SIGTERM);
+}
+
+/* True when SIGTERM/SIGINT is pending (they are blocked and taken by sigwait). */
+static int signal_pending(void) {
+    sigset_t pending;
+    sigpending(&pending);
+    return sigismember(&pending, SIGTERM) || sigismember(&pending, SIGINT);
 }
 
 static int wait_signal(sigset_t *set) {
@@ -245,14 +260,32 @@ static int cmd_run(int argc, char **argv) {
     kube_informer *all[4] = {c->workers, c->pods, c->claims, c->sandboxes};
     for (int i = 0; i < 4; i++) {
         while (all[i] && !kube_informer_synced(all[i])) {
-            sigset_t pending;
-            sigpending(&pending);
-            if (sigismember(&pending, SIGTERM) || sigismember(&pending, SIGINT)) {
+            if (signal_pending()) {
                 log_info("signal before caches synced: exiting");
                 rc = WC_EXIT_OK;
                 goto out_stop;
             }
             wc_sleep_ms(20);
+        }
+    }
+    if (r->conf.leader_elect) {
+        char lease[300], identity[400];
+        snprintf(lease, sizeof lease, "%s-leader", r->conf.controller_name);
+        snprintf(identity, sizeof identity, "%s_%08lx%04x", host, (unsigned long)time(NULL), (unsigned)getpid() & 0xffff);
+        r->elector = leader_new(c->kc, r->namespace, lease, identity);
+        r->elector->on_lost = on_leadership_lost;
+        if (leader_start(r->elector, &err) < 0) {
+            log_error("cannot start leader election", "error", err.msg);
+            goto out_stop;
+        }
+        log_info("waiting to become leader", "lease", lease, "identity", identity);
+        while (!atomic_load(&r->elector->leading)) {
+            if (signal_pending()) {
+                log_info("signal while waiting for leadership: exiting");
+                rc = WC_EXIT_OK;
+                goto out_stop;
+            }
+            wc_sleep_ms(50);
         }
     }
     char nworkers[24];
@@ -267,10 +300,11 @@ static int cmd_run(int argc, char **argv) {
     atomic_store(&r->stopping, 1);
     size_t left = wq_shutdown_drain(r->q, RUN_SHUTDOWN_GRACE_MS);
     if (left) log_warn("in-flight reconciles did not finish in time; abandoning them");
-    rc = WC_EXIT_OK;
+    rc = r->elector && atomic_load(&r->elector->lost) ? WC_EXIT_FAILURE : WC_EXIT_OK;
 out_stop:
-    atomic_store(&c->kc->cancel, 1); /* abort watches and anything still in flight */
     if (r->q) wq_shutdown(r->q);
+    leader_free(r->elector); /* releases the lease while the client still works */
+    atomic_store(&c->kc->cancel, 1); /* abort watches and anything still in flight */
     for (int i = 0; i < r->nthreads; i++) pthread_join(r->threads[i], NULL);
     kube_informer_free(c->sandboxes);
     kube_informer_free(c->claims);

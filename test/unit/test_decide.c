@@ -527,3 +527,29 @@ TEST(env_build_and_file_quoting) {
     buf_free(&f);
     td_release(&a);
 }
+
+TEST(leader_decide_expiry_by_local_observation) {
+    leader_observation obs;
+    memset(&obs, 0, sizeof obs);
+    kube_lease l;
+    memset(&l, 0, sizeof l);
+    CHECK_INT_EQ(leader_decide(&l, 0, "me", &obs, 0), LEADER_CREATE);
+    l.holder = "other";
+    l.renew_time = "2026-11-23T00:00:00.000000Z";
+    l.duration_s = 15;
+    /* First sight at t=1000: live, whatever the holder's clock says. */
+    CHECK_INT_EQ(leader_decide(&l, 1, "me", &obs, 1000), LEADER_WAIT);
+    CHECK_INT_EQ(leader_decide(&l, 1, "me", &obs, 15000), LEADER_WAIT);
+    /* Unchanged for more than the lease duration on our clock: expired. */
+    CHECK_INT_EQ(leader_decide(&l, 1, "me", &obs, 16001), LEADER_TAKEOVER);
+    /* A renewal resets the observation. */
+    l.renew_time = "2026-11-23T00:00:10.000000Z";
+    CHECK_INT_EQ(leader_decide(&l, 1, "me", &obs, 17000), LEADER_WAIT);
+    CHECK_INT_EQ(leader_decide(&l, 1, "me", &obs, 31000), LEADER_WAIT);
+    CHECK_INT_EQ(leader_decide(&l, 1, "me", &obs, 32001), LEADER_TAKEOVER);
+    /* Released (no holder): take it at once. */
+    l.holder = "";
+    CHECK_INT_EQ(leader_decide(&l, 1, "me", &obs, 32002), LEADER_TAKEOVER);
+    l.holder = "me";
+    CHECK_INT_EQ(leader_decide(&l, 1, "me", &obs, 32003), LEADER_RENEW);
+}
