@@ -18,7 +18,7 @@ tb_lock
 stop() { # name
     local pidfile=$S/$1.pid pid i
     tb_pid_ours "$pidfile" || { rm -f "$pidfile"; return 0; }
-    pid=$(<"$pidfile")
+    read -r pid _ <"$pidfile"
     kill -TERM "$pid" 2>/dev/null || true
     for ((i = 0; i < 100; i++)); do          # 10 s grace, then SIGKILL
         tb_pid_ours "$pidfile" || break

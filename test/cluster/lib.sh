@@ -28,7 +28,7 @@ tb_lock() {
 tb_pid_ours() {
     local pidfile=$1 pid
     [[ -f $pidfile ]] || return 1
-    pid=$(<"$pidfile")
+    read -r pid _ <"$pidfile" || true   # first field: others may append to the line
     [[ $pid =~ ^[0-9]+$ ]] || return 1
     [[ -r /proc/$pid/cmdline ]] || return 1
     tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$WC_TESTBED/" || return 1

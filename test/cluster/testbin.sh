@@ -36,6 +36,15 @@ log() { printf '[testbin] %s\n' "$*" >&2; }
 
 complete() { [[ -f $1/.complete ]]; }
 
+# Write the cache stamp only if every expected binary is there.
+stamp() { # dir version binaries...
+    local dir=$1 ver=$2 b; shift 2
+    for b in "$@"; do
+        [[ -x $dir/$b ]] || { log "$dir/$b missing after build"; return 1; }
+    done
+    echo "$ver" >"$dir/.complete"
+}
+
 link_all() {
     mkdir -p "$BIN_DIR"
     ln -sfn "$K8S_DIR/kube-apiserver" "$BIN_DIR/kube-apiserver"
@@ -131,7 +140,7 @@ build_kubernetes() {
         mkdir -p "$K8S_DIR"
         mv "$out/kube-apiserver" "$out/kubectl" "$K8S_DIR/"
     )
-    echo "$K8S_VERSION" >"$K8S_DIR/.complete"
+    stamp "$K8S_DIR" "$K8S_VERSION" kube-apiserver kubectl
 }
 
 build_etcd() {
@@ -149,7 +158,7 @@ build_etcd() {
             -o out/etcd go.etcd.io/etcd/server/v3
         mkdir -p "$ETCD_DIR"; mv out/etcd "$ETCD_DIR/etcd"
     )
-    echo "$ETCD_VERSION" >"$ETCD_DIR/.complete"
+    stamp "$ETCD_DIR" "$ETCD_VERSION" etcd
 }
 
 # helm and minio have no local replace directives: `go install pkg@version` builds them
@@ -162,7 +171,7 @@ build_helm() {
     GOBIN=$HELM_DIR go install -trimpath \
         -ldflags "-s -w -X $v.version=$HELM_VERSION -X $v.gitTreeState=clean -X $v.metadata=" \
         "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
-    echo "$HELM_VERSION" >"$HELM_DIR/.complete"
+    stamp "$HELM_DIR" "$HELM_VERSION" helm
 }
 
 build_minio() {
@@ -174,25 +183,32 @@ build_minio() {
     GOBIN=$MINIO_DIR go install -trimpath \
         -ldflags "-s -w -X $c.Version=$MINIO_RELEASE_TIME -X $c.ReleaseTag=$tag -X $c.CommitID=$commit -X $c.ShortCommitID=$commit -X $c.CopyrightYear=2026" \
         "github.com/minio/minio@$MINIO_VERSION"
-    echo "$MINIO_VERSION" >"$MINIO_DIR/.complete"
+    stamp "$MINIO_DIR" "$MINIO_VERSION" minio
 }
+
+# One builder at a time per cache (two beds starting together on a cold cache).
+mkdir -p "$TESTBIN_ROOT"
+exec 8>"$TESTBIN_ROOT/.build.lock"
+flock -w 3600 8 || { log "timed out waiting for $TESTBIN_ROOT/.build.lock"; exit 1; }
+if all_complete; then link_all; echo "$BIN_DIR"; exit 0; fi
 
 start=$(date +%s)
 log "cold cache: building into $TESTBIN_ROOT (logs in $LOG_DIR)"
 # Two groups keep both cores busy while one of them waits on downloads or the linker:
 # kubernetes alone (largest), and etcd -> minio -> helm.
-run_group() { local name=$1; shift; local f; for f in "$@"; do "$f" || return 1; done; }
+# No `||` around the build functions: that would switch off `set -e` inside them.
+run_group() { local f; for f in "$@"; do "$f"; done; }
 if [[ ${WC_TESTBIN_JOBS:-2} -ge 2 ]]; then
-    run_group k8s build_kubernetes >"$LOG_DIR/kubernetes.log" 2>&1 &
+    run_group build_kubernetes >"$LOG_DIR/kubernetes.log" 2>&1 &
     pid_k8s=$!
-    run_group other build_etcd build_minio build_helm >"$LOG_DIR/other.log" 2>&1 &
+    run_group build_etcd build_minio build_helm >"$LOG_DIR/other.log" 2>&1 &
     pid_other=$!
     rc=0
     wait $pid_k8s || { rc=1; log "kubernetes build failed:"; tail -30 "$LOG_DIR/kubernetes.log" >&2; }
     wait $pid_other || { rc=1; log "etcd/minio/helm build failed:"; tail -30 "$LOG_DIR/other.log" >&2; }
     [[ $rc == 0 ]] || exit 1
 else
-    run_group all build_kubernetes build_etcd build_minio build_helm
+    run_group build_kubernetes build_etcd build_minio build_helm >&2
 fi
 link_all
 log "built in $(( $(date +%s) - start ))s"

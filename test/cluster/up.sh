@@ -59,7 +59,7 @@ on_exit() {
 }
 trap on_exit EXIT
 
-mkdir -p "$S"/{pki,logs,etcd,minio/data,minio/certs/CAs}
+mkdir -p "$S"/{pki,logs,minio/data,minio/certs/CAs}
 touch "$TB_MARKER"
 chmod 700 "$S"
 
@@ -136,15 +136,25 @@ S3_BUCKET=hiclaw-test
 S3_REGION=us-east-1
 SA_ISSUER=https://kubernetes.default.svc.cluster.local
 
+# Start a daemon in its own session; the PID file is written by the process itself just
+# before it execs the binary, so it is exact even if setsid has to fork.
+launch() { # name command...
+    local name=$1 i; shift
+    rm -f "$S/$name.pid"
+    # shellcheck disable=SC2016
+    setsid bash -c 'echo $$ >"$0.tmp" && mv "$0.tmp" "$0" && exec "$@"' "$S/$name.pid" "$@" \
+        9>&- </dev/null >"$S/logs/$name.log" 2>&1 &
+    for ((i = 0; i < 100; i++)); do [[ -s $S/$name.pid ]] && return 0; sleep 0.05; done
+    tb_die "$name did not start"
+}
+
 # ---- etcd --------------------------------------------------------------------------------
 tb_log "starting etcd on 127.0.0.1:$ETCD_PORT"
-setsid etcd --name wc-testbed --data-dir "$S/etcd" \
+launch etcd etcd --name wc-testbed --data-dir "$S/etcd" \
     --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
     --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
     --initial-cluster "wc-testbed=http://127.0.0.1:$ETCD_PEER_PORT" \
-    --unsafe-no-fsync --log-level warn \
-    9>&- </dev/null >"$S/logs/etcd.log" 2>&1 &
-echo $! >"$S/etcd.pid"
+    --unsafe-no-fsync --log-level info
 
 wait_for() { # what seconds command...
     local what=$1 secs=$2 i; shift 2
@@ -158,15 +168,19 @@ etcd_ready() {
     tb_pid_ours "$S/etcd.pid" || return 0   # exited: stop waiting, checked below
     curl -fsS --max-time 2 "http://127.0.0.1:$ETCD_PORT/health" | grep -q '"health":"true"'
 }
-wait_for etcd 60 etcd_ready
+wait_for etcd 120 etcd_ready
 tb_pid_ours "$S/etcd.pid" || tb_die "etcd exited"
 
 # ---- kube-apiserver ------------------------------------------------------------------------
-# Admission: the defaults, minus ServiceAccount. With no controller-manager no namespace ever
-# gets its "default" ServiceAccount and that plugin would reject every Pod; it would also
-# inject token volumes no kubelet will mount. Tests create ServiceAccounts they need.
+# Admission: the defaults, minus ServiceAccount unless WC_SA_ADMISSION=1. With no
+# controller-manager no namespace ever gets its "default" ServiceAccount, and that plugin
+# rejects every Pod whose ServiceAccount does not exist (and injects token volumes no kubelet
+# mounts). WC_SA_ADMISSION=1 keeps it on for tests that want that check (create the SAs).
+SA_ADMISSION=${WC_SA_ADMISSION:-0}
+admission=(--disable-admission-plugins ServiceAccount)
+[[ $SA_ADMISSION == 1 ]] && admission=()
 tb_log "starting kube-apiserver on https://localhost:$API_PORT"
-setsid kube-apiserver \
+launch kube-apiserver kube-apiserver \
     --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
     --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$API_PORT" \
     --cert-dir "$S/apiserver-certs" \
@@ -181,20 +195,16 @@ setsid kube-apiserver \
     --api-audiences "$SA_ISSUER" \
     --service-cluster-ip-range 10.0.0.0/24 \
     --allow-privileged=true \
-    --disable-admission-plugins ServiceAccount \
-    --profiling=false \
-    9>&- </dev/null >"$S/logs/kube-apiserver.log" 2>&1 &
-echo $! >"$S/kube-apiserver.pid"
+    "${admission[@]}" \
+    --profiling=false
 
 # ---- MinIO (S3 with SigV4, TLS) -----------------------------------------------------------
 tb_log "starting minio on https://localhost:$S3_PORT"
 MINIO_ROOT_USER=$S3_ACCESS_KEY MINIO_ROOT_PASSWORD=$S3_SECRET_KEY MINIO_SITE_REGION=$S3_REGION \
 MINIO_BROWSER=off MINIO_UPDATE=off MINIO_CI_CD=1 \
-    setsid minio server --quiet --anonymous \
+    launch minio minio server --quiet --anonymous \
     --address "127.0.0.1:$S3_PORT" --console-address "127.0.0.1:$S3_CONSOLE_PORT" \
-    --certs-dir "$S/minio/certs" "$S/minio/data" \
-    9>&- </dev/null >"$S/logs/minio.log" 2>&1 &
-echo $! >"$S/minio.pid"
+    --certs-dir "$S/minio/certs" "$S/minio/data"
 
 # ---- kubeconfig + env --------------------------------------------------------------------
 CA_B64=$(base64 -w0 <"$P/ca.crt")
@@ -256,7 +266,8 @@ q() { printf '%q' "$1"; }
         "WC_S3_ACCESS_KEY=$S3_ACCESS_KEY" \
         "WC_S3_SECRET_KEY=$S3_SECRET_KEY" \
         "WC_S3_REGION=$S3_REGION" \
-        "WC_TEST_NAMESPACE=wc-test"; do
+        "WC_TEST_NAMESPACE=wc-test" \
+        "WC_SA_ADMISSION=$SA_ADMISSION"; do
         echo "export ${kv%%=*}=$(q "${kv#*=}")"
     done
 } >"$ENV_FILE.tmp"
@@ -272,7 +283,7 @@ s3_ready() {
     tb_pid_ours "$S/minio.pid" || return 0
     curl -fsS --max-time 3 --cacert "$P/ca.crt" "https://localhost:$S3_PORT/minio/health/ready"
 }
-wait_for kube-apiserver 120 api_ready
+wait_for kube-apiserver 180 api_ready
 tb_pid_ours "$S/kube-apiserver.pid" || tb_die "kube-apiserver exited"
 wait_for minio 60 s3_ready
 tb_pid_ours "$S/minio.pid" || tb_die "minio exited"
@@ -299,6 +310,10 @@ kubectl wait --for condition=Established --timeout 60s \
     crd/sandboxtemplates.agents.kruise.io >>"$S/logs/crds.log" 2>&1 ||
     { cat "$S/logs/crds.log" >&2; tb_die "CRDs not Established"; }
 kubectl create namespace wc-test --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+# Play the ServiceAccount controller for the namespaces we know of.
+for ns in default wc-test; do
+    kubectl -n "$ns" create serviceaccount default --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+done
 echo "export WC_CRDS_DIR=$(q "$CRDS_DIR")" >>"$ENV_FILE.tmp"
 
 mv "$ENV_FILE.tmp" "$ENV_FILE"

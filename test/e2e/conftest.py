@@ -1,0 +1,147 @@
+"""pytest fixtures for the worker-controller end-to-end tests.
+
+The test bed (test/cluster/up.sh) must be up and its env file sourced; test/e2e/run.sh does
+both. Fixtures: ``tb`` (the env), ``api`` (admin ApiClient), ``core``, ``custom``,
+``namespace`` (a fresh namespace per test module), ``s3`` (boto3 client), ``kubelet`` and
+``openkruise`` (stand-ins), ``user_api(token)`` factory.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import string
+import sys
+import time
+from types import SimpleNamespace
+from typing import Callable
+
+import pytest
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import standins  # noqa: E402
+
+E2E_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO_ROOT = os.path.abspath(os.path.join(E2E_DIR, "..", ".."))
+
+REQUIRED_ENV = [
+    "WC_TESTBED", "KUBECONFIG", "WC_APISERVER_URL", "WC_CA_FILE", "WC_ADMIN_TOKEN",
+    "WC_S3_ENDPOINT", "WC_S3_BUCKET", "WC_S3_ACCESS_KEY", "WC_S3_SECRET_KEY", "WC_S3_REGION", "WC_TESTBIN",
+]
+
+
+def wait_for(pred: Callable[[], object], timeout: float = 10.0, interval: float = 0.1, what: str = "condition"):
+    """Poll ``pred`` until it returns a truthy value (returned) or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = pred()
+        except ApiException as e:
+            last = e
+            if e.status not in (404, 409):
+                raise
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{''.join(random.choices(string.ascii_lowercase + string.digits, k=6))}"
+
+
+@pytest.fixture(scope="session")
+def tb():
+    missing = [k for k in REQUIRED_ENV if not os.environ.get(k)]
+    if missing:
+        pytest.exit(f"test bed env missing {missing}: run via test/e2e/run.sh after test/cluster/up.sh", 2)
+    return SimpleNamespace(**{k: v for k, v in os.environ.items() if k.startswith("WC_") or k == "KUBECONFIG"})
+
+
+@pytest.fixture(scope="session")
+def api(tb):
+    return config.new_client_from_config(config_file=tb.KUBECONFIG)
+
+
+@pytest.fixture(scope="session")
+def core(api):
+    return client.CoreV1Api(api)
+
+
+@pytest.fixture(scope="session")
+def custom(api):
+    return client.CustomObjectsApi(api)
+
+
+def make_api(tb, token: str | None = None, cert: str | None = None, key: str | None = None) -> client.ApiClient:
+    cfg = client.Configuration()
+    cfg.host = tb.WC_APISERVER_URL
+    cfg.ssl_ca_cert = tb.WC_CA_FILE
+    cfg.verify_ssl = True
+    if token:
+        cfg.api_key = {"authorization": f"Bearer {token}"}
+    if cert:
+        cfg.cert_file, cfg.key_file = cert, key
+    return client.ApiClient(cfg)
+
+
+@pytest.fixture(scope="session")
+def user_api(tb):
+    """Factory: an ApiClient authenticated with a bearer token (or a client cert)."""
+    made = []
+
+    def factory(token=None, cert=None, key=None):
+        c = make_api(tb, token, cert, key)
+        made.append(c)
+        return c
+
+    yield factory
+    for c in made:
+        c.close()
+
+
+@pytest.fixture(scope="module")
+def namespace(core, request):
+    """A fresh namespace per test module, with a "default" ServiceAccount. Without a
+    controller-manager a deleted namespace never finalizes, so it is deleted at the end
+    without waiting."""
+    base = request.module.__name__.rsplit(".", 1)[-1].replace("_", "-")[:40].strip("-")
+    name = unique(f"e2e-{base}")
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels={"wc-e2e": "true"})))
+    # Play the ServiceAccount controller: every namespace has a "default" ServiceAccount.
+    core.create_namespaced_service_account(name, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="default")))
+    yield name
+    try:
+        core.delete_namespace(name)
+    except ApiException:
+        pass
+
+
+@pytest.fixture(scope="session")
+def s3(tb):
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=tb.WC_S3_ENDPOINT,
+        region_name=tb.WC_S3_REGION,
+        aws_access_key_id=tb.WC_S3_ACCESS_KEY,
+        aws_secret_access_key=tb.WC_S3_SECRET_KEY,
+        verify=tb.WC_CA_FILE,
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path"},
+                      retries={"max_attempts": 1}),
+    )
+
+
+@pytest.fixture(scope="session")
+def kubelet(api):
+    return standins.Kubelet(api)
+
+
+@pytest.fixture
+def openkruise(api):
+    return standins.OpenKruise(api)
