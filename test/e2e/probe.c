@@ -149,7 +149,7 @@ static int probe_whoami(kube_client *kc, int n, int interval_ms) {
         cJSON *out = NULL;
         wc_err err;
         if (kube_do_json(kc, &call, &out, &err) < 0) {
-            fprintf(stderr, "error: %s\n", err.msg);
+            fprintf(stderr, "error: %s (code %s, http %d)\n", err.msg, err_code_name(err.code), err.http_status);
             return 1;
         }
         const char *user = kube_json_str(out, "status.userInfo.username");
