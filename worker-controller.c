@@ -31,6 +31,7 @@
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
+#include <dirent.h>
 
 #include <bearssl.h>
 #include <cjson/cJSON.h>
@@ -60,9 +61,11 @@ static void wc_oom(void);
 /* net/ */
 #include "net/tls.c"
 #include "net/http.c"
+#include "net/httpd.c"
 
 /* kube/ */
 #include "kube/workqueue.c"
+#include "kube/metrics.c"
 #include "kube/watch.c"
 #include "kube/config.c"
 #include "kube/client.c"

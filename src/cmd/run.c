@@ -33,6 +33,11 @@ typedef struct run_state {
     char *namespace;
     atomic_int stopping;
     leader_elector *elector;
+    httpd *health, *metrics;
+    double start_time;
+    /* controller_runtime_reconcile_total by result */
+    atomic_long results[4]; /* success, error, requeue, requeue_after */
+    metrics_histogram reconcile_time;
 } run_state;
 
 static run_state *g_run; /* for informer handlers, which get it as ud anyway */
@@ -57,7 +62,10 @@ static void *run_worker_thread(void *arg) {
     for (;;) {
         char *key = NULL;
         if (wq_get(r->q, &key) != WQ_OK) break;
+        double t0 = wc_now_seconds();
         reconcile_result res = reconcile_worker(&r->ctl, key);
+        metrics_histogram_observe(&r->reconcile_time, wc_now_seconds() - t0);
+        atomic_fetch_add(&r->results[res.error ? 1 : res.outcome == RECONCILE_RETRY ? 2 : res.outcome == RECONCILE_AFTER ? 3 : 0], 1);
         switch (res.outcome) {
         case RECONCILE_DONE:
             wq_forget(r->q, key);
@@ -119,6 +127,92 @@ static kube_informer *run_informer(run_state *r, const char *name, const kube_re
         return NULL;
     }
     return inf;
+}
+
+/* /healthz: the process answers. /readyz: every informer has listed (a replica that is not the
+ * leader is ready too: it would serve at once after a takeover). */
+static int health_handler(void *ud, const char *path, buf *body, const char **ctype) {
+    run_state *r = ud;
+    if (strcmp(path, "/healthz") == 0 || strcmp(path, "/livez") == 0) {
+        buf_puts(body, "ok\n");
+        return 200;
+    }
+    if (strcmp(path, "/readyz") == 0) {
+        controller *c = &r->ctl;
+        kube_informer *all[4] = {c->workers, c->pods, c->claims, c->sandboxes};
+        int need = 2 + (r->conf.sandbox_enabled ? 2 : 0);
+        for (int i = 0; i < need; i++)
+            if (!all[i] || !kube_informer_synced(all[i])) {
+                buf_printf(body, "informer %s not synced\n", i == 0 ? "workers" : i == 1 ? "pods" : i == 2 ? "sandboxclaims" : "sandboxes");
+                return 503;
+            }
+        buf_puts(body, "ok\n");
+        return 200;
+    }
+    (void)ctype;
+    buf_puts(body, "not found\n");
+    return 404;
+}
+
+/* hiclaw_workers{phase,backend}: counted from the Worker cache at scrape time. */
+static void render_worker_gauge(buf *b, kube_informer *workers) {
+    buf_puts(b, "# HELP hiclaw_workers Workers by observed phase and backend.\n# TYPE hiclaw_workers gauge\n");
+    if (!workers) return;
+    strmap counts = STRMAP_INIT;
+    size_t n;
+    char **keys = kube_informer_keys(workers, &n);
+    for (size_t i = 0; i < n; i++) {
+        cJSON *w = kube_informer_get(workers, keys[i]);
+        const char *phase = kube_json_str(w, "status.phase"), *backend = kube_json_str(w, "status.backendRuntime");
+        char k[128];
+        snprintf(k, sizeof k, "phase=\"%s\",backend=\"%s\"", phase ? phase : "", backend && *backend ? backend : "pod");
+        strmap_put(&counts, k, (void *)((intptr_t)strmap_get(&counts, k) + 1));
+        cJSON_Delete(w);
+        free(keys[i]);
+    }
+    free(keys);
+    const char *k;
+    void *v;
+    strmap_foreach(&counts, k, v) buf_printf(b, "hiclaw_workers{%s} %ld\n", k, (long)(intptr_t)v);
+    strmap_free(&counts, NULL);
+}
+
+static int metrics_handler(void *ud, const char *path, buf *b, const char **ctype) {
+    run_state *r = ud;
+    if (strcmp(path, "/metrics") != 0) {
+        buf_puts(b, "not found\n");
+        return 404;
+    }
+    *ctype = "text/plain; version=0.0.4; charset=utf-8";
+    static const char *results[4] = {"success", "error", "requeue", "requeue_after"};
+    buf_puts(b, "# HELP controller_runtime_reconcile_total Total number of reconciliations per controller\n"
+                "# TYPE controller_runtime_reconcile_total counter\n");
+    for (int i = 0; i < 4; i++)
+        buf_printf(b, "controller_runtime_reconcile_total{controller=\"worker\",result=\"%s\"} %ld\n", results[i],
+                   atomic_load(&r->results[i]));
+    buf_printf(b, "# HELP controller_runtime_reconcile_errors_total Total number of reconciliation errors per controller\n"
+                  "# TYPE controller_runtime_reconcile_errors_total counter\n"
+                  "controller_runtime_reconcile_errors_total{controller=\"worker\"} %ld\n", atomic_load(&r->results[1]));
+    buf_puts(b, "# HELP controller_runtime_reconcile_time_seconds Length of time per reconciliation per controller\n"
+                "# TYPE controller_runtime_reconcile_time_seconds histogram\n");
+    metrics_histogram_render(b, "controller_runtime_reconcile_time_seconds", "controller=\"worker\"", &r->reconcile_time);
+    wq_counters wc;
+    memset(&wc, 0, sizeof wc);
+    if (r->q) wq_stats(r->q, &wc);
+    buf_printf(b, "# HELP workqueue_depth Current depth of workqueue\n# TYPE workqueue_depth gauge\n"
+                  "workqueue_depth{name=\"worker\"} %zu\n"
+                  "# HELP workqueue_adds_total Total number of adds handled by workqueue\n# TYPE workqueue_adds_total counter\n"
+                  "workqueue_adds_total{name=\"worker\"} %" PRIu64 "\n"
+                  "# HELP workqueue_retries_total Total number of retries handled by workqueue\n# TYPE workqueue_retries_total counter\n"
+                  "workqueue_retries_total{name=\"worker\"} %" PRIu64 "\n",
+               wc.depth, wc.adds, wc.retries);
+    if (r->ctl.kc) metrics_rest_render(b, &r->ctl.kc->rest, r->ctl.kc->server + (strncmp(r->ctl.kc->server, "https://", 8) == 0 ? 8 : 7));
+    buf_printf(b, "# HELP leader_election_master_status Gauge of if the reporting system is master of the relevant lease, 0 indicates backup, 1 indicates master.\n"
+                  "# TYPE leader_election_master_status gauge\nleader_election_master_status{name=\"%s-leader\"} %d\n",
+               r->conf.controller_name, r->elector ? atomic_load(&r->elector->leading) : 1);
+    render_worker_gauge(b, r->ctl.workers);
+    metrics_process_render(b, r->start_time);
+    return 200;
 }
 
 /* Losing the lease means another replica may act any moment: stop at once, exit non-zero so
@@ -235,6 +329,21 @@ static int cmd_run(int argc, char **argv) {
         }
     }
 
+    r->start_time = (double)time(NULL);
+    pthread_mutex_init(&r->reconcile_time.mu, NULL);
+    /* A port in use costs the probes or the metrics, not the Workers: say so loudly and go on
+     * (the kubelet's probes will then report it). Any other listen error is a bad setting. */
+    if (*r->conf.health_addr && !(r->health = httpd_start(r->conf.health_addr, health_handler, r, &err))) {
+        log_error("cannot serve health probes", "addr", r->conf.health_addr, "error", err.msg);
+        if (!strstr(err.msg, "in use")) goto out_free;
+    }
+    if (*r->conf.metrics_addr && !(r->metrics = httpd_start(r->conf.metrics_addr, metrics_handler, r, &err))) {
+        log_error("cannot serve metrics", "addr", r->conf.metrics_addr, "error", err.msg);
+        if (!strstr(err.msg, "in use")) goto out_free;
+    }
+    if (r->health) log_info("serving health probes", "addr", r->health->addr);
+    if (r->metrics) log_info("serving metrics", "addr", r->metrics->addr);
+
     r->q = wq_new("worker", NULL, &err);
     if (!r->q) {
         log_error("cannot create the workqueue", "error", err.msg);
@@ -302,6 +411,9 @@ static int cmd_run(int argc, char **argv) {
     if (left) log_warn("in-flight reconciles did not finish in time; abandoning them");
     rc = r->elector && atomic_load(&r->elector->lost) ? WC_EXIT_FAILURE : WC_EXIT_OK;
 out_stop:
+    httpd_stop(r->health); /* before the queue and caches they read go away */
+    httpd_stop(r->metrics);
+    r->health = r->metrics = NULL;
     if (r->q) wq_shutdown(r->q);
     leader_free(r->elector); /* releases the lease while the client still works */
     atomic_store(&c->kc->cancel, 1); /* abort watches and anything still in flight */
@@ -313,6 +425,8 @@ out_stop:
     wq_free(r->q);
     free(r->threads);
 out_free:
+    httpd_stop(r->health);
+    httpd_stop(r->metrics);
     s3_client_free(c->s3);
     kube_recorder_free(c->rec);
     free(instance);

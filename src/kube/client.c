@@ -52,6 +52,7 @@ typedef struct kube_client {
     atomic_int cancel;    /* set at shutdown: aborts every request in flight */
     atomic_long requests; /* all requests, for rest_client_requests_total */
     atomic_long writes;   /* non-GET requests: the steady-state "no writes" check counts these */
+    metrics_rest rest;    /* rest_client_requests_total */
     long timeout_ms;      /* default per-request timeout */
 } kube_client;
 
@@ -97,6 +98,7 @@ static kube_client *kube_client_new(const kube_config *cfg, wc_err *err) {
     c->namespace = xstrdup(cfg->namespace);
     c->timeout_ms = 30000;
     pthread_mutex_init(&c->token_mu, NULL);
+    pthread_mutex_init(&c->rest.mu, NULL);
     return c;
 }
 
@@ -245,6 +247,7 @@ static int kube_do(kube_client *c, const kube_call *call, http_response *resp, w
     atomic_fetch_add(&c->requests, 1);
     if (strcmp(call->method, "GET") != 0) atomic_fetch_add(&c->writes, 1);
     int rc = http_do(c->http, &req, resp, err);
+    metrics_rest_count(&c->rest, call->method, rc == 0 ? (int)resp->status : 0);
     if (rc == 0 && (resp->status < 200 || resp->status > 299))
         rc = kube_error_from_response(call->method, call->path, resp, err);
     buf_free(&url);

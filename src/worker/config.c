@@ -350,9 +350,10 @@ static int cfg_is_port(const char *s) {
 }
 
 /* [host]:port; an empty host listens on all interfaces. */
+/* A listen address; port 0 asks the kernel for a free port (the bound address is logged). */
 static int cfg_is_listen_addr(const char *s) {
     const char *colon = strrchr(s, ':');
-    if (!colon || !cfg_is_port(colon + 1)) return 0;
+    if (!colon || (!cfg_is_port(colon + 1) && strcmp(colon + 1, "0") != 0)) return 0;
     size_t hl = (size_t)(colon - s);
     return hl == 0 || cfg_is_host(s, hl);
 }
