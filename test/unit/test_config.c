@@ -254,7 +254,7 @@ TEST(cfg_invalid_values_name_variable_and_flag) {
         {"HICLAW_WORKER_DEPS_PREFIX", "worker-deps-prefix", "/abs/"},
         {"HICLAW_WORKER_DEPS_PREFIX", "worker-deps-prefix", "a/../b"},
         {"HICLAW_METRICS_ADDR", "metrics-addr", "8080"},
-        {"HICLAW_HEALTH_ADDR", "health-addr", ":0"},
+        {"HICLAW_HEALTH_ADDR", "health-addr", ":99999"},
         {"HICLAW_LOG_FORMAT", "log-format", "yaml"},
         {"HICLAW_LOG_LEVEL", "log-level", "loud"},
         {"HICLAW_CONCURRENCY", "concurrency", "0"},
