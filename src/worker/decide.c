@@ -231,7 +231,8 @@ static void decide_pod(arena *a, const worker *w, const observed *o, const decid
         set_ready(d, "False", "Pending", d->message);
         return;
     }
-    if (!pod->spec_hash || strcmp(pod->spec_hash, hash) != 0) {
+    /* hash NULL: the caller only wants the Pod's status (switch guard), not a recreate. */
+    if (hash && (!pod->spec_hash || strcmp(pod->spec_hash, hash) != 0)) {
         decide_action(d, ACT_DELETE_POD, pod->name, pod->uid, 0);
         d->phase = PHASE_PENDING;
         d->message = arena_sprintf(a, "spec changed: recreating Pod %s", pod->name);
@@ -376,7 +377,7 @@ static void decide_sandbox(arena *a, const worker *w, const observed *o, const d
         return;
     }
     const char *have_hash = claim ? claim->spec_hash : sbx->spec_hash;
-    if (!have_hash || strcmp(have_hash, hash) != 0) {
+    if (hash && (!have_hash || strcmp(have_hash, hash) != 0)) { /* hash NULL: status only */
         sandbox_teardown(d, o);
         d->phase = PHASE_PENDING;
         d->message = "spec changed: replacing claim and Sandbox";
@@ -539,10 +540,13 @@ static void decide(arena *a, const worker *w, const observed *o, const decide_co
         if (w->state != STATE_STOPPED) {
             const char *msg = arena_sprintf(a, "spec.backendRuntime cannot change from %s to %s until the Worker is Stopped",
                                             backend_name(applied), backend_name(desired));
-            /* Leave the instance alone, but keep reporting what it really does. */
+            /* Leave the instance alone, but keep reporting what it really does. No spec hash:
+             * the instance is not going to be recreated, so a hash mismatch (a legacy Pod has
+             * none) must not make a running, ready instance read "Pending, recreating". */
             decision inner;
-            if (applied == BACKEND_POD) decide_pod(a, w, o, c, pod_hash, &inner);
-            else decide_sandbox(a, w, o, c, sandbox_hash, &inner);
+            memset(&inner, 0, sizeof inner);
+            if (applied == BACKEND_POD) decide_pod(a, w, o, c, NULL, &inner);
+            else decide_sandbox(a, w, o, c, NULL, &inner);
             d->phase = inner.phase;
             d->backend = backend_name(applied);
             d->instance = inner.instance;
