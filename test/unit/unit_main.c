@@ -13,6 +13,7 @@
 #include "test_workqueue.c"
 #include "test_config.c"
 #include "test_rbac.c"
+#include "test_sandbox_unit.c"
 
 int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
