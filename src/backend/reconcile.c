@@ -41,7 +41,70 @@ struct controller {
     const char *deps_prefix, *deps_pv, *pool;
     int64_t token_ttl_s, claim_timeout_ms, wait_ready_timeout_ms;
     atomic_long reconciles, reconcile_errors;
+    /* recreate backoff after instance failures, per Worker key (in memory: a restart forgets it,
+     * which costs at most one early retry) */
+    pthread_mutex_t backoff_mu;
+    strmap backoffs;
 };
+
+typedef struct instance_backoff {
+    int failures;
+    int64_t not_before_ms;
+    char *message;    /* what failed */
+    char *reason;     /* its condition reason */
+} instance_backoff;
+
+#define RECREATE_BACKOFF_BASE_MS 10000   /* like the kubelet's CrashLoopBackOff: 10 s ... */
+#define RECREATE_BACKOFF_MAX_MS 300000   /* ... doubling to 5 min */
+/* Every Worker is looked at again this often even when nothing changes, so what no event
+ * announces (its credentials Secret rotated or created late) still reaches the instance. Reads
+ * only: a steady fleet makes no writes. Jittered ±10 % so a fleet does not resync in step. */
+#define RESYNC_PERIOD_MS (10 * 60 * 1000)
+
+static void instance_backoff_free(void *p) {
+    instance_backoff *b = p;
+    if (b) free(b->message), free(b->reason);
+    free(b);
+}
+
+/* Reads the pending backoff for key into the observation. */
+static void backoff_observe(controller *c, const char *key, arena *a, observed *o) {
+    pthread_mutex_lock(&c->backoff_mu);
+    instance_backoff *b = strmap_get(&c->backoffs, key);
+    int64_t now = wc_now_ms();
+    if (b && b->not_before_ms > now) {
+        o->recreate_backoff_ms = b->not_before_ms - now;
+        o->last_failure = arena_strdup(a, b->message);
+        o->last_failure_reason = arena_strdup(a, b->reason);
+    }
+    pthread_mutex_unlock(&c->backoff_mu);
+}
+
+/* A failure starts (or doubles) the backoff; a Running instance clears it. */
+static int64_t backoff_record(controller *c, const char *key, const decision *d) {
+    int64_t wait = 0;
+    pthread_mutex_lock(&c->backoff_mu);
+    if (d->backoff) {
+        instance_backoff *b = strmap_get(&c->backoffs, key);
+        if (!b) {
+            b = xcalloc(1, sizeof *b);
+            strmap_put(&c->backoffs, key, b);
+        }
+        b->failures++;
+        wait = RECREATE_BACKOFF_BASE_MS;
+        for (int i = 1; i < b->failures && wait < RECREATE_BACKOFF_MAX_MS; i++) wait *= 2;
+        if (wait > RECREATE_BACKOFF_MAX_MS) wait = RECREATE_BACKOFF_MAX_MS;
+        b->not_before_ms = wc_now_ms() + wait;
+        free(b->message);
+        free(b->reason);
+        b->message = xstrdup(d->message ? d->message : "");
+        b->reason = xstrdup(d->ready.reason ? d->ready.reason : "");
+    } else if (d->phase == PHASE_RUNNING) {
+        instance_backoff_free(strmap_del(&c->backoffs, key));
+    }
+    pthread_mutex_unlock(&c->backoff_mu);
+    return wait;
+}
 
 typedef enum reconcile_outcome {
     RECONCILE_DONE,        /* forget the key's backoff */
@@ -351,6 +414,7 @@ static reconcile_result reconcile_worker(controller *c, const char *key) {
     memset(&o, 0, sizeof o);
     observe_pods(c, &a, key, &pods_json, &o);
     sandbox_observe(c, &a, &w, key, &claims_json, &sbx_json, &o);
+    backoff_observe(c, key, &a, &o);
 
     /* The Secret is read only when an instance may need its values (hash, env file). */
     kv_list secret = {NULL, 0};
@@ -415,8 +479,13 @@ static reconcile_result reconcile_worker(controller *c, const char *key) {
         res.error = 1;
     } else {
         observed_gen = w.generation;
-        if (d.backoff) res.outcome = RECONCILE_RETRY;
+        int64_t wait = backoff_record(c, key, &d);
+        if (d.backoff) res.outcome = RECONCILE_AFTER, res.requeue_after_ms = wait;
         else if (d.requeue_after_ms > 0) res.outcome = RECONCILE_AFTER, res.requeue_after_ms = d.requeue_after_ms;
+        else if (!w.deleting) {
+            res.outcome = RECONCILE_AFTER;
+            res.requeue_after_ms = RESYNC_PERIOD_MS - RESYNC_PERIOD_MS / 10 + (int64_t)(rand() % (RESYNC_PERIOD_MS / 5));
+        }
     }
     wc_err serr;
     err_clear(&serr);

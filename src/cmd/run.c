@@ -281,6 +281,7 @@ static int cmd_run(int argc, char **argv) {
         goto out;
     }
     controller_configure(c, &r->conf, r->namespace);
+    pthread_mutex_init(&c->backoff_mu, NULL);
     char host[256] = "unknown";
     gethostname(host, sizeof host - 1);
     char *instance = NULL;
@@ -424,6 +425,7 @@ out_stop:
     kube_informer_free(c->workers);
     wq_free(r->q);
     free(r->threads);
+    strmap_free(&c->backoffs, instance_backoff_free);
 out_free:
     httpd_stop(r->health);
     httpd_stop(r->metrics);

@@ -63,6 +63,10 @@ typedef struct observed {
     int64_t token_refresh_in_ms;  /* <= 0: refresh now; only when token_present */
     int deps_present;             /* env/env and data/.keep exist */
     const char *deps_hash;        /* hash of the env file content last written */
+    /* a recent instance failure: no new instance before this many ms (0: none pending) */
+    int64_t recreate_backoff_ms;
+    const char *last_failure;     /* what failed, for the status message while waiting */
+    const char *last_failure_reason; /* its condition reason (PodFailed, ClaimFailed, SandboxFailed) */
 } observed;
 
 /* What decide() needs of the configuration. */
@@ -178,6 +182,20 @@ static int waiting_is_failure(const char *reason) {
     return 0;
 }
 
+/* After a failed instance (Pod Failed, claim timed out, Sandbox Failed) the replacement waits
+ * out a backoff: the Worker stays Failed, saying what failed and when it retries. */
+static int decide_backing_off(arena *a, const observed *o, decision *d) {
+    if (o->recreate_backoff_ms <= 0) return 0;
+    d->phase = PHASE_FAILED;
+    d->message = arena_sprintf(a, "%s; retrying in %" PRId64 " s", o->last_failure && *o->last_failure ? o->last_failure : "instance failed",
+                               (o->recreate_backoff_ms + 999) / 1000);
+    const char *reason = o->last_failure_reason && *o->last_failure_reason ? o->last_failure_reason : "BackOff";
+    set_ready(d, "False", reason, d->message);
+    set_synced(d, "False", reason, d->message); /* the last attempt failed; the retry is pending */
+    d->requeue_after_ms = o->recreate_backoff_ms;
+    return 1;
+}
+
 /* ---- pod backend ---- */
 
 static void decide_pod(arena *a, const worker *w, const observed *o, const decide_config *c, const char *hash,
@@ -216,6 +234,7 @@ static void decide_pod(arena *a, const worker *w, const observed *o, const decid
             d->requeue_after_ms = 1000;
             return;
         }
+        if (decide_backing_off(a, o, d)) return;
         decide_action(d, ACT_ENSURE_SERVICEACCOUNT, want, NULL, 0);
         decide_action(d, ACT_CREATE_POD, want, NULL, 0);
         d->phase = PHASE_PENDING;
@@ -361,6 +380,7 @@ static void decide_sandbox(arena *a, const worker *w, const observed *o, const d
 
     /* state Running */
     if (!claim && !sbx) {
+        if (decide_backing_off(a, o, d)) return;
         decide_action(d, ACT_ENSURE_SERVICEACCOUNT, claim_name, NULL, 0);
         decide_action(d, ACT_WRITE_DEPS, claim_name, NULL, 0);
         decide_action(d, ACT_CREATE_CLAIM, claim_name, NULL, 0);

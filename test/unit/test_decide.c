@@ -553,3 +553,25 @@ TEST(leader_decide_expiry_by_local_observation) {
     l.holder = "me";
     CHECK_INT_EQ(leader_decide(&l, 1, "me", &obs, 32003), LEADER_RENEW);
 }
+
+TEST(decide_recreate_waits_out_the_backoff) {
+    arena a;
+    arena_init(&a);
+    observed o = {.recreate_backoff_ms = 8000, .last_failure = "Pod hiclaw-worker-alice failed: Error",
+                  .last_failure_reason = "PodFailed"};
+    decision d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m'}}", &o, &TD_POD);
+    CHECK(!creates_anything(&d));
+    CHECK_INT_EQ(d.phase, PHASE_FAILED);
+    CHECK_CONTAINS(d.message, "failed: Error");
+    CHECK_CONTAINS(d.message, "retrying in 8 s");
+    CHECK_STR_EQ(d.synced.reason, "PodFailed");
+    CHECK_INT_EQ(d.requeue_after_ms, 8000);
+    /* the sandbox create sequence waits too (no deps written, no claim) */
+    d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox'}}", &o, &TD_POD);
+    CHECK(!creates_anything(&d));
+    /* backoff over: create */
+    observed none = {0};
+    d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m'}}", &none, &TD_POD);
+    CHECK(has_action(&d, ACT_CREATE_POD));
+    td_release(&a);
+}
