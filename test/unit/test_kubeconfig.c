@@ -71,6 +71,38 @@ TEST(kubeconfig_kind_style_embedded_client_cert) {
     kc_teardown();
 }
 
+TEST(kubeconfig_kubeadm_admin_conf_shape) {
+    kc_setup();
+    kc_write("admin.conf",
+             "apiVersion: v1\n"
+             "clusters:\n"
+             "- cluster:\n"
+             "    certificate-authority-data: " B64_CA "\n"
+             "    server: https://10.0.0.10:6443\n"
+             "  name: kubernetes\n"
+             "contexts:\n"
+             "- context:\n"
+             "    cluster: kubernetes\n"
+             "    user: kubernetes-admin\n"
+             "  name: kubernetes-admin@kubernetes\n"
+             "current-context: kubernetes-admin@kubernetes\n"
+             "kind: Config\n"
+             "preferences: {}\n"
+             "users:\n"
+             "- name: kubernetes-admin\n"
+             "  user:\n"
+             "    client-certificate-data: " B64_CERT "\n"
+             "    client-key-data: " B64_KEY "\n");
+    kube_config c;
+    wc_err err;
+    REQUIRE(kube_config_from_kubeconfig(&c, kc_path("admin.conf"), NULL, &err) == 0);
+    CHECK_STR_EQ(c.server, "https://10.0.0.10:6443");
+    CHECK_STR_EQ(buf_cstr(&c.client_key_pem), "KEY-PEM");
+    CHECK_CONTAINS(c.source, "kubernetes-admin@kubernetes");
+    kube_config_free(&c);
+    kc_teardown();
+}
+
 TEST(kubeconfig_minikube_style_relative_file_paths_and_namespace) {
     kc_setup();
     kc_write("ca.crt", "FILE-CA");
