@@ -395,7 +395,10 @@ static void observe_pods(controller *c, arena *a, const char *key, cJSON **keep,
 /* Reconciles one Worker. */
 static reconcile_result reconcile_worker(controller *c, const char *key) {
     reconcile_result res = {RECONCILE_DONE, 0, 0};
-    atomic_fetch_add(&c->reconciles, 1);
+    long n = atomic_fetch_add(&c->reconciles, 1) + 1;
+    char rid[24];
+    snprintf(rid, sizeof rid, "%08lx-%04x", n, (unsigned)(rand() & 0xffff));
+    log_set_reconcile_id(rid);
     cJSON *obj = kube_informer_get(c->workers, key);
     if (!obj) return res; /* deleted: nothing left to do (the finalizer guarantees cleanup ran) */
     arena a;
@@ -494,6 +497,7 @@ static reconcile_result reconcile_worker(controller *c, const char *key) {
         if (res.outcome == RECONCILE_DONE) res.outcome = RECONCILE_RETRY;
     }
 out:
+    log_set_reconcile_id(NULL);
     if (res.error) atomic_fetch_add(&c->reconcile_errors, 1);
     cJSON_Delete(pods_json);
     cJSON_Delete(claims_json);

@@ -62,6 +62,14 @@ static void log_configure(enum log_format format, enum log_level level, int fd) 
 
 static int log_enabled(enum log_level level) { return level >= g_log.level; }
 
+/* The reconcile a thread is working on: every line it logs carries it as reconcileID, so one
+ * reconcile's lines can be found together (controller-runtime does the same). */
+static __thread char log_reconcile_id[24];
+
+static void log_set_reconcile_id(const char *id) {
+    snprintf(log_reconcile_id, sizeof log_reconcile_id, "%s", id ? id : "");
+}
+
 /* Remembers a secret value so it is scrubbed from every later log line and Event. Idempotent. */
 static void log_register_secret(const char *value) {
     if (!value) return;
@@ -191,6 +199,10 @@ static void log_format_line(buf *line, enum log_format fmt, enum log_level level
         }
     }
     buf_free(&clean);
+    if (log_reconcile_id[0]) {
+        if (fmt == LOG_FORMAT_JSON) buf_printf(line, ",\"reconcileID\":\"%s\"", log_reconcile_id);
+        else buf_printf(line, " reconcileID=%s", log_reconcile_id);
+    }
     buf_puts(line, fmt == LOG_FORMAT_JSON ? "}\n" : "\n");
 }
 

@@ -291,3 +291,25 @@ TEST(parse_duration_and_bool) {
     CHECK_INT_EQ(b, 0);
     CHECK_INT_EQ(parse_bool("maybe", &b), -1);
 }
+
+static void emit_with_reconcile_id(void) {
+    log_set_reconcile_id("0000002a-beef");
+    log_info("created Pod", "worker", "alice");
+    log_set_reconcile_id(NULL);
+    log_info("idle");
+}
+
+TEST(log_lines_carry_the_reconcile_id) {
+    char *out = capture_log(LOG_FORMAT_JSON, emit_with_reconcile_id);
+    REQUIRE(out != NULL);
+    char *second = strchr(out, '\n');
+    REQUIRE(second != NULL);
+    *second++ = '\0';
+    cJSON *j = cJSON_Parse(out);
+    REQUIRE(j != NULL);
+    CHECK_STR_EQ(cJSON_GetObjectItem(j, "reconcileID")->valuestring, "0000002a-beef");
+    CHECK_STR_EQ(cJSON_GetObjectItem(j, "worker")->valuestring, "alice");
+    cJSON_Delete(j);
+    CHECK_NOT_CONTAINS(second, "reconcileID");
+    free(out);
+}
