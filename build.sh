@@ -6,6 +6,7 @@
 #   ./build.sh unit       build and run the unit tests only
 #   ./build.sh e2e        run the e2e tier only (brings the test bed up and down)
 #   ./build.sh fuzz [S]   build the libFuzzer targets and run each for S seconds (default 60)
+#   ./build.sh bench [--full]  benchmarks vs the floor + footprint (short: N=200; see BENCHMARKS.md)
 #   ./build.sh deps       fetch, verify and build the static dependencies only
 #   ./build.sh clean      remove build outputs (the dependency cache stays; see --help)
 #
@@ -326,12 +327,24 @@ build_fuzz() {
     unpack "$src" libyaml
     touch "$src/.complete-$LOCK_HASH"
   fi
+  # BearSSL's SHA-256 (the spec hash) and the curl/BearSSL headers (types only: fuzz_apierror
+  # includes net/http.c but calls no libcurl function) come from the same verified sources.
+  if [ ! -f "$src/.complete-tls-$LOCK_HASH" ]; then
+    rm -rf "$src/bearssl" "$src/curl"
+    unpack "$src" bearssl
+    unpack "$src" curl
+    touch "$src/.complete-tls-$LOCK_HASH"
+  fi
+  local brsha=("$src/bearssl/src/hash/sha2small.c" "$src/bearssl/src/codec/dec32be.c" "$src/bearssl/src/codec/enc32be.c"
+               "$src/bearssl/src/codec/enc64be.c")
   local t
   for t in "${FUZZ_TARGETS[@]}"; do
     clang-14 -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-      -Wno-unused-function -Isrc -I"$src/cjson" -I"$src/libyaml/include" \
+      -Wno-unused-function -Isrc -I"$src/cjson" -I"$src/libyaml/include" -I"$src/bearssl/inc" -I"$src/bearssl/src" \
+      -I"$src/curl/include" \
       -DYAML_VERSION_MAJOR=0 -DYAML_VERSION_MINOR=2 -DYAML_VERSION_PATCH=5 -DYAML_VERSION_STRING='"0.2.5"' \
-      -o "build/fuzz-$t" "test/fuzz/fuzz_$t.c" "$src/cjson/cJSON.c" "$src"/libyaml/src/*.c -lpthread
+      -o "build/fuzz-$t" "test/fuzz/fuzz_$t.c" "$src/cjson/cJSON.c" "$src"/libyaml/src/*.c "${brsha[@]}" -lpthread ||
+      die "building fuzz target $t failed"
   done
 }
 
@@ -356,6 +369,30 @@ run_fuzz() {
   [ "$fail" -eq 0 ]
 }
 
+# The chart's generated files (env template, RBAC rule files, CRDs) must equal what the binary
+# generates from its tables; `worker-controller helm-env --sync-chart chart` regenerates them.
+check_chart_drift() {
+  "./$BIN" helm-env --check-chart chart || { log "chart/ drifted from the binary (see above)"; return 1; }
+}
+
+# Benchmarks (test/bench/, BENCHMARKS.md): the product binary and the C bench tools (stand-ins,
+# stopwatch, floor: the whole program included, like probe.c) in build/bench/, a test bed of
+# their own (WC_TESTBED, default /tmp/wc-bed-bench; left up, `test/cluster/down.sh` stops it),
+# matplotlib in a venv under the cache for the plots. Extra arguments go to test/bench/bench.py.
+run_bench() {
+  build_deps
+  ensure_tools
+  gen_embed
+  compile build/bench/worker-controller worker-controller.c -Os -ffunction-sections -fdata-sections -Wl,--gc-sections -s
+  compile build/bench/wc-bench test/bench/bench.c -O2 -g
+  export WC_TESTBED=${WC_TESTBED:-/tmp/wc-bed-bench}
+  test/cluster/up.sh
+  local venv=$CACHE/bench-venv
+  [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import matplotlib' 2>/dev/null ||
+    { python3 -m venv "$venv" && "$venv/bin/pip" install -q matplotlib; } || log "no matplotlib: plots skipped"
+  python3 test/bench/bench.py "$@"
+}
+
 summary() {
   local p=0 f=0 s=0 tier a b c
   for tier in "$@"; do
@@ -367,7 +404,7 @@ summary() {
   [ "$f" -eq 0 ]
 }
 
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
 
 cmd=${1:-all}
 case "$cmd" in
@@ -389,11 +426,13 @@ case "$cmd" in
   test)
     rm -rf "$RESULTS"; rc=0
     build_bin
+    check_chart_drift || rc=1
     run_unit || rc=1
     run_fuzz "${WC_FUZZ_SECONDS:-20}" || rc=1
     run_e2e || rc=1
     summary unit fuzz e2e || rc=1
     exit $rc ;;
+  bench) shift; run_bench "$@" ;;
   clean) rm -rf build "$BIN"; log "removed build outputs (dependency cache kept in $CACHE; remove it by hand to rebuild from source)" ;;
   -h | --help | help) usage ;;
   *) usage >&2; exit 2 ;;

@@ -95,4 +95,6 @@ static void wc_oom(void);
 #include "cmd/install_crds.c"
 #include "cmd/render_rbac.c"
 #include "cmd/run.c"
+#include "cmd/helm_env.c"
+#include "cmd/check.c"
 #include "cmd/main.c"

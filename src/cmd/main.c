@@ -25,6 +25,9 @@ static const wc_command wc_commands[] = {
     {"install-crds", cmd_install_crds, "server-side apply the Worker CRD and wait until it is Established",
      install_crds_usage, NULL},
     {"render-rbac", cmd_render_rbac, "print the ServiceAccount and RBAC that run needs", render_rbac_usage, NULL},
+    {"helm-env", cmd_helm_env, "print the Deployment env: block for the Helm chart (from the configuration table)",
+     helm_env_usage, NULL},
+    {"check", cmd_check, "preflight: CRDs served, RBAC allowed, worker-deps bucket writable", NULL, check_usage},
     {"version", cmd_version, "print the version and the linked library versions", version_usage, NULL},
     {"help", cmd_help, "list commands or show the usage of one", help_usage, NULL},
 };

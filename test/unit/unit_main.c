@@ -14,6 +14,7 @@
 #include "test_config.c"
 #include "test_rbac.c"
 #include "test_sandbox_unit.c"
+#include "test_packaging.c"
 
 int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
