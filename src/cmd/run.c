@@ -30,7 +30,8 @@ typedef struct run_state {
     wq *q;
     pthread_t *threads;
     int nthreads;
-    char *namespace;
+    char *namespace;        /* watched */
+    char *own_namespace;    /* where the controller runs: its Lease lives here */
     atomic_int stopping;
     leader_elector *elector;
     httpd *health, *metrics;
@@ -269,6 +270,10 @@ static int cmd_run(int argc, char **argv) {
     r->namespace = xstrdup(r->conf.watch_namespace && *r->conf.watch_namespace ? r->conf.watch_namespace
                            : kcfg.namespace                                    ? kcfg.namespace
                                                                                : "default");
+    /* The Lease belongs to the controller, not to the Workers: it lives in the controller's own
+     * namespace (in-cluster: the pod's; else the kubeconfig context's), which is where
+     * `render-rbac --namespace` grants it, and falls back to the watched namespace. */
+    r->own_namespace = xstrdup(kcfg.namespace ? kcfg.namespace : r->namespace);
     log_info("starting worker-controller", "version", WC_VERSION, "namespace", r->namespace, "cluster", kcfg.source,
              "controller", r->conf.controller_name);
     cfg_log_summary(&r->conf);
@@ -382,7 +387,7 @@ static int cmd_run(int argc, char **argv) {
         char lease[300], identity[400];
         snprintf(lease, sizeof lease, "%s-leader", r->conf.controller_name);
         snprintf(identity, sizeof identity, "%s_%08lx%04x", host, (unsigned long)time(NULL), (unsigned)getpid() & 0xffff);
-        r->elector = leader_new(c->kc, r->namespace, lease, identity);
+        r->elector = leader_new(c->kc, r->own_namespace, lease, identity);
         r->elector->on_lost = on_leadership_lost;
         if (leader_start(r->elector, &err) < 0) {
             log_error("cannot start leader election", "error", err.msg);
@@ -436,6 +441,7 @@ out:
     kube_client_free(c->kc);
     log_info("stopped", "exit", rc == WC_EXIT_OK ? "0" : "1");
     free(r->namespace);
+    free(r->own_namespace);
     cfg_free(&r->conf);
     free(r);
     return rc;
