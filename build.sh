@@ -308,7 +308,7 @@ EOF
 
 # Fuzz targets: clang + libFuzzer + ASan/UBSan on glibc. They include only the modules they
 # exercise, and cJSON/libyaml compiled from the same verified Debian sources as the binary.
-FUZZ_TARGETS=(watch kubeconfig)
+FUZZ_TARGETS=(watch kubeconfig worker envfile apierror)
 build_fuzz() {
   local missing=()
   command -v clang-14 >/dev/null 2>&1 || missing+=(clang-14)

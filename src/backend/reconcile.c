@@ -494,7 +494,12 @@ static reconcile_result reconcile_worker(controller *c, const char *key) {
     err_clear(&serr);
     if (write_status(c, &a, obj, &w, &d, observed_gen, &serr) < 0 && !kube_err_not_found(&serr)) {
         log_warn("status update failed", "worker", w.name, "namespace", w.namespace, "error", serr.msg);
-        if (res.outcome == RECONCILE_DONE) res.outcome = RECONCILE_RETRY;
+        /* Retry soon with the per-key backoff, also when the reconcile itself asked for a
+         * (long) resync: nothing else re-triggers it when the observed objects do not change
+         * again, so the status would stay stale for the whole resync period (found by the
+         * API server SIGKILL test: a Worker stuck "Starting" over a Ready Pod). */
+        if (res.outcome == RECONCILE_DONE || (res.outcome == RECONCILE_AFTER && res.requeue_after_ms > 5000))
+            res.outcome = RECONCILE_RETRY;
     }
 out:
     log_set_reconcile_id(NULL);

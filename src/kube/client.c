@@ -185,15 +185,19 @@ static int kube_error_from_response(const char *method, const char *path, const 
         if (cJSON_IsString(m)) message = m->valuestring;
     }
     char *clean = log_redact(message[0] ? message : (st ? "" : buf_cstr(&resp->body)));
+    /* reason is server text too (a proxy may put anything there): scrubbed and kept short. */
+    char *creason = log_redact(reason);
+    if (strlen(creason) > 64) creason[64] = '\0';
     size_t cl = strlen(clean);
     while (cl && isspace((unsigned char)clean[cl - 1])) clean[--cl] = '\0';
     /* Keep bodies of non-Status errors short: a proxy's HTML page is not a message. */
     if (!st && strlen(clean) > 200) clean[200] = '\0';
-    err_set(err, WC_EHTTP, "%s %s: %ld%s%s%s%s", method, path, resp->status, reason[0] ? " " : "", reason,
+    err_set(err, WC_EHTTP, "%s %s: %ld%s%s%s%s", method, path, resp->status, creason[0] ? " " : "", creason,
             clean[0] ? ": " : "", clean);
     err->http_status = (int)resp->status;
     err->retry_after_s = resp->retry_after_s;
     free(clean);
+    free(creason);
     cJSON_Delete(st);
     return -1;
 }

@@ -345,8 +345,12 @@ static int kube_informer_watch(kube_informer *inf, int *healthy, wc_err *err) {
     kube_query_add(&path, "fieldSelector", inf->o.field_selector);
     kube_watch_ctx w;
     memset(&w, 0, sizeof w);
+    /* The decoder's error (invalid JSON, oversize event, an ERROR event) is the cause; the
+     * transport's "aborted by the data callback" that follows it must not overwrite it. */
+    wc_err derr;
+    err_clear(&derr);
     w.inf = inf;
-    w.err = err;
+    w.err = &derr;
     kube_watch_decoder_init(&w.dec, 0, kube_watch_on_event, &w);
     kube_call call = {.method = "GET", .path = path.data, .on_data = kube_watch_on_data, .ud = &w,
                       /* the server closes at timeoutSeconds; our own deadline is a backstop */
@@ -356,7 +360,8 @@ static int kube_informer_watch(kube_informer *inf, int *healthy, wc_err *err) {
     int64_t t0 = wc_now_ms();
     inf->stats.watches++;
     int rc = kube_do(inf->kc, &call, &resp, err);
-    if (rc == 0 && kube_watch_decoder_finish(&w.dec, err) < 0) rc = -1;
+    if (rc == 0 && kube_watch_decoder_finish(&w.dec, &derr) < 0) rc = -1;
+    if (derr.code != WC_OK) *err = derr;
     int64_t lasted = wc_now_ms() - t0;
     *healthy = w.events > 0 || lasted > 60000;
     int result;

@@ -126,9 +126,11 @@ static const char *json_str(const cJSON *obj, const char *key) {
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
+/* A number outside int64 (or NaN) would make the cast undefined behaviour: treat it as absent. */
 static int64_t json_int(const cJSON *obj, const char *key, int64_t dflt) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : dflt;
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= -9.2e18 && v->valuedouble <= 9.2e18)) return dflt;
+    return (int64_t)v->valuedouble;
 }
 
 /* A quantity may arrive as a string or (int-or-string) a number. */

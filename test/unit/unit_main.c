@@ -15,6 +15,7 @@
 #include "test_rbac.c"
 #include "test_sandbox_unit.c"
 #include "test_packaging.c"
+#include "test_hostile.c"
 
 int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);

@@ -1,0 +1,319 @@
+/*
+ * test_hostile.c — the Kubernetes client against servers that misbehave (issue 9).
+ *
+ * The peer is test/unit/hostile_server.py, a plain-HTTP server on loopback whose first path
+ * segment picks the misbehaviour (truncated chunked and Content-Length bodies, invalid JSON in
+ * a list and in a watch stream, a 100 MiB body, a body that trickles forever, a watch event
+ * line that never ends). The client is pointed at it with the mode in its server URL
+ * ("http://127.0.0.1:port/huge"), so the real kube_list_page / kube_do / informer code runs.
+ *
+ * Every case asserts a bounded, clear error (code and message) and then that the same client
+ * (and the same informer) keeps working: the next request succeeds. The wrong-certificate
+ * case reuses test_http.c's TLS server.
+ */
+#include <sys/resource.h>
+
+static struct {
+    int tried, ok;
+    pid_t pid;
+    int stdin_fd;
+    int port;
+} g_hostile = {0, 0, -1, -1, 0};
+
+static void hostile_server_stop(void) {
+    if (g_hostile.pid <= 0) return;
+    close(g_hostile.stdin_fd);
+    for (int i = 0; i < 100; i++) {
+        if (waitpid(g_hostile.pid, NULL, WNOHANG) == g_hostile.pid) goto reaped;
+        wc_sleep_ms(20);
+    }
+    kill(g_hostile.pid, SIGKILL);
+    waitpid(g_hostile.pid, NULL, 0);
+reaped:
+    g_hostile.pid = -1;
+}
+
+static int hostile_server(void) {
+    if (g_hostile.tried) return g_hostile.ok ? 0 : -1;
+    g_hostile.tried = 1;
+    int in[2], out[2];
+    if (pipe(in) < 0 || pipe(out) < 0) return -1;
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != parent) _exit(1);
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        close(in[0]); close(in[1]); close(out[0]); close(out[1]);
+        execlp("python3", "python3", "test/unit/hostile_server.py", (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    fcntl(in[1], F_SETFD, FD_CLOEXEC);
+    g_hostile.pid = pid;
+    g_hostile.stdin_fd = in[1];
+    atexit(hostile_server_stop);
+    FILE *f = fdopen(out[0], "r");
+    char line[128];
+    g_hostile.ok = f && fgets(line, sizeof line, f) && sscanf(line, "READY %d", &g_hostile.port) == 1;
+    if (f) fclose(f);
+    if (!g_hostile.ok) fprintf(stdout, "    hostile_server.py did not start\n");
+    return g_hostile.ok ? 0 : -1;
+}
+
+/* Points an existing client at another misbehaviour (same connection pool, same state). */
+static void hostile_mode(kube_client *kc, const char *mode) {
+    free(kc->server);
+    buf s = BUF_INIT;
+    buf_printf(&s, "http://127.0.0.1:%d/%s", g_hostile.port, mode);
+    kc->server = buf_steal(&s);
+}
+
+static kube_client *hostile_client(const char *mode, wc_err *err) {
+    kube_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    buf s = BUF_INIT;
+    buf_printf(&s, "http://127.0.0.1:%d/%s", g_hostile.port, mode);
+    cfg.server = buf_steal(&s);
+    cfg.token = xstrdup("hostile-test-token-Vb7");
+    /* The http client insists on a trust bundle whatever the scheme; plain http never uses it. */
+    buf_puts(&cfg.ca_pem, "-----BEGIN CERTIFICATE-----\nunused for http://\n-----END CERTIFICATE-----\n");
+    kube_client *kc = kube_client_new(&cfg, err);
+    kube_config_free(&cfg);
+    return kc;
+}
+
+#define HOSTILE_SETUP(mode)                              \
+    wc_err err;                                          \
+    err_clear(&err);                                     \
+    REQUIRE(hostile_server() == 0);                      \
+    kube_client *kc = hostile_client(mode, &err);        \
+    REQUIRE(kc)
+
+/* The caller keeps working: a list on the well-behaved endpoint succeeds. */
+static void hostile_check_recovers(kube_client *kc) {
+    wc_err err;
+    hostile_mode(kc, "ok");
+    cJSON *page = NULL;
+    int rc = kube_list_page(kc, &KUBE_PODS, "ns", NULL, NULL, 0, NULL, &page, &err);
+    if (rc != 0) unit_fail(__FILE__, __LINE__, "list after the failure: %s", err.msg);
+    CHECK_STR_EQ(kube_json_str(page, "metadata.resourceVersion"), "10");
+    cJSON_Delete(page);
+}
+
+static long hostile_maxrss_kib(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss;
+}
+
+TEST(hostile_truncated_chunked_list_is_an_io_error) {
+    HOSTILE_SETUP("truncchunk");
+    cJSON *page = NULL;
+    CHECK_INT_EQ(kube_list_page(kc, &KUBE_PODS, "ns", NULL, NULL, 0, NULL, &page, &err), -1);
+    CHECK(page == NULL);
+    CHECK_INT_EQ(err.code, WC_EIO);
+    CHECK_CONTAINS(err.msg, "GET http://127.0.0.1:");
+    CHECK_NOT_CONTAINS(err.msg, "hostile-test-token");
+    hostile_check_recovers(kc);
+    kube_client_free(kc);
+}
+
+TEST(hostile_truncated_content_length_is_an_io_error) {
+    HOSTILE_SETUP("trunclen");
+    cJSON *page = NULL;
+    CHECK_INT_EQ(kube_list_page(kc, &KUBE_PODS, "ns", NULL, NULL, 0, NULL, &page, &err), -1);
+    CHECK_INT_EQ(err.code, WC_EIO);
+    CHECK_CONTAINS(err.msg, "/trunclen/api/v1/namespaces/ns/pods");
+    hostile_check_recovers(kc);
+    kube_client_free(kc);
+}
+
+TEST(hostile_invalid_json_list_is_a_parse_error) {
+    HOSTILE_SETUP("badjson");
+    cJSON *page = NULL;
+    CHECK_INT_EQ(kube_list_page(kc, &KUBE_PODS, "ns", NULL, NULL, 0, NULL, &page, &err), -1);
+    CHECK(page == NULL);
+    CHECK_INT_EQ(err.code, WC_EPARSE);
+    CHECK_CONTAINS(err.msg, "response is not JSON");
+    hostile_check_recovers(kc);
+    kube_client_free(kc);
+}
+
+/* A 100 MiB answer must hit the bound (64 MiB for lists), never be held whole. With a
+ * Content-Length, curl refuses before reading; chunked, the buffer limit stops it. */
+TEST(hostile_100mib_body_hits_the_size_bound) {
+    HOSTILE_SETUP("huge");
+    long rss0 = hostile_maxrss_kib();
+    cJSON *page = NULL;
+    CHECK_INT_EQ(kube_list_page(kc, &KUBE_PODS, "ns", NULL, NULL, 0, NULL, &page, &err), -1);
+    CHECK_INT_EQ(err.code, WC_ETOOBIG);
+    CHECK_CONTAINS(err.msg, "exceeds 67108864 bytes");
+    hostile_mode(kc, "hugechunk");
+    int64_t t0 = wc_now_ms();
+    CHECK_INT_EQ(kube_list_page(kc, &KUBE_PODS, "ns", NULL, NULL, 0, NULL, &page, &err), -1);
+    CHECK_INT_EQ(err.code, WC_ETOOBIG);
+    CHECK(wc_now_ms() - t0 < 30000);
+    long grew_mib = (hostile_maxrss_kib() - rss0) / 1024;
+    if (grew_mib >= 100) unit_fail(__FILE__, __LINE__, "peak RSS grew by %ld MiB for a bounded body", grew_mib);
+    /* A plain request (default 16 MiB bound) fails the same way, sooner. */
+    hostile_mode(kc, "hugechunk");
+    kube_call call = {.method = "GET", .path = "/api/v1/namespaces/ns/pods/x"};
+    http_response resp;
+    http_response_init(&resp);
+    CHECK_INT_EQ(kube_do(kc, &call, &resp, &err), -1);
+    CHECK_INT_EQ(err.code, WC_ETOOBIG);
+    CHECK(resp.body.len <= HTTP_DEFAULT_MAX_BODY);
+    http_response_free(&resp);
+    hostile_check_recovers(kc);
+    kube_client_free(kc);
+}
+
+/* A body that never finishes ends at the request's deadline, and a stalled one at the
+ * low-speed guard, whichever the caller set; neither blocks the caller beyond it. */
+TEST(hostile_never_ending_slow_body_times_out) {
+    HOSTILE_SETUP("slow");
+    kube_call call = {.method = "GET", .path = "/api/v1/namespaces/ns/pods/x", .timeout_ms = 2000};
+    http_response resp;
+    http_response_init(&resp);
+    int64_t t0 = wc_now_ms();
+    CHECK_INT_EQ(kube_do(kc, &call, &resp, &err), -1);
+    int64_t took = wc_now_ms() - t0;
+    CHECK_INT_EQ(err.code, WC_ETIMEOUT);
+    CHECK(took >= 1500 && took < 6000);
+    http_response_free(&resp);
+
+    /* The low-speed guard (used by streams): < 100 B/s for 2 s ends it. */
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/slow/x", g_hostile.port);
+    http_request req = {.method = "GET", .url = url, .timeout_ms = 60000, .low_speed_bytes = 100, .low_speed_time_s = 2};
+    http_response_init(&resp);
+    t0 = wc_now_ms();
+    CHECK_INT_EQ(http_do(kc->http, &req, &resp, &err), -1);
+    took = wc_now_ms() - t0;
+    CHECK_INT_EQ(err.code, WC_ETIMEOUT);
+    CHECK(took < 10000);
+    http_response_free(&resp);
+
+    /* The client's default deadline applies when the call sets none. */
+    kc->timeout_ms = 1500;
+    kube_call dflt = {.method = "GET", .path = "/api/v1/namespaces/ns/pods/y"};
+    http_response_init(&resp);
+    t0 = wc_now_ms();
+    CHECK_INT_EQ(kube_do(kc, &dflt, &resp, &err), -1);
+    CHECK_INT_EQ(err.code, WC_ETIMEOUT);
+    CHECK(wc_now_ms() - t0 < 6000);
+    http_response_free(&resp);
+    kc->timeout_ms = 30000;
+    hostile_check_recovers(kc);
+    kube_client_free(kc);
+}
+
+/* The informer: invalid JSON in the watch stream ends that watch with an error (the events
+ * before it are applied, nothing after), the cache survives, and the next watch and list work.
+ * A truncated watch and an event line that never ends behave the same way. */
+TEST(hostile_informer_survives_bad_watch_streams) {
+    HOSTILE_SETUP("ok");
+    kube_informer_options o;
+    memset(&o, 0, sizeof o);
+    o.resource = &KUBE_PODS;
+    o.namespace = "ns";
+    o.watch_min_s = o.watch_max_s = 5;
+    kube_informer *inf = kube_informer_new(kc, "hostile-pods", &o);
+    REQUIRE(kube_informer_list(inf, &err) == 0);
+    CHECK_INT_EQ(kube_informer_len(inf), 1);
+    CHECK_STR_EQ(inf->last_rv, "10");
+
+    int healthy = 0;
+    hostile_mode(kc, "badjson");
+    int64_t t0 = wc_now_ms();
+    CHECK_INT_EQ(kube_informer_watch(inf, &healthy, &err), -1);
+    CHECK(wc_now_ms() - t0 < 5000); /* ended at the bad line, not at the server's leisure */
+    CHECK_INT_EQ(err.code, WC_EPARSE);
+    CHECK_INT_EQ(kube_informer_len(inf), 2); /* pod c, decoded before the garbage */
+    CHECK_STR_EQ(inf->last_rv, "12");
+    CHECK_INT_EQ(inf->stats.watch_errors, 1);
+
+    hostile_mode(kc, "truncchunk");
+    CHECK_INT_EQ(kube_informer_watch(inf, &healthy, &err), -1);
+    CHECK(err.code == WC_EIO || err.code == WC_EPARSE);
+    CHECK_INT_EQ(kube_informer_len(inf), 2);
+
+    hostile_mode(kc, "hugeline");
+    long rss0 = hostile_maxrss_kib();
+    CHECK_INT_EQ(kube_informer_watch(inf, &healthy, &err), -1);
+    CHECK_INT_EQ(err.code, WC_ETOOBIG);
+    CHECK((hostile_maxrss_kib() - rss0) / 1024 < 64);
+    CHECK_INT_EQ(inf->stats.watch_errors, 3);
+
+    hostile_mode(kc, "ok");
+    CHECK_INT_EQ(kube_informer_watch(inf, &healthy, &err), 0);
+    CHECK_INT_EQ(kube_informer_len(inf), 3); /* pod b */
+    CHECK_STR_EQ(inf->last_rv, "11");
+    /* A relist replaces the cache with the server's truth (a, only). */
+    CHECK_INT_EQ(kube_informer_list(inf, &err), 0);
+    CHECK_INT_EQ(kube_informer_len(inf), 1);
+    kube_informer_free(inf);
+    kube_client_free(kc);
+}
+
+/* Wrong certificate through the Kubernetes client: a TLS error naming the cause, never a
+ * request sent; verification cannot be skipped without the kubeconfig's explicit opt-out,
+ * and an https server without a CA is refused up front. */
+TEST(hostile_wrong_certificate_is_refused_by_the_kube_client) {
+    wc_err err;
+    err_clear(&err);
+    REQUIRE(http_test_server() == 0);
+    kube_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    buf s = BUF_INIT;
+    buf_printf(&s, "https://" HTTP_TEST_HOST ":%d", g_tls_srv.plain_port);
+    cfg.server = buf_steal(&s);
+    buf r = BUF_INIT;
+    buf_printf(&r, HTTP_TEST_HOST ":%d:127.0.0.1", g_tls_srv.plain_port);
+    cfg.resolve = buf_steal(&r);
+    cfg.token = xstrdup("wrong-cert-token-Kp4");
+
+    /* No CA, no opt-out: refused before any connection. */
+    CHECK(kube_client_new(&cfg, &err) == NULL);
+    CHECK_INT_EQ(err.code, WC_EINVAL);
+    CHECK_CONTAINS(err.msg, "needs a CA");
+
+    buf_puts(&cfg.ca_pem, g_tls_srv.wrong_ca);
+    kube_client *kc = kube_client_new(&cfg, &err);
+    REQUIRE(kc);
+    cJSON *obj = NULL;
+    CHECK_INT_EQ(kube_get(kc, &KUBE_PODS, "ns", "p", NULL, &obj, &err), -1);
+    CHECK_INT_EQ(err.code, WC_ETLS);
+    CHECK_CONTAINS(err.msg, "trust anchor");
+    CHECK_NOT_CONTAINS(err.msg, "wrong-cert-token");
+    /* Same client, again: still refused (no fallback to unverified on retry). */
+    CHECK_INT_EQ(kube_get(kc, &KUBE_PODS, "ns", "p", NULL, &obj, &err), -1);
+    CHECK_INT_EQ(err.code, WC_ETLS);
+    kube_client_free(kc);
+
+    /* The right CA: the handshake succeeds and the server's answer (an HTTP status) is seen. */
+    buf_reset(&cfg.ca_pem);
+    buf_puts(&cfg.ca_pem, g_tls_srv.ca);
+    kc = kube_client_new(&cfg, &err);
+    REQUIRE(kc);
+    int rc = kube_get(kc, &KUBE_PODS, "ns", "p", NULL, &obj, &err);
+    CHECK(rc == 0 || err.code == WC_EHTTP);
+    cJSON_Delete(obj);
+    obj = NULL;
+    kube_client_free(kc);
+
+    /* Only the explicit opt-out skips verification. */
+    buf_reset(&cfg.ca_pem);
+    cfg.insecure_skip_verify = 1;
+    kc = kube_client_new(&cfg, &err);
+    REQUIRE(kc);
+    rc = kube_get(kc, &KUBE_PODS, "ns", "p", NULL, &obj, &err);
+    CHECK(rc == 0 || err.code == WC_EHTTP);
+    cJSON_Delete(obj);
+    kube_client_free(kc);
+    kube_config_free(&cfg);
+}
