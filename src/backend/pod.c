@@ -181,9 +181,12 @@ static void pod_spec_hash(arena *a, const worker *w, const env_list *env, const 
 }
 
 /* The informer keeps this much of a Pod: what decide() reads. */
-static cJSON *pod_project(const cJSON *pod) {
+/* The metadata an instance cache keeps for Pods, claims and Sandboxes alike: identity, the
+ * labels that map it back to its Worker (and, for a Sandbox, to its claim and spec hash), and
+ * the spec-hash annotation. Everything else of metadata is dropped: it is most of the bytes. */
+static cJSON *instance_project_metadata(const cJSON *obj) {
     cJSON *out = cJSON_CreateObject();
-    const cJSON *md = cJSON_GetObjectItemCaseSensitive(pod, "metadata");
+    const cJSON *md = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
     cJSON *m = cJSON_AddObjectToObject(out, "metadata");
     static const char *mkeys[] = {"name", "namespace", "uid", "resourceVersion", "deletionTimestamp"};
     for (size_t i = 0; i < sizeof mkeys / sizeof *mkeys; i++) {
@@ -191,13 +194,19 @@ static cJSON *pod_project(const cJSON *pod) {
         if (v) cJSON_AddItemToObject(m, mkeys[i], cJSON_Duplicate(v, 1));
     }
     const cJSON *labels = cJSON_GetObjectItemCaseSensitive(md, "labels");
-    const char *wl = json_str(labels, LABEL_WORKER);
-    const char *bl = json_str(labels, LABEL_BACKEND);
     cJSON *ml = cJSON_AddObjectToObject(m, "labels");
-    if (wl) cJSON_AddStringToObject(ml, LABEL_WORKER, wl);
-    if (bl) cJSON_AddStringToObject(ml, LABEL_BACKEND, bl);
+    static const char *lkeys[] = {LABEL_WORKER, LABEL_BACKEND, LABEL_SPEC_HASH, "agents.kruise.io/claim-name"};
+    for (size_t i = 0; i < sizeof lkeys / sizeof *lkeys; i++) {
+        const char *v = json_str(labels, lkeys[i]);
+        if (v) cJSON_AddStringToObject(ml, lkeys[i], v);
+    }
     const char *hash = json_str(cJSON_GetObjectItemCaseSensitive(md, "annotations"), ANNOTATION_SPEC_HASH);
     if (hash) cJSON_AddStringToObject(cJSON_AddObjectToObject(m, "annotations"), ANNOTATION_SPEC_HASH, hash);
+    return out;
+}
+
+static cJSON *pod_project(const cJSON *pod) {
+    cJSON *out = instance_project_metadata(pod);
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(pod, "status");
     cJSON *s = cJSON_AddObjectToObject(out, "status");
     const char *phase = json_str(st, "phase"), *ip = json_str(st, "podIP");

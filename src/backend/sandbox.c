@@ -13,11 +13,7 @@
 
 /* The informer keeps this much of a SandboxClaim. */
 static cJSON *claim_project(const cJSON *obj) {
-    cJSON *out = kube_project_metadata(obj);
-    const cJSON *md = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
-    const char *hash = json_str(cJSON_GetObjectItemCaseSensitive(md, "annotations"), ANNOTATION_SPEC_HASH);
-    if (hash) cJSON_AddStringToObject(cJSON_AddObjectToObject(cJSON_GetObjectItemCaseSensitive(out, "metadata"), "annotations"),
-                                      ANNOTATION_SPEC_HASH, hash);
+    cJSON *out = instance_project_metadata(obj);
     const cJSON *spec = cJSON_GetObjectItemCaseSensitive(obj, "spec");
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(obj, "status");
     cJSON *s = cJSON_AddObjectToObject(out, "status");
@@ -45,7 +41,7 @@ static void claim_observe(const cJSON *proj, obs_claim *c) {
 
 /* The informer keeps this much of a Sandbox. */
 static cJSON *sandbox_project(const cJSON *obj) {
-    cJSON *out = kube_project_metadata(obj);
+    cJSON *out = instance_project_metadata(obj);
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(obj, "status");
     const cJSON *spec = cJSON_GetObjectItemCaseSensitive(obj, "spec");
     cJSON *s = cJSON_AddObjectToObject(out, "status");
