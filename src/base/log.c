@@ -24,9 +24,17 @@ static struct {
     enum log_level level;
     enum log_format format;
     int fd;
-    char *secrets[LOG_MAX_SECRETS];
     size_t nsecrets;
-} g_log = {PTHREAD_MUTEX_INITIALIZER, LOG_INFO, LOG_FORMAT_TEXT, 2, {0}, 0};
+} g_log = {PTHREAD_MUTEX_INITIALIZER, LOG_INFO, LOG_FORMAT_TEXT, 2, 0};
+
+/* The registered secrets, guarded by g_log.mu. Outside g_log so they are zero-initialised
+ * (.bss), not 64 KiB of the binary's .data. Redaction runs on every status write and Event
+ * with up to LOG_MAX_SECRETS registered (one token per sandbox Worker): lengths are kept so
+ * the scan never calls strlen, and g_log_first_byte[c] says whether any secret starts with
+ * byte c, so most positions skip the per-secret loop entirely. */
+static char *g_log_secrets[LOG_MAX_SECRETS];
+static size_t g_log_secret_lens[LOG_MAX_SECRETS];
+static unsigned char g_log_first_byte[256];
 
 static const char *log_level_name(enum log_level l) {
     switch (l) {
@@ -79,17 +87,21 @@ static void log_register_secret(const char *value) {
     if (n < LOG_SECRET_MIN_LEN) return;
     pthread_mutex_lock(&g_log.mu);
     for (size_t i = 0; i < g_log.nsecrets; i++)
-        if (strlen(g_log.secrets[i]) == n && memcmp(g_log.secrets[i], value, n) == 0) {
+        if (g_log_secret_lens[i] == n && memcmp(g_log_secrets[i], value, n) == 0) {
             pthread_mutex_unlock(&g_log.mu);
             return;
         }
     if (g_log.nsecrets == LOG_MAX_SECRETS) { /* oldest secrets are the likeliest rotated away */
-        secure_zero(g_log.secrets[0], strlen(g_log.secrets[0]));
-        free(g_log.secrets[0]);
-        memmove(g_log.secrets, g_log.secrets + 1, (LOG_MAX_SECRETS - 1) * sizeof(char *));
+        secure_zero(g_log_secrets[0], g_log_secret_lens[0]);
+        free(g_log_secrets[0]);
+        memmove(g_log_secrets, g_log_secrets + 1, (LOG_MAX_SECRETS - 1) * sizeof(char *));
+        memmove(g_log_secret_lens, g_log_secret_lens + 1, (LOG_MAX_SECRETS - 1) * sizeof(size_t));
         g_log.nsecrets--;
+        /* first_byte stays a superset (a stale bit costs a loop, never a missed secret) */
     }
-    g_log.secrets[g_log.nsecrets++] = xstrndup(value, n);
+    g_log_secret_lens[g_log.nsecrets] = n;
+    g_log_first_byte[(unsigned char)value[0]] = 1;
+    g_log_secrets[g_log.nsecrets++] = xstrndup(value, n);
     pthread_mutex_unlock(&g_log.mu);
 }
 
@@ -112,10 +124,11 @@ static void log_redact_into(buf *out, const char *in) {
     pthread_mutex_lock(&g_log.mu);
     for (size_t i = 0; i < n;) {
         size_t skip = 0;
-        for (size_t s = 0; s < g_log.nsecrets && !skip; s++) {
-            size_t sl = strlen(g_log.secrets[s]);
-            if (sl <= n - i && memcmp(in + i, g_log.secrets[s], sl) == 0) skip = sl;
-        }
+        if (g_log_first_byte[(unsigned char)in[i]])
+            for (size_t s = 0; s < g_log.nsecrets && !skip; s++) {
+                size_t sl = g_log_secret_lens[s];
+                if (sl <= n - i && g_log_secrets[s][0] == in[i] && memcmp(in + i, g_log_secrets[s], sl) == 0) skip = sl;
+            }
         if (!skip && n - i >= 10 && memcmp(in + i, "eyJ", 3) == 0) {
             /* header.payload[.signature] of a JWT */
             size_t j = i, dots = 0;

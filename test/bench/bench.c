@@ -1,0 +1,733 @@
+/*
+ * bench.c — the benchmark's C tools, built on the project's own client (the whole program is
+ * included, minus its main(), as test/e2e/probe.c does). One binary, four roles:
+ *
+ *   wc-bench create  [RUN FLAGS]   creates BENCH_N Workers (BENCH_THREADS parallel POSTs)
+ *   wc-bench standin [RUN FLAGS]   prompt kubelet + OpenKruise stand-in: marks the controller's
+ *                                  Pods Running/Ready, binds its SandboxClaims (Sandbox created,
+ *                                  Sandbox Running/Ready, claim Completed), BENCH_THREADS writers
+ *   wc-bench watch   [RUN FLAGS]   the stopwatch: informers on Workers and on the instances;
+ *                                  prints SYNCED, then one JSON line with the wall-clock times
+ *                                  (ms since the epoch) when the last instance appeared and when
+ *                                  the last Worker reached phase Running
+ *   wc-bench floor   [RUN FLAGS]   the floor: exactly the writes the controller makes per Worker
+ *                                  (finalizer patch, ServiceAccount, Pod — or worker-deps env +
+ *                                  TokenRequest + token + data marker, each verified, and the
+ *                                  SandboxClaim — and the two status patches Starting/Running),
+ *                                  with HICLAW_CONCURRENCY threads, no decision logic, the same
+ *                                  informers to learn about Workers and their instances
+ *
+ * RUN FLAGS are `worker-controller run`'s (--server --token-file --ca-file ...) and the same
+ * HICLAW_* environment (namespace, controller name, sandbox, worker-deps storage, concurrency),
+ * parsed by the product's own cfg_load, so the floor renders byte-identical objects.
+ * Bench parameters come from the environment: BENCH_N, BENCH_BACKEND (pod|sandbox),
+ * BENCH_THREADS, BENCH_SECONDS (hard time limit of every role), BENCH_PREFIX (Worker names).
+ */
+#define WC_UNIT_TEST 1
+#include "../../worker-controller.c"
+
+#include <poll.h>
+
+static long env_long(const char *name, long def) {
+    const char *v = getenv(name);
+    return v && *v ? atol(v) : def;
+}
+static const char *env_str(const char *name, const char *def) {
+    const char *v = getenv(name);
+    return v && *v ? v : def;
+}
+static int64_t epoch_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- a bounded-time blocking FIFO of strings ---- */
+typedef struct jobq {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    char **items;
+    size_t head, len, cap;
+    int closed;
+} jobq;
+
+static void jobq_init(jobq *q) {
+    memset(q, 0, sizeof *q);
+    pthread_mutex_init(&q->mu, NULL);
+    pthread_cond_init(&q->cv, NULL);
+}
+static void jobq_push(jobq *q, const char *s) {
+    pthread_mutex_lock(&q->mu);
+    if (q->len == q->cap) {
+        size_t ncap = q->cap ? q->cap * 2 : 1024;
+        char **n = xcalloc(ncap, sizeof *n);
+        for (size_t i = 0; i < q->len; i++) n[i] = q->items[(q->head + i) % q->cap];
+        free(q->items);
+        q->items = n, q->cap = ncap, q->head = 0;
+    }
+    q->items[(q->head + q->len) % q->cap] = xstrdup(s);
+    q->len++;
+    pthread_cond_signal(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+}
+/* NULL when closed (or after 200 ms with nothing: the caller re-checks its deadline). */
+static char *jobq_pop(jobq *q) {
+    pthread_mutex_lock(&q->mu);
+    if (!q->len && !q->closed) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 200 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+        pthread_cond_timedwait(&q->cv, &q->mu, &ts);
+    }
+    char *s = NULL;
+    if (q->len) {
+        s = q->items[q->head];
+        q->head = (q->head + 1) % q->cap;
+        q->len--;
+    }
+    pthread_mutex_unlock(&q->mu);
+    return s;
+}
+static void jobq_close(jobq *q) {
+    pthread_mutex_lock(&q->mu);
+    q->closed = 1;
+    pthread_cond_broadcast(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+}
+
+/* A set of strings under a lock: "first time this key?" */
+typedef struct strset {
+    pthread_mutex_t mu;
+    strmap m;
+    atomic_long n;
+} strset;
+static void strset_init(strset *s) {
+    memset(s, 0, sizeof *s);
+    pthread_mutex_init(&s->mu, NULL);
+}
+static int strset_add(strset *s, const char *k) {
+    pthread_mutex_lock(&s->mu);
+    int fresh = strmap_get(&s->m, k) == NULL;
+    if (fresh) strmap_put(&s->m, k, (void *)1), atomic_fetch_add(&s->n, 1);
+    pthread_mutex_unlock(&s->mu);
+    return fresh;
+}
+
+/* ---- common setup ---- */
+typedef struct bench {
+    wc_cfg conf;
+    kube_client *kc;
+    const char *ns;
+    const char *backend;
+    long n, threads, seconds;
+    int64_t deadline_ms;
+    atomic_int stop;
+} bench;
+
+static bench B;
+
+static int bench_setup(int argc, char **argv) {
+    wc_err err;
+    err_clear(&err);
+    if (cfg_load(&B.conf, NULL, argc, argv, &err) < 0) {
+        fprintf(stderr, "wc-bench: %s\n", err.msg);
+        return -1;
+    }
+    log_configure(B.conf.log_fmt, B.conf.log_lvl, 2);
+    kube_config kcfg;
+    if (kube_config_load(&B.conf.kube, &kcfg, &err) < 0) {
+        fprintf(stderr, "wc-bench: %s\n", err.msg);
+        return -1;
+    }
+    B.kc = kube_client_new(&kcfg, &err);
+    kube_config_free(&kcfg);
+    if (!B.kc) {
+        fprintf(stderr, "wc-bench: %s\n", err.msg);
+        return -1;
+    }
+    B.ns = B.conf.watch_namespace && *B.conf.watch_namespace ? B.conf.watch_namespace : "default";
+    B.backend = env_str("BENCH_BACKEND", "pod");
+    B.n = env_long("BENCH_N", 100);
+    B.threads = env_long("BENCH_THREADS", 16);
+    B.seconds = env_long("BENCH_SECONDS", 600);
+    B.deadline_ms = wc_now_ms() + B.seconds * 1000;
+    return 0;
+}
+static int expired(void) { return atomic_load(&B.stop) || wc_now_ms() > B.deadline_ms; }
+
+/* A write that the API server may push back on under load (429, 5xx): retried a few times. */
+static int retry_transient(const wc_err *err) {
+    return err->code != WC_EHTTP || err->http_status == 429 || err->http_status >= 500;
+}
+
+/* ---- create ---- */
+static atomic_long create_next, create_ok, create_fail;
+static void *create_thread(void *arg) {
+    (void)arg;
+    const char *prefix = env_str("BENCH_PREFIX", "bw");
+    int sandbox = strcmp(B.backend, "sandbox") == 0;
+    for (;;) {
+        long i = atomic_fetch_add(&create_next, 1);
+        if (i >= B.n || expired()) break;
+        char body[512];
+        snprintf(body, sizeof body,
+                 "{\"apiVersion\":\"hiclaw.io/v1beta1\",\"kind\":\"Worker\",\"metadata\":{\"name\":\"%s-%05ld\"},"
+                 "\"spec\":{\"model\":\"qwen-max\",\"backendRuntime\":\"%s\",\"image\":\"registry.invalid/worker:bench\"}}",
+                 prefix, i, sandbox ? "sandbox" : "pod");
+        int ok = 0;
+        for (int attempt = 0; attempt < 8 && !ok && !expired(); attempt++) {
+            wc_err err;
+            err_clear(&err);
+            if (kube_create(B.kc, &KUBE_WORKERS, B.ns, NULL, NULL, body, NULL, &err) == 0 || kube_err_conflict(&err)) ok = 1;
+            else if (!retry_transient(&err)) { fprintf(stderr, "create: %s\n", err.msg); break; }
+            else wc_sleep_ms(100 << attempt);
+        }
+        atomic_fetch_add(ok ? &create_ok : &create_fail, 1);
+    }
+    return NULL;
+}
+static int cmd_create(void) {
+    int64_t t0 = epoch_ms();
+    pthread_t th[256];
+    long nt = B.threads > 256 ? 256 : B.threads;
+    for (long i = 0; i < nt; i++) pthread_create(&th[i], NULL, create_thread, NULL);
+    for (long i = 0; i < nt; i++) pthread_join(th[i], NULL);
+    int64_t t1 = epoch_ms();
+    printf("{\"created\":%ld,\"failed\":%ld,\"start_ms\":%" PRId64 ",\"end_ms\":%" PRId64 ",\"seconds\":%.3f}\n",
+           atomic_load(&create_ok), atomic_load(&create_fail), t0, t1, (t1 - t0) / 1000.0);
+    return atomic_load(&create_fail) ? 1 : 0;
+}
+
+/* ---- projections shared by the roles: name, labels we read, phase ---- */
+static cJSON *project_phase(const cJSON *obj) {
+    cJSON *out = cJSON_CreateObject();
+    const cJSON *md = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
+    cJSON *m = cJSON_AddObjectToObject(out, "metadata");
+    static const char *keep[] = {"name", "namespace", "resourceVersion", "deletionTimestamp"};
+    for (size_t i = 0; i < 4; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(md, keep[i]);
+        if (v) cJSON_AddItemToObject(m, keep[i], cJSON_Duplicate(v, 1));
+    }
+    const char *wl = json_str(cJSON_GetObjectItemCaseSensitive(md, "labels"), LABEL_WORKER);
+    if (wl) cJSON_AddStringToObject(cJSON_AddObjectToObject(m, "labels"), LABEL_WORKER, wl);
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(obj, "status");
+    cJSON *s = cJSON_AddObjectToObject(out, "status");
+    const char *ph = json_str(st, "phase");
+    if (ph) cJSON_AddStringToObject(s, "phase", ph);
+    const char *ip = json_str(st, "podIP");
+    if (ip) cJSON_AddStringToObject(s, "podIP", ip);
+    /* Ready condition (Pods, Sandboxes) */
+    const cJSON *c;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(st, "conditions")) {
+        const char *t = json_str(c, "type");
+        if (t && strcmp(t, "Ready") == 0 && json_str(c, "status")) cJSON_AddStringToObject(s, "ready", json_str(c, "status"));
+    }
+    return out;
+}
+static const char *proj_phase(const cJSON *p) { return json_str(cJSON_GetObjectItemCaseSensitive(p, "status"), "phase"); }
+static int proj_ready(const cJSON *p) {
+    const char *r = json_str(cJSON_GetObjectItemCaseSensitive(p, "status"), "ready");
+    return r && strcmp(r, "True") == 0;
+}
+static int proj_deleting(const cJSON *p) {
+    return cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(p, "metadata"), "deletionTimestamp") != NULL;
+}
+static const char *proj_name(const cJSON *p) { return json_str(cJSON_GetObjectItemCaseSensitive(p, "metadata"), "name"); }
+
+static kube_informer *start_informer(const char *name, const kube_resource *r, const char *selector, kube_project_fn proj,
+                                     kube_informer_handler h, void *ud) {
+    kube_informer_options o = {.resource = r, .namespace = B.ns, .label_selector = selector, .project = proj,
+                               .handler = h, .ud = ud};
+    kube_informer *inf = kube_informer_new(B.kc, name, &o);
+    wc_err err;
+    if (kube_informer_start(inf, &err) < 0) {
+        fprintf(stderr, "informer %s: %s\n", name, err.msg);
+        exit(1);
+    }
+    return inf;
+}
+static void wait_synced(kube_informer *inf) {
+    if (inf && kube_informer_wait_synced(inf, 120000) < 0) {
+        fprintf(stderr, "informer did not sync\n");
+        exit(1);
+    }
+}
+
+/* ---- standin ---- */
+static jobq sq_pods, sq_claims;
+static strset s_pods_done, s_claims_done;
+static kube_informer *s_claims_inf;
+
+static void standin_on_pod(void *ud, const char *key, const cJSON *o, const cJSON *n) {
+    (void)ud, (void)o;
+    if (!n || proj_deleting(n)) return;
+    const char *ph = proj_phase(n);
+    if (ph && strcmp(ph, "Pending") != 0) return;
+    jobq_push(&sq_pods, proj_name(n));
+}
+static cJSON *project_claim(const cJSON *obj) {
+    cJSON *out = project_phase(obj);
+    const cJSON *spec = cJSON_GetObjectItemCaseSensitive(obj, "spec");
+    if (spec) cJSON_AddItemToObject(out, "spec", cJSON_Duplicate(spec, 1));
+    return out;
+}
+static void standin_on_claim(void *ud, const char *key, const cJSON *o, const cJSON *n) {
+    (void)ud, (void)o;
+    if (!n || proj_deleting(n) || proj_phase(n)) return;
+    jobq_push(&sq_claims, key);
+}
+
+static void standin_pod(const char *name) {
+    char ts[32];
+    wc_rfc3339(ts, time(NULL));
+    unsigned h = 0;
+    for (const char *p = name; *p; p++) h = h * 31 + (unsigned char)*p;
+    buf b = BUF_INIT;
+    buf_printf(&b,
+               "{\"status\":{\"phase\":\"Running\",\"startTime\":\"%s\",\"hostIP\":\"127.0.0.1\",\"podIP\":\"10.%u.%u.%u\","
+               "\"conditions\":[{\"type\":\"PodScheduled\",\"status\":\"True\",\"lastTransitionTime\":\"%s\"},"
+               "{\"type\":\"Initialized\",\"status\":\"True\",\"lastTransitionTime\":\"%s\"},"
+               "{\"type\":\"ContainersReady\",\"status\":\"True\",\"lastTransitionTime\":\"%s\"},"
+               "{\"type\":\"Ready\",\"status\":\"True\",\"lastTransitionTime\":\"%s\"}],"
+               "\"containerStatuses\":[{\"name\":\"worker\",\"image\":\"registry.invalid/worker:bench\","
+               "\"imageID\":\"registry.invalid/worker@sha256:%064d\",\"containerID\":\"containerd://%08x\",\"ready\":true,"
+               "\"started\":true,\"restartCount\":0,\"state\":{\"running\":{\"startedAt\":\"%s\"}}}]}}",
+               ts, (h >> 16) & 255, (h >> 8) & 255, h & 255, ts, ts, ts, ts, 0, h, ts);
+    for (int attempt = 0; attempt < 5; attempt++) {
+        wc_err err;
+        err_clear(&err);
+        if (kube_patch(B.kc, &KUBE_PODS, B.ns, name, "status", KUBE_PATCH_MERGE, b.data, NULL, 0, 0, NULL, &err) == 0) break;
+        if (kube_err_not_found(&err) || !retry_transient(&err)) break;
+        wc_sleep_ms(50 << attempt);
+    }
+    buf_free(&b);
+}
+
+static void standin_claim(const char *key) {
+    cJSON *claim = kube_informer_get(s_claims_inf, key);
+    if (!claim) return;
+    const char *cname = proj_name(claim);
+    const cJSON *spec = cJSON_GetObjectItemCaseSensitive(claim, "spec");
+    const char *image = json_str(cJSON_GetObjectItemCaseSensitive(spec, "inplaceUpdate"), "image");
+    char sname[300];
+    snprintf(sname, sizeof sname, "%s-sbx", cname);
+    cJSON *labels = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(spec, "labels"), 1);
+    if (!labels) labels = cJSON_CreateObject();
+    cJSON_AddStringToObject(labels, "agents.kruise.io/claim-name", cname);
+    cJSON_AddStringToObject(labels, "agents.kruise.io/sandbox-claimed", "true");
+    char *ls = cJSON_PrintUnformatted(labels);
+    buf b = BUF_INIT;
+    buf_puts(&b, "{\"apiVersion\":\"agents.kruise.io/v1alpha1\",\"kind\":\"Sandbox\",\"metadata\":{\"name\":");
+    buf_put_json_string(&b, sname);
+    buf_puts(&b, ",\"labels\":");
+    buf_puts(&b, ls);
+    buf_puts(&b, "},\"spec\":{\"paused\":false,\"template\":{\"spec\":{\"containers\":[{\"name\":\"worker\",\"image\":");
+    buf_put_json_string(&b, image ? image : "registry.invalid/worker:latest");
+    buf_puts(&b, "}]}}}}");
+    free(ls);
+    cJSON_Delete(labels);
+    wc_err err;
+    err_clear(&err);
+    int rc = -1;
+    for (int attempt = 0; attempt < 5 && rc < 0; attempt++) {
+        rc = kube_create(B.kc, &KUBE_SANDBOXES, B.ns, NULL, NULL, b.data, NULL, &err);
+        if (rc < 0 && kube_err_conflict(&err)) rc = 0;
+        if (rc < 0 && !retry_transient(&err)) break;
+        if (rc < 0) wc_sleep_ms(50 << attempt);
+    }
+    buf_free(&b);
+    if (rc < 0) {
+        fprintf(stderr, "standin: create Sandbox %s: %s\n", sname, err.msg);
+        cJSON_Delete(claim);
+        return;
+    }
+    char ts[32];
+    wc_rfc3339(ts, time(NULL));
+    unsigned h = 0;
+    for (const char *p = sname; *p; p++) h = h * 31 + (unsigned char)*p;
+    char st[1024];
+    snprintf(st, sizeof st,
+             "{\"status\":{\"phase\":\"Running\",\"message\":\"\",\"sandboxIp\":\"10.%u.%u.%u\",\"nodeName\":\"wc-standin-node\","
+             "\"podInfo\":{\"podIP\":\"10.%u.%u.%u\",\"nodeName\":\"wc-standin-node\"},\"observedGeneration\":1,"
+             "\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\",\"reason\":\"SandboxReady\",\"message\":\"\","
+             "\"lastTransitionTime\":\"%s\"}]}}",
+             (h >> 16) & 255, (h >> 8) & 255, h & 255, (h >> 16) & 255, (h >> 8) & 255, h & 255, ts);
+    for (int attempt = 0; attempt < 5; attempt++) {
+        err_clear(&err);
+        if (kube_patch(B.kc, &KUBE_SANDBOXES, B.ns, sname, "status", KUBE_PATCH_MERGE, st, NULL, 0, 0, NULL, &err) == 0) break;
+        if (!retry_transient(&err)) { fprintf(stderr, "standin: sandbox status: %s\n", err.msg); break; }
+        wc_sleep_ms(50 << attempt);
+    }
+    snprintf(st, sizeof st,
+             "{\"status\":{\"phase\":\"Completed\",\"claimedReplicas\":1,\"message\":\"claimed 1 sandbox(es)\","
+             "\"observedGeneration\":1,\"claimStartTime\":\"%s\",\"completionTime\":\"%s\"}}", ts, ts);
+    for (int attempt = 0; attempt < 5; attempt++) {
+        err_clear(&err);
+        if (kube_patch(B.kc, &KUBE_SANDBOXCLAIMS, B.ns, cname, "status", KUBE_PATCH_MERGE, st, NULL, 0, 0, NULL, &err) == 0) break;
+        if (kube_err_not_found(&err) || !retry_transient(&err)) { fprintf(stderr, "standin: claim status: %s\n", err.msg); break; }
+        wc_sleep_ms(50 << attempt);
+    }
+    cJSON_Delete(claim);
+}
+
+static atomic_long s_pods_marked, s_claims_bound;
+static void *standin_thread(void *arg) {
+    (void)arg;
+    while (!expired()) {
+        char *s = jobq_pop(&sq_pods);
+        if (s) {
+            if (strset_add(&s_pods_done, s)) standin_pod(s), atomic_fetch_add(&s_pods_marked, 1);
+            free(s);
+            continue;
+        }
+        if (sq_pods.closed) break;
+        s = jobq_pop(&sq_claims);
+        if (s) {
+            if (strset_add(&s_claims_done, s)) standin_claim(s), atomic_fetch_add(&s_claims_bound, 1);
+            free(s);
+        }
+    }
+    return NULL;
+}
+/* Pods and claims share the threads; claims get their own dedicated pop loop too, so a quiet
+ * pod queue does not add 200 ms per claim. */
+static void *standin_claim_thread(void *arg) {
+    (void)arg;
+    while (!expired() && !sq_claims.closed) {
+        char *s = jobq_pop(&sq_claims);
+        if (!s) continue;
+        if (strset_add(&s_claims_done, s)) standin_claim(s), atomic_fetch_add(&s_claims_bound, 1);
+        free(s);
+    }
+    return NULL;
+}
+
+/* Runs until stdin closes (the driver holds the pipe) or BENCH_SECONDS. */
+static void wait_stdin_or_deadline(void) {
+    while (!expired()) {
+        struct pollfd p = {0, POLLIN, 0};
+        int r = poll(&p, 1, 500);
+        if (r > 0) {
+            char tmp[256];
+            ssize_t k = read(0, tmp, sizeof tmp);
+            if (k <= 0) break;
+        }
+    }
+}
+
+static int cmd_standin(void) {
+    jobq_init(&sq_pods);
+    jobq_init(&sq_claims);
+    strset_init(&s_pods_done);
+    strset_init(&s_claims_done);
+    char sel[300];
+    snprintf(sel, sizeof sel, LABEL_CONTROLLER "=%s", B.conf.controller_name);
+    kube_informer *pods = start_informer("pods", &KUBE_PODS, sel, project_phase, standin_on_pod, NULL);
+    s_claims_inf = strcmp(B.backend, "sandbox") == 0
+                       ? start_informer("sandboxclaims", &KUBE_SANDBOXCLAIMS, sel, project_claim, standin_on_claim, NULL)
+                       : NULL;
+    wait_synced(pods);
+    wait_synced(s_claims_inf);
+    long nt = B.threads > 128 ? 128 : B.threads;
+    pthread_t th[256];
+    for (long i = 0; i < nt; i++) pthread_create(&th[i], NULL, s_claims_inf ? standin_claim_thread : standin_thread, NULL);
+    if (s_claims_inf) /* sandbox runs: a few pod writers as well (the pod backend is idle there) */
+        for (long i = 0; i < 2; i++) pthread_create(&th[nt + i], NULL, standin_thread, NULL);
+    printf("SYNCED\n");
+    fflush(stdout);
+    wait_stdin_or_deadline();
+    atomic_store(&B.stop, 1);
+    jobq_close(&sq_pods);
+    jobq_close(&sq_claims);
+    for (long i = 0; i < nt + (s_claims_inf ? 2 : 0); i++) pthread_join(th[i], NULL);
+    printf("{\"pods_marked\":%ld,\"claims_bound\":%ld}\n", atomic_load(&s_pods_marked), atomic_load(&s_claims_bound));
+    atomic_store(&B.kc->cancel, 1);
+    kube_informer_free(pods);
+    kube_informer_free(s_claims_inf);
+    return 0;
+}
+
+/* ---- watch: the stopwatch ---- */
+static strset w_instances, w_running;
+static atomic_llong w_first_instance_ms, w_last_instance_ms, w_last_running_ms;
+static void watch_on_instance(void *ud, const char *key, const cJSON *o, const cJSON *n) {
+    (void)ud, (void)o;
+    if (!n) return;
+    if (strset_add(&w_instances, key)) {
+        int64_t t = epoch_ms();
+        long long z = 0;
+        atomic_compare_exchange_strong(&w_first_instance_ms, &z, t);
+        if (atomic_load(&w_instances.n) >= B.n) atomic_store(&w_last_instance_ms, t);
+    }
+}
+static void watch_on_worker(void *ud, const char *key, const cJSON *o, const cJSON *n) {
+    (void)ud, (void)o;
+    if (!n) return;
+    const char *ph = proj_phase(n);
+    if (ph && strcmp(ph, "Running") == 0 && strset_add(&w_running, key) && atomic_load(&w_running.n) >= B.n)
+        atomic_store(&w_last_running_ms, epoch_ms());
+}
+static int cmd_watch(void) {
+    strset_init(&w_instances);
+    strset_init(&w_running);
+    char sel[300];
+    snprintf(sel, sizeof sel, LABEL_CONTROLLER "=%s", B.conf.controller_name);
+    int sandbox = strcmp(B.backend, "sandbox") == 0;
+    kube_informer *inst = start_informer("instances", sandbox ? &KUBE_SANDBOXCLAIMS : &KUBE_PODS, sel, project_phase,
+                                         watch_on_instance, NULL);
+    kube_informer *wk = start_informer("workers", &KUBE_WORKERS, NULL, project_phase, watch_on_worker, NULL);
+    wait_synced(inst);
+    wait_synced(wk);
+    printf("SYNCED\n");
+    fflush(stdout);
+    if (B.n == 0) atomic_store(&w_last_instance_ms, epoch_ms()), atomic_store(&w_last_running_ms, epoch_ms());
+    int64_t last_report = wc_now_ms();
+    while (!expired() && !(atomic_load(&w_last_instance_ms) && atomic_load(&w_last_running_ms))) {
+        wc_sleep_ms(20);
+        if (wc_now_ms() - last_report > 5000) {
+            last_report = wc_now_ms();
+            fprintf(stderr, "[watch] instances %ld/%ld running %ld/%ld\n", atomic_load(&w_instances.n), B.n,
+                    atomic_load(&w_running.n), B.n);
+        }
+    }
+    printf("{\"instances\":%ld,\"running\":%ld,\"first_instance_ms\":%lld,\"last_instance_ms\":%lld,\"all_running_ms\":%lld}\n",
+           atomic_load(&w_instances.n), atomic_load(&w_running.n), (long long)atomic_load(&w_first_instance_ms),
+           (long long)atomic_load(&w_last_instance_ms), (long long)atomic_load(&w_last_running_ms));
+    fflush(stdout);
+    atomic_store(&B.kc->cancel, 1);
+    kube_informer_free(inst);
+    kube_informer_free(wk);
+    return atomic_load(&w_last_running_ms) ? 0 : 1;
+}
+
+/* ---- floor ---- */
+static controller F;           /* the product's controller struct, configured as `run` does */
+/* BENCH_FLOOR_EXTRAS=1: also the requests the controller makes beyond the issue's list — the
+ * credentials Secret GET before each of the two writes passes and the "Created" Event — to show
+ * how much of the gap to the floor is requests rather than logic. */
+static int f_extras;
+static void floor_extras_secret(const worker *w) {
+    if (!f_extras) return;
+    cJSON *sec = NULL;
+    wc_err err;
+    char name[300];
+    snprintf(name, sizeof name, WORKER_CREDS_SECRET_PREFIX "%s", w->name);
+    kube_get(F.kc, &KUBE_SECRETS, w->namespace, name, NULL, &sec, &err);
+    cJSON_Delete(sec);
+}
+static jobq fq;
+static strset f_started, f_running;
+static atomic_long f_errors;
+
+static void floor_on_worker(void *ud, const char *key, const cJSON *o, const cJSON *n) {
+    (void)ud;
+    if (!o && n) {
+        char job[400];
+        snprintf(job, sizeof job, "c %s", key);
+        jobq_push(&fq, job);
+    }
+}
+/* The instance reached Running: one status patch. Pods: Running + Ready. Claims: Completed
+ * (the stand-in completes the claim after its Sandbox is Running and Ready). */
+static void floor_on_instance(void *ud, const char *key, const cJSON *o, const cJSON *n) {
+    (void)ud, (void)o, (void)key;
+    if (!n) return;
+    const char *ph = proj_phase(n);
+    int pod = F.claims == NULL;
+    if (!ph || strcmp(ph, pod ? "Running" : "Completed") != 0 || (pod && !proj_ready(n))) return;
+    const char *wn = json_str(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(n, "metadata"), "labels"),
+                              LABEL_WORKER);
+    if (!wn) return;
+    const char *ip = json_str(cJSON_GetObjectItemCaseSensitive(n, "status"), "podIP");
+    char job[600];
+    snprintf(job, sizeof job, "r %s/%s %s %s", B.ns, wn, proj_name(n), ip ? ip : "-");
+    jobq_push(&fq, job);
+}
+
+static void floor_status(arena *a, const cJSON *obj, const worker *w, int running, const char *inst_name, const char *ip) {
+    int pod = F.claims == NULL;
+    decision d;
+    memset(&d, 0, sizeof d);
+    d.phase = running ? PHASE_RUNNING : PHASE_STARTING;
+    d.backend = pod ? "pod" : "sandbox";
+    d.instance.kind = pod ? "Pod" : "Sandbox";
+    if (pod) d.instance.name = inst_name;
+    else d.instance.claim_name = inst_name;
+    d.instance.pod_ip = ip;
+    d.container_state = running ? (pod ? "Running" : "Running") : (pod ? "Pending" : "Claiming");
+    d.message = running ? "" : "waiting for the instance to start";
+    d.ready = running ? (decided_cond){"True", "Running", ""} : (decided_cond){"False", "Starting", d.message};
+    d.synced = (decided_cond){"True", "ReconcileSuccess", ""};
+    wc_err err;
+    err_clear(&err);
+    if (write_status(&F, a, obj, w, &d, w->generation, &err) < 0) {
+        atomic_fetch_add(&f_errors, 1);
+        fprintf(stderr, "floor: status %s: %s\n", w->name, err.msg);
+    }
+}
+
+static void floor_create(const char *key) {
+    cJSON *obj = kube_informer_get(F.workers, key);
+    if (!obj) return;
+    arena a;
+    arena_init(&a);
+    worker w;
+    wc_err err;
+    err_clear(&err);
+    if (worker_parse(&a, obj, &F.wd, &w, &err) < 0) goto out;
+    kv_list secret = {NULL, 0};
+    env_list env;
+    env_build(&a, &w, &F.envc, NULL, 1, &env);
+    char pod_hash[17], sandbox_hash[17] = "";
+    pod_spec_hash(&a, &w, &env, &F.ps, pod_hash);
+    sandbox_spec_hash(&F, &a, &w, NULL, sandbox_hash);
+    exec_ctx x = {&a, &w, &env, pod_hash, sandbox_hash, NULL, NULL};
+    (void)secret;
+    const char *name = arena_sprintf(&a, "%sworker-%s", F.dc.prefix, w.name);
+    buf body = BUF_INIT;
+    floor_extras_secret(&w);
+    int rc = finalizer_patch(&F, &w, 1, &err);
+    if (rc == 0) {
+        pod_render_serviceaccount(&body, &a, &w, &F.ps);
+        rc = kube_create(F.kc, &KUBE_SERVICEACCOUNTS, w.namespace, NULL, NULL, body.data, NULL, &err);
+        if (rc < 0 && kube_err_conflict(&err)) rc = 0;
+    }
+    if (rc == 0 && F.claims == NULL) {
+        buf_reset(&body);
+        pod_render(&body, &a, &w, &env, &F.ps, pod_hash);
+        rc = kube_create(F.kc, &KUBE_PODS, w.namespace, NULL, NULL, body.data, NULL, &err);
+    } else if (rc == 0) {
+        rc = sandbox_write_deps(&F, &x, &err);
+        if (rc == 0) {
+            buf_reset(&body);
+            claim_render(&body, &a, &F, &w, name, sandbox_hash);
+            rc = kube_create(F.kc, &KUBE_SANDBOXCLAIMS, w.namespace, NULL, NULL, body.data, NULL, &err);
+        }
+    }
+    buf_free(&body);
+    if (rc < 0) {
+        atomic_fetch_add(&f_errors, 1);
+        fprintf(stderr, "floor: %s: %s\n", key, err.msg);
+        goto out;
+    }
+    if (f_extras) record(&F, &w, "Normal", "Created", "Create", arena_sprintf(&a, "created %s %s", F.claims ? "SandboxClaim" : "Pod", name));
+    floor_status(&a, obj, &w, 0, name, NULL);
+out:
+    cJSON_Delete(obj);
+    arena_free(&a);
+}
+
+static void floor_running(char *job) {
+    char *key = job, *inst = strchr(job, ' ');
+    if (!inst) return;
+    *inst++ = 0;
+    char *ip = strchr(inst, ' ');
+    if (ip) *ip++ = 0;
+    if (!strset_add(&f_running, key)) return;
+    /* the Starting patch must have happened first: wait for it (bounded) */
+    for (int i = 0; i < 3000 && !expired(); i++) {
+        pthread_mutex_lock(&f_started.mu);
+        int started = strmap_get(&f_started.m, key) != NULL;
+        pthread_mutex_unlock(&f_started.mu);
+        if (started) break;
+        wc_sleep_ms(10);
+    }
+    cJSON *obj = kube_informer_get(F.workers, key);
+    if (!obj) return;
+    arena a;
+    arena_init(&a);
+    worker w;
+    wc_err err;
+    if (worker_parse(&a, obj, &F.wd, &w, &err) == 0 && (floor_extras_secret(&w), 1))
+        floor_status(&a, obj, &w, 1, F.claims ? inst : arena_sprintf(&a, "%sworker-%s", F.dc.prefix, w.name),
+                     ip && strcmp(ip, "-") != 0 ? ip : NULL);
+    cJSON_Delete(obj);
+    arena_free(&a);
+}
+
+static void *floor_thread(void *arg) {
+    (void)arg;
+    while (!expired() && atomic_load(&f_running.n) < B.n) {
+        char *job = jobq_pop(&fq);
+        if (!job) continue;
+        if (job[0] == 'c') {
+            floor_create(job + 2);
+            strset_add(&f_started, job + 2);
+        } else {
+            floor_running(job + 2);
+        }
+        free(job);
+    }
+    return NULL;
+}
+
+static int cmd_floor(void) {
+    int64_t t0 = epoch_ms();
+    jobq_init(&fq);
+    strset_init(&f_started);
+    strset_init(&f_running);
+    F.kc = B.kc;
+    controller_configure(&F, &B.conf, B.ns);
+    f_extras = env_long("BENCH_FLOOR_EXTRAS", 0) != 0;
+    F.rec = kube_recorder_new(B.kc, "hiclaw.io/worker-controller", "bench-floor");
+    pthread_mutex_init(&F.backoff_mu, NULL);
+    int sandbox = strcmp(B.backend, "sandbox") == 0;
+    wc_err err;
+    err_clear(&err);
+    if (sandbox) {
+        F.s3 = s3_client_new(B.conf.worker_deps_endpoint, B.conf.worker_deps_bucket, B.conf.worker_deps_region,
+                             B.conf.worker_deps_access_key_id, B.conf.worker_deps_secret_access_key,
+                             B.conf.worker_deps_ca_pem, &err);
+        if (!F.s3) {
+            fprintf(stderr, "floor: s3: %s\n", err.msg);
+            return 1;
+        }
+    }
+    char sel[300];
+    snprintf(sel, sizeof sel, LABEL_CONTROLLER "=%s", B.conf.controller_name);
+    /* Instance informer first, so F.claims tells the backend before any event arrives. */
+    if (sandbox) F.claims = start_informer("sandboxclaims", &KUBE_SANDBOXCLAIMS, sel, project_phase, floor_on_instance, NULL);
+    else F.pods = start_informer("pods", &KUBE_PODS, sel, project_phase, floor_on_instance, NULL);
+    F.workers = start_informer("workers", &KUBE_WORKERS, NULL, worker_project, floor_on_worker, NULL);
+    wait_synced(F.workers);
+    int64_t t_synced = epoch_ms();
+    long nt = B.conf.concurrency;
+    pthread_t th[64];
+    for (long i = 0; i < nt; i++) pthread_create(&th[i], NULL, floor_thread, NULL);
+    for (long i = 0; i < nt; i++) pthread_join(th[i], NULL);
+    int64_t t1 = epoch_ms();
+    printf("{\"threads\":%ld,\"started\":%ld,\"running\":%ld,\"errors\":%ld,\"requests\":%ld,\"writes\":%ld,"
+           "\"start_ms\":%" PRId64 ",\"synced_ms\":%" PRId64 ",\"end_ms\":%" PRId64 "}\n",
+           nt, atomic_load(&f_started.n), atomic_load(&f_running.n), atomic_load(&f_errors), atomic_load(&B.kc->requests),
+           atomic_load(&B.kc->writes), t0, t_synced, t1);
+    fflush(stdout);
+    atomic_store(&B.kc->cancel, 1);
+    kube_informer_free(F.workers);
+    kube_informer_free(F.pods);
+    kube_informer_free(F.claims);
+    s3_client_free(F.s3);
+    return atomic_load(&f_running.n) >= B.n ? 0 : 1;
+}
+
+int main(int argc, char **argv) {
+    signal(SIGPIPE, SIG_IGN);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (argc < 2) {
+        fprintf(stderr, "usage: wc-bench create|standin|watch|floor [run flags]\n");
+        return 2;
+    }
+    if (bench_setup(argc - 1, argv + 1) < 0) return 2;
+    const char *cmd = argv[1];
+    int rc;
+    if (strcmp(cmd, "create") == 0) rc = cmd_create();
+    else if (strcmp(cmd, "standin") == 0) rc = cmd_standin();
+    else if (strcmp(cmd, "watch") == 0) rc = cmd_watch();
+    else if (strcmp(cmd, "floor") == 0) rc = cmd_floor();
+    else {
+        fprintf(stderr, "unknown command %s\n", cmd);
+        rc = 2;
+    }
+    curl_global_cleanup();
+    return rc;
+}
