@@ -64,14 +64,31 @@ touch "$TB_MARKER"
 chmod 700 "$S"
 
 # ---- ports -----------------------------------------------------------------------------
+# Free ports BELOW the kernel's ephemeral range (ip_local_port_range, 32768-60999 here): a
+# server the tests restart (kube-apiserver, MinIO) must get its port back, and a port in the
+# ephemeral range can meanwhile be taken as the local end of some outgoing connection.
 read -r ETCD_PORT ETCD_PEER_PORT API_PORT S3_PORT S3_CONSOLE_PORT < <(python3 - <<'EOF'
-import socket
-socks = []
-for _ in range(5):
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
-print(*[s.getsockname()[1] for s in socks])
+import random, socket
+lo = 32768
+try:
+    lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+except Exception:
+    pass
+socks, ports = [], []
+for port in random.sample(range(max(1024, lo - 12000), lo), 400):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        s.close()
+        continue
+    socks.append(s); ports.append(port)
+    if len(ports) == 5:
+        break
+print(*ports)
 EOF
 )
+[[ -n ${S3_CONSOLE_PORT:-} ]] || tb_die "could not find 5 free ports below the ephemeral range"
 cat >"$S/ports" <<EOF
 $ETCD_PORT
 $ETCD_PEER_PORT
