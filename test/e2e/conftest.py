@@ -49,6 +49,37 @@ def wait_for(pred: Callable[[], object], timeout: float = 10.0, interval: float 
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
+def wait_port_free(port: int, timeout: float = 30.0, host: str = "127.0.0.1") -> None:
+    """Wait until a killed server's port can really be bound again. A SIGKILLed Go server's
+    process looks gone (its thread-group leader turns zombie) while its other threads are still
+    exiting and holding the listening socket; restarting it in that window fails with 'address
+    already in use'."""
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while True:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, int(port)))
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"port {port} still in use {timeout}s after its server was killed")
+            time.sleep(0.05)
+        finally:
+            s.close()
+
+
+def argv_port(argv: list, flag: str) -> int:
+    """The value of `--flag N` or `--flag=N` (or `--address :N`) in a command line."""
+    for i, a in enumerate(argv):
+        v = a[len(flag) + 1:] if a.startswith(flag + "=") else argv[i + 1] if a == flag and i + 1 < len(argv) else None
+        if v is not None:
+            return int(v.rsplit(":", 1)[-1])
+    raise ValueError(f"{flag} not in {argv}")
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}-{''.join(random.choices(string.ascii_lowercase + string.digits, k=6))}"
 

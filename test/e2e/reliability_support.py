@@ -16,7 +16,7 @@ from typing import Iterable, Optional
 
 from kubernetes import client, watch
 
-from conftest import wait_for
+from conftest import argv_port, wait_for, wait_port_free
 
 _RESTARTED: dict = {}
 
@@ -45,6 +45,7 @@ def kill_apiserver(tb) -> tuple[list, dict]:
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _alive(pid), "kube-apiserver did not exit"
+    wait_port_free(argv_port(argv, "--secure-port"))
     return argv, env
 
 

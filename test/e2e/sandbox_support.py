@@ -22,7 +22,7 @@ from kubernetes.client.rest import ApiException
 
 import controller_harness as ch
 import standins
-from conftest import unique
+from conftest import unique, wait_port_free
 
 KG, KV = "agents.kruise.io", "v1alpha1"
 CLAIMS, SANDBOXES, SANDBOXSETS = "sandboxclaims", "sandboxes", "sandboxsets"
@@ -239,6 +239,7 @@ class MinioControl:
     def start(self, s3=None, timeout: float = 60) -> None:
         assert self.saved, "stop() first"
         exe, argv, env = self.saved
+        wait_port_free(int(self.tb.WC_S3_PORT))
         with open(self.logfile, "ab") as log:
             p = subprocess.Popen([exe] + argv[1:], env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                  start_new_session=True, close_fds=True)

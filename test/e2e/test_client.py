@@ -26,7 +26,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from conftest import REPO_ROOT, unique, wait_for
+from conftest import REPO_ROOT, argv_port, unique, wait_for, wait_port_free
 
 
 def probe_path() -> str:
@@ -294,6 +294,7 @@ def restart_apiserver(tb):
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _alive(pid), "kube-apiserver did not exit"
+    wait_port_free(argv_port(argv, "--secure-port"))
     log = open(os.path.join(tb.WC_TESTBED, "logs", "kube-apiserver.log"), "ab")
     p = subprocess.Popen(argv, env=env, stdout=log, stderr=log, start_new_session=True)
     _RESTARTED[p.pid] = p
