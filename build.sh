@@ -2,12 +2,16 @@
 # worker-controller build script: dependencies, embedded assets, the static binary, tests.
 #
 #   ./build.sh            build ./worker-controller (deps are fetched/built once and cached)
-#   ./build.sh test       build, run the unit tests, then the e2e tests against the test bed
+#   ./build.sh test       everything: build, chart drift, unit, fuzz (short), e2e, then unit+e2e
+#                         again under ASan+UBSan; ends with "N passed, N failed"
 #   ./build.sh unit       build and run the unit tests only
 #   ./build.sh e2e        run the e2e tier only (brings the test bed up and down)
+#   ./build.sh test-asan  the unit and e2e tiers under ASan+UBSan+LSan (glibc build)
 #   ./build.sh fuzz [S]   build the libFuzzer targets and run each for S seconds (default 60)
 #   ./build.sh bench [--full]  benchmarks vs the floor + footprint (short: N=200; see BENCHMARKS.md)
-#   ./build.sh deps       fetch, verify and build the static dependencies only
+#   ./build.sh soak [--valgrind]  10,000 reconciles, RSS sampled (valgrind: leak check; RELIABILITY.md)
+#   ./build.sh deps       fetch, verify and build the static dependencies only (deps-glibc: the
+#                         sanitizer flavour)
 #   ./build.sh clean      remove build outputs (the dependency cache stays; see --help)
 #
 # Why a shell script and not make: the expensive part is the dependency cache, keyed by the
@@ -20,7 +24,13 @@ cd "$ROOT"
 CACHE=${WC_CACHE:-$HOME/.cache/worker-controller}
 LOCK=vendor/deps.lock
 LOCK_HASH=$(sha256sum "$LOCK" | cut -c1-16)
+# The dependency flavour: musl (the product: static) or glibc (the sanitizer builds: ASan and
+# valgrind need glibc's dynamic loader). Each has its own cache directory.
+DEP_FLAVOUR=musl
+DEPCC=musl-gcc
 DEPS=$CACHE/deps/$LOCK_HASH          # include/ lib/ versions.h: the static libraries
+CC_MAIN=musl-gcc                      # the compiler of our own translation unit
+LINK_MODE=(-static)
 SRCDL=$CACHE/src                      # downloaded source package files, verified on every use
 GEN=build/gen                         # generated C (embedded assets)
 BIN=worker-controller
@@ -29,9 +39,23 @@ PROJECT_VERSION=$(cat VERSION)
 # -Wno-unused-function: every module is `static` in one translation unit, so a helper that one
 # build variant (binary, unit tests, fuzzers) does not call would otherwise fail the build.
 # -Wno-format-truncation: bounded messages (errors, timestamps) truncate by design.
-CFLAGS_COMMON=(-std=c11 -Wno-unused-function -Wno-format-truncation -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
-               -Wno-unused-parameter -fno-strict-aliasing -I"$DEPS/include" -I"$GEN" -Isrc)
-LIBS=(-L"$DEPS/lib" -lcurl -lbearssl -lcjson -lyaml -lpthread)
+set_flags() {
+  CFLAGS_COMMON=(-std=c11 -Wno-unused-function -Wno-format-truncation -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
+                 -Wno-unused-parameter -fno-strict-aliasing -I"$DEPS/include" -I"$GEN" -Isrc)
+  LIBS=(-L"$DEPS/lib" -lcurl -lbearssl -lcjson -lyaml -lpthread)
+}
+set_flags
+
+# The sanitizer builds (test-asan, valgrind): glibc and gcc, dynamically linked (ASan needs the
+# dynamic loader), from the same verified sources, in a cache directory of their own.
+use_glibc_deps() {
+  DEP_FLAVOUR=glibc
+  DEPCC=gcc
+  DEPS=$CACHE/deps/$LOCK_HASH-glibc
+  CC_MAIN=gcc
+  LINK_MODE=()
+  set_flags
+}
 
 log() { printf '[build] %s\n' "$*" >&2; }
 die() { printf '[build] error: %s\n' "$*" >&2; exit 1; }
@@ -117,13 +141,13 @@ unpack() { # workdir name
 
 build_bearssl() { # work
   unpack "$1" bearssl
-  cat >"$1/bearssl/conf/musl.mk" <<'EOF'
+  cat >"$1/bearssl/conf/musl.mk" <<EOF
 include conf/Unix.mk
 BUILD = musl
-CC = musl-gcc
+CC = $DEPCC
 CFLAGS = -W -Wall -Os -fPIC
-LD = musl-gcc
-LDDLL = musl-gcc
+LD = $DEPCC
+LDDLL = $DEPCC
 DLL = no
 TOOLS = no
 TESTS = no
@@ -135,7 +159,7 @@ EOF
 
 build_cjson() {
   unpack "$1" cjson
-  (cd "$1/cjson" && musl-gcc -std=c89 -Os -fPIC -c cJSON.c -o cJSON.o && ar rcs libcjson.a cJSON.o) ||
+  (cd "$1/cjson" && $DEPCC -std=c89 -Os -fPIC -c cJSON.c -o cJSON.o && ar rcs libcjson.a cJSON.o) ||
     die "cJSON build failed"
   cp "$1/cjson/libcjson.a" "$STAGE/lib/"
   mkdir -p "$STAGE/include/cjson" && cp "$1/cjson/cJSON.h" "$STAGE/include/cjson/"
@@ -145,7 +169,7 @@ build_libyaml() {
   unpack "$1" libyaml
   (cd "$1/libyaml" &&
     for c in src/*.c; do
-      musl-gcc -Os -fPIC -Iinclude -DYAML_VERSION_MAJOR=0 -DYAML_VERSION_MINOR=2 -DYAML_VERSION_PATCH=5 \
+      $DEPCC -Os -fPIC -Iinclude -DYAML_VERSION_MAJOR=0 -DYAML_VERSION_MINOR=2 -DYAML_VERSION_PATCH=5 \
         -DYAML_VERSION_STRING='"0.2.5"' -DYAML_DECLARE_STATIC -c "$c" -o "${c%.c}.o" || exit 1
     done && ar rcs libyaml.a src/*.o) || die "libyaml build failed"
   cp "$1/libyaml/libyaml.a" "$STAGE/lib/"
@@ -162,7 +186,7 @@ build_curl() {
   (cd "$1/curl" && autoreconf -fi >"$1/curl-autoreconf.log" 2>&1) || die "curl: autoreconf failed (see $1/curl-autoreconf.log)"
   # Every protocol but HTTP(S) off, no CA bundle (the cluster CA is always passed in memory),
   # verbose error strings kept, crypto-auth kept (without it CURLOPT_AWS_SIGV4 signs nothing).
-  (cd "$1/curl" && CC=musl-gcc CFLAGS=-Os PKG_CONFIG=/bin/false ./configure \
+  (cd "$1/curl" && CC=$DEPCC CFLAGS=-Os PKG_CONFIG=/bin/false ./configure \
       --disable-shared --enable-static --with-bearssl="$STAGE" \
       --without-ca-bundle --without-ca-path --without-ca-fallback \
       --without-zlib --without-brotli --without-zstd --without-libidn2 --without-libpsl \
@@ -191,7 +215,7 @@ build_deps() {
   work=$(mktemp -d "${TMPDIR:-/tmp}/wc-deps.XXXXXX")
   STAGE="$work/stage"
   mkdir -p "$STAGE/include" "$STAGE/lib"
-  log "building static dependencies with musl in $work"
+  log "building static dependencies ($DEP_FLAVOUR, $DEPCC) in $work"
   build_bearssl "$work"
   build_cjson "$work"
   build_libyaml "$work"
@@ -241,7 +265,7 @@ compile() { # output main-source extra-cflags...
   rm -f "$out"
   # `|| die`: set -e does not apply inside functions called from an `||` list, and a stale
   # binary must never run in place of one that failed to compile.
-  musl-gcc "${CFLAGS_COMMON[@]}" -DWC_VERSION="\"$PROJECT_VERSION\"" "$@" -static -o "$out" "$src" "${LIBS[@]}" ||
+  "$CC_MAIN" "${CFLAGS_COMMON[@]}" -DWC_VERSION="\"$PROJECT_VERSION\"" "$@" "${LINK_MODE[@]}" -o "$out" "$src" "${LIBS[@]}" ||
     die "compiling $src failed"
 }
 
@@ -287,14 +311,22 @@ build_probe() {
   compile build/wc-probe test/e2e/probe.c -O1 -g
 }
 
+# A copy of the product built with failpoints (src/base/testhooks.c): the crash-recovery tests
+# kill it at exact steps. Same sources and flags otherwise.
+build_failpoints() {
+  compile build/worker-controller-failpoints worker-controller.c -Os -DWC_FAILPOINTS
+}
+
+# run_e2e <tier> <binary> <probe> <failpoint binary> [pytest args...]: one test bed, the suite,
+# "passed failed skipped" into build/results/<tier>.
 run_e2e() {
+  local tier=$1 bin=$2 probe=$3 fpbin=$4; shift 4
   mkdir -p "$RESULTS"
-  local rc=0
-  build_probe
-  test/cluster/up.sh || { echo "0 1" >"$RESULTS/e2e"; test/cluster/down.sh || true; return 1; }
-  WC_BINARY="$ROOT/$BIN" WC_PROBE="$ROOT/build/wc-probe" test/e2e/run.sh --junitxml="$ROOT/build/e2e-junit.xml" || rc=$?
+  local rc=0 junit=$ROOT/build/$tier-junit.xml
+  test/cluster/up.sh || { echo "0 1" >"$RESULTS/$tier"; test/cluster/down.sh || true; return 1; }
+  WC_BINARY=$bin WC_PROBE=$probe WC_FAILPOINT_BINARY=$fpbin test/e2e/run.sh --junitxml="$junit" "$@" || rc=$?
   test/cluster/down.sh || rc=1
-  python3 - "$ROOT/build/e2e-junit.xml" >"$RESULTS/e2e" <<'EOF' || echo "0 1" >"$RESULTS/e2e"
+  python3 - "$junit" >"$RESULTS/$tier" <<'PY' || echo "0 1" >"$RESULTS/$tier"
 import sys, xml.etree.ElementTree as ET
 r = ET.parse(sys.argv[1]).getroot()
 suites = [r] if r.tag == "testsuite" else list(r)
@@ -302,8 +334,83 @@ t = sum(int(s.get("tests", 0)) for s in suites)
 bad = sum(int(s.get("failures", 0)) + int(s.get("errors", 0)) for s in suites)
 skip = sum(int(s.get("skipped", 0)) for s in suites)
 print(t - bad - skip, bad, skip)
-EOF
+PY
   return $rc
+}
+
+run_e2e_product() {
+  build_probe
+  build_failpoints
+  run_e2e e2e "$ROOT/$BIN" "$ROOT/build/wc-probe" "$ROOT/build/worker-controller-failpoints"
+}
+
+# ASan + UBSan (+ LeakSanitizer at every clean exit): the unit tests and the e2e suite again,
+# with every binary built by gcc on glibc with the sanitizers (static linking and ASan do not
+# mix, hence the glibc flavour of the dependencies). The binaries write reports into
+# build/asan/ (compiled-in defaults: the e2e harness scrubs the controller's environment); a
+# report fails the tier even when the test that caused it passed. The e2e run leaves out the
+# one test that mostly waits (a real token's lifetime: 5 minutes) — the product run covers it.
+ASAN_DIR=build/asan
+run_asan() {
+  mkdir -p "$RESULTS"
+  use_glibc_deps
+  build_deps
+  ensure_tools
+  ensure_test_tools
+  gen_embed
+  rm -rf "$ASAN_DIR" && mkdir -p "$ASAN_DIR/reports"
+  local san=(-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+             -DWC_SANITIZE_LOG="\"$ROOT/$ASAN_DIR/reports/report\"")
+  compile "$ASAN_DIR/unit-tests" test/unit/unit_main.c "${san[@]}" -DWC_UNIT_TEST -Itest/unit
+  compile "$ASAN_DIR/worker-controller" worker-controller.c "${san[@]}" -DWC_FAILPOINTS
+  compile "$ASAN_DIR/wc-probe" test/e2e/probe.c "${san[@]}"
+  local rc=0
+  "$ASAN_DIR/unit-tests" >"$ASAN_DIR/unit.log" 2>&1 || rc=$?
+  tail -n1 "$ASAN_DIR/unit.log" | awk '/passed, .* failed/ {print $1, $3}' >"$RESULTS/asan-unit"
+  [ -s "$RESULTS/asan-unit" ] || { echo "0 1" >"$RESULTS/asan-unit"; tail -30 "$ASAN_DIR/unit.log" >&2; }
+  log "asan unit: $(tail -n1 "$ASAN_DIR/unit.log")"
+  asan_reports asan-unit || rc=1
+  WC_SANITIZED=1 run_e2e asan-e2e "$ROOT/$ASAN_DIR/worker-controller" "$ROOT/$ASAN_DIR/wc-probe" \
+    "$ROOT/$ASAN_DIR/worker-controller" -k "not test_zz_sandbox_token_refresh" || rc=1
+  asan_reports asan-e2e || rc=1
+  return $rc
+}
+
+# Soak (test/soak/soak.py, RELIABILITY.md): N reconciles (default 10,000) with RSS sampled;
+# --valgrind runs a glibc build (-O1 -g: memcheck cannot see a static musl binary's malloc) under
+# memcheck with leak checking. Uses the test bed at $WC_TESTBED, brought up if it is not.
+run_soak() {
+  local valgrind=0 a
+  for a in "$@"; do [ "$a" = --valgrind ] && valgrind=1; done
+  local bin=$ROOT/$BIN
+  if [ $valgrind = 1 ]; then
+    command -v valgrind >/dev/null 2>&1 || { apt_update_once; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; }
+    use_glibc_deps
+    build_deps
+    ensure_tools
+    gen_embed
+    compile build/soak/worker-controller worker-controller.c -O1 -g
+    bin=$ROOT/build/soak/worker-controller
+  else
+    build_bin
+  fi
+  local envf=${WC_TESTBED:-/tmp/worker-controller-testbed}/env
+  [ -f "$envf" ] || test/cluster/up.sh
+  "$(test/e2e/venv.sh)/bin/python" test/soak/soak.py --binary "$bin" "$@"
+}
+
+# Sanitizer reports written since the last call count as one failure of <tier> each.
+asan_reports() {
+  local tier=$1 n f a b c
+  n=$(find "$ASAN_DIR/reports" -name 'report.*' | wc -l)
+  [ "$n" -eq 0 ] && return 0
+  for f in "$ASAN_DIR"/reports/report.*; do
+    log "sanitizer report $f:"; head -40 "$f" >&2
+    mv "$f" "$ASAN_DIR/$tier-$(basename "$f")"
+  done
+  read -r a b c <"$RESULTS/$tier" || { a=0; b=0; c=0; }
+  echo "$a $((b + n)) ${c:-0}" >"$RESULTS/$tier"
+  return 1
 }
 
 # Fuzz targets: clang + libFuzzer + ASan/UBSan on glibc. They include only the modules they
@@ -404,12 +511,13 @@ summary() {
   [ "$f" -eq 0 ]
 }
 
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
 
 cmd=${1:-all}
 case "$cmd" in
   all | build) build_bin ;;
   deps) build_deps ;;
+  deps-glibc) use_glibc_deps; build_deps ;;
   probe) build_deps; ensure_tools; build_probe ;;
   fuzz)
     rm -rf "$RESULTS"; rc=0
@@ -421,18 +529,25 @@ case "$cmd" in
     summary unit || rc=1; exit $rc ;;
   e2e)
     rm -rf "$RESULTS"; build_bin; rc=0
-    run_e2e || rc=1
+    run_e2e_product || rc=1
     summary e2e || rc=1; exit $rc ;;
+  test-asan)
+    rm -rf "$RESULTS"; rc=0
+    build_bin  # the chart drift check and a few e2e helpers use the product binary
+    run_asan || rc=1
+    summary asan-unit asan-e2e || rc=1; exit $rc ;;
   test)
     rm -rf "$RESULTS"; rc=0
     build_bin
     check_chart_drift || rc=1
     run_unit || rc=1
     run_fuzz "${WC_FUZZ_SECONDS:-20}" || rc=1
-    run_e2e || rc=1
-    summary unit fuzz e2e || rc=1
+    run_e2e_product || rc=1
+    run_asan || rc=1
+    summary unit fuzz e2e asan-unit asan-e2e || rc=1
     exit $rc ;;
   bench) shift; run_bench "$@" ;;
+  soak) shift; run_soak "$@" ;;
   clean) rm -rf build "$BIN"; log "removed build outputs (dependency cache kept in $CACHE; remove it by hand to rebuild from source)" ;;
   -h | --help | help) usage ;;
   *) usage >&2; exit 2 ;;

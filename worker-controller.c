@@ -5,11 +5,11 @@
  * module may use only what was included before it. Everything is `static`: the compiler sees
  * the whole program, and no symbol leaks between modules by accident.
  *
- *   base/    memory, errors, buffers, time, logging
- *   net/     HTTP over libcurl, TLS (CA blobs, client certificates via BearSSL)
- *   kube/    (client core: later)
- *   worker/  (the Worker API and the pure decision function: later)
- *   backend/ (pod, sandbox, worker-deps storage: later)
+ *   base/    memory, errors, buffers, time, logging, test-only hooks (failpoints, sanitizer options)
+ *   net/     HTTP over libcurl, TLS (CA blobs, client certificates via BearSSL), a tiny HTTP server
+ *   kube/    the Kubernetes client core: config, requests, watch decoding, informers, events, leases
+ *   worker/  the Worker API, config, RBAC, env rendering and the pure decision function
+ *   backend/ the I/O shell: pod and sandbox backends, worker-deps storage, the reconciler
  *   cmd/     the subcommands and main()
  */
 #include <assert.h>
@@ -57,6 +57,7 @@ static void wc_oom(void);
 #include "base/fileutil.c"
 #include "base/parse.c"
 #include "base/strmap.c"
+#include "base/testhooks.c"
 
 /* net/ */
 #include "net/tls.c"

@@ -23,6 +23,7 @@ typedef struct s3_client {
     int attempts;       /* per operation, for 5xx and transport errors */
     int64_t backoff_ms; /* first retry delay, doubled each time */
     long timeout_ms;
+    const atomic_int *cancel; /* shared with the Kubernetes client: shutdown aborts S3 calls too */
 } s3_client;
 
 static void s3_client_free(s3_client *s) {
@@ -130,6 +131,7 @@ static long s3_do(s3_client *s, const char *method, const char *key, const void 
     req.body = body;
     req.body_len = len;
     req.timeout_ms = s->timeout_ms;
+    req.cancel = s->cancel;
     req.max_body = 1u << 20;
     req.aws_sigv4 = s->sigv4;
     req.aws_access_key = s->access_key;
@@ -144,7 +146,7 @@ static long s3_do(s3_client *s, const char *method, const char *key, const void 
         } else {
             status = -1;
         }
-        if (attempt < s->attempts) {
+        if (attempt < s->attempts && !(s->cancel && atomic_load(s->cancel))) {
             wc_sleep_ms(delay);
             delay *= 2;
             http_response_free(resp);

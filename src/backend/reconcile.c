@@ -434,8 +434,10 @@ static reconcile_result reconcile_worker(controller *c, const char *key) {
             d.instance = w.instance;
             d.message = arena_sprintf(&a, "reading Secret %s%s: %s", WORKER_CREDS_SECRET_PREFIX, w.name, err.msg);
             d.synced = (decided_cond){"False", "APIError", d.message};
+            log_warn("reconcile failed", "worker", w.name, "namespace", w.namespace, "reason", "APIError", "error", d.message);
             wc_err e2;
-            write_status(c, &a, obj, &w, &d, w.observed_generation, &e2);
+            if (write_status(c, &a, obj, &w, &d, w.observed_generation, &e2) < 0)
+                log_warn("status update failed", "worker", w.name, "namespace", w.namespace, "error", e2.msg);
             res.outcome = RECONCILE_RETRY;
             res.error = 1;
             goto out;
@@ -455,7 +457,15 @@ static reconcile_result reconcile_worker(controller *c, const char *key) {
     exec_ctx x = {&a, &w, &env, pod_hash, sandbox_hash, have_secret ? &secret : NULL, NULL};
     int failed = 0;
     for (size_t i = 0; i < d.nactions && !failed; i++) {
-        if (exec_action(c, &x, &d.actions[i], &err) < 0) {
+        int rc_act = exec_action(c, &x, &d.actions[i], &err);
+#ifdef WC_FAILPOINTS
+        if (rc_act == 0) {
+            char point[64];
+            snprintf(point, sizeof point, "after-%s", action_kind_name(d.actions[i].kind));
+            FAILPOINT(point);
+        }
+#endif
+        if (rc_act < 0) {
             failed = 1;
             if (d.actions[i].kind == ACT_ADD_FINALIZER && kube_err_conflict(&err)) {
                 /* The cache is behind the Worker: normal, not worth an error status. */

@@ -4,8 +4,10 @@
  *   configuration (exit 2 on anything invalid, before touching the cluster)
  *   → client → [leader election] → informers (Workers; Pods, claims, Sandboxes labelled
  *     hiclaw.io/controller=<name>) → caches synced → HICLAW_CONCURRENCY reconcile workers
- *   → SIGTERM/SIGINT: stop taking work, finish in-flight reconciles (30 s max), release the
- *     lease, exit 0.
+ *   → SIGTERM/SIGINT: stop taking work, finish in-flight reconciles, release the lease, exit 0 —
+ *     all within 30 s (Kubernetes' default grace period) even when the API server hangs: the
+ *     drain waits at most RUN_SHUTDOWN_GRACE_MS, the lease release gets short request time
+ *     limits, and then whatever is still in flight is cancelled.
  */
 
 static const char run_usage_head[] =
@@ -22,7 +24,10 @@ static void run_usage(FILE *out) {
     fputs(KUBE_CONNECT_FLAGS_USAGE, out);
 }
 
-#define RUN_SHUTDOWN_GRACE_MS 30000
+/* Shutdown's worst case with a hanging API server: the drain (15 s), then the elector's last
+ * renewal and the release's GET + PUT at 4 s each: 27 s, inside Kubernetes' 30 s grace. */
+#define RUN_SHUTDOWN_GRACE_MS 15000
+#define RUN_LEASE_REQUEST_TIMEOUT_MS 4000L
 
 typedef struct run_state {
     controller ctl;
@@ -34,6 +39,7 @@ typedef struct run_state {
     char *own_namespace;    /* where the controller runs: its Lease lives here */
     atomic_int stopping;
     leader_elector *elector;
+    kube_client *lease_kc; /* leader election's own client */
     httpd *health, *metrics;
     double start_time;
     /* controller_runtime_reconcile_total by result */
@@ -279,12 +285,17 @@ static int cmd_run(int argc, char **argv) {
     cfg_log_summary(&r->conf);
     controller *c = &r->ctl;
     c->kc = kube_client_new(&kcfg, &err);
+    /* Leader election gets a client of its own: short request time limits (a renewal that
+     * hangs longer than the renew deadline is worthless) and its own cancel flag, so shutdown
+     * can abort everything else and still release the lease. */
+    r->lease_kc = c->kc && r->conf.leader_elect ? kube_client_new(&kcfg, &err) : NULL;
     kube_config_free(&kcfg);
     int rc = WC_EXIT_FAILURE;
-    if (!c->kc) {
+    if (!c->kc || (r->conf.leader_elect && !r->lease_kc)) {
         log_error("cannot create the Kubernetes client", "error", err.msg);
         goto out;
     }
+    if (r->lease_kc) atomic_store(&r->lease_kc->timeout_ms, RUN_LEASE_REQUEST_TIMEOUT_MS);
     controller_configure(c, &r->conf, r->namespace);
     pthread_mutex_init(&c->backoff_mu, NULL);
     char host[256] = "unknown";
@@ -325,6 +336,7 @@ static int cmd_run(int argc, char **argv) {
             rc = WC_EXIT_USAGE;
             goto out_free;
         }
+        c->s3->cancel = &c->kc->cancel;
         if (r->conf.sandbox_manage_pool) {
             if (sandbox_apply_pool(c, r->namespace, r->conf.sandbox_agent_runtime_image, r->conf.sandbox_prewarm_size,
                                    r->conf.worker_cpu.canon, r->conf.worker_memory.canon, &err) < 0) {
@@ -387,7 +399,7 @@ static int cmd_run(int argc, char **argv) {
         char lease[300], identity[400];
         snprintf(lease, sizeof lease, "%s-leader", r->conf.controller_name);
         snprintf(identity, sizeof identity, "%s_%08lx%04x", host, (unsigned long)time(NULL), (unsigned)getpid() & 0xffff);
-        r->elector = leader_new(c->kc, r->own_namespace, lease, identity);
+        r->elector = leader_new(r->lease_kc, r->own_namespace, lease, identity);
         r->elector->on_lost = on_leadership_lost;
         if (leader_start(r->elector, &err) < 0) {
             log_error("cannot start leader election", "error", err.msg);
@@ -421,9 +433,10 @@ out_stop:
     httpd_stop(r->metrics);
     r->health = r->metrics = NULL;
     if (r->q) wq_shutdown(r->q);
-    leader_free(r->elector); /* releases the lease while the client still works */
-    atomic_store(&c->kc->cancel, 1); /* abort watches and anything still in flight */
+    atomic_store(&c->kc->cancel, 1); /* abort watches and anything still in flight (S3 too) */
     for (int i = 0; i < r->nthreads; i++) pthread_join(r->threads[i], NULL);
+    leader_free(r->elector); /* nothing of ours runs any more: hand the lease over */
+    r->elector = NULL;
     kube_informer_free(c->sandboxes);
     kube_informer_free(c->claims);
     kube_informer_free(c->pods);
@@ -438,6 +451,8 @@ out_free:
     kube_recorder_free(c->rec);
     free(instance);
 out:
+    leader_free(r->elector);
+    kube_client_free(r->lease_kc);
     kube_client_free(c->kc);
     log_info("stopped", "exit", rc == WC_EXIT_OK ? "0" : "1");
     free(r->namespace);

@@ -53,7 +53,7 @@ typedef struct kube_client {
     atomic_long requests; /* all requests, for rest_client_requests_total */
     atomic_long writes;   /* non-GET requests: the steady-state "no writes" check counts these */
     metrics_rest rest;    /* rest_client_requests_total */
-    long timeout_ms;      /* default per-request timeout */
+    atomic_long timeout_ms; /* default per-request timeout; shortened at shutdown */
 } kube_client;
 
 static void kube_client_free(kube_client *c) {
@@ -96,7 +96,7 @@ static kube_client *kube_client_new(const kube_config *cfg, wc_err *err) {
     c->static_token = xstrdup(cfg->token);
     c->token_file = xstrdup(cfg->token_file);
     c->namespace = xstrdup(cfg->namespace);
-    c->timeout_ms = 30000;
+    atomic_init(&c->timeout_ms, 30000);
     pthread_mutex_init(&c->token_mu, NULL);
     pthread_mutex_init(&c->rest.mu, NULL);
     return c;
@@ -243,7 +243,7 @@ static int kube_do(kube_client *c, const kube_call *call, http_response *resp, w
     req.nheaders = nh;
     req.body = call->body;
     req.body_len = call->body_len;
-    req.timeout_ms = call->timeout_ms ? call->timeout_ms : c->timeout_ms;
+    req.timeout_ms = call->timeout_ms ? call->timeout_ms : atomic_load(&c->timeout_ms);
     req.on_data = call->on_data;
     req.ud = call->ud;
     req.max_body = call->max_body;

@@ -95,6 +95,20 @@ typedef enum action_kind {
     ACT_DELETE_DEPS_ALL,        /* token, env, data: Worker deletion */
 } action_kind;
 
+/* The action's name in logs and failpoints ("after-<name>"): lower-case, dash-separated. */
+static const char *action_kind_name(action_kind k) {
+    static const char *const names[] = {
+        [ACT_ADD_FINALIZER] = "add-finalizer",         [ACT_REMOVE_FINALIZER] = "remove-finalizer",
+        [ACT_ENSURE_SERVICEACCOUNT] = "ensure-serviceaccount", [ACT_DELETE_SERVICEACCOUNT] = "delete-serviceaccount",
+        [ACT_CREATE_POD] = "create-pod",               [ACT_DELETE_POD] = "delete-pod",
+        [ACT_WRITE_DEPS] = "write-deps",               [ACT_REFRESH_TOKEN] = "refresh-token",
+        [ACT_CREATE_CLAIM] = "create-claim",           [ACT_DELETE_CLAIM] = "delete-claim",
+        [ACT_DELETE_SANDBOX] = "delete-sandbox",       [ACT_SET_SANDBOX_PAUSED] = "set-sandbox-paused",
+        [ACT_DELETE_DEPS_TOKEN] = "delete-deps-token", [ACT_DELETE_DEPS_ALL] = "delete-deps-all",
+    };
+    return (unsigned)k < sizeof names / sizeof names[0] && names[k] ? names[k] : "unknown";
+}
+
 typedef struct action {
     action_kind kind;
     const char *name;           /* object acted on */

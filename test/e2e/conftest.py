@@ -134,21 +134,29 @@ def user_api(tb):
         c.close()
 
 
-@pytest.fixture(scope="module")
-def namespace(core, request):
-    """A fresh namespace per test module, with a "default" ServiceAccount. Without a
-    controller-manager a deleted namespace never finalizes, so it is deleted at the end
-    without waiting."""
-    base = request.module.__name__.rsplit(".", 1)[-1].replace("_", "-")[:40].strip("-")
-    name = unique(f"e2e-{base}")
+def make_namespace(core, base: str) -> str:
+    """A fresh namespace with a "default" ServiceAccount (playing the ServiceAccount controller:
+    every namespace has one)."""
+    name = unique(f"e2e-{base}"[:44].strip("-"))
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels={"wc-e2e": "true"})))
-    # Play the ServiceAccount controller: every namespace has a "default" ServiceAccount.
     core.create_namespaced_service_account(name, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="default")))
-    yield name
+    return name
+
+
+def drop_namespace(core, name: str) -> None:
+    """Without a controller-manager a deleted namespace never finalizes: delete, do not wait."""
     try:
         core.delete_namespace(name)
     except ApiException:
         pass
+
+
+@pytest.fixture(scope="module")
+def namespace(core, request):
+    """A fresh namespace per test module."""
+    name = make_namespace(core, request.module.__name__.rsplit(".", 1)[-1].replace("_", "-")[:40].strip("-"))
+    yield name
+    drop_namespace(core, name)
 
 
 @pytest.fixture(scope="session")

@@ -46,6 +46,15 @@ def binary() -> str:
     return b
 
 
+def failpoint_binary() -> str:
+    """The product built with -DWC_FAILPOINTS (build.sh builds it next to the product; under
+    test-asan it is the sanitized binary)."""
+    b = os.environ.get("WC_FAILPOINT_BINARY") or os.path.join(REPO_ROOT, "build", "worker-controller-failpoints")
+    if not os.access(b, os.X_OK):
+        raise RuntimeError(f"failpoint binary not found at {b}: ./build.sh e2e builds it, or set WC_FAILPOINT_BINARY")
+    return b
+
+
 def _kubectl(tb) -> str:
     return os.path.join(tb.WC_TESTBIN, "kubectl")
 
@@ -95,8 +104,10 @@ class ControllerProcess:
     """One `worker-controller run` subprocess under the ServiceAccount render-rbac created."""
 
     def __init__(self, tb, core: client.CoreV1Api, namespace: str, name: str, sandbox: bool = False,
-                 env: Optional[dict] = None, workdir: Optional[str] = None):
+                 env: Optional[dict] = None, workdir: Optional[str] = None, binary_path: Optional[str] = None):
         self.tb, self.core, self.namespace, self.name, self.sandbox = tb, core, namespace, name, sandbox
+        self.binary_path = binary_path  # None: the product binary (WC_BINARY); may be switched between starts
+        self.server_url: Optional[str] = None  # None: the bed's API server; e.g. a proxy in front of it
         self.extra_env = dict(env or {})
         self.dir = workdir or tempfile.mkdtemp(prefix=f"wc-ctl-{name}-")
         self.home = os.path.join(self.dir, "home")
@@ -150,7 +161,7 @@ class ControllerProcess:
         return env
 
     def argv(self) -> list[str]:
-        return [binary(), "run", "--server", self.tb.WC_APISERVER_URL, "--token-file", self.token_path,
+        return [self.binary_path or binary(), "run", "--server", self.server_url or self.tb.WC_APISERVER_URL, "--token-file", self.token_path,
                 "--ca-file", self.tb.WC_CA_FILE]
 
     def start(self, wait_synced: bool = True, timeout: float = 30.0) -> "ControllerProcess":

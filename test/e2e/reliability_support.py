@@ -51,8 +51,9 @@ def kill_apiserver(tb) -> tuple[list, dict]:
 
 def start_apiserver(tb, argv: list, env: dict) -> None:
     pidfile = os.path.join(tb.WC_TESTBED, "kube-apiserver.pid")
-    log = open(os.path.join(tb.WC_TESTBED, "logs", "kube-apiserver.log"), "ab")
-    p = subprocess.Popen(argv, env=env, stdout=log, stderr=log, start_new_session=True)
+    logpath = os.path.join(tb.WC_TESTBED, "logs", "kube-apiserver.log")
+    with open(logpath, "ab") as log:
+        p = subprocess.Popen(argv, env=env, stdout=log, stderr=log, start_new_session=True)
     _RESTARTED[p.pid] = p
     with open(pidfile) as f:
         old = f.read().split()
@@ -60,7 +61,11 @@ def start_apiserver(tb, argv: list, env: dict) -> None:
         f.write(" ".join([str(p.pid)] + old[1:]) + "\n")
     kubectl = os.path.join(tb.WC_TESTBIN, "kubectl")
 
-    def ready():
+    def ready_or_dead():
+        if p.poll() is not None:  # it exited: say why instead of waiting out the timeout
+            with open(logpath, "rb") as f:
+                tail = f.read()[-3000:].decode(errors="replace")
+            raise AssertionError(f"the restarted kube-apiserver exited ({p.returncode}):\n{tail}")
         try:
             r = subprocess.run([kubectl, "--kubeconfig", tb.KUBECONFIG, "get", "--raw", "/readyz"],
                                capture_output=True, text=True, timeout=10)
@@ -68,8 +73,26 @@ def start_apiserver(tb, argv: list, env: dict) -> None:
             return False
         return r.returncode == 0 and r.stdout.strip() == "ok"
 
-    wait_for(ready, 90, interval=0.5, what="kube-apiserver ready after restart")
-    assert p.poll() is None, "the restarted kube-apiserver exited"
+    # A loaded 2-core machine can take a while to bring the API server back: be generous.
+    wait_for(ready_or_dead, 180, interval=0.5, what="kube-apiserver ready after restart")
+
+
+def restart_apiserver(tb) -> None:
+    """SIGKILL the bed's kube-apiserver (a crash: no graceful drain keeping its watches alive)
+    and start it again with the same command line and environment."""
+    argv, env = kill_apiserver(tb)
+    start_apiserver(tb, argv, env)
+
+
+def etcd_compact(tb) -> int:
+    """Compact etcd at its current revision: every older resourceVersion is gone (410)."""
+    import base64
+    import requests
+    rev = int(requests.post(f"{tb.WC_ETCD_URL}/v3/kv/range", json={"key": base64.b64encode(b"/").decode()},
+                            timeout=5).json()["header"]["revision"])
+    r = requests.post(f"{tb.WC_ETCD_URL}/v3/kv/compaction", json={"revision": str(rev), "physical": True}, timeout=30)
+    assert r.status_code == 200, r.text
+    return rev
 
 
 class PodWatcher:

@@ -18,15 +18,14 @@ import queue
 import signal
 import subprocess
 import threading
-import time
 
 import pytest
-import requests
 import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from conftest import REPO_ROOT, argv_port, unique, wait_for, wait_port_free
+import reliability_support as rs
+from conftest import REPO_ROOT, wait_for
 
 
 def probe_path() -> str:
@@ -266,64 +265,10 @@ def test_informer_lists_in_pages_and_follows_changes(crd_installed, custom, name
         inf.close()
 
 
-_RESTARTED: dict = {}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-def restart_apiserver(tb):
-    """Kill the test bed's kube-apiserver and start it again with the same command line."""
-    pidfile = os.path.join(tb.WC_TESTBED, "kube-apiserver.pid")
-    with open(pidfile) as f:
-        pid = int(f.read().split()[0])
-    with open(f"/proc/{pid}/cmdline", "rb") as f:
-        argv = [a.decode() for a in f.read().split(b"\0") if a]
-    with open(f"/proc/{pid}/environ", "rb") as f:
-        env = dict(a.decode().split("=", 1) for a in f.read().split(b"\0") if b"=" in a)
-    # SIGKILL: a crash, and no graceful drain keeping the old server (and its watches) alive.
-    os.kill(pid, signal.SIGKILL)
-    if pid in _RESTARTED:  # our own child from an earlier restart: reap it
-        _RESTARTED.pop(pid).wait(timeout=30)
-    deadline = time.monotonic() + 30
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not _alive(pid), "kube-apiserver did not exit"
-    wait_port_free(argv_port(argv, "--secure-port"))
-    log = open(os.path.join(tb.WC_TESTBED, "logs", "kube-apiserver.log"), "ab")
-    p = subprocess.Popen(argv, env=env, stdout=log, stderr=log, start_new_session=True)
-    _RESTARTED[p.pid] = p
-    with open(pidfile) as f:
-        old = f.read().split()
-    with open(pidfile, "w") as f:
-        f.write(" ".join([str(p.pid)] + old[1:]) + "\n")
-    def ready():
-        r = subprocess.run(["kubectl", "get", "--raw", "/readyz"], capture_output=True, text=True, timeout=10)
-        return r.returncode == 0 and r.stdout.strip() == "ok"
-
-    def ready_or_dead():
-        if p.poll() is not None:  # it exited: say why instead of waiting out the timeout
-            with open(os.path.join(tb.WC_TESTBED, "logs", "kube-apiserver.log"), "rb") as f:
-                tail = f.read()[-3000:].decode(errors="replace")
-            raise AssertionError(f"the restarted kube-apiserver exited ({p.returncode}):\n{tail}")
-        return ready()
-
-    # A loaded 2-core machine can take a while to bring the API server back: be generous.
-    wait_for(ready_or_dead, 180, interval=0.5, what="kube-apiserver ready after restart")
-
-
-def etcd_compact(tb):
-    """Compact etcd at its current revision: every older resourceVersion is gone (410)."""
-    rev = int(requests.post(f"{tb.WC_ETCD_URL}/v3/kv/range", json={"key": base64.b64encode(b"/").decode()},
-                            timeout=5).json()["header"]["revision"])
-    r = requests.post(f"{tb.WC_ETCD_URL}/v3/kv/compaction", json={"revision": str(rev), "physical": True}, timeout=30)
-    assert r.status_code == 200, r.text
-    return rev
+# The API server restart and etcd compaction helpers live in reliability_support (shared with
+# the controller-level fault tests).
+restart_apiserver = rs.restart_apiserver
+etcd_compact = rs.etcd_compact
 
 
 def test_informer_survives_apiserver_restart(crd_installed, tb, custom, namespace, api):

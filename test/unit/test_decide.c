@@ -575,3 +575,11 @@ TEST(decide_recreate_waits_out_the_backoff) {
     CHECK(has_action(&d, ACT_CREATE_POD));
     td_release(&a);
 }
+
+/* Failpoints and logs name actions by action_kind_name(): a kind added without a name would
+ * make its failpoint unreachable ("after-unknown"). */
+TEST(decide_every_action_kind_has_a_name) {
+    for (int k = ACT_ADD_FINALIZER; k <= ACT_DELETE_DEPS_ALL; k++) CHECK(strcmp(action_kind_name((action_kind)k), "unknown") != 0);
+    CHECK_STR_EQ(action_kind_name(ACT_WRITE_DEPS), "write-deps");
+    CHECK_STR_EQ(action_kind_name((action_kind)999), "unknown");
+}

@@ -95,6 +95,7 @@ TEST(chart_drift_check_fails_on_a_hand_edited_copy) {
         CHECK_CONTAINS(buf_cstr(&report), edits[e].to);
         CHECK_CONTAINS(buf_cstr(&report), "--sync-chart");
         REQUIRE(chart_write_file(to, &g->content, &err) == 0); /* restore */
+        buf_free(&edited);
     }
     /* a missing generated file is drift too */
     snprintf(to, sizeof to, "%s/%s", dir, gen[3].path);
