@@ -120,18 +120,41 @@ typedef struct reconcile_result {
 
 /* The Worker informer keeps everything the controller reads and drops what other HiClaw
  * components own (soul, skills, …: often the bulk of the object). */
+/* Copies obj's members into a new object, except those named in drop[] (and managedFields and
+ * annotations for metadata): built member by member, so the parts left out are never copied. */
+static cJSON *json_copy_except(const cJSON *obj, const char *const *drop, size_t ndrop) {
+    cJSON *out = cJSON_CreateObject();
+    const cJSON *it;
+    cJSON_ArrayForEach(it, obj) {
+        size_t i = 0;
+        if (!it->string) continue;
+        while (i < ndrop && strcmp(it->string, drop[i]) != 0) i++;
+        if (i == ndrop) cJSON_AddItemToObject(out, it->string, cJSON_Duplicate(it, 1));
+    }
+    return out;
+}
+
+/* The Worker as the cache keeps it: everything the reconciler reads, minus managedFields,
+ * annotations, and the spec/status fields other components own (they change often and never
+ * matter to the instance). */
 static cJSON *worker_project(const cJSON *obj) {
-    cJSON *out = cJSON_Duplicate(obj, 1);
-    cJSON *md = cJSON_GetObjectItemCaseSensitive(out, "metadata");
-    cJSON_DeleteItemFromObjectCaseSensitive(md, "managedFields");
-    cJSON_DeleteItemFromObjectCaseSensitive(md, "annotations");
-    cJSON *spec = cJSON_GetObjectItemCaseSensitive(out, "spec");
-    static const char *drop[] = {"model", "identity", "soul", "agents", "skills", "remoteSkills", "mcpServers",
-                                 "package", "expose", "channelPolicy", "accessEntries"};
-    for (size_t i = 0; i < sizeof drop / sizeof *drop; i++) cJSON_DeleteItemFromObjectCaseSensitive(spec, drop[i]);
-    cJSON *st = cJSON_GetObjectItemCaseSensitive(out, "status");
-    static const char *sdrop[] = {"matrixUserID", "roomID", "lastHeartbeat", "exposedPorts"};
-    for (size_t i = 0; i < sizeof sdrop / sizeof *sdrop; i++) cJSON_DeleteItemFromObjectCaseSensitive(st, sdrop[i]);
+    static const char *const mdrop[] = {"managedFields", "annotations"};
+    static const char *const drop[] = {"model", "identity", "soul", "agents", "skills", "remoteSkills", "mcpServers",
+                                       "package", "expose", "channelPolicy", "accessEntries"};
+    static const char *const sdrop[] = {"matrixUserID", "roomID", "lastHeartbeat", "exposedPorts"};
+    cJSON *out = cJSON_CreateObject();
+    const cJSON *it;
+    cJSON_ArrayForEach(it, obj) {
+        if (!it->string) continue;
+        if (strcmp(it->string, "metadata") == 0 && cJSON_IsObject(it))
+            cJSON_AddItemToObject(out, "metadata", json_copy_except(it, mdrop, 2));
+        else if (strcmp(it->string, "spec") == 0 && cJSON_IsObject(it))
+            cJSON_AddItemToObject(out, "spec", json_copy_except(it, drop, sizeof drop / sizeof *drop));
+        else if (strcmp(it->string, "status") == 0 && cJSON_IsObject(it))
+            cJSON_AddItemToObject(out, "status", json_copy_except(it, sdrop, sizeof sdrop / sizeof *sdrop));
+        else
+            cJSON_AddItemToObject(out, it->string, cJSON_Duplicate(it, 1));
+    }
     return out;
 }
 
@@ -399,6 +422,7 @@ static reconcile_result reconcile_worker(controller *c, const char *key) {
     char rid[24];
     snprintf(rid, sizeof rid, "%08lx-%04x", n, (unsigned)(rand() & 0xffff));
     log_set_reconcile_id(rid);
+    if (c->rec) kube_recorder_sweep(c->rec);
     cJSON *obj = kube_informer_get(c->workers, key);
     if (!obj) return res; /* deleted: nothing left to do (the finalizer guarantees cleanup ran) */
     arena a;

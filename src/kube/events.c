@@ -28,6 +28,7 @@ typedef struct kube_recorder {
     char *instance;     /* reportingInstance: controller name + host */
     pthread_mutex_t mu;
     strmap series;      /* aggregation key → kube_event_series */
+    int64_t last_sweep_ms;
     atomic_long created, patched, failed;
 } kube_recorder;
 
@@ -56,20 +57,40 @@ static void kube_recorder_free(kube_recorder *r) {
     free(r);
 }
 
-/* Drops series whose window has passed, so the map follows recent activity only. */
-static void kube_recorder_expire(kube_recorder *r, int64_t now) {
+/* Drops series whose window has passed, so the map follows recent activity only: up to 64
+ * per call from kube_record (cheap), and all of them from kube_recorder_sweep. */
+static void kube_recorder_expire_n(kube_recorder *r, int64_t now, size_t max) {
     const char *k;
     void *v;
-    char *old[64];
-    size_t n = 0;
+    size_t n = 0, cap = max < 64 ? max : 64;
+    char **old = xcalloc(cap ? cap : 1, sizeof *old);
     strmap_foreach(&r->series, k, v) {
         kube_event_series *s = v;
-        if (now - s->last_ms > KUBE_EVENT_SERIES_WINDOW_MS && n < 64) old[n++] = xstrdup(k);
+        if (now - s->last_ms > KUBE_EVENT_SERIES_WINDOW_MS && n < max) {
+            if (n == cap) old = xrealloc(old, (cap *= 2) * sizeof *old);
+            old[n++] = xstrdup(k);
+        }
     }
     for (size_t i = 0; i < n; i++) {
         kube_event_series_free(strmap_del(&r->series, old[i]));
         free(old[i]);
     }
+    free(old);
+}
+
+static void kube_recorder_expire(kube_recorder *r, int64_t now) { kube_recorder_expire_n(r, now, 64); }
+
+/* Expires every stale series, at most once a minute. Called from the reconcile path, so a
+ * quiet fleet (which records no new Events) still lets its old series go: without it, one
+ * "Created" series per Worker stayed in memory for good. */
+static void kube_recorder_sweep(kube_recorder *r) {
+    int64_t now = wc_now_ms();
+    pthread_mutex_lock(&r->mu);
+    if (now - r->last_sweep_ms >= 60 * 1000) {
+        r->last_sweep_ms = now;
+        kube_recorder_expire_n(r, now, SIZE_MAX);
+    }
+    pthread_mutex_unlock(&r->mu);
 }
 
 /* Records an Event about `ref`. type is "Normal" or "Warning"; reason is CamelCase; action

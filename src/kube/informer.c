@@ -13,7 +13,11 @@
  *
  * The cache stores a projection of each object (only the fields the controller reads, chosen
  * by the caller's project function) plus its resourceVersion, not the object itself: a Pod is
- * ~4 KiB of JSON, its projection a few hundred bytes.
+ * ~4 KiB of JSON, its projection a few hundred bytes. Each entry is ONE allocation holding the
+ * projection serialized, its resourceVersion and its index key: a cJSON tree of the same
+ * projection is ~150 allocations and 5x the bytes (BENCHMARKS.md, finding 2), and thousands of
+ * small long-lived allocations interleaved with transient ones keep the heap fragmented.
+ * Readers get a freshly parsed copy, as they got a duplicate before.
  *
  * Handlers run on the informer thread without the cache lock held; they should only enqueue
  * keys. Readers take copies under a read lock.
@@ -40,9 +44,10 @@ typedef struct kube_informer_options {
 } kube_informer_options;
 
 typedef struct kube_cache_entry {
-    char *rv;
-    cJSON *obj;    /* projection */
-    char *index;   /* secondary index key, or NULL */
+    const char *rv;    /* into data[] */
+    const char *index; /* into data[]: secondary index key, or NULL */
+    size_t json_len;
+    char json[];       /* the projection, serialized; then rv, then the index key */
 } kube_cache_entry;
 
 typedef struct kube_informer_stats {
@@ -59,7 +64,7 @@ typedef struct kube_informer {
     atomic_int synced;
     pthread_rwlock_t mu;
     strmap cache;                /* "ns/name" → kube_cache_entry */
-    strmap index;                /* index key → strmap* of primary keys (value unused) */
+    strmap index;                /* index key → kube_index_set of primary keys */
     char *last_rv;
     pthread_mutex_t wait_mu;     /* sleeping between retries, woken by stop */
     pthread_cond_t wait_cv;
@@ -91,37 +96,79 @@ static char *kube_object_key(const cJSON *obj) {
     return buf_steal(&k);
 }
 
-static void kube_cache_entry_free(void *p) {
-    kube_cache_entry *e = p;
-    if (!e) return;
-    free(e->rv);
-    cJSON_Delete(e->obj);
-    free(e->index);
-    free(e);
+static void kube_cache_entry_free(void *p) { free(p); }
+
+/* Packs a projection (not consumed) into one allocation with its resourceVersion and index key. */
+static kube_cache_entry *kube_cache_entry_new(const kube_informer *inf, const char *rv, const cJSON *proj) {
+    char *json = cJSON_PrintUnformatted(proj);
+    if (!json) wc_oom();
+    char *ikey = inf->o.index ? inf->o.index(proj) : NULL;
+    size_t jl = strlen(json), rl = strlen(rv ? rv : ""), il = ikey ? strlen(ikey) + 1 : 0;
+    kube_cache_entry *e = xmalloc(sizeof *e + jl + 1 + rl + 1 + il);
+    memcpy(e->json, json, jl + 1);
+    e->json_len = jl;
+    char *p = e->json + jl + 1;
+    memcpy(p, rv ? rv : "", rl + 1);
+    e->rv = p;
+    p += rl + 1;
+    e->index = NULL;
+    if (ikey) {
+        memcpy(p, ikey, il);
+        e->index = p;
+    }
+    free(json);
+    free(ikey);
+    return e;
 }
 
+/* A fresh tree of an entry's projection (caller frees). The text is ours, so it parses. */
+static cJSON *kube_cache_entry_parse(const kube_cache_entry *e) {
+    cJSON *obj = cJSON_ParseWithLength(e->json, e->json_len);
+    if (!obj) wc_oom();
+    return obj;
+}
+
+/* The primary keys under one index key: a handful at most (a Worker's Pods), so a small array
+ * beats a hash map (whose empty 16-slot table alone is 384 bytes per Worker). */
+typedef struct kube_index_set {
+    size_t n, cap;
+    char *keys[];
+} kube_index_set;
+
 static void kube_index_free(void *p) {
-    strmap *m = p;
-    strmap_free(m, NULL);
-    free(m);
+    kube_index_set *set = p;
+    if (!set) return;
+    for (size_t i = 0; i < set->n; i++) free(set->keys[i]);
+    free(set);
 }
 
 static void kube_index_add(kube_informer *inf, const char *ikey, const char *key) {
     if (!ikey) return;
-    strmap *set = strmap_get(&inf->index, ikey);
-    if (!set) {
-        set = xcalloc(1, sizeof *set);
+    kube_index_set *set = strmap_get(&inf->index, ikey);
+    for (size_t i = 0; set && i < set->n; i++)
+        if (strcmp(set->keys[i], key) == 0) return;
+    if (!set || set->n == set->cap) {
+        size_t cap = set ? set->cap * 2 : 1;
+        kube_index_set *grown = xrealloc(set, sizeof *grown + cap * sizeof grown->keys[0]);
+        if (!set) grown->n = 0;
+        grown->cap = cap;
+        set = grown;
         strmap_put(&inf->index, ikey, set);
     }
-    strmap_put(set, key, (void *)1);
+    set->keys[set->n++] = xstrdup(key);
 }
 
 static void kube_index_remove(kube_informer *inf, const char *ikey, const char *key) {
     if (!ikey) return;
-    strmap *set = strmap_get(&inf->index, ikey);
+    kube_index_set *set = strmap_get(&inf->index, ikey);
     if (!set) return;
-    strmap_del(set, key);
-    if (set->len == 0) kube_index_free(strmap_del(&inf->index, ikey));
+    for (size_t i = 0; i < set->n; i++)
+        if (strcmp(set->keys[i], key) == 0) {
+            free(set->keys[i]);
+            set->keys[i] = set->keys[--set->n];
+            break;
+        }
+    if (set->n == 0) kube_index_free(strmap_del(&inf->index, ikey));
 }
 
 static kube_informer *kube_informer_new(kube_client *kc, const char *name, const kube_informer_options *o) {
@@ -142,24 +189,20 @@ static kube_informer *kube_informer_new(kube_client *kc, const char *name, const
     return inf;
 }
 
-/* Upserts an object into the cache and returns the previous projection (caller frees). */
-static cJSON *kube_cache_put(kube_informer *inf, const char *key, const char *rv, cJSON *proj) {
-    kube_cache_entry *e = xcalloc(1, sizeof *e);
-    e->rv = xstrdup(rv ? rv : "");
-    e->obj = proj;
-    e->index = inf->o.index ? inf->o.index(proj) : NULL;
+/* Upserts a packed entry (consumed) and returns the previous projection (caller frees). */
+static cJSON *kube_cache_put_entry(kube_informer *inf, const char *key, kube_cache_entry *e) {
     pthread_rwlock_wrlock(&inf->mu);
     kube_cache_entry *old = strmap_put(&inf->cache, key, e);
     if (old) kube_index_remove(inf, old->index, key);
     kube_index_add(inf, e->index, key);
     pthread_rwlock_unlock(&inf->mu);
-    cJSON *old_obj = NULL;
-    if (old) {
-        old_obj = old->obj;
-        old->obj = NULL;
-        kube_cache_entry_free(old);
-    }
+    cJSON *old_obj = old ? kube_cache_entry_parse(old) : NULL;
+    kube_cache_entry_free(old);
     return old_obj;
+}
+
+static cJSON *kube_cache_put(kube_informer *inf, const char *key, const char *rv, const cJSON *proj) {
+    return kube_cache_put_entry(inf, key, kube_cache_entry_new(inf, rv, proj));
 }
 
 static cJSON *kube_cache_remove(kube_informer *inf, const char *key) {
@@ -167,12 +210,8 @@ static cJSON *kube_cache_remove(kube_informer *inf, const char *key) {
     kube_cache_entry *old = strmap_del(&inf->cache, key);
     if (old) kube_index_remove(inf, old->index, key);
     pthread_rwlock_unlock(&inf->mu);
-    cJSON *old_obj = NULL;
-    if (old) {
-        old_obj = old->obj;
-        old->obj = NULL;
-        kube_cache_entry_free(old);
-    }
+    cJSON *old_obj = old ? kube_cache_entry_parse(old) : NULL;
+    kube_cache_entry_free(old);
     return old_obj;
 }
 
@@ -198,6 +237,7 @@ static void kube_informer_apply(kube_informer *inf, kube_watch_type type, const 
         cJSON *old = kube_cache_put(inf, key, rv, proj);
         kube_informer_emit(inf, key, old, proj);
         cJSON_Delete(old);
+        cJSON_Delete(proj);
     }
     free(key);
 }
@@ -229,10 +269,9 @@ static int kube_informer_list(kube_informer *inf, wc_err *err) {
         cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(page, "items")) {
             char *key = kube_object_key(item);
             if (!key) continue;
-            kube_cache_entry *e = xcalloc(1, sizeof *e);
-            const char *irv = kube_json_str(item, "metadata.resourceVersion");
-            e->rv = xstrdup(irv ? irv : "");
-            e->obj = inf->o.project(item);
+            cJSON *proj = inf->o.project(item);
+            kube_cache_entry *e = kube_cache_entry_new(inf, kube_json_str(item, "metadata.resourceVersion"), proj);
+            cJSON_Delete(proj);
             kube_cache_entry_free(strmap_put(&fresh, key, e));
             free(key);
         }
@@ -268,11 +307,12 @@ static int kube_informer_list(kube_informer *inf, wc_err *err) {
         int same = cur && strcmp(cur->rv, e->rv) == 0;
         pthread_rwlock_unlock(&inf->mu);
         if (same) continue;
-        cJSON *proj = e->obj;
-        e->obj = NULL;
-        cJSON *old = kube_cache_put(inf, k, e->rv, proj);
+        cJSON *proj = kube_cache_entry_parse(e);
+        strmap_put(&fresh, k, NULL); /* the cache owns the entry now */
+        cJSON *old = kube_cache_put_entry(inf, k, e);
         kube_informer_emit(inf, k, old, proj);
         cJSON_Delete(old);
+        cJSON_Delete(proj);
     }
     strmap_free(&fresh, kube_cache_entry_free);
     free(inf->last_rv);
@@ -476,7 +516,7 @@ static int kube_informer_wait_synced(kube_informer *inf, int64_t timeout_ms) {
 static cJSON *kube_informer_get(kube_informer *inf, const char *key) {
     pthread_rwlock_rdlock(&inf->mu);
     kube_cache_entry *e = strmap_get(&inf->cache, key);
-    cJSON *copy = e ? cJSON_Duplicate(e->obj, 1) : NULL;
+    cJSON *copy = e ? kube_cache_entry_parse(e) : NULL;
     pthread_rwlock_unlock(&inf->mu);
     return copy;
 }
@@ -485,13 +525,10 @@ static cJSON *kube_informer_get(kube_informer *inf, const char *key) {
 static cJSON *kube_informer_by_index(kube_informer *inf, const char *ikey) {
     cJSON *arr = cJSON_CreateArray();
     pthread_rwlock_rdlock(&inf->mu);
-    strmap *set = strmap_get(&inf->index, ikey);
-    if (set) {
-        const char *k;
-        strmap_foreach_key(set, k) {
-            kube_cache_entry *e = strmap_get(&inf->cache, k);
-            if (e) cJSON_AddItemToArray(arr, cJSON_Duplicate(e->obj, 1));
-        }
+    kube_index_set *set = strmap_get(&inf->index, ikey);
+    for (size_t i = 0; set && i < set->n; i++) {
+        kube_cache_entry *e = strmap_get(&inf->cache, set->keys[i]);
+        if (e) cJSON_AddItemToArray(arr, kube_cache_entry_parse(e));
     }
     pthread_rwlock_unlock(&inf->mu);
     return arr;
