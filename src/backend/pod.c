@@ -233,14 +233,20 @@ static cJSON *pod_project(const cJSON *pod) {
     return out;
 }
 
+/* The identity part every instance observation shares (Pod, claim, Sandbox): from the
+ * projection's metadata; strings borrow from it. */
+static void instance_observe_identity(const cJSON *md, const char **name, const char **uid, int *deleting) {
+    *name = json_str(md, "name");
+    *uid = json_str(md, "uid");
+    *deleting = json_str(md, "deletionTimestamp") != NULL;
+}
+
 /* Reads a projection back into the decide() input. Strings borrow from proj. */
 static void pod_observe(const cJSON *proj, obs_pod *p) {
     memset(p, 0, sizeof *p);
     const cJSON *md = cJSON_GetObjectItemCaseSensitive(proj, "metadata");
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(proj, "status");
-    p->name = json_str(md, "name");
-    p->uid = json_str(md, "uid");
-    p->deleting = json_str(md, "deletionTimestamp") != NULL;
+    instance_observe_identity(md, &p->name, &p->uid, &p->deleting);
     p->spec_hash = json_str(cJSON_GetObjectItemCaseSensitive(md, "annotations"), ANNOTATION_SPEC_HASH);
     p->phase = json_str(st, "phase");
     p->pod_ip = json_str(st, "podIP");

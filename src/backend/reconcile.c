@@ -135,10 +135,10 @@ static cJSON *json_copy_except(const cJSON *obj, const char *const *drop, size_t
 }
 
 /* The Worker as the cache keeps it: everything the reconciler reads, minus managedFields,
- * annotations, and the spec/status fields other components own (they change often and never
- * matter to the instance). */
+ * annotations, creationTimestamp, apiVersion/kind (constant), and the spec/status fields other
+ * components own (they change often and never matter to the instance). */
 static cJSON *worker_project(const cJSON *obj) {
-    static const char *const mdrop[] = {"managedFields", "annotations"};
+    static const char *const mdrop[] = {"managedFields", "annotations", "creationTimestamp"};
     static const char *const drop[] = {"model", "identity", "soul", "agents", "skills", "remoteSkills", "mcpServers",
                                        "package", "expose", "channelPolicy", "accessEntries"};
     static const char *const sdrop[] = {"matrixUserID", "roomID", "lastHeartbeat", "exposedPorts"};
@@ -147,12 +147,12 @@ static cJSON *worker_project(const cJSON *obj) {
     cJSON_ArrayForEach(it, obj) {
         if (!it->string) continue;
         if (strcmp(it->string, "metadata") == 0 && cJSON_IsObject(it))
-            cJSON_AddItemToObject(out, "metadata", json_copy_except(it, mdrop, 2));
+            cJSON_AddItemToObject(out, "metadata", json_copy_except(it, mdrop, sizeof mdrop / sizeof *mdrop));
         else if (strcmp(it->string, "spec") == 0 && cJSON_IsObject(it))
             cJSON_AddItemToObject(out, "spec", json_copy_except(it, drop, sizeof drop / sizeof *drop));
         else if (strcmp(it->string, "status") == 0 && cJSON_IsObject(it))
             cJSON_AddItemToObject(out, "status", json_copy_except(it, sdrop, sizeof sdrop / sizeof *sdrop));
-        else
+        else if (strcmp(it->string, "apiVersion") != 0 && strcmp(it->string, "kind") != 0)
             cJSON_AddItemToObject(out, it->string, cJSON_Duplicate(it, 1));
     }
     return out;

@@ -29,9 +29,7 @@ static void claim_observe(const cJSON *proj, obs_claim *c) {
     memset(c, 0, sizeof *c);
     const cJSON *md = cJSON_GetObjectItemCaseSensitive(proj, "metadata");
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(proj, "status");
-    c->name = json_str(md, "name");
-    c->uid = json_str(md, "uid");
-    c->deleting = json_str(md, "deletionTimestamp") != NULL;
+    instance_observe_identity(md, &c->name, &c->uid, &c->deleting);
     c->spec_hash = json_str(cJSON_GetObjectItemCaseSensitive(md, "annotations"), ANNOTATION_SPEC_HASH);
     c->phase = json_str(st, "phase");
     c->message = json_str(st, "message");
@@ -66,9 +64,7 @@ static void sandbox_observe_one(const cJSON *proj, obs_sandbox *s) {
     const cJSON *md = cJSON_GetObjectItemCaseSensitive(proj, "metadata");
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(proj, "status");
     const cJSON *labels = cJSON_GetObjectItemCaseSensitive(md, "labels");
-    s->name = json_str(md, "name");
-    s->uid = json_str(md, "uid");
-    s->deleting = json_str(md, "deletionTimestamp") != NULL;
+    instance_observe_identity(md, &s->name, &s->uid, &s->deleting);
     s->claim_name = json_str(labels, LABEL_CLAIM_NAME);
     s->spec_hash = json_str(labels, LABEL_SPEC_HASH);
     s->phase = json_str(st, "phase");

@@ -17,24 +17,47 @@ enum log_format { LOG_FORMAT_JSON, LOG_FORMAT_TEXT };
 
 #define LOG_REDACTED "[REDACTED]"
 #define LOG_SECRET_MIN_LEN 4   /* shorter values would scrub ordinary words */
-#define LOG_MAX_SECRETS 4096
 
 static struct {
     pthread_mutex_t mu;
     enum log_level level;
     enum log_format format;
     int fd;
-    size_t nsecrets;
-} g_log = {PTHREAD_MUTEX_INITIALIZER, LOG_INFO, LOG_FORMAT_TEXT, 2, 0};
+} g_log = {PTHREAD_MUTEX_INITIALIZER, LOG_INFO, LOG_FORMAT_TEXT, 2};
 
-/* The registered secrets, guarded by g_log.mu. Outside g_log so they are zero-initialised
- * (.bss), not 64 KiB of the binary's .data. Redaction runs on every status write and Event
- * with up to LOG_MAX_SECRETS registered (one token per sandbox Worker): lengths are kept so
- * the scan never calls strlen, and g_log_first_byte[c] says whether any secret starts with
- * byte c, so most positions skip the per-secret loop entirely. */
-static char *g_log_secrets[LOG_MAX_SECRETS];
-static size_t g_log_secret_lens[LOG_MAX_SECRETS];
-static unsigned char g_log_first_byte[256];
+/* The registered secrets, guarded by g_log.mu: no cap (a fleet of sandbox Workers registers one
+ * credential set each, and an evicted secret would leak again), and a scan that costs one hash
+ * lookup per text position however many there are. Every secret is at least
+ * LOG_SECRET_MIN_LEN (4) bytes, so they are chained by a hash of their first four bytes;
+ * chains link by index + 1 (0 ends a chain) so the arrays can grow by realloc. */
+typedef struct log_secret {
+    char *value;
+    size_t len;
+    uint32_t next;
+} log_secret;
+static log_secret *g_log_secrets;
+static size_t g_log_nsecrets, g_log_secrets_cap;
+static uint32_t *g_log_buckets; /* heads, index + 1 */
+static size_t g_log_nbuckets;   /* a power of two, >= g_log_nsecrets */
+
+static size_t log_prefix_bucket(const char *p, size_t nbuckets) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    v *= 2654435761u;
+    v ^= v >> 15;
+    return v & (nbuckets - 1);
+}
+
+static void log_secrets_rehash(size_t nbuckets) {
+    free(g_log_buckets);
+    g_log_buckets = xcalloc(nbuckets, sizeof *g_log_buckets);
+    g_log_nbuckets = nbuckets;
+    for (size_t i = 0; i < g_log_nsecrets; i++) {
+        size_t b = log_prefix_bucket(g_log_secrets[i].value, nbuckets);
+        g_log_secrets[i].next = g_log_buckets[b];
+        g_log_buckets[b] = (uint32_t)(i + 1);
+    }
+}
 
 static const char *log_level_name(enum log_level l) {
     switch (l) {
@@ -78,30 +101,52 @@ static void log_set_reconcile_id(const char *id) {
     snprintf(log_reconcile_id, sizeof log_reconcile_id, "%s", id ? id : "");
 }
 
+static int is_b64url(char c);
+
+/* A complete JWT (header.payload[.signature], base64url): net 3 scrubs these by shape anywhere,
+ * so registering them too would only cost memory (~1 KiB per sandbox Worker's token). */
+static int log_is_jwt(const char *v, size_t n) {
+    if (n < 16 || memcmp(v, "eyJ", 3) != 0) return 0;
+    size_t dots = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] == '.') {
+            if (++dots > 2) return 0;
+        } else if (!is_b64url(v[i])) {
+            return 0;
+        }
+    }
+    return dots >= 1;
+}
+
 /* Remembers a secret value so it is scrubbed from every later log line and Event. Idempotent. */
 static void log_register_secret(const char *value) {
     if (!value) return;
     size_t n = strlen(value);
     /* Only the first line matters for scrubbing tokens read from files with a trailing newline. */
     while (n && (value[n - 1] == '\n' || value[n - 1] == '\r' || value[n - 1] == ' ')) n--;
-    if (n < LOG_SECRET_MIN_LEN) return;
+    if (n < LOG_SECRET_MIN_LEN || log_is_jwt(value, n)) return;
     pthread_mutex_lock(&g_log.mu);
-    for (size_t i = 0; i < g_log.nsecrets; i++)
-        if (g_log_secret_lens[i] == n && memcmp(g_log_secrets[i], value, n) == 0) {
-            pthread_mutex_unlock(&g_log.mu);
-            return;
-        }
-    if (g_log.nsecrets == LOG_MAX_SECRETS) { /* oldest secrets are the likeliest rotated away */
-        secure_zero(g_log_secrets[0], g_log_secret_lens[0]);
-        free(g_log_secrets[0]);
-        memmove(g_log_secrets, g_log_secrets + 1, (LOG_MAX_SECRETS - 1) * sizeof(char *));
-        memmove(g_log_secret_lens, g_log_secret_lens + 1, (LOG_MAX_SECRETS - 1) * sizeof(size_t));
-        g_log.nsecrets--;
-        /* first_byte stays a superset (a stale bit costs a loop, never a missed secret) */
+    if (g_log_nbuckets) {
+        for (uint32_t i = g_log_buckets[log_prefix_bucket(value, g_log_nbuckets)]; i; i = g_log_secrets[i - 1].next)
+            if (g_log_secrets[i - 1].len == n && memcmp(g_log_secrets[i - 1].value, value, n) == 0) {
+                pthread_mutex_unlock(&g_log.mu);
+                return;
+            }
     }
-    g_log_secret_lens[g_log.nsecrets] = n;
-    g_log_first_byte[(unsigned char)value[0]] = 1;
-    g_log_secrets[g_log.nsecrets++] = xstrndup(value, n);
+    if (g_log_nsecrets == g_log_secrets_cap) {
+        g_log_secrets_cap = g_log_secrets_cap ? g_log_secrets_cap * 2 : 64;
+        g_log_secrets = xrealloc(g_log_secrets, g_log_secrets_cap * sizeof *g_log_secrets);
+    }
+    log_secret *sec = &g_log_secrets[g_log_nsecrets++];
+    sec->value = xstrndup(value, n);
+    sec->len = n;
+    if (g_log_nsecrets > g_log_nbuckets) {
+        log_secrets_rehash(g_log_nbuckets ? g_log_nbuckets * 2 : 64); /* links the new one too */
+    } else {
+        size_t b = log_prefix_bucket(sec->value, g_log_nbuckets);
+        sec->next = g_log_buckets[b];
+        g_log_buckets[b] = (uint32_t)g_log_nsecrets;
+    }
     pthread_mutex_unlock(&g_log.mu);
 }
 
@@ -124,10 +169,10 @@ static void log_redact_into(buf *out, const char *in) {
     pthread_mutex_lock(&g_log.mu);
     for (size_t i = 0; i < n;) {
         size_t skip = 0;
-        if (g_log_first_byte[(unsigned char)in[i]])
-            for (size_t s = 0; s < g_log.nsecrets && !skip; s++) {
-                size_t sl = g_log_secret_lens[s];
-                if (sl <= n - i && g_log_secrets[s][0] == in[i] && memcmp(in + i, g_log_secrets[s], sl) == 0) skip = sl;
+        if (g_log_nbuckets && n - i >= LOG_SECRET_MIN_LEN) /* the longest registered secret here */
+            for (uint32_t s = g_log_buckets[log_prefix_bucket(in + i, g_log_nbuckets)]; s; s = g_log_secrets[s - 1].next) {
+                const log_secret *sec = &g_log_secrets[s - 1];
+                if (sec->len > skip && sec->len <= n - i && memcmp(in + i, sec->value, sec->len) == 0) skip = sec->len;
             }
         if (!skip && n - i >= 10 && memcmp(in + i, "eyJ", 3) == 0) {
             /* header.payload[.signature] of a JWT */

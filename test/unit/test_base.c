@@ -186,6 +186,32 @@ TEST(log_redact_for_events_and_status) {
     CHECK_INT_EQ(log_parse_format("yaml", &f), -1);
 }
 
+/* No cap on registered secrets: the first of 20,000 (the old limit was 4,096, oldest evicted)
+ * is still scrubbed, secrets sharing a prefix are matched longest first, and a JWT is scrubbed
+ * by shape without being stored. */
+TEST(log_redact_keeps_every_secret_and_prefers_the_longest) {
+    char v[64];
+    for (int i = 0; i < 20000; i++) {
+        snprintf(v, sizeof v, "fleet-credential-%05d-x", i);
+        log_register_secret(v);
+    }
+    char *r = log_redact("a=fleet-credential-00000-x b=fleet-credential-19999-x c=fleet-credential-2");
+    CHECK_STR_EQ(r, "a=[REDACTED] b=[REDACTED] c=fleet-credential-2");
+    free(r);
+    log_register_secret("pref");
+    log_register_secret("prefix-secret-long");
+    r = log_redact("<prefix-secret-long> <pref>");
+    CHECK_STR_EQ(r, "<[REDACTED]> <[REDACTED]>");
+    free(r);
+    static const char jwt[] = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl";
+    size_t before = g_log_nsecrets;
+    log_register_secret(jwt);
+    CHECK_INT_EQ(g_log_nsecrets, before);
+    r = log_redact("token eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl end");
+    CHECK_STR_EQ(r, "token [REDACTED] end");
+    free(r);
+}
+
 TEST(cli_parse_flags_and_errors) {
     const char *ns = NULL, *all = NULL, *pos[2];
     int np = 0;
