@@ -244,11 +244,14 @@ static void kube_informer_apply(kube_informer *inf, kube_watch_type type, const 
 
 /* ---- LIST ---- */
 
-/* Lists everything (paged) into a fresh map, then diffs it against the cache so handlers see
- * exactly what changed while we were not watching. Returns 0, 1 when the list must restart
- * (continue token expired), -1 on error. */
+/* Lists everything (paged). Each listed object whose resourceVersion differs from the cached
+ * one is applied at once, as a watch event would be (a reader may see some objects of the new
+ * list before others, never a torn object); objects unchanged since the cache saw them are
+ * not even projected. When the whole list is in, cached keys it did not contain are deleted.
+ * Handlers thus see exactly what changed while we were not watching. Returns 0, 1 when the list
+ * must restart (continue token expired), -1 on error. */
 static int kube_informer_list(kube_informer *inf, wc_err *err) {
-    strmap fresh = STRMAP_INIT;
+    strmap listed = STRMAP_INIT; /* keys seen in this list (values unused) */
     char *cont = NULL, *rv = NULL;
     int rc = 0;
     inf->stats.lists++;
@@ -269,28 +272,36 @@ static int kube_informer_list(kube_informer *inf, wc_err *err) {
         cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(page, "items")) {
             char *key = kube_object_key(item);
             if (!key) continue;
-            cJSON *proj = inf->o.project(item);
-            kube_cache_entry *e = kube_cache_entry_new(inf, kube_json_str(item, "metadata.resourceVersion"), proj);
-            cJSON_Delete(proj);
-            kube_cache_entry_free(strmap_put(&fresh, key, e));
+            const char *irv = kube_json_str(item, "metadata.resourceVersion");
+            strmap_put(&listed, key, (void *)1);
+            pthread_rwlock_rdlock(&inf->mu);
+            kube_cache_entry *cur = strmap_get(&inf->cache, key);
+            int same = cur && strcmp(cur->rv, irv ? irv : "") == 0;
+            pthread_rwlock_unlock(&inf->mu);
+            if (!same) {
+                cJSON *proj = inf->o.project(item);
+                cJSON *old = kube_cache_put(inf, key, irv, proj);
+                kube_informer_emit(inf, key, old, proj);
+                cJSON_Delete(old);
+                cJSON_Delete(proj);
+            }
             free(key);
         }
         cJSON_Delete(page);
     } while (cont && !atomic_load(&inf->stop));
     free(cont);
     if (rc != 0 || atomic_load(&inf->stop)) {
-        strmap_free(&fresh, kube_cache_entry_free);
+        strmap_free(&listed, NULL);
         free(rv);
         return rc;
     }
-    /* Deletions: in the cache, not in the fresh list. Collect first, then emit. */
+    /* Deletions: in the cache, not in the list. Collect first, then emit. */
     const char *k;
-    void *v;
     size_t ngone = 0, i = 0;
     pthread_rwlock_rdlock(&inf->mu);
-    strmap_foreach_key(&inf->cache, k) if (!strmap_has(&fresh, k)) ngone++;
+    strmap_foreach_key(&inf->cache, k) if (!strmap_has(&listed, k)) ngone++;
     char **gone = xcalloc(ngone + 1, sizeof *gone);
-    strmap_foreach_key(&inf->cache, k) if (!strmap_has(&fresh, k)) gone[i++] = xstrdup(k);
+    strmap_foreach_key(&inf->cache, k) if (!strmap_has(&listed, k)) gone[i++] = xstrdup(k);
     pthread_rwlock_unlock(&inf->mu);
     for (i = 0; i < ngone; i++) {
         cJSON *old = kube_cache_remove(inf, gone[i]);
@@ -299,22 +310,7 @@ static int kube_informer_list(kube_informer *inf, wc_err *err) {
         free(gone[i]);
     }
     free(gone);
-    /* Adds and updates: emit only when the resourceVersion differs from the cached one. */
-    strmap_foreach(&fresh, k, v) {
-        kube_cache_entry *e = v;
-        pthread_rwlock_rdlock(&inf->mu);
-        kube_cache_entry *cur = strmap_get(&inf->cache, k);
-        int same = cur && strcmp(cur->rv, e->rv) == 0;
-        pthread_rwlock_unlock(&inf->mu);
-        if (same) continue;
-        cJSON *proj = kube_cache_entry_parse(e);
-        strmap_put(&fresh, k, NULL); /* the cache owns the entry now */
-        cJSON *old = kube_cache_put_entry(inf, k, e);
-        kube_informer_emit(inf, k, old, proj);
-        cJSON_Delete(old);
-        cJSON_Delete(proj);
-    }
-    strmap_free(&fresh, kube_cache_entry_free);
+    strmap_free(&listed, NULL);
     free(inf->last_rv);
     inf->last_rv = rv;
     if (!atomic_load(&inf->synced)) {
