@@ -17,10 +17,23 @@ typedef struct kube_event_ref {
 } kube_event_ref;
 
 typedef struct kube_event_series {
-    char *event_name;
     int count;
     int64_t first_ms, last_ms;
+    char event_name[]; /* the Event a repeat patches */
 } kube_event_series;
+
+/* Series are keyed by a digest of (object, type, reason, action, note) — 32 hex digits — not
+ * by that text (~150 bytes): a fleet keeps one series per Worker for the 6-minute window after
+ * each Event, so the key is most of a series' memory. 128 bits make a collision (which would
+ * only bump the wrong Event's count) out of reach. */
+static void kube_event_key_digest(const char *key, char out[33]) {
+    br_sha256_context ctx;
+    unsigned char d[32];
+    br_sha256_init(&ctx);
+    br_sha256_update(&ctx, key, strlen(key));
+    br_sha256_out(&ctx, d);
+    for (int i = 0; i < 16; i++) snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
 
 typedef struct kube_recorder {
     kube_client *kc;
@@ -41,12 +54,7 @@ static kube_recorder *kube_recorder_new(kube_client *kc, const char *controller,
     return r;
 }
 
-static void kube_event_series_free(void *p) {
-    kube_event_series *s = p;
-    if (!s) return;
-    free(s->event_name);
-    free(s);
-}
+static void kube_event_series_free(void *p) { free(p); }
 
 static void kube_recorder_free(kube_recorder *r) {
     if (!r) return;
@@ -118,7 +126,9 @@ static void kube_record(kube_recorder *r, const kube_event_ref *ref, const char 
 
     pthread_mutex_lock(&r->mu);
     kube_recorder_expire(r, now);
-    kube_event_series *s = strmap_get(&r->series, buf_cstr(&key));
+    char digest[33];
+    kube_event_key_digest(buf_cstr(&key), digest);
+    kube_event_series *s = strmap_get(&r->series, digest);
     char *patch_name = NULL;
     int count = 0;
     if (s && now - s->last_ms <= KUBE_EVENT_SERIES_WINDOW_MS) {
@@ -172,12 +182,12 @@ static void kube_record(kube_recorder *r, const kube_event_ref *ref, const char 
         buf_puts(&body, "}}");
         if (kube_create(r->kc, &KUBE_EVENTS, ref->namespace, NULL, NULL, body.data, NULL, &err) == 0) {
             atomic_fetch_add(&r->created, 1);
-            kube_event_series *ns = xcalloc(1, sizeof *ns);
-            ns->event_name = xstrdup(name.data);
+            kube_event_series *ns = xcalloc(1, sizeof *ns + name.len + 1);
+            memcpy(ns->event_name, name.data, name.len + 1);
             ns->count = 1;
             ns->first_ms = ns->last_ms = now;
             pthread_mutex_lock(&r->mu);
-            kube_event_series_free(strmap_put(&r->series, buf_cstr(&key), ns));
+            kube_event_series_free(strmap_put(&r->series, digest, ns));
             pthread_mutex_unlock(&r->mu);
         } else {
             atomic_fetch_add(&r->failed, 1);
