@@ -19,10 +19,10 @@ static struct {
     int tried, ok;
     pid_t pid;
     int stdin_fd;
-    int plain_port, mtls_port;
+    int plain_port, mtls_port, cbc_port;
     char dir[512];
     char *ca, *wrong_ca, *rsa_cert, *rsa_key, *ec_cert, *ec_key;
-} g_tls_srv = {0, 0, -1, -1, 0, 0, "", NULL, NULL, NULL, NULL, NULL, NULL};
+} g_tls_srv = {0, 0, -1, -1, 0, 0, 0, "", NULL, NULL, NULL, NULL, NULL, NULL};
 
 static void http_test_server_stop(void) {
     if (g_tls_srv.pid <= 0) return;
@@ -82,11 +82,13 @@ static int http_test_server(void) {
     g_tls_srv.pid = pid;
     g_tls_srv.stdin_fd = in[1];
     atexit(http_test_server_stop);
-    /* One line: READY <plain> <mtls> <dir>. Generating the RSA keys takes a second or two. */
+    /* One line: READY <plain> <mtls> <cbc-only> <dir>. Generating the RSA keys takes a second
+     * or two. */
     FILE *f = fdopen(out[0], "r");
     char line[700];
     int got = f && fgets(line, sizeof line, f) &&
-              sscanf(line, "READY %d %d %511s", &g_tls_srv.plain_port, &g_tls_srv.mtls_port, g_tls_srv.dir) == 3;
+              sscanf(line, "READY %d %d %d %511s", &g_tls_srv.plain_port, &g_tls_srv.mtls_port, &g_tls_srv.cbc_port,
+                     g_tls_srv.dir) == 4;
     if (f) fclose(f);
     if (!got) {
         fprintf(stdout, "    tls_server.py did not start (is python3/openssl installed?)\n");
@@ -107,19 +109,20 @@ static int http_test_server(void) {
  * loopback on both ports. */
 static http_client *http_test_client(const char *ca, const char *cert, const char *key, int insecure,
                                      wc_err *err) {
-    char r[4][96];
+    char r[5][96];
     snprintf(r[0], sizeof r[0], HTTP_TEST_HOST ":%d:127.0.0.1", g_tls_srv.plain_port);
     snprintf(r[1], sizeof r[1], HTTP_TEST_HOST ":%d:127.0.0.1", g_tls_srv.mtls_port);
     snprintf(r[2], sizeof r[2], "other.local:%d:127.0.0.1", g_tls_srv.plain_port);
     snprintf(r[3], sizeof r[3], "other.local:%d:127.0.0.1", g_tls_srv.mtls_port);
-    const char *resolve[4] = {r[0], r[1], r[2], r[3]};
+    snprintf(r[4], sizeof r[4], HTTP_TEST_HOST ":%d:127.0.0.1", g_tls_srv.cbc_port);
+    const char *resolve[5] = {r[0], r[1], r[2], r[3], r[4]};
     http_client_options o = {0};
     o.ca_pem = ca;
     o.client_cert_pem = cert;
     o.client_key_pem = key;
     o.insecure_skip_verify = insecure;
     o.resolve = resolve;
-    o.nresolve = 4;
+    o.nresolve = 5;
     return http_client_new(&o, err);
 }
 
@@ -561,6 +564,23 @@ TEST(http_wrong_ca_is_a_tls_error) {
     CHECK_INT_EQ(err.code, WC_ETLS);
     CHECK_CONTAINS(err.msg, "GET https://wc-test.local:");
     CHECK_CONTAINS(err.msg, "trust anchor");
+    http_response_free(&resp);
+    http_client_free(c);
+}
+
+/* Given the choice (the server follows the client's order, as Go's does when the client puts
+ * AES-GCM first), the suite is ECDHE with AES-128-GCM, not BearSSL's default first choice
+ * ChaCha20 (several times the CPU per byte here); a server offering only CBC is refused. */
+TEST(http_tls_negotiates_aes_gcm_and_refuses_cbc_only_servers) {
+    HTTP_TEST_SETUP(HTTP_TEST_PLAIN_CLIENT);
+    http_test_url(url, sizeof url, g_tls_srv.plain_port, "/cipher");
+    http_request req = {.url = url};
+    CHECK_INT_EQ(http_do(c, &req, &resp, &err), 0);
+    CHECK_INT_EQ(resp.status, 200);
+    CHECK_STR_EQ(buf_cstr(&resp.body), "ECDHE-RSA-AES128-GCM-SHA256");
+    http_test_url(url, sizeof url, g_tls_srv.cbc_port, "/hello");
+    CHECK_INT_EQ(http_do(c, &req, &resp, &err), -1);
+    CHECK_INT_EQ(err.code, WC_ETLS);
     http_response_free(&resp);
     http_client_free(c);
 }

@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """tls_server.py — the HTTPS peer for test/unit/test_http.c.
 
-Generates a throw-away PKI with the openssl CLI in a fresh temp dir, then serves HTTPS on two
-loopback ephemeral ports: one without client authentication, one that requires a client
-certificate signed by the client CA. Prints one line to stdout when ready:
+Generates a throw-away PKI with the openssl CLI in a fresh temp dir, then serves HTTPS on three
+loopback ephemeral ports: one without client authentication (the client's cipher order decides,
+as with a Go server and an AES-NI client; /cipher names the suite in use), one that requires a
+client certificate signed by the client CA, and one that offers only a CBC suite. Prints one
+line to stdout when ready:
 
-    READY <plain_port> <mtls_port> <pki_dir>
+    READY <plain_port> <mtls_port> <cbc_only_port> <pki_dir>
 
 and exits (removing the PKI dir) as soon as stdin reaches EOF, i.e. when the test process
 closes its end of the pipe or dies: no leftover server even if the tests crash.
@@ -161,6 +163,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if p == "/retry-date":
             when = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 120))
             return self.send(429, b"slow down", extra=[("Retry-After", when)])
+        if p == "/cipher":
+            return self.send(200, self.request.cipher()[0].encode())
         if p == "/conn":
             return self.send(200, str(self.conn_id).encode())
         if p == "/whoami":
@@ -245,16 +249,21 @@ def main():
         plain = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         plain.minimum_version = ssl.TLSVersion.TLSv1_2
         plain.load_cert_chain(j("server.pem"), j("server.key"))
+        plain.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
         mtls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         mtls.minimum_version = ssl.TLSVersion.TLSv1_2
         mtls.load_cert_chain(j("server.pem"), j("server.key"))
         mtls.verify_mode = ssl.CERT_REQUIRED
         mtls.load_verify_locations(j("client-ca.pem"))
-        servers = [Server(plain), Server(mtls)]
+        cbc = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        cbc.minimum_version = cbc.maximum_version = ssl.TLSVersion.TLSv1_2
+        cbc.load_cert_chain(j("server.pem"), j("server.key"))
+        cbc.set_ciphers("ECDHE-RSA-AES128-SHA")
+        servers = [Server(plain), Server(mtls), Server(cbc)]
         for s in servers:
             threading.Thread(target=s.serve_forever, daemon=True).start()
-        print("READY %d %d %s" % (servers[0].server_address[1], servers[1].server_address[1], d),
-              flush=True)
+        print("READY %d %d %d %s" % (servers[0].server_address[1], servers[1].server_address[1],
+                                     servers[2].server_address[1], d), flush=True)
         sys.stdin.read()  # returns at EOF: the test process is done (or dead)
         code = 0
     except SystemExit:
