@@ -74,6 +74,7 @@ static int cmd_help(int argc, char **argv) {
 }
 
 static int wc_main(int argc, char **argv) {
+    json_scratch_setup();
     if (argc < 2) {
         print_overview(stderr);
         return WC_EXIT_USAGE;

@@ -3,13 +3,21 @@
  *
  * State machine, one thread per informer:
  *
- *   LIST  ── paged list (limit/continue) ─→ diff against the cache, emit add/update/delete,
- *     ▲                                     remember the list's resourceVersion; synced = 1
+ *   LIST  ── streamed: a watch with sendInitialEvents (client-go's WatchListClient), or
+ *     ▲      paged (limit/continue) when the server refuses that ─→ diff against the cache,
+ *     │      emit add/update/delete, remember the list's resourceVersion; synced = 1
  *     │ 410 Gone / expired continue                    │
  *     │                                                ▼
  *   BACKOFF ◀── transport error ── WATCH (resourceVersion=last, allowWatchBookmarks,
  *     0.8 s → 30 s, jitter            timeoutSeconds random 300–600) ─→ apply events;
  *     reset after a healthy watch     BOOKMARK moves last rv; normal end → WATCH again
+ *
+ * Why streamed: a paged list makes the API server encode a whole page while we wait, then
+ * we parse it while the server waits; with the initial state as a watch stream both work at
+ * once, one object at a time, and no page (up to megabytes) is ever held. The stream is also
+ * the watch: once the bookmark marked "k8s.io/initial-events-end" arrives, the same
+ * connection carries the changes. Servers before 1.27, or with the WatchList feature gate off
+ * (1.33 by default), answer 400/422 Invalid; the informer then lists in pages from then on.
  *
  * The cache stores a projection of each object (only the fields the controller reads, chosen
  * by the caller's project function) plus its resourceVersion, not the object itself: a Pod is
@@ -38,7 +46,8 @@ typedef struct kube_informer_options {
     kube_informer_handler handler;
     void *ud;
     kube_index_fn index;         /* optional secondary index */
-    long page_size;              /* default 500 */
+    long page_size;              /* default 500 (paged lists) */
+    int paged_only;              /* never stream the initial list (tests; see the header) */
     int watch_min_s, watch_max_s;/* default 300, 600 */
     int64_t backoff_min_ms, backoff_max_ms; /* default 800, 30000 */
 } kube_informer_options;
@@ -51,7 +60,9 @@ typedef struct kube_cache_entry {
 } kube_cache_entry;
 
 typedef struct kube_informer_stats {
-    long lists, relists_gone, watches, watch_errors, events;
+    long lists;          /* complete-state lists started, streamed or paged */
+    long streamed;       /* of which completed as a stream (initial-events-end seen) */
+    long relists_gone, watches, watch_errors, events;
 } kube_informer_stats;
 
 typedef struct kube_informer {
@@ -69,6 +80,7 @@ typedef struct kube_informer {
     pthread_mutex_t wait_mu;     /* sleeping between retries, woken by stop */
     pthread_cond_t wait_cv;
     kube_informer_stats stats;
+    int stream_refused;          /* the server would not stream a list: page from now on */
     unsigned seed;
 } kube_informer;
 
@@ -220,6 +232,15 @@ static void kube_informer_emit(kube_informer *inf, const char *key, const cJSON 
     if (inf->o.handler) inf->o.handler(inf->o.ud, key, old_obj, new_obj);
 }
 
+/* Projects obj into the cache under key and tells the handler (add or update). */
+static void kube_informer_upsert(kube_informer *inf, const char *key, const char *rv, const cJSON *obj) {
+    cJSON *proj = inf->o.project(obj);
+    cJSON *old = kube_cache_put(inf, key, rv, proj);
+    kube_informer_emit(inf, key, old, proj);
+    cJSON_Delete(old);
+    cJSON_Delete(proj);
+}
+
 /* Applies one watched object (ADDED/MODIFIED/DELETED). */
 static void kube_informer_apply(kube_informer *inf, kube_watch_type type, const cJSON *obj) {
     char *key = kube_object_key(obj);
@@ -233,32 +254,74 @@ static void kube_informer_apply(kube_informer *inf, kube_watch_type type, const 
         cJSON_Delete(old);
         cJSON_Delete(fin);
     } else {
-        cJSON *proj = inf->o.project(obj);
-        cJSON *old = kube_cache_put(inf, key, rv, proj);
-        kube_informer_emit(inf, key, old, proj);
-        cJSON_Delete(old);
-        cJSON_Delete(proj);
+        kube_informer_upsert(inf, key, rv, obj);
     }
     free(key);
 }
 
 /* ---- LIST ---- */
 
-/* Lists everything (paged). Each listed object whose resourceVersion differs from the cached
- * one is applied at once, as a watch event would be (a reader may see some objects of the new
- * list before others, never a torn object); objects unchanged since the cache saw them are
- * not even projected. When the whole list is in, cached keys it did not contain are deleted.
- * Handlers thus see exactly what changed while we were not watching. Returns 0, 1 when the list
- * must restart (continue token expired), -1 on error. */
+/* One object of a complete-state list (a page item or an initial event): remembered in
+ * listed; applied, as a watch event would be, unless the cache already holds this
+ * resourceVersion (then not even projected). */
+static void kube_informer_list_item(kube_informer *inf, strmap *listed, const cJSON *item) {
+    char *key = kube_object_key(item);
+    if (!key) return;
+    const char *irv = kube_json_str(item, "metadata.resourceVersion");
+    strmap_put(listed, key, (void *)1);
+    pthread_rwlock_rdlock(&inf->mu);
+    kube_cache_entry *cur = strmap_get(&inf->cache, key);
+    int same = cur && strcmp(cur->rv, irv ? irv : "") == 0;
+    pthread_rwlock_unlock(&inf->mu);
+    if (!same) kube_informer_upsert(inf, key, irv, item);
+    free(key);
+}
+
+/* The whole list is in: cached keys it did not contain are deleted (handlers thus see exactly
+ * what changed while we were not watching), rv (consumed) becomes the watch's starting point,
+ * and the informer is synced. listed is freed. */
+static void kube_informer_list_done(kube_informer *inf, strmap *listed, char *rv) {
+    const char *k;
+    size_t ngone = 0, i = 0;
+    pthread_rwlock_rdlock(&inf->mu);
+    strmap_foreach_key(&inf->cache, k) if (!strmap_has(listed, k)) ngone++;
+    char **gone = xcalloc(ngone + 1, sizeof *gone);
+    strmap_foreach_key(&inf->cache, k) if (!strmap_has(listed, k)) gone[i++] = xstrdup(k);
+    pthread_rwlock_unlock(&inf->mu);
+    for (i = 0; i < ngone; i++) {
+        cJSON *old = kube_cache_remove(inf, gone[i]);
+        kube_informer_emit(inf, gone[i], old, NULL);
+        cJSON_Delete(old);
+        free(gone[i]);
+    }
+    free(gone);
+    strmap_free(listed, NULL);
+    free(inf->last_rv);
+    inf->last_rv = rv;
+    if (!atomic_load(&inf->synced)) {
+        atomic_store(&inf->synced, 1);
+        log_info("informer synced", "informer", inf->name);
+    }
+}
+
+/* Lists everything in pages. Each listed object is applied at once (a reader may see some
+ * objects of the new list before others, never a torn object). Returns 0, 1 when the list must
+ * restart (continue token expired), -1 on error. */
 static int kube_informer_list(kube_informer *inf, wc_err *err) {
     strmap listed = STRMAP_INIT; /* keys seen in this list (values unused) */
     char *cont = NULL, *rv = NULL;
     int rc = 0;
     inf->stats.lists++;
+    json_scratch scratch; /* the page's tree: dropped whole once its items are applied */
+    json_scratch_init(&scratch);
     do {
         cJSON *page = NULL;
-        if (kube_list_page(inf->kc, inf->o.resource, inf->o.namespace, inf->o.label_selector, inf->o.field_selector,
-                           inf->o.page_size, cont, &page, err) < 0) {
+        json_scratch_begin(&scratch);
+        int lrc = kube_list_page(inf->kc, inf->o.resource, inf->o.namespace, inf->o.label_selector,
+                                 inf->o.field_selector, inf->o.page_size, cont, &page, err);
+        json_scratch_pause(&scratch);
+        if (lrc < 0) {
+            json_scratch_end(&scratch);
             rc = kube_err_is(err, 410) ? 1 : -1;
             break;
         }
@@ -269,54 +332,17 @@ static int kube_informer_list(kube_informer *inf, wc_err *err) {
         free(cont);
         cont = pcont && *pcont ? xstrdup(pcont) : NULL;
         const cJSON *item;
-        cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(page, "items")) {
-            char *key = kube_object_key(item);
-            if (!key) continue;
-            const char *irv = kube_json_str(item, "metadata.resourceVersion");
-            strmap_put(&listed, key, (void *)1);
-            pthread_rwlock_rdlock(&inf->mu);
-            kube_cache_entry *cur = strmap_get(&inf->cache, key);
-            int same = cur && strcmp(cur->rv, irv ? irv : "") == 0;
-            pthread_rwlock_unlock(&inf->mu);
-            if (!same) {
-                cJSON *proj = inf->o.project(item);
-                cJSON *old = kube_cache_put(inf, key, irv, proj);
-                kube_informer_emit(inf, key, old, proj);
-                cJSON_Delete(old);
-                cJSON_Delete(proj);
-            }
-            free(key);
-        }
-        cJSON_Delete(page);
+        cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(page, "items")) kube_informer_list_item(inf, &listed, item);
+        json_scratch_end(&scratch);
     } while (cont && !atomic_load(&inf->stop));
+    json_scratch_free(&scratch);
     free(cont);
     if (rc != 0 || atomic_load(&inf->stop)) {
         strmap_free(&listed, NULL);
         free(rv);
         return rc;
     }
-    /* Deletions: in the cache, not in the list. Collect first, then emit. */
-    const char *k;
-    size_t ngone = 0, i = 0;
-    pthread_rwlock_rdlock(&inf->mu);
-    strmap_foreach_key(&inf->cache, k) if (!strmap_has(&listed, k)) ngone++;
-    char **gone = xcalloc(ngone + 1, sizeof *gone);
-    strmap_foreach_key(&inf->cache, k) if (!strmap_has(&listed, k)) gone[i++] = xstrdup(k);
-    pthread_rwlock_unlock(&inf->mu);
-    for (i = 0; i < ngone; i++) {
-        cJSON *old = kube_cache_remove(inf, gone[i]);
-        kube_informer_emit(inf, gone[i], old, NULL);
-        cJSON_Delete(old);
-        free(gone[i]);
-    }
-    free(gone);
-    strmap_free(&listed, NULL);
-    free(inf->last_rv);
-    inf->last_rv = rv;
-    if (!atomic_load(&inf->synced)) {
-        atomic_store(&inf->synced, 1);
-        log_info("informer synced", "informer", inf->name);
-    }
+    kube_informer_list_done(inf, &listed, rv);
     return 0;
 }
 
@@ -326,10 +352,20 @@ typedef struct kube_watch_ctx {
     kube_informer *inf;
     kube_watch_decoder dec;
     wc_err *err;
-    int gone;      /* a 410 ERROR event arrived: relist */
-    int failed;    /* a decode error or another ERROR event */
+    strmap listed;  /* streamed list: keys of the initial events so far */
+    int listing;    /* streamed list, before the initial-events-end bookmark */
+    int gone;       /* a 410 ERROR event arrived: relist */
+    int failed;     /* a decode error or another ERROR event */
     long events;
 } kube_watch_ctx;
+
+/* The bookmark that closes a streamed list's initial events. */
+static int kube_is_initial_events_end(const cJSON *obj) {
+    const cJSON *md = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(md, "annotations"),
+                                                      "k8s.io/initial-events-end");
+    return cJSON_IsString(a) && strcmp(a->valuestring, "true") == 0;
+}
 
 static int kube_watch_on_event(void *ud, const kube_watch_event *ev, wc_err *err) {
     kube_watch_ctx *w = ud;
@@ -343,12 +379,24 @@ static int kube_watch_on_event(void *ud, const kube_watch_event *ev, wc_err *err
         err->http_status = ev->status_code;
         return 1; /* the stream is over either way */
     case KUBE_WATCH_BOOKMARK:
+        if (w->listing && kube_is_initial_events_end(ev->object)) {
+            w->listing = 0;
+            inf->stats.streamed++;
+            kube_informer_list_done(inf, &w->listed, xstrdup(rv ? rv : ""));
+            return 0;
+        }
         break;
     default:
-        kube_informer_apply(inf, ev->type, ev->object);
         w->events++;
+        if (w->listing && ev->type != KUBE_WATCH_DELETED) {
+            /* An initial event's resourceVersion is its object's, not the stream's position:
+             * last_rv waits for the closing bookmark. */
+            kube_informer_list_item(inf, &w->listed, ev->object);
+            return 0;
+        }
+        kube_informer_apply(inf, ev->type, ev->object);
     }
-    if (rv && *rv) {
+    if (rv && *rv && !w->listing) {
         free(inf->last_rv);
         inf->last_rv = xstrdup(rv);
     }
@@ -364,15 +412,30 @@ static int kube_watch_on_data(void *ud, const char *p, size_t n) {
     return 0;
 }
 
-/* Runs one watch until the server ends it, an error, or stop. Returns 0 (normal end: watch
- * again), 1 (relist needed), -1 (error: back off). *healthy says whether it delivered events or
- * lasted long enough to reset the backoff. */
-static int kube_informer_watch(kube_informer *inf, int *healthy, wc_err *err) {
+enum {
+    KUBE_WATCH_ENDED = 0,   /* normal end (timeoutSeconds): watch again from last_rv */
+    KUBE_WATCH_RELIST = 1,  /* 410: the resourceVersion is too old, list again */
+    KUBE_WATCH_FAILED = -1, /* error: back off */
+    KUBE_WATCH_REFUSED = 2, /* a streamed list the server does not offer (400/422 Invalid) */
+    KUBE_WATCH_INCOMPLETE = -2, /* a streamed list ended cleanly before its initial events did */
+};
+
+/* Runs one watch until the server ends it, an error, or stop. With list set, the watch streams
+ * a complete-state list first (sendInitialEvents, consistent: at least as fresh as a quorum
+ * read) and the informer is synced when its initial events end. Returns a KUBE_WATCH_* code.
+ * *healthy says
+ * whether it delivered events or lasted long enough to reset the backoff. */
+static int kube_informer_watch(kube_informer *inf, int list, int *healthy, wc_err *err) {
     int timeout_s = inf->o.watch_min_s + (int)(rand_r(&inf->seed) % (unsigned)(inf->o.watch_max_s - inf->o.watch_min_s + 1));
     buf path = BUF_INIT;
     kube_path(&path, inf->o.resource, inf->o.namespace, NULL, NULL);
     kube_query_add(&path, "watch", "1");
-    kube_query_add(&path, "resourceVersion", inf->last_rv);
+    if (list) {
+        kube_query_add(&path, "sendInitialEvents", "true");
+        kube_query_add(&path, "resourceVersionMatch", "NotOlderThan");
+    } else {
+        kube_query_add(&path, "resourceVersion", inf->last_rv);
+    }
     kube_query_add(&path, "allowWatchBookmarks", "true");
     char ts[16];
     snprintf(ts, sizeof ts, "%d", timeout_s);
@@ -387,6 +450,8 @@ static int kube_informer_watch(kube_informer *inf, int *healthy, wc_err *err) {
     err_clear(&derr);
     w.inf = inf;
     w.err = &derr;
+    w.listing = list;
+    if (list) inf->stats.lists++;
     kube_watch_decoder_init(&w.dec, 0, kube_watch_on_event, &w);
     kube_call call = {.method = "GET", .path = path.data, .on_data = kube_watch_on_data, .ud = &w,
                       /* the server closes at timeoutSeconds; our own deadline is a backstop */
@@ -402,13 +467,20 @@ static int kube_informer_watch(kube_informer *inf, int *healthy, wc_err *err) {
     *healthy = w.events > 0 || lasted > 60000;
     int result;
     if (w.gone || kube_err_is(err, 410)) {
-        result = 1;
+        result = KUBE_WATCH_RELIST;
+    } else if (list && (kube_err_is(err, 400) || kube_err_is(err, 422))) {
+        result = KUBE_WATCH_REFUSED;
+    } else if (rc == 0 && !w.failed && !w.listing) {
+        result = KUBE_WATCH_ENDED;
     } else if (rc == 0 && !w.failed) {
-        result = 0;
+        err_set(err, WC_EIO, "watch %s: the stream ended before its initial events did", inf->name);
+        inf->stats.watch_errors++;
+        result = KUBE_WATCH_INCOMPLETE;
     } else {
         inf->stats.watch_errors++;
-        result = -1;
+        result = KUBE_WATCH_FAILED;
     }
+    if (w.listing) strmap_free(&w.listed, NULL);
     http_response_free(&resp);
     kube_watch_decoder_free(&w.dec);
     buf_free(&path);
@@ -430,29 +502,44 @@ static void kube_informer_sleep(kube_informer *inf, int64_t ms) {
 
 static void *kube_informer_main(void *arg) {
     kube_informer *inf = arg;
-    int need_list = 1;
+    int need_list = 1, incomplete_streams = 0;
     int64_t backoff = inf->o.backoff_min_ms;
     wc_err err;
     while (!atomic_load(&inf->stop)) {
         err_clear(&err);
         int rc;
-        if (need_list) {
+        if (need_list && (inf->o.paged_only || inf->stream_refused)) {
             rc = kube_informer_list(inf, &err);
             if (rc == 0) need_list = 0;
             else if (rc == 1) { inf->stats.relists_gone++; continue; }
             else if (!atomic_load(&inf->stop))
                 log_warn("informer list failed", "informer", inf->name, "error", err.msg);
         } else {
-            int healthy = 0;
-            rc = kube_informer_watch(inf, &healthy, &err);
+            int healthy = 0, listing = need_list;
+            long streamed = inf->stats.streamed;
+            rc = kube_informer_watch(inf, listing, &healthy, &err);
             if (healthy) backoff = inf->o.backoff_min_ms;
-            if (rc == 1) {
+            if (listing && inf->stats.streamed > streamed) need_list = 0, incomplete_streams = 0;
+            if (rc == KUBE_WATCH_REFUSED) {
+                log_info("the API server does not stream lists (WatchList off, or older than 1.27): listing in pages",
+                         "informer", inf->name, "error", err.msg);
+                inf->stream_refused = 1;
+                continue;
+            }
+            if (rc == KUBE_WATCH_RELIST) {
                 inf->stats.relists_gone++;
                 log_info("watch expired, relisting", "informer", inf->name);
                 need_list = 1;
                 continue;
             }
-            if (rc == 0) continue;
+            /* A stream that keeps ending before its initial events do (a list longer than a
+             * watch may last) would never sync: page instead. */
+            if (rc == KUBE_WATCH_INCOMPLETE && ++incomplete_streams >= 3) {
+                log_warn("streamed list did not complete three times: listing in pages", "informer", inf->name,
+                         "error", err.msg);
+                inf->stream_refused = 1;
+            }
+            if (rc == KUBE_WATCH_ENDED) continue;
             if (!atomic_load(&inf->stop)) log_warn("watch failed", "informer", inf->name, "error", err.msg);
         }
         if (rc < 0 && !atomic_load(&inf->stop)) {

@@ -37,6 +37,7 @@ typedef struct kube_watch_decoder {
     kube_watch_handler handler;
     void *ud;
     uint64_t events; /* decoded so far, for tests and metrics */
+    json_scratch scratch; /* each event's tree lives here until its handler returns */
 } kube_watch_decoder;
 
 static void kube_watch_decoder_init(kube_watch_decoder *d, size_t max_event, kube_watch_handler h, void *ud) {
@@ -44,9 +45,13 @@ static void kube_watch_decoder_init(kube_watch_decoder *d, size_t max_event, kub
     d->max_event = max_event ? max_event : KUBE_WATCH_DEFAULT_MAX_EVENT;
     d->handler = h;
     d->ud = ud;
+    json_scratch_init(&d->scratch);
 }
 
-static void kube_watch_decoder_free(kube_watch_decoder *d) { buf_free(&d->line); }
+static void kube_watch_decoder_free(kube_watch_decoder *d) {
+    buf_free(&d->line);
+    json_scratch_free(&d->scratch);
+}
 
 static int kube_watch_parse_type(const char *s, kube_watch_type *t) {
     static const struct { const char *name; kube_watch_type type; } types[] = {
@@ -65,20 +70,22 @@ static int kube_watch_dispatch(kube_watch_decoder *d, const char *line, size_t n
     size_t i = 0;
     while (i < n && isspace((unsigned char)line[i])) i++;
     if (i == n) return 0;
+    json_scratch_begin(&d->scratch);
     cJSON *root = cJSON_ParseWithLength(line, n);
+    json_scratch_pause(&d->scratch);
     if (!root || !cJSON_IsObject(root)) {
-        cJSON_Delete(root);
+        json_scratch_end(&d->scratch);
         return err_set(err, WC_EPARSE, "watch: event %" PRIu64 " is not a JSON object", d->events + 1);
     }
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(root, "type");
     cJSON *object = cJSON_GetObjectItemCaseSensitive(root, "object");
     kube_watch_event ev = {0};
     if (!cJSON_IsString(type) || kube_watch_parse_type(type->valuestring, &ev.type) < 0) {
-        cJSON_Delete(root);
+        json_scratch_end(&d->scratch);
         return err_set(err, WC_EPARSE, "watch: event %" PRIu64 " has no known type", d->events + 1);
     }
     if (!cJSON_IsObject(object)) {
-        cJSON_Delete(root);
+        json_scratch_end(&d->scratch);
         return err_set(err, WC_EPARSE, "watch: event %" PRIu64 " has no object", d->events + 1);
     }
     ev.object = object;
@@ -92,7 +99,7 @@ static int kube_watch_dispatch(kube_watch_decoder *d, const char *line, size_t n
     }
     d->events++;
     int rc = d->handler ? d->handler(d->ud, &ev, err) : 0;
-    cJSON_Delete(root);
+    json_scratch_end(&d->scratch);
     return rc ? -1 : 0;
 }
 

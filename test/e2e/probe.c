@@ -66,6 +66,8 @@ static int probe_informer(kube_client *kc, const char *resource, const char *ns,
                                .handler = probe_on_event, .page_size = 7 /* force paging */};
     const char *bmin = getenv("PROBE_BACKOFF_MIN_MS");
     if (bmin) o.backoff_min_ms = atol(bmin);
+    const char *paged = getenv("PROBE_PAGED_ONLY");
+    if (paged && strcmp(paged, "1") == 0) o.paged_only = 1;
     const char *wmin = getenv("PROBE_WATCH_SECONDS");
     if (wmin) o.watch_min_s = o.watch_max_s = atoi(wmin);
     kube_informer *inf = kube_informer_new(kc, resource, &o);
@@ -107,9 +109,10 @@ static int probe_informer(kube_client *kc, const char *resource, const char *ns,
         } else if (strncmp(cmd, "stats", 5) == 0) {
             char line[256];
             snprintf(line, sizeof line,
-                     "{\"stats\":{\"lists\":%ld,\"relists_gone\":%ld,\"watches\":%ld,\"watch_errors\":%ld,\"events\":%ld}}",
-                     inf->stats.lists, inf->stats.relists_gone, inf->stats.watches, inf->stats.watch_errors,
-                     inf->stats.events);
+                     "{\"stats\":{\"lists\":%ld,\"streamed\":%ld,\"stream_refused\":%d,\"relists_gone\":%ld,"
+                     "\"watches\":%ld,\"watch_errors\":%ld,\"events\":%ld}}",
+                     inf->stats.lists, inf->stats.streamed, inf->stream_refused, inf->stats.relists_gone,
+                     inf->stats.watches, inf->stats.watch_errors, inf->stats.events);
             probe_print_line(line);
         } else if (strncmp(cmd, "quit", 4) == 0) {
             break;

@@ -25,7 +25,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 import reliability_support as rs
-from conftest import REPO_ROOT, wait_for
+from conftest import REPO_ROOT, drop_namespace, make_namespace, wait_for
 
 
 def probe_path() -> str:
@@ -183,12 +183,21 @@ class Informer:
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1, env=env)
         self.lines: "queue.Queue[str]" = queue.Queue()
         self.events = []
+        self.stderr_lines: list = []
         threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=self._read_stderr, daemon=True).start()
         wait_for(lambda: self._drain_until("SYNCED"), 60, what="informer synced")
 
     def _read(self):
         for line in self.p.stdout:
             self.lines.put(line.strip())
+
+    def _read_stderr(self):
+        for line in self.p.stderr:
+            self.stderr_lines.append(line)
+
+    def stderr_text(self):
+        return "".join(self.stderr_lines)
 
     def _drain_until(self, marker=None):
         found = False
@@ -239,30 +248,89 @@ def fresh_list(custom, namespace):
 
 
 @pytest.fixture
+def own_namespace(core, request):
+    """A fresh namespace for one test: informer tests compare the whole namespace's contents."""
+    name = make_namespace(core, request.node.name.replace("_", "-").replace("[", "-").strip("]")[-40:].strip("-"))
+    yield name
+    drop_namespace(core, name)
+
+
+@pytest.fixture
 def crd_installed(tb):
     r = subprocess.run([os.environ.get("WC_BINARY", os.path.join(REPO_ROOT, "worker-controller")), "install-crds"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
 
 
-def test_informer_lists_in_pages_and_follows_changes(crd_installed, custom, namespace):
-    ns = namespace
-    for i in range(20):  # the probe lists with limit=7: three pages
+def informer_follows_changes(custom, ns, inf):
+    """Creates, changes and deletes Workers under a synced informer: its cache must end equal
+    to a fresh list, and it must have told its handler about each."""
+    custom.create_namespaced_custom_object("hiclaw.io", "v1beta1", ns, "workers", worker("live"))
+    custom.patch_namespaced_custom_object("hiclaw.io", "v1beta1", ns, "workers", "pre-1", {"spec": {"model": "x"}})
+    custom.delete_namespaced_custom_object("hiclaw.io", "v1beta1", ns, "workers", "pre-2")
+    wait_for(lambda: inf.cache() == fresh_list(custom, ns), 15, what="cache == list")
+    kinds = {(e["event"], e["key"]) for e in inf.events}
+    assert ("add", f"{ns}/live") in kinds
+    assert ("update", f"{ns}/pre-1") in kinds
+    assert ("delete", f"{ns}/pre-2") in kinds
+
+
+def test_informer_streams_its_list_and_follows_changes(crd_installed, custom, own_namespace):
+    """The default: the initial list arrives as a watch with sendInitialEvents, and the same
+    stream then carries the changes (one watch request in all)."""
+    ns = own_namespace
+    for i in range(20):
         custom.create_namespaced_custom_object("hiclaw.io", "v1beta1", ns, "workers", worker(f"pre-{i}"))
     inf = Informer("workers", ns)
     try:
         assert set(inf.cache()) == set(fresh_list(custom, ns))
-        custom.create_namespaced_custom_object("hiclaw.io", "v1beta1", ns, "workers", worker("live"))
-        custom.patch_namespaced_custom_object("hiclaw.io", "v1beta1", ns, "workers", "pre-1", {"spec": {"model": "x"}})
-        custom.delete_namespaced_custom_object("hiclaw.io", "v1beta1", ns, "workers", "pre-2")
-        wait_for(lambda: inf.cache() == fresh_list(custom, ns), 15, what="cache == list")
-        kinds = {(e["event"], e["key"]) for e in inf.events}
-        assert ("add", f"{ns}/live") in kinds
-        assert ("update", f"{ns}/pre-1") in kinds
-        assert ("delete", f"{ns}/pre-2") in kinds
-        assert inf.stats()["lists"] == 1
+        st = inf.stats()
+        assert (st["lists"], st["streamed"], st["stream_refused"], st["watches"]) == (1, 1, 0, 1), st
+        adds = [e for e in inf.events if e["event"] == "add"]
+        assert len(adds) == 20, inf.events
+        informer_follows_changes(custom, ns, inf)
+        st = inf.stats()
+        assert (st["lists"], st["watches"], st["watch_errors"]) == (1, 1, 0), st
     finally:
         inf.close()
+
+
+def test_informer_lists_in_pages_and_follows_changes(crd_installed, custom, own_namespace):
+    ns = own_namespace
+    for i in range(20):  # the probe lists with limit=7: three pages
+        custom.create_namespaced_custom_object("hiclaw.io", "v1beta1", ns, "workers", worker(f"pre-{i}"))
+    inf = Informer("workers", ns, {"PROBE_PAGED_ONLY": "1"})
+    try:
+        assert set(inf.cache()) == set(fresh_list(custom, ns))
+        informer_follows_changes(custom, ns, inf)
+        st = inf.stats()
+        assert (st["lists"], st["streamed"]) == (1, 0), st
+    finally:
+        inf.close()
+
+
+def test_informer_pages_when_the_server_will_not_stream(crd_installed, tb, custom, own_namespace):
+    """An API server with the WatchList feature gate off (1.33's default) answers a streamed
+    list with 422: the informer lists in pages instead, at once (no backoff), and works."""
+    ns = own_namespace
+    for i in range(5):
+        custom.create_namespaced_custom_object("hiclaw.io", "v1beta1", ns, "workers", worker(f"pre-{i}"))
+    argv, env = rs.kill_apiserver(tb)
+    try:
+        rs.start_apiserver(tb, argv + ["--feature-gates=WatchList=false"], env)
+        inf = Informer("workers", ns)
+        try:
+            assert inf.cache() == fresh_list(custom, ns)
+            st = inf.stats()
+            # (A watch may still meet "429 storage is (re)initializing" right after the restart.)
+            assert (st["streamed"], st["stream_refused"]) == (0, 1), (st, inf.stderr_text())
+            informer_follows_changes(custom, ns, inf)
+        finally:
+            inf.close()
+        assert "listing in pages" in inf.stderr_text()
+    finally:
+        rs.kill_apiserver(tb)
+        rs.start_apiserver(tb, argv, env)
 
 
 # The API server restart and etcd compaction helpers live in reliability_support (shared with
@@ -289,9 +357,10 @@ def test_informer_survives_apiserver_restart(crd_installed, tb, custom, namespac
         inf.close()
 
 
-def test_informer_relists_on_410_and_misses_nothing(crd_installed, tb, custom, namespace):
-    ns = namespace
-    inf = Informer("workers", ns, {"PROBE_BACKOFF_MIN_MS": "800"})
+@pytest.mark.parametrize("list_mode", ["streamed", "paged"])
+def test_informer_relists_on_410_and_misses_nothing(crd_installed, tb, custom, own_namespace, list_mode):
+    ns = own_namespace
+    inf = Informer("workers", ns, {"PROBE_BACKOFF_MIN_MS": "800", "PROBE_PAGED_ONLY": "1" if list_mode == "paged" else "0"})
     try:
         for i in range(6):
             custom.create_namespaced_custom_object("hiclaw.io", "v1beta1", ns, "workers", worker(f"g-{i}"))
@@ -311,6 +380,7 @@ def test_informer_relists_on_410_and_misses_nothing(crd_installed, tb, custom, n
         wait_for(lambda: inf.cache() == fresh_list(custom, ns), 90, interval=0.5, what="cache == list after 410")
         st = inf.stats()
         assert st["relists_gone"] >= 1 and st["lists"] >= 2, st
+        assert st["streamed"] == (st["lists"] if list_mode == "streamed" else 0), st
         keys = {(e["event"], e["key"]) for e in inf.events}
         for want in [("delete", f"{ns}/g-0"), ("delete", f"{ns}/g-1"), ("add", f"{ns}/while-frozen"),
                      ("update", f"{ns}/g-2")]:

@@ -37,6 +37,77 @@ TEST(arena_alignment_and_growth) {
     arena_free(&a);
 }
 
+/* A parse inside a scratch allocates from its arena; what is built from the tree afterwards is
+ * heap memory that outlives it; deleting scratch nodes is harmless; a stream of small events
+ * reuses one kept chunk; a big page's chunks are released. */
+TEST(json_scratch_parse_trees_live_in_the_arena_and_copies_outlive_them) {
+    json_scratch s;
+    json_scratch_init(&s);
+    json_scratch_begin(&s);
+    cJSON *tree = cJSON_Parse("{\"metadata\":{\"name\":\"alice\",\"labels\":{\"a\":\"b\"}},\"n\":[1,2,3]}");
+    json_scratch_pause(&s);
+    CHECK(tree != NULL);
+    CHECK(json_scratch_owns(&s, tree));
+    CHECK(json_scratch_owns(&s, cJSON_GetObjectItem(tree, "metadata")->child->valuestring));
+    CHECK(s.a.total > 0);
+    /* Built after the parse: ordinary heap memory. */
+    cJSON *copy = cJSON_Duplicate(cJSON_GetObjectItem(tree, "metadata"), 1);
+    char *text = cJSON_PrintUnformatted(tree);
+    CHECK(!json_scratch_owns(&s, copy) && !json_scratch_owns(&s, text));
+    /* Deleting a scratch subtree (or the whole tree) frees nothing and breaks nothing. */
+    cJSON_Delete(cJSON_DetachItemFromObject(tree, "n"));
+    cJSON_Delete(tree);
+    size_t kept_cap = s.a.head->cap;
+    json_scratch_end(&s);
+    CHECK(json_scratch_current == NULL);
+    CHECK(s.a.head != NULL && s.a.head->used == 0 && s.a.head->cap == kept_cap); /* kept for the next event */
+    CHECK_STR_EQ(cJSON_GetObjectItem(copy, "name")->valuestring, "alice");
+    CHECK_STR_EQ(text, "{\"metadata\":{\"name\":\"alice\",\"labels\":{\"a\":\"b\"}},\"n\":[1,2,3]}");
+    cJSON_Delete(copy);
+    cJSON_free(text);
+
+    /* Outside any scope cJSON uses the heap. */
+    cJSON *heap = cJSON_Parse("[1]");
+    CHECK(!json_scratch_owns(&s, heap));
+    cJSON_Delete(heap);
+
+    /* A page-sized tree: several doubling chunks, all but a small one released at the end. */
+    buf big = BUF_INIT;
+    buf_putc(&big, '[');
+    for (int i = 0; i < 20000; i++) buf_printf(&big, "%s{\"name\":\"w-%d\",\"v\":%d}", i ? "," : "", i, i);
+    buf_putc(&big, ']');
+    json_scratch_begin(&s);
+    cJSON *page = cJSON_ParseWithLength(big.data, big.len);
+    json_scratch_pause(&s);
+    CHECK_INT_EQ(cJSON_GetArraySize(page), 20000);
+    CHECK_STR_EQ(cJSON_GetArrayItem(page, 19999)->child->valuestring, "w-19999");
+    int chunks = 0;
+    size_t largest = 0;
+    for (arena_chunk *c = s.a.head; c; c = c->next, chunks++) largest = c->cap > largest ? c->cap : largest;
+    CHECK(chunks >= 3 && chunks <= 20);
+    CHECK(largest > JSON_SCRATCH_FIRST_CHUNK && largest <= JSON_SCRATCH_MAX_CHUNK + 4096);
+    json_scratch_end(&s);
+    CHECK(s.a.head != NULL && s.a.head->next == NULL && s.a.head->cap <= JSON_SCRATCH_KEEP);
+    buf_free(&big);
+
+    /* Nested scopes: the inner one's tree is its own; leaving it restores the outer. */
+    json_scratch inner;
+    json_scratch_init(&inner);
+    json_scratch_begin(&s);
+    cJSON *outer_tree = cJSON_Parse("{\"o\":1}");
+    json_scratch_pause(&s);
+    json_scratch_begin(&inner);
+    cJSON *inner_tree = cJSON_Parse("{\"i\":2}");
+    CHECK(json_scratch_owns(&inner, inner_tree) && !json_scratch_owns(&s, inner_tree));
+    json_scratch_end(&inner);
+    CHECK(json_scratch_current == &s);
+    cJSON_Delete(outer_tree); /* a scratch node of the outer scope: still a no-op */
+    json_scratch_end(&s);
+    CHECK(json_scratch_current == NULL);
+    json_scratch_free(&inner);
+    json_scratch_free(&s);
+}
+
 TEST(buf_append_printf_and_limit) {
     buf b = BUF_INIT;
     CHECK_STR_EQ(buf_cstr(&b), "");

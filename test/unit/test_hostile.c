@@ -235,7 +235,7 @@ TEST(hostile_informer_survives_bad_watch_streams) {
     int healthy = 0;
     hostile_mode(kc, "badjson");
     int64_t t0 = wc_now_ms();
-    CHECK_INT_EQ(kube_informer_watch(inf, &healthy, &err), -1);
+    CHECK_INT_EQ(kube_informer_watch(inf, 0, &healthy, &err), -1);
     CHECK(wc_now_ms() - t0 < 5000); /* ended at the bad line, not at the server's leisure */
     CHECK_INT_EQ(err.code, WC_EPARSE);
     CHECK_INT_EQ(kube_informer_len(inf), 2); /* pod c, decoded before the garbage */
@@ -243,24 +243,43 @@ TEST(hostile_informer_survives_bad_watch_streams) {
     CHECK_INT_EQ(inf->stats.watch_errors, 1);
 
     hostile_mode(kc, "truncchunk");
-    CHECK_INT_EQ(kube_informer_watch(inf, &healthy, &err), -1);
+    CHECK_INT_EQ(kube_informer_watch(inf, 0, &healthy, &err), -1);
     CHECK(err.code == WC_EIO || err.code == WC_EPARSE);
     CHECK_INT_EQ(kube_informer_len(inf), 2);
 
     hostile_mode(kc, "hugeline");
     long rss0 = hostile_maxrss_kib();
-    CHECK_INT_EQ(kube_informer_watch(inf, &healthy, &err), -1);
+    CHECK_INT_EQ(kube_informer_watch(inf, 0, &healthy, &err), -1);
     CHECK_INT_EQ(err.code, WC_ETOOBIG);
     CHECK((hostile_maxrss_kib() - rss0) / 1024 < 64);
     CHECK_INT_EQ(inf->stats.watch_errors, 3);
 
     hostile_mode(kc, "ok");
-    CHECK_INT_EQ(kube_informer_watch(inf, &healthy, &err), 0);
+    CHECK_INT_EQ(kube_informer_watch(inf, 0, &healthy, &err), 0);
     CHECK_INT_EQ(kube_informer_len(inf), 3); /* pod b */
     CHECK_STR_EQ(inf->last_rv, "11");
     /* A relist replaces the cache with the server's truth (a, only). */
     CHECK_INT_EQ(kube_informer_list(inf, &err), 0);
     CHECK_INT_EQ(kube_informer_len(inf), 1);
+    /* A streamed list whose stream ends before the initial-events-end bookmark is incomplete:
+     * its events are applied, but nothing is deleted and last_rv does not move. */
+    CHECK_INT_EQ(kube_informer_watch(inf, 1, &healthy, &err), KUBE_WATCH_INCOMPLETE);
+    CHECK(strstr(err.msg, "ended before its initial events did") != NULL);
+    CHECK_INT_EQ(kube_informer_len(inf), 2);
+    CHECK_STR_EQ(inf->last_rv, "10");
+    CHECK_INT_EQ(inf->stats.streamed, 0);
+    kube_informer_free(inf);
+
+    /* The informer thread: three incomplete streams, then it lists in pages and syncs. */
+    o.backoff_min_ms = 20;
+    o.backoff_max_ms = 40;
+    inf = kube_informer_new(kc, "hostile-pods", &o);
+    REQUIRE(kube_informer_start(inf, &err) == 0);
+    CHECK_INT_EQ(kube_informer_wait_synced(inf, 10000), 0);
+    CHECK_INT_EQ(inf->stream_refused, 1);
+    CHECK(inf->stats.lists >= 4); /* three streams, one paged list */
+    CHECK_INT_EQ(inf->stats.streamed, 0);
+    atomic_store(&kc->cancel, 1);
     kube_informer_free(inf);
     kube_client_free(kc);
 }
