@@ -25,14 +25,7 @@ def main():
     for _ in range(max(1, min(reps, 20))):
         for b in bins:
             r = bench.Runner(bed, work, b, "", 4)
-            p, t0, _, haddr = r.start_controller(ns, "pod")
-            ready = None
-            while time.time() - t0 < 60 and ready is None:
-                if bench.http_ok(f"http://{haddr}/readyz"):
-                    ready = time.time() - t0
-                else:
-                    time.sleep(0.01)
-            st = bench.proc_status(p.pid)
+            p, ready, _, st = r.start_until_ready(ns, "pod")
             r.stop(p)
             if ready is None:
                 print(f"{os.path.basename(b)}: not ready within 60 s", flush=True)

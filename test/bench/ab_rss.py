@@ -21,12 +21,7 @@ def main():
     bed = bench.Bed(bench.load_bed(os.path.join(bed_dir, "env")), work)
     for b in bins:
         r = bench.Runner(bed, work, b, "", 4)
-        p, t0, maddr, haddr = r.start_controller(ns, "pod")
-        ready = None
-        while time.time() - t0 < 60 and ready is None:
-            if bench.http_ok(f"http://{haddr}/readyz"):
-                ready = time.time() - t0
-            time.sleep(0.01)
+        p, ready, maddr, _ = r.start_until_ready(ns, "pod")
         time.sleep(settle)
         st = bench.proc_status(p.pid)
         m = bench.scrape(maddr)

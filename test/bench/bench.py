@@ -311,9 +311,9 @@ class Runner:
         self.stop(sti)
         return res
 
-    def startup(self, ns: str, backend: str, n: int, timeout: float = 60) -> dict:
-        """Restart on a namespace with n converged Workers: exec -> /readyz 200; then how many
-        writes the restart causes in the next 20 s (should be 0)."""
+    def start_until_ready(self, ns: str, backend: str, timeout: float = 60):
+        """Starts the controller and polls /readyz every 10 ms: (process, seconds from exec to
+        the first 200 or None, metrics address, /proc status at that moment)."""
         p, t0, maddr, haddr = self.start_controller(ns, backend)
         ready = None
         while time.time() - t0 < timeout and p.poll() is None:
@@ -321,7 +321,12 @@ class Runner:
                 ready = time.time() - t0
                 break
             time.sleep(0.01)
-        st = proc_status(p.pid)
+        return p, ready, maddr, proc_status(p.pid)
+
+    def startup(self, ns: str, backend: str, n: int, timeout: float = 60) -> dict:
+        """Restart on a namespace with n converged Workers: exec -> /readyz 200; then how many
+        writes the restart causes in the next 20 s (should be 0)."""
+        p, ready, maddr, st = self.start_until_ready(ns, backend, timeout)
         time.sleep(20)
         m = scrape(maddr)
         st2 = proc_status(p.pid)

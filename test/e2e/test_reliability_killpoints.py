@@ -103,6 +103,20 @@ def test_sandbox_create_killed_at(point, tb, api, core, custom, s3, scenario_ns)
         ctl.close()
 
 
+def _killed_while_deleting(ctl, custom, ns, w, point, **spec):
+    """Runs the product until Worker w is Running, then deletes w under the failpoint build
+    and waits for the kill: killed mid-cleanup, the Worker is still there, held by its
+    finalizer."""
+    ctl.start(timeout=60)
+    h.create_worker(custom, ns, w, **spec)
+    h.wait_phase(custom, ns, w, "Running", timeout=60)
+    ctl.stop()
+    _start_failpoint(ctl, point)
+    h.delete_worker(custom, ns, w)
+    _wait_killed(ctl, point)
+    assert h.get_worker(custom, ns, w)["metadata"].get("deletionTimestamp")
+
+
 @pytest.mark.parametrize("point", ["after-delete-claim", "after-delete-sandbox", "after-delete-deps-all",
                                    "after-delete-serviceaccount"])
 def test_sandbox_delete_killed_at(point, tb, api, core, custom, s3, scenario_ns):
@@ -111,15 +125,7 @@ def test_sandbox_delete_killed_at(point, tb, api, core, custom, s3, scenario_ns)
     ctl.setup_identity()
     try:
         with standins.AutoStandins(api, namespace=ns, kubelet=False, openkruise=True):
-            ctl.start(timeout=60)
-            h.create_worker(custom, ns, w, backendRuntime="sandbox")
-            h.wait_phase(custom, ns, w, "Running", timeout=60)
-            ctl.stop()
-            _start_failpoint(ctl, point)
-            h.delete_worker(custom, ns, w)
-            _wait_killed(ctl, point)
-            # killed mid-cleanup: the Worker is still there, held by the finalizer
-            assert h.get_worker(custom, ns, w)["metadata"].get("deletionTimestamp")
+            _killed_while_deleting(ctl, custom, ns, w, point, backendRuntime="sandbox")
             claims, sandboxes = _sandbox_objects(custom, ns, w)
             if point == "after-delete-claim":
                 assert sandboxes, "the Sandbox should outlive its claim at this kill point"
@@ -163,14 +169,7 @@ def test_pod_delete_killed_at(point, tb, api, core, custom, scenario_ns):
     ctl.setup_identity()
     try:
         with standins.AutoStandins(api, namespace=ns, openkruise=False, pod_delay=0.1):
-            ctl.start(timeout=60)
-            h.create_worker(custom, ns, w)
-            h.wait_phase(custom, ns, w, "Running", timeout=60)
-            ctl.stop()
-            _start_failpoint(ctl, point)
-            h.delete_worker(custom, ns, w)
-            _wait_killed(ctl, point)
-            assert h.get_worker(custom, ns, w)["metadata"].get("deletionTimestamp")
+            _killed_while_deleting(ctl, custom, ns, w, point)
             _restart_product(ctl)
             h.wait_for_value(lambda: _gone(lambda: h.get_worker(custom, ns, w)), 60, "Worker deleted")
         assert h.worker_pods(core, ns, w) == []
