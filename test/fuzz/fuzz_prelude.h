@@ -35,6 +35,7 @@ static void wc_oom(void);
 #include "base/mem.c"
 #include "base/err.c"
 #include "base/arena.c"
+#include "base/json_scratch.c"
 #include "base/buf.c"
 #include "base/timeutil.c"
 #include "base/log.c"
