@@ -184,3 +184,11 @@ def kubelet(api):
 @pytest.fixture
 def openkruise(api):
     return standins.OpenKruise(api)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """A passing session leaves no controller work directories behind in /tmp (they hold test
+    ServiceAccount tokens); a failing one keeps them for their logs."""
+    harness = sys.modules.get("controller_harness")
+    if harness is not None and exitstatus == 0:
+        harness.remove_workdirs()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -100,6 +101,16 @@ def request_token(core: client.CoreV1Api, namespace: str, sa: str, seconds: int 
     return res.status.token
 
 
+# Work directories made here (logs, the ServiceAccount token, HOME): removed when the whole
+# session passed (conftest's pytest_sessionfinish); kept after a failure, for the logs.
+_WORKDIRS: list = []
+
+
+def remove_workdirs() -> None:
+    while _WORKDIRS:
+        shutil.rmtree(_WORKDIRS.pop(), ignore_errors=True)
+
+
 class ControllerProcess:
     """One `worker-controller run` subprocess under the ServiceAccount render-rbac created."""
 
@@ -109,7 +120,10 @@ class ControllerProcess:
         self.binary_path = binary_path  # None: the product binary (WC_BINARY); may be switched between starts
         self.server_url: Optional[str] = None  # None: the bed's API server; e.g. a proxy in front of it
         self.extra_env = dict(env or {})
-        self.dir = workdir or tempfile.mkdtemp(prefix=f"wc-ctl-{name}-")
+        self.dir = workdir
+        if not self.dir:
+            self.dir = tempfile.mkdtemp(prefix=f"wc-ctl-{name}-")
+            _WORKDIRS.append(self.dir)
         self.home = os.path.join(self.dir, "home")
         os.makedirs(self.home, exist_ok=True)
         self.log_path = os.path.join(self.dir, "controller.log")

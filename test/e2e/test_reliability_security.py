@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import tempfile
 import time
 
 import pytest
@@ -125,11 +124,11 @@ def _make_ca(d: str, name: str) -> str:
     return f"{d}/{name}.pem"
 
 
-def test_s3_wrong_certificate_is_refused_no_claim(tb, api, core, custom, lone_ns):
+def test_s3_wrong_certificate_is_refused_no_claim(tb, api, core, custom, lone_ns, tmp_path):
     """HICLAW_WORKER_DEPS_CA_FILE pointing to another CA: WorkerDepsFailed naming TLS,
     never a claim (the deps must exist, verified, before a claim)."""
     ns = lone_ns
-    d = tempfile.mkdtemp(prefix="wc-rel-ca-")
+    d = str(tmp_path)
     wrong = _make_ca(d, "wrong-ca")
     ctl = sb.sandbox_controller(tb, core, ns, {"HICLAW_WORKER_DEPS_CA_FILE": wrong})
     try:
@@ -158,11 +157,11 @@ class _WrongCAController(h.ControllerProcess):
                 "--ca-file", self.ca_file]
 
 
-def test_kube_wrong_certificate_is_refused(tb, api, core, custom, lone_ns):
+def test_kube_wrong_certificate_is_refused(tb, api, core, custom, lone_ns, tmp_path):
     """--ca-file of another CA: the controller never talks to the API server (TLS errors, no
     write, never ready); there is no flag or variable to skip verification."""
     ns = lone_ns
-    d = tempfile.mkdtemp(prefix="wc-rel-ca-")
+    d = str(tmp_path)
     wrong = _make_ca(d, "wrong-kube-ca")
     ctl = _WrongCAController(tb, core, ns, f"ctl-{h.unique_suffix()}", ca_file=wrong)
     ctl.setup_identity()

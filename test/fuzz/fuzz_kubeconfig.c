@@ -5,8 +5,15 @@
 
 static char path[64];
 
+/* The parser reads a file: one scratch file per process, gone when the run ends normally (a
+ * crash leaves it next to the crash report). */
+static void remove_scratch_file(void) { unlink(path); }
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    if (!path[0]) snprintf(path, sizeof path, "/tmp/wc-fuzz-kubeconfig-%d.yaml", (int)getpid());
+    if (!path[0]) {
+        snprintf(path, sizeof path, "/tmp/wc-fuzz-kubeconfig-%d.yaml", (int)getpid());
+        atexit(remove_scratch_file);
+    }
     FILE *f = fopen(path, "wb");
     if (!f) return 0;
     fwrite(data, 1, size, f);
