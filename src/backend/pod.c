@@ -202,7 +202,33 @@ static cJSON *instance_project_metadata(const cJSON *obj) {
     }
     const char *hash = json_str(cJSON_GetObjectItemCaseSensitive(md, "annotations"), ANNOTATION_SPEC_HASH);
     if (hash) cJSON_AddStringToObject(cJSON_AddObjectToObject(m, "annotations"), ANNOTATION_SPEC_HASH, hash);
+    /* The controller ownerReference, reduced to kind and UID: it tells a Worker's own Pod from
+     * the Pod a sandbox controller made for a Sandbox (which carries the same labels). */
+    const cJSON *ref;
+    cJSON_ArrayForEach(ref, cJSON_GetObjectItemCaseSensitive(md, "ownerReferences")) {
+        if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ref, "controller"))) continue;
+        cJSON *o = cJSON_AddObjectToObject(m, "owner");
+        const char *kind = json_str(ref, "kind"), *uid = json_str(ref, "uid");
+        if (kind) cJSON_AddStringToObject(o, "kind", kind);
+        if (uid) cJSON_AddStringToObject(o, "uid", uid);
+        break;
+    }
     return out;
+}
+
+/* Label selector of the pod informer and of the live Pod check: the controller's Pods, minus
+ * those labelled for a sandbox backend. OpenKruise gives each Sandbox a Pod carrying the claim's
+ * labels (hiclaw.io/worker, hiclaw.io/controller, hiclaw.io/backend=sandbox); that Pod is part of
+ * the sandbox instance. Legacy Pods (HiClaw v1.1) have no hiclaw.io/backend label and match. */
+#define POD_INSTANCE_SELECTOR_EXTRA "," LABEL_BACKEND " notin (sandbox,agent-sandbox)"
+
+/* A Pod is a pod-backend instance unless something other than a Worker controls it (a Sandbox's
+ * Pod is controlled by its Sandbox) or it is labelled for a sandbox backend. The informer's
+ * selector already leaves the labelled ones out; this holds for any list, and for a Pod whose
+ * labels someone changed. Pods with no controller at all are legacy HiClaw Pods: instances. */
+static int pod_is_worker_instance(const char *backend_label, const char *owner_kind) {
+    if (backend_label && strcmp(backend_label, "pod") != 0) return 0;
+    return !owner_kind || strcmp(owner_kind, "Worker") == 0;
 }
 
 static cJSON *pod_project(const cJSON *pod) {
@@ -254,6 +280,9 @@ static void pod_observe(const cJSON *proj, obs_pod *p) {
     p->waiting_reason = json_str(st, "waitingReason");
     p->waiting_message = json_str(st, "waitingMessage");
     p->terminated_reason = json_str(st, "terminatedReason");
+    const cJSON *owner = cJSON_GetObjectItemCaseSensitive(md, "owner");
+    p->is_instance = pod_is_worker_instance(json_str(cJSON_GetObjectItemCaseSensitive(md, "labels"), LABEL_BACKEND),
+                                            json_str(owner, "kind"));
 }
 
 /* Index key of an instance: "namespace/<hiclaw.io/worker label>", the Worker's queue key. */

@@ -226,9 +226,19 @@ static int other_backend_exists(controller *c, const worker *w, backend_kind cre
     char sel[512];
     snprintf(sel, sizeof sel, LABEL_WORKER "=%s," LABEL_CONTROLLER "=%s", w->name, c->controller_name);
     if (creating == BACKEND_SANDBOX) {
+        /* Pods of the pod backend only: a Sandbox's own Pod (a previous sandbox instance still
+         * terminating) is the sandbox backend's, and the claim/Sandbox check covers it. */
+        strncat(sel, POD_INSTANCE_SELECTOR_EXTRA, sizeof sel - strlen(sel) - 1);
         cJSON *list = NULL;
-        if (kube_list_page(c->kc, &KUBE_PODS, w->namespace, sel, NULL, 1, NULL, &list, err) < 0) return -1;
-        *exists = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(list, "items")) > 0;
+        if (kube_list_page(c->kc, &KUBE_PODS, w->namespace, sel, NULL, 0, NULL, &list, err) < 0) return -1;
+        const cJSON *it;
+        cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(list, "items")) {
+            cJSON *proj = pod_project(it);
+            obs_pod p;
+            pod_observe(proj, &p);
+            *exists |= p.is_instance;
+            cJSON_Delete(proj);
+        }
         cJSON_Delete(list);
         return 0;
     }
@@ -410,9 +420,12 @@ static void observe_pods(controller *c, arena *a, const char *key, cJSON **keep,
     size_t n = (size_t)cJSON_GetArraySize(arr), i = 0;
     obs_pod *pods = arena_calloc(a, (n ? n : 1) * sizeof *pods);
     const cJSON *it;
-    cJSON_ArrayForEach(it, arr) pod_observe(it, &pods[i++]);
+    cJSON_ArrayForEach(it, arr) {
+        pod_observe(it, &pods[i]);
+        if (pods[i].is_instance) i++; /* a sandbox's own Pod belongs to the sandbox instance */
+    }
     o->pods = pods;
-    o->npods = n;
+    o->npods = i;
 }
 
 /* Reconciles one Worker. */

@@ -370,7 +370,9 @@ static int cmd_run(int argc, char **argv) {
     char selector[300];
     snprintf(selector, sizeof selector, LABEL_CONTROLLER "=%s", r->conf.controller_name);
     c->workers = run_informer(r, "workers", &KUBE_WORKERS, NULL, worker_project, enqueue_worker, NULL, &err);
-    c->pods = c->workers ? run_informer(r, "pods", &KUBE_PODS, selector, pod_project, enqueue_owner, instance_index, &err) : NULL;
+    char pod_selector[400];
+    snprintf(pod_selector, sizeof pod_selector, "%s" POD_INSTANCE_SELECTOR_EXTRA, selector);
+    c->pods = c->workers ? run_informer(r, "pods", &KUBE_PODS, pod_selector, pod_project, enqueue_owner, instance_index, &err) : NULL;
     if (c->pods && r->conf.sandbox_enabled) {
         c->claims = run_informer(r, "sandboxclaims", &KUBE_SANDBOXCLAIMS, selector, claim_project, enqueue_owner,
                                  instance_index, &err);

@@ -28,6 +28,7 @@ typedef struct obs_pod {
     const char *terminated_reason;
     const char *spec_hash;        /* annotation hiclaw.io/spec-hash */
     const char *pod_ip;
+    int is_instance;              /* a pod-backend instance (not a sandbox's own Pod); the shell keeps only these */
 } obs_pod;
 
 typedef struct obs_claim {

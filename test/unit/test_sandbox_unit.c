@@ -345,3 +345,47 @@ TEST(sandbox_sigv4_matches_the_aws_s3_get_object_example) {
     snprintf(want, sizeof want, "%s%s", prefix, aws_published);
     CHECK_STR_EQ(auth, want);
 }
+
+/* OpenKruise gives each Sandbox a Pod named like it, controlled by the Sandbox and labelled with
+ * the claim's labels (hiclaw.io/worker, hiclaw.io/controller, hiclaw.io/backend=sandbox): part of
+ * the sandbox instance, never a pod-backend instance. Legacy HiClaw Pods (no backend label, a
+ * Worker owner or none) still are. */
+static int pod_instance_of_json(const char *json) {
+    cJSON *pod = cJSON_Parse(json);
+    cJSON *proj = pod_project(pod);
+    obs_pod p;
+    pod_observe(proj, &p);
+    int r = p.is_instance;
+    cJSON_Delete(proj);
+    cJSON_Delete(pod);
+    return r;
+}
+
+TEST(pod_projection_tells_a_sandboxs_pod_from_a_worker_pod) {
+    const char *sandbox_pod =
+        "{\"metadata\":{\"name\":\"pool-x7k2p\",\"namespace\":\"ns\",\"uid\":\"u1\",\"labels\":{"
+        "\"hiclaw.io/worker\":\"alice\",\"hiclaw.io/controller\":\"c\",\"hiclaw.io/backend\":\"sandbox\","
+        "\"agents.kruise.io/created-by\":\"sandbox\"},\"ownerReferences\":[{\"apiVersion\":\"agents.kruise.io/v1alpha1\","
+        "\"kind\":\"Sandbox\",\"name\":\"pool-x7k2p\",\"uid\":\"s1\",\"controller\":true,\"blockOwnerDeletion\":true}]},"
+        "\"status\":{\"phase\":\"Running\"}}";
+    /* the same Pod before the claim's labels reached it: only its owner says what it is */
+    const char *sandbox_pod_unlabelled =
+        "{\"metadata\":{\"name\":\"pool-x7k2p\",\"namespace\":\"ns\",\"uid\":\"u1\",\"labels\":{"
+        "\"hiclaw.io/worker\":\"alice\",\"hiclaw.io/controller\":\"c\"},\"ownerReferences\":[{\"kind\":\"Sandbox\","
+        "\"uid\":\"s1\",\"controller\":true}]}}";
+    const char *worker_pod =
+        "{\"metadata\":{\"name\":\"hiclaw-worker-alice\",\"namespace\":\"ns\",\"uid\":\"u2\",\"labels\":{"
+        "\"hiclaw.io/worker\":\"alice\",\"hiclaw.io/controller\":\"c\",\"hiclaw.io/backend\":\"pod\"},"
+        "\"ownerReferences\":[{\"kind\":\"Worker\",\"uid\":\"w1\",\"controller\":true}]}}";
+    const char *legacy_pod =
+        "{\"metadata\":{\"name\":\"hiclaw-worker-alice\",\"namespace\":\"ns\",\"uid\":\"u3\",\"labels\":{"
+        "\"hiclaw.io/worker\":\"alice\",\"hiclaw.io/controller\":\"c\"}}}";
+    const char *legacy_pod_noncontroller_ref =
+        "{\"metadata\":{\"name\":\"hiclaw-worker-alice\",\"namespace\":\"ns\",\"uid\":\"u4\",\"labels\":{"
+        "\"hiclaw.io/worker\":\"alice\"},\"ownerReferences\":[{\"kind\":\"ConfigMap\",\"uid\":\"x\"}]}}";
+    CHECK_INT_EQ(pod_instance_of_json(sandbox_pod), 0);
+    CHECK_INT_EQ(pod_instance_of_json(sandbox_pod_unlabelled), 0);
+    CHECK_INT_EQ(pod_instance_of_json(worker_pod), 1);
+    CHECK_INT_EQ(pod_instance_of_json(legacy_pod), 1);
+    CHECK_INT_EQ(pod_instance_of_json(legacy_pod_noncontroller_ref), 1);
+}
