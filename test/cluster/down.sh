@@ -33,10 +33,8 @@ stop() { # name
     rm -f "$pidfile"
 }
 
-# Clients first, storage last.
-stop kube-apiserver
-stop minio
-stop etcd
+# Clients first, storage last: the reverse of the start order.
+for ((i = ${#TB_PROCESSES[@]} - 1; i >= 0; i--)); do stop "${TB_PROCESSES[i]}"; done
 
 if [[ -f $S/ports ]]; then
     while read -r port; do

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build (once) and cache the test bed's binaries from source through the Go module proxy:
-#   kube-apiserver, kubectl (k8s.io/kubernetes), etcd (go.etcd.io/etcd/server/v3),
-#   helm (helm.sh/helm/v3), minio (github.com/minio/minio).
+#   kube-apiserver, kube-scheduler, kube-controller-manager, kubectl (k8s.io/kubernetes),
+#   etcd (go.etcd.io/etcd/server/v3), helm (helm.sh/helm/v3), minio (github.com/minio/minio),
+#   kwok (sigs.k8s.io/kwok) with the stage definitions its module ships.
 #
 # Each tool lands in ~/.cache/worker-controller/testbin/<tool>-<version>/ with a
 # .complete stamp; a warm cache returns in well under a second without invoking go.
@@ -21,13 +22,18 @@ HELM_VERSION=v3.22.0         # latest v3 the proxy serves
 # MinIO has no semver tags; this is the pseudo-version `go list -m ...@latest` returned.
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 MINIO_RELEASE_TIME=2026-02-12T20:18:48Z
+KWOK_VERSION=v0.8.0
 
 WC_CACHE=${WC_CACHE:-$HOME/.cache/worker-controller}
 TESTBIN_ROOT=$WC_CACHE/testbin
-BED_KEY="k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_helm-${HELM_VERSION}_minio-${MINIO_VERSION##*-}"
+BED_KEY="k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_helm-${HELM_VERSION}_minio-${MINIO_VERSION##*-}_kwok-${KWOK_VERSION}"
 BIN_DIR=$TESTBIN_ROOT/$BED_KEY
 
-K8S_DIR=$TESTBIN_ROOT/kubernetes-$K8S_VERSION
+# The kubernetes directory holds four binaries; its name says so, so a cache made before the
+# scheduler and controller-manager joined is not mistaken for a complete one.
+K8S_DIR=$TESTBIN_ROOT/kubernetes-$K8S_VERSION-4bin
+K8S_BINS=(kube-apiserver kube-scheduler kube-controller-manager kubectl)
+KWOK_DIR=$TESTBIN_ROOT/kwok-$KWOK_VERSION
 ETCD_DIR=$TESTBIN_ROOT/etcd-$ETCD_VERSION
 HELM_DIR=$TESTBIN_ROOT/helm-$HELM_VERSION
 MINIO_DIR=$TESTBIN_ROOT/minio-$MINIO_VERSION
@@ -47,8 +53,10 @@ stamp() { # dir version binaries...
 
 link_all() {
     mkdir -p "$BIN_DIR"
-    ln -sfn "$K8S_DIR/kube-apiserver" "$BIN_DIR/kube-apiserver"
-    ln -sfn "$K8S_DIR/kubectl" "$BIN_DIR/kubectl"
+    local b
+    for b in "${K8S_BINS[@]}"; do ln -sfn "$K8S_DIR/$b" "$BIN_DIR/$b"; done
+    ln -sfn "$KWOK_DIR/kwok" "$BIN_DIR/kwok"
+    ln -sfn "$KWOK_DIR/stage" "$BIN_DIR/kwok-stage"
     ln -sfn "$ETCD_DIR/etcd" "$BIN_DIR/etcd"
     ln -sfn "$HELM_DIR/helm" "$BIN_DIR/helm"
     ln -sfn "$MINIO_DIR/minio" "$BIN_DIR/minio"
@@ -57,11 +65,13 @@ kubernetes $K8S_VERSION
 etcd $ETCD_VERSION
 helm $HELM_VERSION
 minio $MINIO_VERSION
+kwok $KWOK_VERSION
 EOF
 }
 
 all_complete() {
-    complete "$K8S_DIR" && complete "$ETCD_DIR" && complete "$HELM_DIR" && complete "$MINIO_DIR"
+    complete "$K8S_DIR" && complete "$ETCD_DIR" && complete "$HELM_DIR" && complete "$MINIO_DIR" &&
+        complete "$KWOK_DIR"
 }
 
 if [[ ${1:-} == --print ]]; then
@@ -133,14 +143,16 @@ build_kubernetes() {
     done
     (
         cd "$w"
-        go get k8s.io/kubernetes/cmd/kube-apiserver@"$K8S_VERSION" k8s.io/kubernetes/cmd/kubectl@"$K8S_VERSION"
+        local pkgs=() b
+        for b in "${K8S_BINS[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$b"); done
+        go get "${pkgs[@]/%/@$K8S_VERSION}"
         local out=$w/out; mkdir -p "$out"
-        log "kubernetes $K8S_VERSION: go build kube-apiserver kubectl"
-        go build -trimpath -ldflags "$ld" -o "$out/" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl
+        log "kubernetes $K8S_VERSION: go build ${K8S_BINS[*]}"
+        go build -trimpath -ldflags "$ld" -o "$out/" "${pkgs[@]}"
         mkdir -p "$K8S_DIR"
-        mv "$out/kube-apiserver" "$out/kubectl" "$K8S_DIR/"
+        for b in "${K8S_BINS[@]}"; do mv "$out/$b" "$K8S_DIR/"; done
     )
-    stamp "$K8S_DIR" "$K8S_VERSION" kube-apiserver kubectl
+    stamp "$K8S_DIR" "$K8S_VERSION" "${K8S_BINS[@]}"
 }
 
 build_etcd() {
@@ -186,6 +198,24 @@ build_minio() {
     stamp "$MINIO_DIR" "$MINIO_VERSION" minio
 }
 
+# kwok: `go install` builds it as released. Its standalone binary has no stages built in; the
+# module ships them under kustomize/stage/, copied next to the binary so up.sh can compose its
+# configuration from the released definitions instead of a copy kept in this repository.
+build_kwok() {
+    complete "$KWOK_DIR" && return 0
+    log "kwok $KWOK_VERSION: go install"
+    mkdir -p "$KWOK_DIR"
+    local v=sigs.k8s.io/kwok/pkg/consts
+    GOBIN=$KWOK_DIR go install -trimpath -ldflags "-s -w -X $v.Version=$KWOK_VERSION" \
+        "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+    local moddir
+    moddir=$(go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+    [[ -d $moddir/kustomize/stage ]] || { log "kwok module has no kustomize/stage"; return 1; }
+    rm -rf "$KWOK_DIR/stage"; cp -r "$moddir/kustomize/stage" "$KWOK_DIR/stage"
+    chmod -R u+w "$KWOK_DIR/stage"
+    stamp "$KWOK_DIR" "$KWOK_VERSION" kwok
+}
+
 # One builder at a time per cache (two beds starting together on a cold cache).
 mkdir -p "$TESTBIN_ROOT"
 exec 8>"$TESTBIN_ROOT/.build.lock"
@@ -195,20 +225,20 @@ if all_complete; then link_all; echo "$BIN_DIR"; exit 0; fi
 start=$(date +%s)
 log "cold cache: building into $TESTBIN_ROOT (logs in $LOG_DIR)"
 # Two groups keep both cores busy while one of them waits on downloads or the linker:
-# kubernetes alone (largest), and etcd -> minio -> helm.
+# kubernetes alone (largest), and etcd -> minio -> helm -> kwok.
 # No `||` around the build functions: that would switch off `set -e` inside them.
 run_group() { local f; for f in "$@"; do "$f"; done; }
 if [[ ${WC_TESTBIN_JOBS:-2} -ge 2 ]]; then
     run_group build_kubernetes >"$LOG_DIR/kubernetes.log" 2>&1 &
     pid_k8s=$!
-    run_group build_etcd build_minio build_helm >"$LOG_DIR/other.log" 2>&1 &
+    run_group build_etcd build_minio build_helm build_kwok >"$LOG_DIR/other.log" 2>&1 &
     pid_other=$!
     rc=0
     wait $pid_k8s || { rc=1; log "kubernetes build failed:"; tail -30 "$LOG_DIR/kubernetes.log" >&2; }
-    wait $pid_other || { rc=1; log "etcd/minio/helm build failed:"; tail -30 "$LOG_DIR/other.log" >&2; }
+    wait $pid_other || { rc=1; log "etcd/minio/helm/kwok build failed:"; tail -30 "$LOG_DIR/other.log" >&2; }
     [[ $rc == 0 ]] || exit 1
 else
-    run_group build_kubernetes build_etcd build_minio build_helm >&2
+    run_group build_kubernetes build_etcd build_minio build_helm build_kwok >&2
 fi
 link_all
 log "built in $(( $(date +%s) - start ))s"

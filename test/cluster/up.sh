@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Start the test bed: etcd + kube-apiserver + MinIO on loopback, throw-away PKI,
-# OpenKruise agents CRDs installed. Builds the binaries first if the cache is cold.
+# Start the test bed: a small real cluster on loopback — etcd, kube-apiserver,
+# kube-controller-manager, kube-scheduler, kwok "running" the Pods of fake Nodes (pod IPs in
+# 127.1.0.0/16), the real OpenKruise agents controller, MinIO (S3, SigV4, TLS), and the one
+# played part: the in-sandbox agent-runtime (agent_runtime.py). Throw-away PKI. Builds the
+# binaries first if the cache is cold.
 #
 #   WC_TESTBED=<state dir>  (default ${TMPDIR:-/tmp}/worker-controller-testbed)
 #   test/cluster/up.sh      -> writes $WC_TESTBED/env (source it) and $WC_TESTBED/kubeconfig
@@ -17,12 +20,19 @@ tb_need openssl:openssl curl:curl python3:python3 flock:util-linux
 
 BIN=$("$TB_SCRIPT_DIR/testbin.sh")
 export PATH=$BIN:$PATH
+# The played agent-runtime uses the e2e venv (kubernetes client, boto3).
+VENV=$("$TB_REPO_ROOT/test/e2e/venv.sh")
+# The real OpenKruise agents controller and its CRDs, next to the repository (never modified).
+KRUISE_DIR=${WC_KRUISE_DIR:-$TB_REPO_ROOT/../shared/kruise}
+[[ -x $KRUISE_DIR/agent-sandbox-controller ]] || tb_die "OpenKruise agents controller not found in $KRUISE_DIR (set WC_KRUISE_DIR)"
+(cd "$KRUISE_DIR" && sha256sum --quiet -c SHA256SUMS) >&2 || tb_die "$KRUISE_DIR does not match its SHA256SUMS"
 
 tb_lock
 
 bed_healthy() {
     [[ -f $ENV_FILE ]] || return 1
-    tb_pid_ours "$S/etcd.pid" && tb_pid_ours "$S/kube-apiserver.pid" && tb_pid_ours "$S/minio.pid" || return 1
+    local p
+    for p in "${TB_PROCESSES[@]}"; do tb_pid_ours "$S/$p.pid" || return 1; done
     # shellcheck disable=SC1090
     (source "$ENV_FILE" && curl -fsS --max-time 5 --cacert "$WC_CA_FILE" -H "Authorization: Bearer $WC_ADMIN_TOKEN" \
         "$WC_APISERVER_URL/readyz" >/dev/null)
@@ -67,7 +77,7 @@ chmod 700 "$S"
 # Free ports BELOW the kernel's ephemeral range (ip_local_port_range, 32768-60999 here): a
 # server the tests restart (kube-apiserver, MinIO) must get its port back, and a port in the
 # ephemeral range can meanwhile be taken as the local end of some outgoing connection.
-read -r ETCD_PORT ETCD_PEER_PORT API_PORT S3_PORT S3_CONSOLE_PORT < <(python3 - <<'EOF'
+read -r ETCD_PORT ETCD_PEER_PORT API_PORT S3_PORT S3_CONSOLE_PORT KRUISE_HEALTH_PORT RUNTIME_CONTROL_PORT < <(python3 - <<'EOF'
 import random, socket
 lo = 32768
 try:
@@ -83,18 +93,20 @@ for port in random.sample(range(max(1024, lo - 12000), lo), 400):
         s.close()
         continue
     socks.append(s); ports.append(port)
-    if len(ports) == 5:
+    if len(ports) == 7:
         break
 print(*ports)
 EOF
 )
-[[ -n ${S3_CONSOLE_PORT:-} ]] || tb_die "could not find 5 free ports below the ephemeral range"
+[[ -n ${RUNTIME_CONTROL_PORT:-} ]] || tb_die "could not find 7 free ports below the ephemeral range"
 cat >"$S/ports" <<EOF
 $ETCD_PORT
 $ETCD_PEER_PORT
 $API_PORT
 $S3_PORT
 $S3_CONSOLE_PORT
+$KRUISE_HEALTH_PORT
+$RUNTIME_CONTROL_PORT
 EOF
 
 # ---- PKI -------------------------------------------------------------------------------
@@ -138,20 +150,30 @@ USER1=wc-alice;      USER1_TOKEN=$(rnd)
 USER2=wc-bob;        USER2_TOKEN=$(rnd)
 USER3=wc-carol;      USER3_TOKEN=$(rnd)
 CTRL_USER=wc-controller; CTRL_TOKEN=$(rnd)
-# token,user,uid,"groups"  -- only the admin is privileged; the rest have no RBAC at all.
-cat >"$P/tokens.csv" <<EOF
-$ADMIN_TOKEN,wc-admin,wc-admin-uid,"system:masters"
-$USER1_TOKEN,$USER1,$USER1-uid,"wc:testers"
-$USER2_TOKEN,$USER2,$USER2-uid,"wc:testers"
-$USER3_TOKEN,$USER3,$USER3-uid,"wc:testers"
-$CTRL_TOKEN,$CTRL_USER,$CTRL_USER-uid,"wc:controllers"
-EOF
+# The bed's own components each have an identity of their own (all privileged), so the API
+# server's audit log and metrics tell who wrote what.
+declare -A COMPONENT_TOKEN
+for c in "${TB_COMPONENTS[@]}"; do COMPONENT_TOKEN[$c]=$(rnd); done
+# token,user,uid,"groups"  -- only the admin and the bed's components are privileged; the rest
+# have no RBAC at all.
+{
+    echo "$ADMIN_TOKEN,wc-admin,wc-admin-uid,\"system:masters\""
+    echo "$USER1_TOKEN,$USER1,$USER1-uid,\"wc:testers\""
+    echo "$USER2_TOKEN,$USER2,$USER2-uid,\"wc:testers\""
+    echo "$USER3_TOKEN,$USER3,$USER3-uid,\"wc:testers\""
+    echo "$CTRL_TOKEN,$CTRL_USER,$CTRL_USER-uid,\"wc:controllers\""
+    for c in "${TB_COMPONENTS[@]}"; do echo "${COMPONENT_TOKEN[$c]},wc-bed:$c,wc-bed-$c-uid,\"system:masters\""; done
+} >"$P/tokens.csv"
 chmod 600 "$P/tokens.csv"
 S3_ACCESS_KEY=wctest$(rnd 6)
 S3_SECRET_KEY=$(rnd 20)
 S3_BUCKET=hiclaw-test
 S3_REGION=us-east-1
 SA_ISSUER=https://kubernetes.default.svc.cluster.local
+POD_CIDR=127.1.0.0/16                 # kwok's pod IPs: loopback only
+KWOK_NODES=(kwok-node-0 kwok-node-1)
+DEPS_PV=hiclaw-worker-deps            # the worker-deps PV (HICLAW_SANDBOX_DEPS_PV's default)
+DEPS_CSI_DRIVER=s3.csi.wc.test        # its CSI driver: the played agent-runtime performs the mount
 
 # Start a daemon in its own session; the PID file is written by the process itself just
 # before it execs the binary, so it is exact even if setsid has to fork.
@@ -189,13 +211,30 @@ wait_for etcd 120 etcd_ready
 tb_pid_ours "$S/etcd.pid" || tb_die "etcd exited"
 
 # ---- kube-apiserver ------------------------------------------------------------------------
-# Admission: the defaults, minus ServiceAccount unless WC_SA_ADMISSION=1. With no
-# controller-manager no namespace ever gets its "default" ServiceAccount, and that plugin
-# rejects every Pod whose ServiceAccount does not exist (and injects token volumes no kubelet
-# mounts). WC_SA_ADMISSION=1 keeps it on for tests that want that check (create the SAs).
-SA_ADMISSION=${WC_SA_ADMISSION:-0}
-admission=(--disable-admission-plugins ServiceAccount)
-[[ $SA_ADMISSION == 1 ]] && admission=()
+# The default admission plugins, ServiceAccount included: kube-controller-manager gives every
+# namespace its "default" ServiceAccount, as in a real cluster, and a Pod whose ServiceAccount
+# does not exist is refused. The audit log records writes (who changed what, when), for tests
+# that must tell writers apart.
+cat >"$S/audit-policy.yaml" <<'EOF'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: None
+  resources:
+  - group: coordination.k8s.io
+    resources: [leases]
+  namespaces: [kube-node-lease]
+- level: None
+  resources:
+  - group: ""
+    resources: [events]
+  - group: events.k8s.io
+    resources: [events]
+- level: Metadata
+  verbs: [create, update, patch, delete, deletecollection]
+- level: None
+EOF
 tb_log "starting kube-apiserver on https://localhost:$API_PORT"
 launch kube-apiserver kube-apiserver \
     --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
@@ -212,7 +251,8 @@ launch kube-apiserver kube-apiserver \
     --api-audiences "$SA_ISSUER" \
     --service-cluster-ip-range 10.0.0.0/24 \
     --allow-privileged=true \
-    "${admission[@]}" \
+    --audit-policy-file "$S/audit-policy.yaml" --audit-log-path "$S/logs/audit.log" \
+    --audit-log-maxsize 200 --audit-log-maxbackup 1 \
     --profiling=false
 
 # ---- MinIO (S3 with SigV4, TLS) -----------------------------------------------------------
@@ -225,7 +265,8 @@ MINIO_BROWSER=off MINIO_UPDATE=off MINIO_CI_CD=1 \
 
 # ---- kubeconfig + env --------------------------------------------------------------------
 CA_B64=$(base64 -w0 <"$P/ca.crt")
-cat >"$S/kubeconfig" <<EOF
+kubeconfig() { # file user token
+    cat >"$1" <<EOF
 apiVersion: v1
 kind: Config
 clusters:
@@ -234,18 +275,21 @@ clusters:
     server: https://localhost:$API_PORT
     certificate-authority-data: $CA_B64
 users:
-- name: wc-admin
+- name: $2
   user:
-    token: $ADMIN_TOKEN
+    token: $3
 contexts:
 - name: wc-testbed
   context:
     cluster: wc-testbed
-    user: wc-admin
+    user: $2
     namespace: wc-test
 current-context: wc-testbed
 EOF
-chmod 600 "$S/kubeconfig"
+    chmod 600 "$1"
+}
+kubeconfig "$S/kubeconfig" wc-admin "$ADMIN_TOKEN"
+for c in "${TB_COMPONENTS[@]}"; do kubeconfig "$S/kubeconfig-$c" "wc-bed:$c" "${COMPONENT_TOKEN[$c]}"; done
 
 q() { printf '%q' "$1"; }
 {
@@ -284,7 +328,14 @@ q() { printf '%q' "$1"; }
         "WC_S3_SECRET_KEY=$S3_SECRET_KEY" \
         "WC_S3_REGION=$S3_REGION" \
         "WC_TEST_NAMESPACE=wc-test" \
-        "WC_SA_ADMISSION=$SA_ADMISSION"; do
+        "WC_AUDIT_LOG=$S/logs/audit.log" \
+        "WC_POD_CIDR=$POD_CIDR" \
+        "WC_KWOK_NODES=${KWOK_NODES[*]}" \
+        "WC_DEPS_PV=$DEPS_PV" \
+        "WC_DEPS_CSI_DRIVER=$DEPS_CSI_DRIVER" \
+        "WC_KRUISE_HEALTH_URL=http://127.0.0.1:$KRUISE_HEALTH_PORT/healthz" \
+        "WC_RUNTIME_URL=http://127.0.0.1:$RUNTIME_CONTROL_PORT" \
+        "WC_KRUISE_DIR=$KRUISE_DIR"; do
         echo "export ${kv%%=*}=$(q "${kv#*=}")"
     done
 } >"$ENV_FILE.tmp"
@@ -311,29 +362,168 @@ code=$(curl -sS -o "$S/logs/mkbucket.out" -w '%{http_code}' --cacert "$P/ca.crt"
     -X PUT "https://localhost:$S3_PORT/$S3_BUCKET")
 [[ $code == 200 ]] || { cat "$S/logs/mkbucket.out" >&2; tb_die "creating bucket $S3_BUCKET: HTTP $code"; }
 
-# ---- CRDs + namespace ------------------------------------------------------------------------
-CRDS_DIR=""
-for c in "${WC_CRDS_DIR:-}" "$TB_REPO_ROOT/../shared/fixtures/crds/openkruise-agents" \
-    "$(git -C "$TB_SCRIPT_DIR" rev-parse --show-toplevel 2>/dev/null || echo /nonexistent)/../shared/fixtures/crds/openkruise-agents"; do
-    [[ -n $c && -d $c ]] && { CRDS_DIR=$(cd "$c" && pwd); break; }
-done
-[[ -n $CRDS_DIR ]] || tb_die "OpenKruise agents CRDs not found (expected ../shared/fixtures/crds/openkruise-agents next to the repo; or set WC_CRDS_DIR)"
+# ---- CRDs ------------------------------------------------------------------------------------
+# Every CRD of the OpenKruise agents release the controller binary was built from (it skips a
+# controller whose kinds are not served, silently, after ~15 s).
+CRDS_DIR=${WC_CRDS_DIR:-$KRUISE_DIR/crds}
+[[ -d $CRDS_DIR ]] || tb_die "OpenKruise agents CRDs not found in $CRDS_DIR"
+CRDS_DIR=$(cd "$CRDS_DIR" && pwd)
 export KUBECONFIG=$S/kubeconfig
-tb_log "installing CRDs from $CRDS_DIR"
+tb_log "installing the OpenKruise agents CRDs from $CRDS_DIR"
 kubectl apply --server-side --field-manager wc-testbed -f "$CRDS_DIR" >"$S/logs/crds.log" 2>&1 ||
     { cat "$S/logs/crds.log" >&2; tb_die "installing CRDs failed"; }
-kubectl wait --for condition=Established --timeout 60s \
-    crd/sandboxes.agents.kruise.io crd/sandboxclaims.agents.kruise.io crd/sandboxsets.agents.kruise.io \
-    crd/sandboxtemplates.agents.kruise.io >>"$S/logs/crds.log" 2>&1 ||
+kubectl wait --for condition=Established --timeout 60s -f "$CRDS_DIR" >>"$S/logs/crds.log" 2>&1 ||
     { cat "$S/logs/crds.log" >&2; tb_die "CRDs not Established"; }
+
+# ---- kube-controller-manager, kube-scheduler ---------------------------------------------------
+# The controller-manager brings what a cluster without it lacks: node lifecycle (the not-ready
+# taint comes off a Ready Node), the garbage collector, ServiceAccounts and their tokens,
+# namespace deletion. No serving port (--secure-port=0); no node CIDRs (kwok takes pod IPs from
+# its loopback range only when Nodes have no podCIDR).
+tb_log "starting kube-controller-manager and kube-scheduler"
+launch kube-controller-manager kube-controller-manager --kubeconfig "$S/kubeconfig-kube-controller-manager" \
+    --leader-elect=false --secure-port=0 --controllers='*' \
+    --service-account-private-key-file "$P/sa.key" --root-ca-file "$P/ca.crt" \
+    --use-service-account-credentials=false --allocate-node-cidrs=false \
+    --concurrent-gc-syncs=10
+launch kube-scheduler kube-scheduler --kubeconfig "$S/kubeconfig-kube-scheduler" \
+    --leader-elect=false --secure-port=0
+
+# ---- kwok: fake Nodes whose Pods "run" ----------------------------------------------------------
+# kwok manages the Nodes annotated kwok.x-k8s.io/node=fake. Node stages come from the kwok
+# release (copied next to the binary by testbin.sh); the Pod stages are the bed's own
+# (kwok/pod-stages.yaml): Pods run at once, except those a test holds or drives into a failure
+# state, and an in-place image update gets a new imageID (kwok never sets one; OpenKruise waits
+# for it). Pod IPs come from a loopback range: whatever dials a pod IP stays on this host.
+mkdir -p "$S/kwok/workdir"
+cat >"$S/kwok/config.yaml" <<EOF
+apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokConfiguration
+options:
+  manageNodesWithAnnotationSelector: kwok.x-k8s.io/node=fake
+  cidr: $POD_CIDR
+  nodeIP: 127.0.0.1
+  podPlayStageParallelism: 8
+  nodePlayStageParallelism: 2
+  nodeLeaseParallelism: 2
+  podsOnNodeSyncParallelism: 2
+  nodeLeaseDurationSeconds: 40
+  enablePodsOnNodeSyncListPager: true
+  enableDebuggingHandlers: false
+  enableProfilingHandler: false
+EOF
+for n in "${KWOK_NODES[@]}"; do
+    cat <<EOF
+apiVersion: v1
+kind: Node
+metadata:
+  name: $n
+  annotations:
+    kwok.x-k8s.io/node: fake
+    node.alpha.kubernetes.io/ttl: "0"
+  labels:
+    kubernetes.io/hostname: $n
+    kubernetes.io/os: linux
+    kubernetes.io/arch: amd64
+    type: kwok
+---
+EOF
+done | kubectl apply -f - >"$S/logs/nodes.log" 2>&1 || { cat "$S/logs/nodes.log" >&2; tb_die "creating Nodes failed"; }
+tb_log "starting kwok (${KWOK_NODES[*]}, pod IPs $POD_CIDR)"
+KWOK_WORKDIR=$S/kwok/workdir launch kwok kwok --kubeconfig "$S/kubeconfig-kwok" --config "$S/kwok/config.yaml" \
+    --config "$BIN/kwok-stage/node/fast" --config "$BIN/kwok-stage/node/heartbeat-with-lease" \
+    --config "$TB_SCRIPT_DIR/kwok/pod-stages.yaml"
+
+# ---- the OpenKruise agents controller -----------------------------------------------------------
+# What it needs (../shared/notes/real-components.md): namespace sandbox-system with the runtime
+# injection ConfigMap (one JSON value per runtime a SandboxSet lists; "{}" injects nothing: no
+# real agent-runtime image runs here), the CSI driver of the worker-deps PV in
+# DYNAMIC_STORAGE_DRIVER_LIST, and that PV. Webhooks off: the controller would bind :9443 on all
+# interfaces (it has no host setting), and this bed listens on loopback only. Health on loopback,
+# metrics off.
+kubectl apply -f - >"$S/logs/kruise-setup.log" 2>&1 <<EOF || { cat "$S/logs/kruise-setup.log" >&2; tb_die "OpenKruise setup failed"; }
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: sandbox-system
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: sandbox-injection-config
+  namespace: sandbox-system
+data:
+  agent-runtime: "{}"
+  csi: "{}"
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata:
+  name: $DEPS_PV
+  labels:
+    wc.test/bed: "true"
+spec:
+  capacity:
+    storage: 1Gi
+  accessModes: [ReadWriteMany]
+  persistentVolumeReclaimPolicy: Retain
+  csi:
+    driver: $DEPS_CSI_DRIVER
+    volumeHandle: $S3_BUCKET
+    volumeAttributes:
+      bucket: $S3_BUCKET
+      path: /
+EOF
+tb_log "starting the OpenKruise agents controller ($KRUISE_DIR)"
+ENABLE_WEBHOOKS=false DYNAMIC_STORAGE_DRIVER_LIST=$DEPS_CSI_DRIVER POD_NAMESPACE=sandbox-system \
+    launch openkruise "$KRUISE_DIR/agent-sandbox-controller" --kubeconfig "$S/kubeconfig-openkruise" \
+    --health-probe-bind-address "127.0.0.1:$KRUISE_HEALTH_PORT" --metrics-bind-address 0 \
+    --leader-elect=false --zap-devel=false --zap-log-level info
+
+# ---- the played agent-runtime -------------------------------------------------------------------
+tb_log "starting the played agent-runtime (control 127.0.0.1:$RUNTIME_CONTROL_PORT)"
+WC_RUNTIME_S3_ACCESS_KEY=$S3_ACCESS_KEY WC_RUNTIME_S3_SECRET_KEY=$S3_SECRET_KEY \
+    launch agent-runtime "$VENV/bin/python" "$TB_SCRIPT_DIR/agent_runtime.py" \
+    --kubeconfig "$S/kubeconfig-agent-runtime" --state-dir "$S/agent-runtime" \
+    --control-port "$RUNTIME_CONTROL_PORT" --cidr "$POD_CIDR" --driver "$DEPS_CSI_DRIVER" \
+    --s3-endpoint "https://localhost:$S3_PORT" --s3-region "$S3_REGION" --ca-file "$P/ca.crt"
+
+# ---- namespace, and readiness of the whole bed --------------------------------------------------
 kubectl create namespace wc-test --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-# Play the ServiceAccount controller for the namespaces we know of.
-for ns in default wc-test; do
-    kubectl -n "$ns" create serviceaccount default --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-done
+alive() { local p; for p in "$@"; do tb_pid_ours "$S/$p.pid" || tb_die "$p exited (see $S/logs/$p.log)"; done; }
+nodes_ready() {
+    alive kube-controller-manager kwok
+    [[ $(kubectl get nodes -l type=kwok -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{" "}{.spec.taints[*].key}{"\n"}{end}' |
+        grep -cx 'True ') == "${#KWOK_NODES[@]}" ]]
+}
+wait_for "kwok Nodes Ready and untainted" 120 nodes_ready
+sa_ready() { alive kube-controller-manager; kubectl -n wc-test get serviceaccount default; }
+wait_for "the default ServiceAccount (kube-controller-manager)" 60 sa_ready
+kruise_ready() { alive openkruise; curl -fsS --max-time 2 "http://127.0.0.1:$KRUISE_HEALTH_PORT/healthz"; }
+wait_for "the OpenKruise agents controller" 60 kruise_ready
+runtime_ready() { alive agent-runtime; curl -fsS --max-time 2 "http://127.0.0.1:$RUNTIME_CONTROL_PORT/healthz"; }
+wait_for "the played agent-runtime" 60 runtime_ready
+# One Pod through the scheduler and kwok: scheduled, Running, Ready, a loopback pod IP.
+kubectl -n wc-test apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Pod
+metadata:
+  name: wc-bed-smoke
+spec:
+  automountServiceAccountToken: false
+  containers:
+  - name: c
+    image: registry.invalid/wc-bed-smoke:1
+EOF
+smoke_running() {
+    alive kube-scheduler kwok
+    kubectl -n wc-test get pod wc-bed-smoke -o jsonpath='{.status.phase} {.status.podIP}' | grep -q "^Running ${POD_CIDR%%.*}\."
+}
+wait_for "a Pod scheduled and run by kwok" 60 smoke_running
+kubectl -n wc-test delete pod wc-bed-smoke --wait=false >/dev/null
 echo "export WC_CRDS_DIR=$(q "$CRDS_DIR")" >>"$ENV_FILE.tmp"
 
 mv "$ENV_FILE.tmp" "$ENV_FILE"
 started_ok=1
-tb_log "up: apiserver https://localhost:$API_PORT, S3 https://localhost:$S3_PORT, state $S"
+tb_log "up: apiserver https://localhost:$API_PORT, S3 https://localhost:$S3_PORT, nodes ${KWOK_NODES[*]}, state $S"
 tb_log "use: source $ENV_FILE"
