@@ -53,6 +53,7 @@ static cJSON *sandbox_project(const cJSON *obj) {
         const char *t = json_str(c, "type");
         if (!t || strcmp(t, "Ready") != 0) continue;
         cJSON_AddBoolToObject(s, "ready", str_eq(json_str(c, "status"), "True"));
+        if (json_str(c, "reason")) cJSON_AddStringToObject(s, "readyReason", json_str(c, "reason"));
         if (json_str(c, "message")) cJSON_AddStringToObject(s, "readyMessage", json_str(c, "message"));
     }
     cJSON_AddBoolToObject(s, "paused", cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(spec, "paused")));
@@ -71,6 +72,7 @@ static void sandbox_observe_one(const cJSON *proj, obs_sandbox *s) {
     const cJSON *ready = cJSON_GetObjectItemCaseSensitive(st, "ready");
     s->ready_known = ready != NULL;
     s->ready = cJSON_IsTrue(ready);
+    s->ready_reason = json_str(st, "readyReason");
     s->ready_message = json_str(st, "readyMessage");
     s->paused = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(st, "paused"));
     s->pod_ip = json_str(st, "podIP");

@@ -45,6 +45,7 @@ typedef struct obs_sandbox {
     int deleting;
     const char *phase;            /* Pending, Running, Paused, Resuming, Upgrading, Failed, Succeeded, Terminating */
     int ready_known, ready;       /* Ready condition present / True */
+    const char *ready_reason;     /* InplaceUpdating while OpenKruise updates the image in place */
     const char *ready_message;
     int paused;                   /* spec.paused */
     const char *claim_name;       /* label agents.kruise.io/claim-name */
@@ -445,8 +446,20 @@ static void decide_sandbox(arena *a, const worker *w, const observed *o, const d
         return;
     }
 
-    /* A Sandbox is bound (with or without its claim). */
+    /* A Sandbox is bound (with or without its claim). While the claim is still Claiming,
+     * OpenKruise has only locked it: the Worker's image, /init and the mounts come before the
+     * claim completes, so a Ready sandbox is not yet this Worker running. */
     const char *sp = sbx->phase ? sbx->phase : "";
+    if (claim && !claim->deleting && (!claim->phase || strcmp(claim->phase, "Completed") != 0)) {
+        const char *cp = claim->phase && *claim->phase ? claim->phase : "Claiming";
+        d->container_state = cp;
+        d->phase = PHASE_STARTING;
+        d->message = claim->message && *claim->message
+                         ? arena_sprintf(a, "claim %s: %s (Sandbox %s)", cp, claim->message, sbx->name)
+                         : arena_sprintf(a, "claim %s: binding Sandbox %s", cp, sbx->name);
+        set_ready(d, "False", "Starting", d->message);
+        return;
+    }
     d->container_state = sp[0] ? sp : "Pending";
     if (sbx->paused || strcmp(sp, "Paused") == 0) {
         if (sbx->paused) decide_action(d, ACT_SET_SANDBOX_PAUSED, sbx->name, sbx->uid, 0);
@@ -470,6 +483,12 @@ static void decide_sandbox(arena *a, const worker *w, const observed *o, const d
             d->phase = PHASE_RUNNING;
             d->message = "";
             set_ready(d, "True", "Running", "");
+        } else if (sbx->ready_reason && strcmp(sbx->ready_reason, "InplaceUpdating") == 0) {
+            /* OpenKruise is moving the sandbox to the Worker's image: on its way, not failing */
+            d->phase = PHASE_STARTING;
+            d->message = arena_sprintf(a, "Sandbox %s: %s", sbx->name,
+                                       sbx->ready_message && *sbx->ready_message ? sbx->ready_message : "updating in place");
+            set_ready(d, "False", "Starting", d->message);
         } else if (sbx->ready_known && sbx->ready_message && *sbx->ready_message) {
             d->phase = PHASE_FAILED;
             d->message = arena_sprintf(a, "Sandbox %s not ready: %s", sbx->name, sbx->ready_message);

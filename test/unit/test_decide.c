@@ -583,3 +583,50 @@ TEST(decide_every_action_kind_has_a_name) {
     CHECK_STR_EQ(action_kind_name(ACT_WRITE_DEPS), "write-deps");
     CHECK_STR_EQ(action_kind_name((action_kind)999), "unknown");
 }
+
+/* Found on the real bed: OpenKruise locks a pool sandbox (labels it for the Worker, still Running
+ * and Ready with the pool's image) well before the claim completes: the in-place image update,
+ * /init and the mounts come after. Until the claim says Completed the Worker is Starting, never
+ * Running; an in-place update in progress (Ready False, reason InplaceUpdating) is Starting, not
+ * Failed. A container that cannot start (StartContainerFailed) still is Failed. */
+TEST(decide_sandbox_is_starting_until_openkruise_finishes_the_claim) {
+    arena a;
+    arena_init(&a);
+    const char *sbw = "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox'},'status':{'backendRuntime':'sandbox'}}";
+    obs_claim cl = {.name = "hiclaw-worker-alice", .uid = "c1", .phase = "Claiming", .replicas = 1, .claimed = 0,
+                    .message = "Claiming sandboxes: 0/1 claimed", .spec_hash = TD_SHASH};
+    obs_sandbox sb = {.name = "pool-x1", .uid = "s1", .phase = "Running", .ready_known = 1, .ready = 1,
+                      .spec_hash = TD_SHASH, .claim_name = "hiclaw-worker-alice", .pod_ip = "127.1.0.9"};
+    observed o = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1, .token_present = 1,
+                  .token_refresh_in_ms = 60000, .deps_present = 1};
+    decision d = td_decide(&a, sbw, &o, &TD_POD);
+    CHECK_INT_EQ(d.phase, PHASE_STARTING);
+    CHECK_STR_EQ(d.ready.status, "False");
+    CHECK_CONTAINS(d.message, "Claiming sandboxes: 0/1 claimed");
+    CHECK_STR_EQ(d.container_state, "Claiming");
+    CHECK_STR_EQ(d.instance.name, "pool-x1"); /* the sandbox it is binding is named */
+    CHECK(!deletes_anything(&d) && !creates_anything(&d));
+
+    cl.phase = "Completed";
+    cl.claimed = 1;
+    sb.ready = 0;
+    sb.ready_reason = "InplaceUpdating";
+    sb.ready_message = "inplace update is incompleted";
+    d = td_decide(&a, sbw, &o, &TD_POD);
+    CHECK_INT_EQ(d.phase, PHASE_STARTING);
+    CHECK_CONTAINS(d.message, "inplace update is incompleted");
+    CHECK(!deletes_anything(&d));
+
+    sb.ready_reason = "StartContainerFailed";
+    sb.ready_message = "back-off 10s restarting failed container=worker";
+    d = td_decide(&a, sbw, &o, &TD_POD);
+    CHECK_INT_EQ(d.phase, PHASE_FAILED);
+    CHECK_CONTAINS(d.message, "restarting failed container=worker");
+
+    sb.ready = 1;
+    sb.ready_reason = "PodReady";
+    sb.ready_message = "";
+    d = td_decide(&a, sbw, &o, &TD_POD);
+    CHECK_INT_EQ(d.phase, PHASE_RUNNING);
+    td_release(&a);
+}
