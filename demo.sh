@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The main job on an embedded default, on a fresh machine:
-#   build → start the local test cluster (real kube-apiserver + etcd + S3 on loopback) →
-#   install the CRD → run the controller under exactly the RBAC `render-rbac` prints →
-#   apply sample Workers (pod and sandbox) → watch them converge while the kubelet and
-#   OpenKruise stand-ins answer.
+#   build → start the local test cluster on loopback (kube-apiserver, etcd, controller-manager,
+#   scheduler, kwok Nodes that run Pods, the real OpenKruise agents controller, S3) → install
+#   the CRD → run the controller under exactly the RBAC `render-rbac` prints → apply sample
+#   Workers (pod and sandbox) → watch them converge through the real components.
 #
 #   ./demo.sh           run it, then tear everything down
 #   ./demo.sh --keep    leave the cluster and the controller running (prints how to stop them)
@@ -30,7 +30,6 @@ mkdir -p "$RUN"
 
 cleanup() {
   [ -f "$RUN/controller.pid" ] && kill "$(cat "$RUN/controller.pid")" 2>/dev/null || true
-  [ -f "$RUN/standins.pid" ] && kill "$(cat "$RUN/standins.pid")" 2>/dev/null || true
   sleep 1
   test/cluster/down.sh >/dev/null 2>&1 || true
 }
@@ -43,10 +42,6 @@ say "RBAC for the controller (worker-controller render-rbac), applied to namespa
 kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 ./worker-controller render-rbac --namespace "$NS" --controller-name "$CTL" | tee "$RUN/rbac.yaml" | kubectl apply -f -
 kubectl create token "$CTL" -n "$NS" --duration 2h >"$RUN/token"
-
-say "starting the kubelet and OpenKruise stand-ins"
-python3 test/e2e/standins.py --auto --namespace "$NS" >"$RUN/standins.log" 2>&1 &
-echo $! >"$RUN/standins.pid"
 
 say "starting the controller (log: $RUN/controller.log)"
 HICLAW_K8S_NAMESPACE=$NS HICLAW_CONTROLLER_NAME=$CTL HICLAW_LOG_FORMAT=text \
@@ -68,9 +63,23 @@ for _ in $(seq 1 120); do
   sleep 1
 done
 kubectl get workers -n "$NS"
-say "what the controller created"
-kubectl get pods,serviceaccounts,sandboxclaims,sandboxes,sandboxsets -n "$NS" -l hiclaw.io/controller="$CTL" 2>/dev/null || true
-kubectl get sandboxsets -n "$NS"
+say "what the controller created, and what kube-scheduler, kwok and OpenKruise made of it"
+kubectl get pods -n "$NS" -o wide
+kubectl get serviceaccounts,sandboxclaims.agents.kruise.io,sandboxes.agents.kruise.io,sandboxsets.agents.kruise.io -n "$NS"
+sbx=$(kubectl get worker bob -n "$NS" -o jsonpath='{.status.instance.name}' 2>/dev/null || true)
+if [ -n "$sbx" ]; then
+  say "what bob's sandbox received (OpenKruise mounted it through the agent-runtime at its pod IP)"
+  curl -fsS "$WC_RUNTIME_URL/sandboxes" | python3 -c '
+import json, sys
+s = json.load(sys.stdin).get(sys.argv[1] + "/" + sys.argv[2], {})
+for uid in s.get("order", []):
+    inc = s["incarnations"][uid]
+    print(f"  Pod {sys.argv[2]} ({inc["ip"]}): /init x{len(inc["inits"])}")
+    for m in inc["mounts"]:
+        files = ", ".join(f"{k} ({v["size"]} bytes)" for k, v in sorted(m["files"].items()))
+        print(f"    {m["target_path"]:<26} <- s3://{m["bucket"]}/{m["prefix"]}  {files}")
+' "$NS" "$sbx" || true
+fi
 say "events"
 kubectl get events -n "$NS" --field-selector involvedObject.kind=Worker 2>/dev/null | tail -n 10 || true
 say "controller log (last lines)"
@@ -78,10 +87,10 @@ tail -n 12 "$RUN/controller.log"
 if [ $ok = 1 ]; then
   say "both Workers converged: alice runs as a Pod, bob in a claimed sandbox"
 else
-  say "the Workers did not converge within 120 s (see $RUN/controller.log and $RUN/standins.log)"
+  say "the Workers did not converge within 120 s (see $RUN/controller.log and $WC_TESTBED/logs/)"
   exit 1
 fi
 if [ $KEEP = 1 ]; then
   echo "left running. Try: source $WC_TESTBED/env; kubectl get wk -n $NS -w"
-  echo "stop: kill \$(cat $RUN/controller.pid) \$(cat $RUN/standins.pid); test/cluster/down.sh"
+  echo "stop: kill \$(cat $RUN/controller.pid); test/cluster/down.sh"
 fi

@@ -2,8 +2,8 @@
 
 The test bed (test/cluster/up.sh) must be up and its env file sourced; test/e2e/run.sh does
 both. Fixtures: ``tb`` (the env), ``api`` (admin ApiClient), ``core``, ``custom``,
-``namespace`` (a fresh namespace per test module), ``s3`` (boto3 client), ``kubelet`` and
-``openkruise`` (stand-ins), ``user_api(token)`` factory.
+``namespace`` (a fresh namespace per test module), ``s3`` (boto3 client), ``runtime`` (the
+played agent-runtime's control API, bed.Runtime), ``user_api(token)`` factory.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import standins  # noqa: E402
+import bed  # noqa: E402
 
 E2E_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.abspath(os.path.join(E2E_DIR, "..", ".."))
@@ -135,16 +135,17 @@ def user_api(tb):
 
 
 def make_namespace(core, base: str) -> str:
-    """A fresh namespace with a "default" ServiceAccount (playing the ServiceAccount controller:
-    every namespace has one)."""
+    """A fresh namespace, once kube-controller-manager has given it its "default"
+    ServiceAccount (the Pods of a warm pool run as it; ServiceAccount admission is on)."""
     name = unique(f"e2e-{base}"[:44].strip("-"))
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels={"wc-e2e": "true"})))
-    core.create_namespaced_service_account(name, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="default")))
+    wait_for(lambda: core.read_namespaced_service_account("default", name), 30, what=f"ServiceAccount {name}/default")
     return name
 
 
 def drop_namespace(core, name: str) -> None:
-    """Without a controller-manager a deleted namespace never finalizes: delete, do not wait."""
+    """Delete and do not wait: the namespace controller finalizes it once every Worker's
+    finalizer is gone (a Worker whose controller has stopped keeps it Terminating)."""
     try:
         core.delete_namespace(name)
     except ApiException:
@@ -177,13 +178,18 @@ def s3(tb):
 
 
 @pytest.fixture(scope="session")
-def kubelet(api):
-    return standins.Kubelet(api)
+def runtime(tb):
+    """The played agent-runtime: what each sandbox received (/init, mounts, file bytes)."""
+    return bed.Runtime(tb)
 
 
-@pytest.fixture
-def openkruise(api):
-    return standins.OpenKruise(api)
+def pytest_configure(config):
+    config.addinivalue_line("markers", "runs_last: run after every other test (a long wait that the others overlap)")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Tests marked runs_last go to the end, whatever their file is called."""
+    items.sort(key=lambda it: it.get_closest_marker("runs_last") is not None)
 
 
 def pytest_sessionfinish(session, exitstatus):

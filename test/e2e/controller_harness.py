@@ -105,6 +105,16 @@ def request_token(core: client.CoreV1Api, namespace: str, sa: str, seconds: int 
 # session passed (conftest's pytest_sessionfinish); kept after a failure, for the logs.
 _WORKDIRS: list = []
 
+# A controller handles the Workers labelled hiclaw.io/controller=<its name> (SPEC 3). Tests run
+# one controller per namespace, so the Workers they create carry the label of the controller
+# last set up in their namespace unless they say otherwise (worker_body(controller=...)).
+CONTROLLER_LABEL = "hiclaw.io/controller"
+_NAMESPACE_CONTROLLER: dict = {}
+
+
+def namespace_controller(ns: str) -> Optional[str]:
+    return _NAMESPACE_CONTROLLER.get(ns)
+
 
 def remove_workdirs() -> None:
     while _WORKDIRS:
@@ -138,6 +148,7 @@ class ControllerProcess:
         return f"system:serviceaccount:{self.namespace}:{self.name}"
 
     def setup_identity(self) -> None:
+        _NAMESPACE_CONTROLLER[self.namespace] = self.name
         install_crds(self.tb)
         kubectl_apply(self.tb, render_rbac(self.namespace, self.name, self.sandbox))
         self.token = request_token(self.core, self.namespace, self.name, 3600)
@@ -170,6 +181,7 @@ class ControllerProcess:
                 "HICLAW_WORKER_DEPS_CA_FILE": self.tb.WC_CA_FILE,
                 "HICLAW_WORKER_DEPS_REGION": self.tb.WC_S3_REGION,
                 "HICLAW_WORKER_DEPS_PREFIX": f"e2e/{self.namespace}/",
+                "HICLAW_SANDBOX_DEPS_PV": self.tb.WC_DEPS_PV,
             })
         env.update(self.extra_env)
         return env
@@ -315,15 +327,21 @@ def wait_for_value(fn: Callable[[], Any], timeout: float, what: str, interval: f
 # ---- Workers --------------------------------------------------------------------------------
 
 def worker_body(name: str, model: str = "qwen-max", meta_labels: Optional[dict] = None,
-                finalizers: Optional[list] = None, **spec: Any) -> dict:
-    """A Worker; ``meta_labels`` go to metadata.labels, every other keyword to spec."""
-    md: dict = {"name": name, "labels": meta_labels or {}}
+                finalizers: Optional[list] = None, controller: Optional[str] = None, **spec: Any) -> dict:
+    """A Worker; ``meta_labels`` go to metadata.labels, every other keyword to spec.
+    ``controller``: the hiclaw.io/controller label ("" for none; default: set by create_worker)."""
+    md: dict = {"name": name, "labels": dict(meta_labels or {})}
+    if controller:
+        md["labels"].setdefault(CONTROLLER_LABEL, controller)
     if finalizers:
         md["finalizers"] = finalizers
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Worker", "metadata": md, "spec": {"model": model, **spec}}
 
 
 def create_worker(custom, ns: str, name: str, **kw) -> dict:
+    """Creates a Worker labelled for the namespace's controller (unless ``controller`` says
+    otherwise; ``controller=""`` creates one that no controller handles)."""
+    kw.setdefault("controller", namespace_controller(ns))
     body = worker_body(name, **kw)
     body["metadata"]["namespace"] = ns
     return custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, body)
@@ -415,15 +433,26 @@ def wait_pod(core, ns: str, worker: str, pred: Callable[[Optional[client.V1Pod]]
                          f"{p.metadata.uid if p else None})")
 
 
-def worker_pods(core, ns: str, worker: Optional[str] = None) -> list[client.V1Pod]:
+def is_pod_instance(pod: client.V1Pod) -> bool:
+    """A pod-backend instance, not the Pod a sandbox controller runs a Sandbox in (which carries
+    the Worker's labels too, with hiclaw.io/backend=sandbox, and is controlled by the Sandbox)."""
+    labels = pod.metadata.labels or {}
+    if labels.get("hiclaw.io/backend", "pod") != "pod":
+        return False
+    return not any(r.controller and r.kind != "Worker" for r in pod.metadata.owner_references or [])
+
+
+def worker_pods(core, ns: str, worker: Optional[str] = None, sandbox_pods: bool = False) -> list[client.V1Pod]:
+    """The Pods labelled for a Worker (or for any): pod-backend instances only, unless
+    ``sandbox_pods`` (then also the Pods of its Sandboxes)."""
     sel = f"hiclaw.io/worker={worker}" if worker else "hiclaw.io/worker"
-    return core.list_namespaced_pod(ns, label_selector=sel).items
+    pods = core.list_namespaced_pod(ns, label_selector=sel).items
+    return pods if sandbox_pods else [p for p in pods if is_pod_instance(p)]
 
 
 def events_for(api, ns: str, worker: Optional[str] = None, reason: Optional[str] = None) -> list[dict]:
     """events.k8s.io/v1 Events in ns about the Worker (regarding.kind Worker, name)."""
-    ev = client.EventsV1Api(api)
-    items = [api.sanitize_for_serialization(e) for e in ev.list_namespaced_event(ns).items]
+    items = list_events_raw(api, ns)
     out = []
     for e in items:
         reg = e.get("regarding") or {}
@@ -435,13 +464,20 @@ def events_for(api, ns: str, worker: Optional[str] = None, reason: Optional[str]
     return out
 
 
+def list_events_raw(api, ns: str, core_api: bool = False) -> list[dict]:
+    """Events as the API server sends them. Raw JSON: the Python client's models refuse
+    events.k8s.io Events without eventTime, which core/v1 Events from kwok and
+    kube-controller-manager are when read through events.k8s.io."""
+    if core_api:
+        resp = client.CoreV1Api(api).list_namespaced_event(ns, _preload_content=False)
+    else:
+        resp = client.EventsV1Api(api).list_namespaced_event(ns, _preload_content=False)
+    return json.loads(resp.data).get("items") or []
+
+
 def all_events_text(api, ns: str) -> str:
     """Every Event in the namespace (both APIs) serialized, for secret greps."""
-    ev = client.EventsV1Api(api)
-    core = client.CoreV1Api(api)
-    a = [api.sanitize_for_serialization(e) for e in ev.list_namespaced_event(ns).items]
-    b = [api.sanitize_for_serialization(e) for e in core.list_namespaced_event(ns).items]
-    return json.dumps(a) + json.dumps(b)
+    return json.dumps(list_events_raw(api, ns)) + json.dumps(list_events_raw(api, ns, core_api=True))
 
 
 def env_map(pod: dict) -> dict:
@@ -537,3 +573,43 @@ class WriteCounter:
             self.delta = metric_delta(self._before, apiserver_write_counts(self.tb))
             self.writes = sorted(self.delta.items())
             self.count = int(sum(self.delta.values()))
+
+
+# ---- the API server's audit log (writes only; see test/cluster/up.sh) ---------------------------
+
+def audit_offset(tb) -> int:
+    """Where the audit log ends now: pass to audit_writes to see what was written after."""
+    path = tb.WC_AUDIT_LOG
+    return os.path.getsize(path) if os.path.exists(path) else 0
+
+
+def audit_writes(tb, offset: int, resource: Optional[str] = None, namespace: Optional[str] = None) -> list[dict]:
+    """Completed write requests recorded since ``offset``: {user, verb, resource, subresource,
+    namespace, name, code}, in order."""
+    out = []
+    with open(tb.WC_AUDIT_LOG, "r", errors="replace") as f:
+        f.seek(offset)
+        for line in f:
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if rec.get("stage") != "ResponseComplete" or rec.get("verb") not in WRITE_VERBS:
+                continue
+            ref = rec.get("objectRef") or {}
+            if resource and ref.get("resource") != resource:
+                continue
+            if namespace and ref.get("namespace") != namespace:
+                continue
+            out.append({"user": (rec.get("user") or {}).get("username"), "verb": rec.get("verb"),
+                        "resource": ref.get("resource"), "subresource": ref.get("subresource", ""),
+                        "namespace": ref.get("namespace"), "name": ref.get("name"),
+                        "code": (rec.get("responseStatus") or {}).get("code")})
+    return out
+
+
+def deleted_by(tb, offset: int, resource: str, namespace: str, name: str) -> list[str]:
+    """Who issued a successful DELETE of that object since ``offset`` (to tell the controller's
+    own cleanup from kube-controller-manager's garbage collector)."""
+    return [w["user"] for w in audit_writes(tb, offset, resource, namespace)
+            if w["verb"] == "delete" and w["name"] == name and w["code"] in (200, 202)]

@@ -21,8 +21,7 @@ from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
 import controller_harness as ch
-import standins
-from conftest import unique, wait_port_free
+from conftest import make_namespace, unique, wait_port_free
 
 KG, KV = "agents.kruise.io", "v1alpha1"
 CLAIMS, SANDBOXES, SANDBOXSETS = "sandboxclaims", "sandboxes", "sandboxsets"
@@ -76,7 +75,9 @@ def get_sandbox(custom, ns: str, name: str) -> Optional[dict]:
 
 
 def list_kind(custom, ns: str, plural: str, worker: Optional[str] = None) -> list[dict]:
-    sel = f"hiclaw.io/worker={worker}" if worker else None
+    """Objects of a kind in ns; worker="": those labelled for any Worker (not the warm pool's
+    unclaimed sandboxes); worker=NAME: that Worker's."""
+    sel = f"hiclaw.io/worker={worker}" if worker else "hiclaw.io/worker" if worker == "" else None
     kw = {"label_selector": sel} if sel else {}
     return custom.list_namespaced_custom_object(KG, KV, ns, plural, **kw).get("items", [])
 
@@ -260,7 +261,7 @@ class MinioControl:
 
 class RefreshScenario:
     """A sandbox Worker under a controller with HICLAW_SANDBOX_TOKEN_TTL=600 (the API server's
-    minimum), bound by the auto stand-ins, watched for the whole window. Started early (by an
+    minimum), claimed through OpenKruise, watched for the whole window. Started early (by an
     autouse fixture of test_sandbox_backend.py, or by the refresh test itself) so the ~400 s
     until the first refresh overlaps the other tests; the assertion runs last."""
 
@@ -275,7 +276,6 @@ class RefreshScenario:
         self.worker = unique("rw")
         self.error: Optional[str] = None
         self.ctl = None
-        self.auto = None
         self.recorders: list[Recorder] = []
         self.initial: dict = {}
         self.ready = threading.Event()
@@ -290,14 +290,13 @@ class RefreshScenario:
                                    aws_secret_access_key=self.tb.WC_S3_SECRET_KEY, verify=self.tb.WC_CA_FILE,
                                    config=Config(signature_version="s3v4", s3={"addressing_style": "path"},
                                                  retries={"max_attempts": 3}))
-            self.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
-                name=self.ns, labels={"wc-e2e": "true"})))
+            self.ns = make_namespace(self.core, "sbx-refresh")
             self.ctl = sandbox_controller(self.tb, self.core, self.ns, {"HICLAW_SANDBOX_TOKEN_TTL": str(self.TTL)})
-            self.auto = standins.AutoStandins(self.api, namespace=self.ns, kubelet=False).start()
             self.recorders = [custom_recorder(self.api, self.custom, self.ns, CLAIMS),
                               custom_recorder(self.api, self.custom, self.ns, SANDBOXES)]
             self.custom.create_namespaced_custom_object("hiclaw.io", "v1beta1", self.ns, "workers", {
-                "apiVersion": "hiclaw.io/v1beta1", "kind": "Worker", "metadata": {"name": self.worker},
+                "apiVersion": "hiclaw.io/v1beta1", "kind": "Worker",
+                "metadata": {"name": self.worker, "labels": {ch.CONTROLLER_LABEL: self.ctl.name}},
                 "spec": {"model": "qwen-max", "backendRuntime": "sandbox", "image": "registry.example/w:1"}})
             ch.wait_phase(self.custom, self.ns, self.worker, "Running", timeout=60)
             keys = deps_keys(self.ns, self.worker)
@@ -310,7 +309,7 @@ class RefreshScenario:
                 "token": s3_get(self.s3, self.tb.WC_S3_BUCKET, keys["token"]).decode(),
                 "meta": head["Metadata"], "etag": head["ETag"],
                 "sandbox_uid": sbx[0]["metadata"]["uid"], "sandbox_name": sbx[0]["metadata"]["name"],
-                "claim_uid": claim["metadata"]["uid"], "claim_rv": claim["metadata"]["resourceVersion"],
+                "claim_uid": claim["metadata"]["uid"], "audit_offset": ch.audit_offset(self.tb),
                 "at": time.monotonic(), "wall": time.time(),
             }
         except BaseException as e:  # reported by the refresh test
@@ -321,8 +320,6 @@ class RefreshScenario:
     def close(self) -> None:
         for r in self.recorders:
             r.stop()
-        if self.auto:
-            self.auto.stop()
         if self.ctl:
             self.ctl.close()
         try:

@@ -17,11 +17,12 @@ from conftest import REPO_ROOT
 UP = os.path.join(REPO_ROOT, "test", "cluster", "up.sh")
 DOWN = os.path.join(REPO_ROOT, "test", "cluster", "down.sh")
 RUN = os.path.join(REPO_ROOT, "test", "e2e", "run.sh")
-COMPONENTS = ("etcd", "kube-apiserver", "minio")
+COMPONENTS = ("etcd", "kube-apiserver", "minio", "kube-controller-manager", "kube-scheduler", "kwok", "openkruise",
+              "agent-runtime")
 
 
 def sh(cmd, bed, timeout=300, cwd="/"):
-    keep = ("WC_CACHE", "WC_TESTBIN_JOBS", "WC_CRDS_DIR", "WC_SA_ADMISSION")
+    keep = ("WC_CACHE", "WC_TESTBIN_JOBS", "WC_KRUISE_DIR")
     env = {k: v for k, v in os.environ.items() if (not k.startswith("WC_") or k in keep) and k != "KUBECONFIG"}
     env["WC_TESTBED"] = str(bed)
     t0 = time.monotonic()
@@ -78,7 +79,8 @@ def test_second_bed_up_idempotent_down_clean(tb, bed):
     assert env["WC_TESTBED"] == str(bed)
     assert readyz(env) == "ok"
     my_ports, my_pids = ports(bed), pids(bed)
-    assert len(set(my_ports)) == 5 and all(listening(x) for x in my_ports[:4])  # etcd, peer, api, s3
+    # etcd, peer, api, s3, s3 console, OpenKruise health, the agent-runtime's control port
+    assert len(set(my_ports)) == 7 and all(listening(x) for x in my_ports[:4] + my_ports[5:])
     main_env_ports = {int(tb.WC_APISERVER_PORT), int(tb.WC_S3_PORT)}
     assert not main_env_ports & set(my_ports), "second bed must not reuse the main bed's ports"
 
@@ -113,7 +115,7 @@ def test_up_recovers_from_crashed_bed(bed):
     assert "tearing it down" in p2.stderr
     new = pids(bed)
     assert all(alive(x) for x in new.values())
-    assert not alive(old["etcd"]) and not alive(old["minio"])
+    assert not any(alive(old[c]) for c in COMPONENTS if c != "kube-apiserver")
     assert readyz(read_env(bed)) == "ok"
     p3, _ = sh(DOWN, bed)
     assert p3.returncode == 0, p3.stderr
@@ -154,37 +156,21 @@ def test_warm_testbin_cache_never_runs_go(tb, tmp_path):
     assert took < 5
 
 
-def test_serviceaccount_admission_opt_in(tb, core, namespace, bed):
-    """Default bed: a Pod naming a missing ServiceAccount is admitted (plugin off, documented).
-    WC_SA_ADMISSION=1: the real plugin rejects it until the ServiceAccount exists."""
+def test_serviceaccount_admission_is_on(tb, core, namespace):
+    """ServiceAccount admission is on, as in any real cluster: a Pod naming a missing
+    ServiceAccount is refused until it exists (kube-controller-manager makes "default")."""
     from kubernetes import client
 
-    from conftest import make_api, unique
+    from conftest import unique
 
     def pod(name):
         return client.V1Pod(metadata=client.V1ObjectMeta(name=name), spec=client.V1PodSpec(
             service_account_name="nobody", automount_service_account_token=False,
             containers=[client.V1Container(name="c", image="registry.invalid/c:1")]))
 
-    if tb.WC_SA_ADMISSION != "1":  # the main bed in its default mode admits it
-        core.create_namespaced_pod(namespace, pod(unique("no-sa")))
-
-    env = dict(os.environ)
-    try:
-        os.environ["WC_SA_ADMISSION"] = "1"
-        p, _ = sh(UP, bed)
-    finally:
-        os.environ.clear()
-        os.environ.update(env)
-    assert p.returncode == 0, p.stderr
-    benv = read_env(bed)
-    assert benv["WC_SA_ADMISSION"] == "1"
-    api2 = make_api(SimpleNamespace(**benv), benv["WC_ADMIN_TOKEN"])
-    core2 = client.CoreV1Api(api2)
     with pytest.raises(client.ApiException) as e:
-        core2.create_namespaced_pod("wc-test", pod(unique("no-sa")))
+        core.create_namespaced_pod(namespace, pod(unique("no-sa")))
     assert e.value.status == 403 and "serviceaccount" in e.value.body.lower()
-    core2.create_namespaced_service_account("wc-test", client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="nobody")))
-    created = core2.create_namespaced_pod("wc-test", pod(unique("with-sa")))
+    core.create_namespaced_service_account(namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="nobody")))
+    created = core.create_namespaced_pod(namespace, pod(unique("with-sa")))
     assert created.spec.service_account_name == "nobody"
-    api2.close()

@@ -24,7 +24,6 @@ from kubernetes import client
 
 import controller_harness as h
 import ops_support as ops
-import standins
 
 RELEASE = "ops"
 FULLNAME = f"{RELEASE}-worker-controller"   # the chart's fullname for this release
@@ -315,9 +314,8 @@ def test_runs_in_an_empty_root_as_65532_with_in_cluster_config(tb, chart_env, co
         p.wait_msg("became leader", 25)
         p.wait_msg("caches synced, starting workers", 15)
         planted += list(creds_secret(core, ns, worker).values())
-        with standins.AutoStandins(api, namespace=ns, openkruise=False):
-            h.create_worker(custom, ns, worker)
-            h.wait_phase(custom, ns, worker, "Running", timeout=30)
+        h.create_worker(custom, ns, worker)
+        h.wait_phase(custom, ns, worker, "Running", timeout=30)
         assert pods_per_worker(core, ns, [worker]) == {worker: 1}
         p.signal(signal.SIGTERM)
         assert p.wait(30) == 0
@@ -347,50 +345,49 @@ def test_two_replicas_one_leader_kill_and_term_handover(tb, chart_env, core, cus
             p.wait_msg("waiting to become leader", 20)
         (first,) = h.wait_for_value(lambda: leader_of([a, b]) or None, 25, "a leader")
         second = b if first is a else a
-        with standins.AutoStandins(api, namespace=ns, openkruise=False):
-            for i in range(3):
-                w = h.unique_name(f"le{i}")
-                planted += list(creds_secret(core, ns, w).values())
-                h.create_worker(custom, ns, w)
-                workers.append(w)
-            for w in workers:
-                h.wait_phase(custom, ns, w, "Running", timeout=30)
-            time.sleep(1)
-            # exactly one replica acts
-            assert first.count("created Pod") == 3 and second.count("created Pod") == 0
-            assert second.count("became leader") == 0
-
-            # SIGKILL the leader: the other takes over after the lease expires (15 s) + a little
-            t0 = time.monotonic()
-            first.proc.kill()
-            first.proc.wait(5)
-            second.wait_msg("became leader", 25)
-            took = time.monotonic() - t0
-            assert took <= 15 + 5, f"takeover after SIGKILL took {took:.1f}s"
-            w = h.unique_name("le-after-kill")
+        for i in range(3):
+            w = h.unique_name(f"le{i}")
+            planted += list(creds_secret(core, ns, w).values())
             h.create_worker(custom, ns, w)
             workers.append(w)
+        for w in workers:
             h.wait_phase(custom, ns, w, "Running", timeout=30)
-            assert pods_per_worker(core, ns, workers) == {x: 1 for x in workers}
-            assert second.count("created Pod") == 1   # only the new Worker: no second Pod for the others
+        time.sleep(1)
+        # exactly one replica acts
+        assert first.count("created Pod") == 3 and second.count("created Pod") == 0
+        assert second.count("became leader") == 0
 
-            # a fresh follower; SIGTERM the leader: lease released, exit 0 < 30 s, takeover < 5 s
-            c = start_ctl(tb, chart_env, "replica-c", True)
-            procs.append(c)
-            c.wait_msg("waiting to become leader", 20)
-            time.sleep(1)
-            assert c.count("became leader") == 0
-            t0 = time.monotonic()
-            second.signal(signal.SIGTERM)
-            assert second.wait(30) == 0
-            assert second.count("released leader lease") == 1
-            c.wait_msg("became leader", 5)
-            assert time.monotonic() - t0 < 30
-            w = h.unique_name("le-after-term")
-            h.create_worker(custom, ns, w)
-            workers.append(w)
-            h.wait_phase(custom, ns, w, "Running", timeout=30)
-            assert pods_per_worker(core, ns, workers) == {x: 1 for x in workers}
+        # SIGKILL the leader: the other takes over after the lease expires (15 s) + a little
+        t0 = time.monotonic()
+        first.proc.kill()
+        first.proc.wait(5)
+        second.wait_msg("became leader", 25)
+        took = time.monotonic() - t0
+        assert took <= 15 + 5, f"takeover after SIGKILL took {took:.1f}s"
+        w = h.unique_name("le-after-kill")
+        h.create_worker(custom, ns, w)
+        workers.append(w)
+        h.wait_phase(custom, ns, w, "Running", timeout=30)
+        assert pods_per_worker(core, ns, workers) == {x: 1 for x in workers}
+        assert second.count("created Pod") == 1   # only the new Worker: no second Pod for the others
+
+        # a fresh follower; SIGTERM the leader: lease released, exit 0 < 30 s, takeover < 5 s
+        c = start_ctl(tb, chart_env, "replica-c", True)
+        procs.append(c)
+        c.wait_msg("waiting to become leader", 20)
+        time.sleep(1)
+        assert c.count("became leader") == 0
+        t0 = time.monotonic()
+        second.signal(signal.SIGTERM)
+        assert second.wait(30) == 0
+        assert second.count("released leader lease") == 1
+        c.wait_msg("became leader", 5)
+        assert time.monotonic() - t0 < 30
+        w = h.unique_name("le-after-term")
+        h.create_worker(custom, ns, w)
+        workers.append(w)
+        h.wait_phase(custom, ns, w, "Running", timeout=30)
+        assert pods_per_worker(core, ns, workers) == {x: 1 for x in workers}
         held = client.CoordinationV1Api(api).read_namespaced_lease(lease, ns)
         assert held.spec.holder_identity and c.running()
     finally:
@@ -431,9 +428,8 @@ def test_readyz_503_until_caches_sync_then_metrics_pass_promtool(tb, chart_env, 
         st, text = ops.http_get(f"http://{metrics}/metrics")
         assert st == 200
         before = ops.metric_value(text, "controller_runtime_reconcile_total")
-        with standins.AutoStandins(api, namespace=ns, openkruise=False):
-            h.create_worker(custom, ns, worker)
-            h.wait_phase(custom, ns, worker, "Running", timeout=30)
+        h.create_worker(custom, ns, worker)
+        h.wait_phase(custom, ns, worker, "Running", timeout=30)
         st, text = ops.http_get(f"http://{metrics}/metrics")
         after = ops.metric_value(text, "controller_runtime_reconcile_total")
         assert after > before, (before, after)

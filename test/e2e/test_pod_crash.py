@@ -1,6 +1,6 @@
 """Issue 5 test 9: SIGKILL the controller at random points while 50 Workers are being created,
 restart it each time; it converges to exactly one Pod per Worker, every Pod belongs to a
-Worker, every Worker reaches Running (the kubelet stand-in runs in auto mode)."""
+Worker, every Worker reaches Running (kube-scheduler and kwok run the Pods)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import random
 import threading
 import time
 
-import standins
 import controller_harness as h
 
 N_WORKERS = 50
@@ -22,8 +21,7 @@ def test_sigkill_during_creation_converges(tb, api, core, custom, namespace):
     rnd.seed(seed)
     print(f"seed={seed}")
     names = [f"crash-{i:02d}-{h.unique_suffix(4)}" for i in range(N_WORKERS)]
-    with h.controller_for(tb, core, ns, f"ctl-{h.unique_suffix()}", env={"HICLAW_CONCURRENCY": "4"}) as ctl, \
-            standins.AutoStandins(api, namespace=ns, openkruise=False, pod_delay=0.2) as auto:
+    with h.controller_for(tb, core, ns, f"ctl-{h.unique_suffix()}", env={"HICLAW_CONCURRENCY": "4"}) as ctl:
         created: list[str] = []
 
         def creator():
@@ -77,5 +75,4 @@ def test_sigkill_during_creation_converges(tb, api, core, custom, namespace):
         assert sorted(s.metadata.name for s in sas) == sorted(f"hiclaw-worker-{n}" for n in ws)
         # ReservedEnvIgnored etc. aside: no Worker got a second "Created" Pod Event for a Pod
         # that was not deleted in between (a duplicate create would have been a 409 anyway).
-        assert not auto.errors, auto.errors[:5]
         ctl.stop()

@@ -64,7 +64,7 @@ class ClaimWatch:
         return [s for s in self.seen if s[0] != "ERROR"]
 
 
-def test_legacy_pod_worker_switch_to_sandbox_is_blocked(tb, api, core, custom, namespace, kubelet):
+def test_legacy_pod_worker_switch_to_sandbox_is_blocked(tb, api, core, custom, namespace):
     ns, name = namespace, h.unique_name("legacy")
     pn = f"hiclaw-worker-{name}"
     ctl = h.ControllerProcess(tb, core, ns, f"ctl-{h.unique_suffix()}", sandbox=True)
@@ -84,7 +84,10 @@ def test_legacy_pod_worker_switch_to_sandbox_is_blocked(tb, api, core, custom, n
                 metadata=client.V1ObjectMeta(name=pn, labels=labels, owner_references=owner),
                 spec=client.V1PodSpec(service_account_name=pn, automount_service_account_token=False,
                                       containers=[client.V1Container(name="worker", image="hiclaw/worker-openclaw:v1.1")])))
-            kubelet.set_running(ns, pn, ready=True, pod_ip="10.244.9.9")
+            # scheduled and run by kwok, like the Pod v1.1's controller left running
+            h.wait_pod(core, ns, name, lambda p: p is not None and p.status.phase == "Running"
+                       and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or []),
+                       timeout=30, what="legacy Pod running")
             h.patch_worker(custom, ns, name, {"spec": {"backendRuntime": "sandbox"}})
             w = h.get_worker(custom, ns, name)
             assert not (w.get("status") or {}).get("backendRuntime")

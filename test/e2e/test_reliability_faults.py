@@ -26,7 +26,6 @@ from kubernetes.client.rest import ApiException
 import controller_harness as h
 import reliability_support as rs
 import sandbox_support as sb
-import standins
 
 
 def _create_retrying(custom, ns, name, deadline, **kw):
@@ -53,7 +52,6 @@ def test_apiserver_killed_during_200_creates(tb, api, core, custom, namespace):
     n_workers = 200
     names = [f"ak-{i:03d}" for i in range(n_workers)]
     with h.controller_for(tb, core, ns, f"ctl-{h.unique_suffix()}", env={"HICLAW_CONCURRENCY": "4"}) as ctl, \
-            standins.AutoStandins(api, namespace=ns, openkruise=False, pod_delay=0.2), \
             rs.PodWatcher(api, ns) as pw:
         created: list[str] = []
         deadline = time.monotonic() + 300
@@ -124,63 +122,62 @@ def test_controller_killed_at_random_moments_sandbox(tb, api, core, custom, name
     ctl = sb.sandbox_controller(tb, core, ns)
     violations = []
     try:
-        with standins.AutoStandins(api, namespace=ns, kubelet=False, openkruise=True):
-            for r in range(rounds):
-                # work for this round: 3 new Workers, maybe stop one, maybe delete one
-                for i in range(3):
-                    n = f"rk-{r}-{i}"
-                    h.create_worker(custom, ns, n, backendRuntime="sandbox")
-                    alive.add(n)
-                if alive and rnd.random() < 0.6:
-                    n = rnd.choice(sorted(alive))
-                    h.patch_worker(custom, ns, n, {"spec": {"state": "Stopped"}})
-                    alive.discard(n)
-                    stopped.add(n)
-                if (alive or stopped) and rnd.random() < 0.6:
-                    n = rnd.choice(sorted(alive | stopped))
-                    h.delete_worker(custom, ns, n)
-                    alive.discard(n)
-                    stopped.discard(n)
-                    deleted.add(n)
-                time.sleep(rnd.uniform(0.05, 1.5))
-                ctl.kill()
-                # invariant: a claim never exists without its deps objects
-                for c in sb.list_kind(custom, ns, "sandboxclaims"):
-                    w = (c["metadata"].get("labels") or {}).get("hiclaw.io/worker")
-                    if w and not _deps_present(s3, bucket, ns, w):
-                        violations.append((r, "claim without deps", c["metadata"]["name"]))
-                time.sleep(rnd.uniform(0.0, 0.5))
-                ctl.start(timeout=60)
-            assert not violations, violations
+        for r in range(rounds):
+            # work for this round: 3 new Workers, maybe stop one, maybe delete one
+            for i in range(3):
+                n = f"rk-{r}-{i}"
+                h.create_worker(custom, ns, n, backendRuntime="sandbox")
+                alive.add(n)
+            if alive and rnd.random() < 0.6:
+                n = rnd.choice(sorted(alive))
+                h.patch_worker(custom, ns, n, {"spec": {"state": "Stopped"}})
+                alive.discard(n)
+                stopped.add(n)
+            if (alive or stopped) and rnd.random() < 0.6:
+                n = rnd.choice(sorted(alive | stopped))
+                h.delete_worker(custom, ns, n)
+                alive.discard(n)
+                stopped.discard(n)
+                deleted.add(n)
+            time.sleep(rnd.uniform(0.05, 1.5))
+            ctl.kill()
+            # invariant: a claim never exists without its deps objects
+            for c in sb.list_kind(custom, ns, "sandboxclaims"):
+                w = (c["metadata"].get("labels") or {}).get("hiclaw.io/worker")
+                if w and not _deps_present(s3, bucket, ns, w):
+                    violations.append((r, "claim without deps", c["metadata"]["name"]))
+            time.sleep(rnd.uniform(0.0, 0.5))
+            ctl.start(timeout=60)
+        assert not violations, violations
 
-            def converged():
-                for n in alive:
-                    w = h.get_worker(custom, ns, n)
-                    if (w.get("status") or {}).get("phase") != "Running":
+        def converged():
+            for n in alive:
+                w = h.get_worker(custom, ns, n)
+                if (w.get("status") or {}).get("phase") != "Running":
+                    return False
+                if len(sb.claims_of(custom, ns, n)) != 1 or len(sb.sandboxes_of(custom, ns, n)) != 1:
+                    return False
+            for n in stopped:
+                w = h.get_worker(custom, ns, n)
+                if (w.get("status") or {}).get("phase") != "Stopped":
+                    return False
+                if sb.claims_of(custom, ns, n) or sb.sandboxes_of(custom, ns, n):
+                    return False
+            for n in deleted:
+                try:
+                    h.get_worker(custom, ns, n)
+                    return False
+                except ApiException as e:
+                    if e.status != 404:
                         return False
-                    if len(sb.claims_of(custom, ns, n)) != 1 or len(sb.sandboxes_of(custom, ns, n)) != 1:
-                        return False
-                for n in stopped:
-                    w = h.get_worker(custom, ns, n)
-                    if (w.get("status") or {}).get("phase") != "Stopped":
-                        return False
-                    if sb.claims_of(custom, ns, n) or sb.sandboxes_of(custom, ns, n):
-                        return False
-                for n in deleted:
-                    try:
-                        h.get_worker(custom, ns, n)
-                        return False
-                    except ApiException as e:
-                        if e.status != 404:
-                            return False
-                return True
+            return True
 
-            h.wait_for_value(converged, 180, "convergence after the last restart", interval=1.0)
+        h.wait_for_value(converged, 180, "convergence after the last restart", interval=1.0)
         # nothing orphaned: every claim, Sandbox, ServiceAccount and deps prefix belongs to a live Worker
         live = {w["metadata"]["name"] for w in h.list_workers(custom, ns)}
         for plural in ("sandboxclaims", "sandboxes"):
-            for o in sb.list_kind(custom, ns, plural):
-                w = (o["metadata"].get("labels") or {}).get("hiclaw.io/worker")
+            for o in sb.list_kind(custom, ns, plural, worker=""):  # every one labelled for a Worker
+                w = o["metadata"]["labels"]["hiclaw.io/worker"]
                 assert w in alive, (plural, o["metadata"]["name"], w)
         for sa in core.list_namespaced_service_account(ns, label_selector="hiclaw.io/worker").items:
             assert sa.metadata.labels["hiclaw.io/worker"] in live, sa.metadata.name
@@ -198,8 +195,7 @@ def test_conflict_storm_no_lost_update(tb, api, core, custom, namespace):
     ns = namespace
     n_workers, iterations = 5, 60
     names = [f"storm-{i}" for i in range(n_workers)]
-    with h.controller_for(tb, core, ns, f"ctl-{h.unique_suffix()}", env={"HICLAW_CONCURRENCY": "4"}) as ctl, \
-            standins.AutoStandins(api, namespace=ns, openkruise=False, pod_delay=0.1):
+    with h.controller_for(tb, core, ns, f"ctl-{h.unique_suffix()}", env={"HICLAW_CONCURRENCY": "4"}) as ctl:
         for n in names:
             h.create_worker(custom, ns, n, env={"VAL": "0"})
         for n in names:

@@ -17,19 +17,12 @@ import pytest
 from kubernetes.client.rest import ApiException
 
 import controller_harness as h
-import standins
 
 
 @pytest.fixture(scope="module")
 def ctl(tb, core, namespace):
     with h.controller_for(tb, core, namespace, f"ctl-{h.unique_suffix()}", env={"HICLAW_CONCURRENCY": "4"}) as c:
         yield c
-
-
-@pytest.fixture(scope="module")
-def auto(api, namespace):
-    with standins.AutoStandins(api, namespace=namespace, openkruise=False, pod_delay=0.2) as a:
-        yield a
 
 
 def _still_serving(ctl, custom, core, ns):
@@ -41,7 +34,7 @@ def _still_serving(ctl, custom, core, ns):
     h.delete_worker(custom, ns, ok)
 
 
-def test_worker_near_object_size_limit(ctl, auto, api, core, custom, namespace):
+def test_worker_near_object_size_limit(ctl, api, core, custom, namespace):
     """A ~1.3 MiB soul (etcd's default request limit is 1.5 MiB): stored by the API server,
     streamed through the watch (8 MiB event bound), preserved untouched, and a normal Pod."""
     ns, name = namespace, h.unique_name("huge")
@@ -64,7 +57,7 @@ def test_worker_near_object_size_limit(ctl, auto, api, core, custom, namespace):
     _still_serving(ctl, custom, core, ns)
 
 
-def test_worker_with_1000_env_entries(ctl, auto, api, core, custom, namespace):
+def test_worker_with_1000_env_entries(ctl, api, core, custom, namespace):
     ns, name = namespace, h.unique_name("env1k")
     env = {f"VAR_{i:04d}": f"value-{i}-'\"$(x)`y`" for i in range(1000)}
     h.create_worker(custom, ns, name, env=env)
@@ -103,7 +96,7 @@ HOSTILE = [
 
 
 @pytest.mark.parametrize("case,bad,needle", HOSTILE, ids=[c[0] for c in HOSTILE])
-def test_hostile_spec_is_invalidspec_or_refused(ctl, auto, api, core, custom, namespace, case, bad, needle):
+def test_hostile_spec_is_invalidspec_or_refused(ctl, api, core, custom, namespace, case, bad, needle):
     ns, name = namespace, h.unique_name("bad")
     try:
         h.create_worker(custom, ns, name, **bad)
@@ -127,7 +120,7 @@ def test_hostile_spec_is_invalidspec_or_refused(ctl, auto, api, core, custom, na
     assert len(h.events_for(api, ns, name, "InvalidSpec")) == 1
 
 
-def test_flood_of_hostile_workers_does_not_starve_good_ones(ctl, auto, api, core, custom, namespace):
+def test_flood_of_hostile_workers_does_not_starve_good_ones(ctl, api, core, custom, namespace):
     """30 invalid Workers created at once, interleaved with 10 valid ones: the valid ones all
     converge, the invalid ones all say InvalidSpec, no Pod for any invalid one."""
     ns = namespace

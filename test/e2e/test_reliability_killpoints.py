@@ -23,7 +23,6 @@ from kubernetes.client.rest import ApiException
 
 import controller_harness as h
 import sandbox_support as sb
-import standins
 from conftest import drop_namespace, make_namespace, unique
 
 
@@ -79,25 +78,22 @@ def test_sandbox_create_killed_at(point, tb, api, core, custom, s3, scenario_ns)
     ctl = h.ControllerProcess(tb, core, ns, unique("kpctl"), sandbox=True)
     ctl.setup_identity()
     try:
-        with standins.AutoStandins(api, namespace=ns, kubelet=False, openkruise=True) as st:
-            _start_failpoint(ctl, point)
-            h.create_worker(custom, ns, w, backendRuntime="sandbox")
-            _wait_killed(ctl, point)
-            claims, _ = _sandbox_objects(custom, ns, w)
-            deps = _deps(s3, bucket, ns, w)
-            if point == "after-write-deps":
-                # the state the seed's blocker is about: every deps object written, no claim yet
-                assert all(deps.values()), deps
-                assert claims == [], [c["metadata"]["name"] for c in claims]
-            if point == "after-create-claim":
-                assert len(claims) == 1 and all(deps.values()), (claims, deps)
-            _restart_product(ctl)
-            h.wait_phase(custom, ns, w, "Running", timeout=60)
-            claims, sandboxes = _sandbox_objects(custom, ns, w)
-            assert len(claims) == 1 and len(sandboxes) == 1, (claims, sandboxes)
-            assert all(_deps(s3, bucket, ns, w).values())
-            assert not st.errors, st.errors
-        # the claim the stand-in bound was complete when it first saw it (seed blocker 1)
+        _start_failpoint(ctl, point)
+        h.create_worker(custom, ns, w, backendRuntime="sandbox")
+        _wait_killed(ctl, point)
+        claims, _ = _sandbox_objects(custom, ns, w)
+        deps = _deps(s3, bucket, ns, w)
+        if point == "after-write-deps":
+            # the state the seed's blocker is about: every deps object written, no claim yet
+            assert all(deps.values()), deps
+            assert claims == [], [c["metadata"]["name"] for c in claims]
+        if point == "after-create-claim":
+            assert len(claims) == 1 and all(deps.values()), (claims, deps)
+        _restart_product(ctl)
+        h.wait_phase(custom, ns, w, "Running", timeout=60)
+        claims, sandboxes = _sandbox_objects(custom, ns, w)
+        assert len(claims) == 1 and len(sandboxes) == 1, (claims, sandboxes)
+        assert all(_deps(s3, bucket, ns, w).values())
         assert ctl.running(), ctl.log_tail()
     finally:
         ctl.close()
@@ -124,13 +120,12 @@ def test_sandbox_delete_killed_at(point, tb, api, core, custom, s3, scenario_ns)
     ctl = h.ControllerProcess(tb, core, ns, unique("kpctl"), sandbox=True)
     ctl.setup_identity()
     try:
-        with standins.AutoStandins(api, namespace=ns, kubelet=False, openkruise=True):
-            _killed_while_deleting(ctl, custom, ns, w, point, backendRuntime="sandbox")
-            claims, sandboxes = _sandbox_objects(custom, ns, w)
-            if point == "after-delete-claim":
-                assert sandboxes, "the Sandbox should outlive its claim at this kill point"
-            _restart_product(ctl)
-            h.wait_for_value(lambda: _gone(lambda: h.get_worker(custom, ns, w)), 60, "Worker deleted")
+        _killed_while_deleting(ctl, custom, ns, w, point, backendRuntime="sandbox")
+        claims, sandboxes = _sandbox_objects(custom, ns, w)
+        if point == "after-delete-claim":
+            assert sandboxes, "the Sandbox should outlive its claim at this kill point"
+        _restart_product(ctl)
+        h.wait_for_value(lambda: _gone(lambda: h.get_worker(custom, ns, w)), 60, "Worker deleted")
         # nothing orphaned
         claims, sandboxes = _sandbox_objects(custom, ns, w)
         assert claims == [] and sandboxes == [], (claims, sandboxes)
@@ -149,14 +144,13 @@ def test_pod_create_killed_at(point, tb, api, core, custom, scenario_ns):
     ctl = h.ControllerProcess(tb, core, ns, unique("kpctl"))
     ctl.setup_identity()
     try:
-        with standins.AutoStandins(api, namespace=ns, openkruise=False, pod_delay=0.1):
-            _start_failpoint(ctl, point)
-            h.create_worker(custom, ns, w)
-            _wait_killed(ctl, point)
-            _restart_product(ctl)
-            h.wait_phase(custom, ns, w, "Running", timeout=60)
-            pods = h.worker_pods(core, ns, w)
-            assert len(pods) == 1, [p.metadata.name for p in pods]
+        _start_failpoint(ctl, point)
+        h.create_worker(custom, ns, w)
+        _wait_killed(ctl, point)
+        _restart_product(ctl)
+        h.wait_phase(custom, ns, w, "Running", timeout=60)
+        pods = h.worker_pods(core, ns, w)
+        assert len(pods) == 1, [p.metadata.name for p in pods]
         assert ctl.running(), ctl.log_tail()
     finally:
         ctl.close()
@@ -168,10 +162,9 @@ def test_pod_delete_killed_at(point, tb, api, core, custom, scenario_ns):
     ctl = h.ControllerProcess(tb, core, ns, unique("kpctl"))
     ctl.setup_identity()
     try:
-        with standins.AutoStandins(api, namespace=ns, openkruise=False, pod_delay=0.1):
-            _killed_while_deleting(ctl, custom, ns, w, point)
-            _restart_product(ctl)
-            h.wait_for_value(lambda: _gone(lambda: h.get_worker(custom, ns, w)), 60, "Worker deleted")
+        _killed_while_deleting(ctl, custom, ns, w, point)
+        _restart_product(ctl)
+        h.wait_for_value(lambda: _gone(lambda: h.get_worker(custom, ns, w)), 60, "Worker deleted")
         assert h.worker_pods(core, ns, w) == []
         assert _gone(lambda: core.read_namespaced_service_account(h.pod_name(w), ns))
         assert ctl.running(), ctl.log_tail()

@@ -19,7 +19,6 @@ from kubernetes.client.rest import ApiException
 import controller_harness as h
 import reliability_support as rs
 import sandbox_support as sb
-import standins
 
 
 def _status(fn) -> int:
@@ -198,20 +197,19 @@ def test_no_planted_secret_in_any_artifact(tb, api, core, custom, namespace, ctl
         "WORKER_MINIO_PASSWORD": "planted-minio-pw-Rr4t",
     }
     names = {"pod": h.unique_name("scan-pod"), "sandbox": h.unique_name("scan-sbx")}
-    with standins.AutoStandins(api, namespace=ns, openkruise=True, pod_delay=0.2):
-        for backend, n in names.items():
-            core.create_namespaced_secret(ns, client.V1Secret(
-                metadata=client.V1ObjectMeta(name=f"hiclaw-creds-{n}"), string_data=planted))
-            h.create_worker(custom, ns, n, backendRuntime=backend, env={"USER_VAR": "visible"})
-        for n in names.values():
-            h.wait_phase(custom, ns, n, "Running", timeout=90)
-        # a failure path too (its message goes to status and Events)
-        bad = h.unique_name("scan-bad")
-        h.create_worker(custom, ns, bad, image="bad image " + planted["WORKER_GATEWAY_KEY"][:4])
-        h.wait_condition(custom, ns, bad, "Synced", "False", "InvalidSpec", timeout=30)
-        # the sandbox env file is the one place the values are written
-        env_file = sb.s3_get(s3, tb.WC_S3_BUCKET, sb.deps_keys(ns, names["sandbox"])["env"]).decode()
-        assert planted["WORKER_MATRIX_TOKEN"] in env_file
+    for backend, n in names.items():
+        core.create_namespaced_secret(ns, client.V1Secret(
+            metadata=client.V1ObjectMeta(name=f"hiclaw-creds-{n}"), string_data=planted))
+        h.create_worker(custom, ns, n, backendRuntime=backend, env={"USER_VAR": "visible"})
+    for n in names.values():
+        h.wait_phase(custom, ns, n, "Running", timeout=90)
+    # a failure path too (its message goes to status and Events)
+    bad = h.unique_name("scan-bad")
+    h.create_worker(custom, ns, bad, image="bad image " + planted["WORKER_GATEWAY_KEY"][:4])
+    h.wait_condition(custom, ns, bad, "Synced", "False", "InvalidSpec", timeout=30)
+    # the sandbox env file is the one place the values are written
+    env_file = sb.s3_get(s3, tb.WC_S3_BUCKET, sb.deps_keys(ns, names["sandbox"])["env"]).decode()
+    assert planted["WORKER_MATRIX_TOKEN"] in env_file
     artifacts = [("controller log", ctl.log_text()), ("events", h.all_events_text(api, ns))]
     for w in h.list_workers(custom, ns):
         artifacts.append((f"worker {w['metadata']['name']}", json.dumps(w)))

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 
 import controller_harness as h
-import standins
 from conftest import unique
 from latency_proxy import LatencyProxy
 
@@ -30,43 +29,42 @@ def test_slow_apiserver_requests_time_out_retry_and_shutdown_within_30s(tb, api,
         ctl.server_url = px.url()
         ctl.setup_identity()
         try:
-            with standins.AutoStandins(api, namespace=ns, openkruise=False, pod_delay=0.1):
-                ctl.start(timeout=120)
-                # 1. slow but answering
-                first = [f"slow-{i}" for i in range(8)]
-                for n in first:
-                    h.create_worker(custom, ns, n)
-                for n in first:
-                    h.wait_phase(custom, ns, n, "Running", timeout=120)
+            ctl.start(timeout=120)
+            # 1. slow but answering
+            first = [f"slow-{i}" for i in range(8)]
+            for n in first:
+                h.create_worker(custom, ns, n)
+            for n in first:
+                h.wait_phase(custom, ns, n, "Running", timeout=120)
 
-                # 2. hanging: every new request is held; watch events still arrive
-                px.hold_requests = True
-                mark = len(ctl.log_text())
-                held = [f"held-{i}" for i in range(3)]
-                for n in held:
-                    h.create_worker(custom, ns, n)
-                h.wait_for_value(lambda: ctl.log_text()[mark:].count("timed out") >= 3, 100,
-                                 "three requests timing out after the default 30 s", interval=0.5)
-                held_before = px.held_chunks
-                h.wait_for_value(lambda: px.held_chunks > held_before, 30, "the retries hanging again", interval=0.2)
-                assert ctl.running(), ctl.log_tail()
-                assert px.held_chunks > 0
-                for n in held:  # nothing reached the API server for them
-                    assert h.worker_pods(core, ns, n) == []
+            # 2. hanging: every new request is held; watch events still arrive
+            px.hold_requests = True
+            mark = len(ctl.log_text())
+            held = [f"held-{i}" for i in range(3)]
+            for n in held:
+                h.create_worker(custom, ns, n)
+            h.wait_for_value(lambda: ctl.log_text()[mark:].count("timed out") >= 3, 100,
+                             "three requests timing out after the default 30 s", interval=0.5)
+            held_before = px.held_chunks
+            h.wait_for_value(lambda: px.held_chunks > held_before, 30, "the retries hanging again", interval=0.2)
+            assert ctl.running(), ctl.log_tail()
+            assert px.held_chunks > 0
+            for n in held:  # nothing reached the API server for them
+                assert h.worker_pods(core, ns, n) == []
 
-                # 3. SIGTERM while requests hang
-                rc, took = ctl.stop(timeout=30)
-                print(f"shutdown with the API server hanging: {took:.1f} s")
-                assert rc == 0 and took < 30, (rc, took)
+            # 3. SIGTERM while requests hang
+            rc, took = ctl.stop(timeout=30)
+            print(f"shutdown with the API server hanging: {took:.1f} s")
+            assert rc == 0 and took < 30, (rc, took)
 
-                # 4. answering again: a restart converges what was created during the hang
-                px.hold_requests = False
-                ctl.start(timeout=120)
-                for n in held + first:
-                    h.wait_phase(custom, ns, n, "Running", timeout=120)
-                for n in held + first:
-                    assert len(h.worker_pods(core, ns, n)) == 1, n
-                rc, took = ctl.stop(timeout=30)
-                assert rc == 0
+            # 4. answering again: a restart converges what was created during the hang
+            px.hold_requests = False
+            ctl.start(timeout=120)
+            for n in held + first:
+                h.wait_phase(custom, ns, n, "Running", timeout=120)
+            for n in held + first:
+                assert len(h.worker_pods(core, ns, n)) == 1, n
+            rc, took = ctl.stop(timeout=30)
+            assert rc == 0
         finally:
             ctl.close()

@@ -1,9 +1,15 @@
-"""Issue 6 — the sandbox backend (SPEC 3, 5, 6, 7) end to end: real kube-apiserver with the
-real OpenKruise agents CRDs, real MinIO (SigV4, TLS), the controller under render-rbac RBAC,
-OpenKruise played by test/e2e/standins.py.
+"""Issue 6 — the sandbox backend (SPEC 3, 5, 6, 7) end to end, through the real OpenKruise
+agents controller: real kube-apiserver, kube-controller-manager, kube-scheduler, kwok Nodes
+running the sandboxes' Pods, real MinIO (SigV4, TLS), the controller under render-rbac RBAC.
+The only played part is the in-sandbox agent-runtime (test/cluster/agent_runtime.py), which
+performs the mounts from S3: tests read back what each sandbox received.
+
+Failures are produced through the real components: a warm pool whose Pods never become ready
+(their template holds them, test/cluster/kwok/pod-stages.yaml) makes claims time out; kwok
+drives a sandbox's Pod into CrashLoopBackOff.
 
 The token-refresh scenario (~400 s of waiting) is started by an autouse fixture here and
-asserted in test_zz_sandbox_token_refresh.py, so its wait overlaps these tests.
+asserted in test_sandbox_token_refresh.py, so its wait overlaps these tests.
 """
 
 from __future__ import annotations
@@ -19,13 +25,12 @@ import time
 import pytest
 from kubernetes import client
 
+import bed
 import controller_harness as ch
 import sandbox_support as sx
-import standins
-from conftest import unique
+from conftest import drop_namespace, make_namespace, unique
 
 POOL = "e2e-pool"
-DEPS_PV = "e2e-deps-pv"
 IMAGE = "registry.example/hiclaw/worker:e2e-1"
 AUDIENCE = "hiclaw-controller"
 
@@ -43,7 +48,6 @@ def _token_refresh_started_early(tb, api):
 def ctl(tb, core, namespace):
     c = sx.sandbox_controller(tb, core, namespace, {
         "HICLAW_SANDBOX_POOL": POOL,
-        "HICLAW_SANDBOX_DEPS_PV": DEPS_PV,
         "HICLAW_SANDBOX_CLAIM_TIMEOUT": "90s",
         "HICLAW_SANDBOX_WAIT_READY_TIMEOUT": "45s",
         "HICLAW_SANDBOX_TOKEN_TTL": "3600",
@@ -64,8 +68,11 @@ def make_worker(custom, ns, name=None, **spec):
     name = name or unique("sw")
     spec.setdefault("backendRuntime", "sandbox")
     spec.setdefault("image", IMAGE)
+    md_labels = dict(spec.pop("labels_md", None) or {})
+    if ch.namespace_controller(ns):
+        md_labels.setdefault(ch.CONTROLLER_LABEL, ch.namespace_controller(ns))
     body = {"apiVersion": "hiclaw.io/v1beta1", "kind": "Worker",
-            "metadata": {"name": name, "namespace": ns, "labels": spec.pop("labels_md", None) or {}},
+            "metadata": {"name": name, "namespace": ns, "labels": md_labels},
             "spec": {"model": "qwen-max", **spec}}
     custom.create_namespaced_custom_object(ch.GROUP, ch.VERSION, ns, ch.PLURAL, body)
     return name
@@ -76,17 +83,15 @@ def wait_claim(custom, ns, worker, timeout=30):
 
 
 def bound_worker(api, custom, ns, **spec):
-    """A sandbox Worker bound by a one-shot stand-in and Running."""
+    """A sandbox Worker claimed through OpenKruise and Running."""
     w = make_worker(custom, ns, **spec)
-    wait_claim(custom, ns, w)
-    standins.OpenKruise(api).bind(ns, sx.claim_name(w))
-    ch.wait_phase(custom, ns, w, "Running", timeout=30)
+    ch.wait_phase(custom, ns, w, "Running", timeout=60)
     return w
 
 
-# ---- 1. seed blocker 1: deps exist before the claim, the claim's shape ----------------------------
+# ---- 1. seed blocker 1: deps exist before the claim; what the sandbox received; the claim's shape --
 
-def test_deps_exist_when_claim_first_seen_and_claim_shape(tb, api, custom, core, namespace, ctl, s3):
+def test_deps_exist_when_claim_first_seen_and_claim_shape(tb, api, custom, core, namespace, ctl, s3, runtime):
     ns, w = namespace, unique("sw")
     keys = sx.deps_keys(ns, w)
     first_seen = {}
@@ -100,26 +105,54 @@ def test_deps_exist_when_claim_first_seen_and_claim_shape(tb, api, custom, core,
             first_seen.update(type=etype, heads=heads(), claim=obj)
 
     rec = sx.custom_recorder(api, custom, ns, sx.CLAIMS, on_claim)
-    prebind = []
-
-    def check(claim):
-        h = heads()
-        prebind.append(h)
-        return all(h.values())
-
+    wrec = sx.Recorder(api, custom.list_namespaced_custom_object,
+                       {"group": ch.GROUP, "version": ch.VERSION, "namespace": ns, "plural": ch.PLURAL},
+                       custom.list_namespaced_custom_object(ch.GROUP, ch.VERSION, ns, ch.PLURAL)["metadata"]["resourceVersion"]
+                       ).start()
     try:
         make_worker(custom, ns, w, labels_md={"team": "blue"},
                     labels={"tier": "gold", "hiclaw.io/backend": "pod", "hiclaw.io/worker": "evil"})
-        sx.wait(lambda: first_seen, 30, "the stand-in's first sight of the claim")
-        kruise = standins.OpenKruise(api, prebind_check=check, block_on_check=True)
-        bound = kruise.bind(ns, sx.claim_name(w))
+        sx.wait(lambda: first_seen, 30, "the first sight of the claim")
+        wk = ch.wait_phase(custom, ns, w, "Running", timeout=60)
     finally:
         rec.stop()
+        wrec.stop()
     assert first_seen["type"] == "ADDED"
     assert first_seen["heads"] == {"env": True, "token": True, "data": True}, first_seen["heads"]
-    assert prebind == [{"env": True, "token": True, "data": True}]
-    assert len(bound) == 1
-    wk = ch.wait_phase(custom, ns, w, "Running", timeout=30)
+    # Running only once OpenKruise completed the claim (in-place image, /init, mounts done): the
+    # Worker's first Running status comes after the claim's Completed (one etcd, one order)
+    completed = [int(o["metadata"]["resourceVersion"]) for _, _, o in rec.events
+                 if (o.get("status") or {}).get("phase") == "Completed"]
+    running = [int(o["metadata"]["resourceVersion"]) for _, _, o in wrec.events
+               if o["metadata"]["name"] == w and (o.get("status") or {}).get("phase") == "Running"]
+    failed = [o["status"].get("message") for _, _, o in wrec.events
+              if o["metadata"]["name"] == w and (o.get("status") or {}).get("phase") == "Failed"]
+    assert completed and running and min(running) > min(completed), (completed, running)
+    assert not failed, f"Failed on the way to Running: {failed}"
+
+    # OpenKruise claimed a sandbox, ran /init and mounted the three sub-paths: the sandbox saw
+    # the env file and the token with the bytes the controller wrote, at the SPEC's paths
+    st = status(wk)
+    sname = st["instance"]["name"]
+    assert st["instance"]["claimName"] == sx.claim_name(w)
+    assert bed.pod_ip_in_bed_range(tb, st["instance"]["podIP"]), st["instance"]
+    inc = runtime.wait_mounted(ns, sname)
+    assert inc["inits"] and not inc["inits"][0]["skipRefresh"]
+    mounts = {m["target_path"]: m for m in inc["mounts"]}
+    base = f"{sx.deps_prefix(ns)}workers-deps/{w}"
+    for target, sub, ro in (("/var/run/secrets/hiclaw", "token", True), ("/mnt/hiclaw/env", "env", True),
+                            ("/mnt/hiclaw/data", "data", False)):
+        m = mounts[target]
+        assert m["volume_context"]["path"] == f"/{base}/{sub}", m
+        assert m["readonly"] is ro and m["access_mode"] == (2 if ro else 1), m
+        assert m["driver"] == tb.WC_DEPS_CSI_DRIVER
+    assert runtime.snapshot(ns, sname, "/mnt/hiclaw/env/env") == sx.s3_get(s3, tb.WC_S3_BUCKET, keys["env"])
+    token = runtime.snapshot(ns, sname, "/var/run/secrets/hiclaw/token")
+    assert token == sx.s3_get(s3, tb.WC_S3_BUCKET, keys["token"])
+    assert sx.token_review(api, token.decode(), AUDIENCE)["status"]["authenticated"] is True
+    assert runtime.snapshot(ns, sname, "/mnt/hiclaw/data/.keep") == b""
+    # every mount happened after the claim existed, and the claim after its deps (above)
+    assert runtime.errors() == []
 
     claim = sx.get_claim(custom, ns, sx.claim_name(w))  # as the API server stored it (real CRD)
     spec, md = claim["spec"], claim["metadata"]
@@ -129,11 +162,10 @@ def test_deps_exist_when_claim_first_seen_and_claim_shape(tb, api, custom, core,
     assert spec["waitReadyTimeout"] == "45s"
     assert spec["ttlAfterCompleted"] == "-1s"
     assert spec["inplaceUpdate"] == {"image": IMAGE}
-    base = f"{sx.deps_prefix(ns)}workers-deps/{w}"
     assert sorted(spec["dynamicVolumesMount"], key=lambda m: m["mountPath"]) == sorted([
-        {"pvName": DEPS_PV, "subPath": f"{base}/token", "mountPath": "/var/run/secrets/hiclaw", "readOnly": True},
-        {"pvName": DEPS_PV, "subPath": f"{base}/env", "mountPath": "/mnt/hiclaw/env", "readOnly": True},
-        {"pvName": DEPS_PV, "subPath": f"{base}/data", "mountPath": "/mnt/hiclaw/data", "readOnly": False},
+        {"pvName": tb.WC_DEPS_PV, "subPath": f"{base}/token", "mountPath": "/var/run/secrets/hiclaw", "readOnly": True},
+        {"pvName": tb.WC_DEPS_PV, "subPath": f"{base}/env", "mountPath": "/mnt/hiclaw/env", "readOnly": True},
+        {"pvName": tb.WC_DEPS_PV, "subPath": f"{base}/data", "mountPath": "/mnt/hiclaw/data", "readOnly": False},
     ], key=lambda m: m["mountPath"])
     # the subPaths are exactly the directories of the objects that were there before the claim
     for k in ("token", "env", "data"):
@@ -148,6 +180,17 @@ def test_deps_exist_when_claim_first_seen_and_claim_shape(tb, api, custom, core,
     owners = md["ownerReferences"]
     assert owners == [{"apiVersion": "hiclaw.io/v1beta1", "kind": "Worker", "name": w,
                        "uid": wk["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}]
+    assert claim["status"]["phase"] == "Completed" and claim["status"]["claimedReplicas"] == 1
+    # the Sandbox OpenKruise bound carries the claim's labels, and runs the Worker's image (in place)
+    sbx = sx.get_sandbox(custom, ns, sname)
+    assert {k: v for k, v in sbx["metadata"]["labels"].items() if k in want_labels} == want_labels
+    assert sbx["metadata"]["labels"]["agents.kruise.io/claim-name"] == sx.claim_name(w)
+    spod = bed.sandbox_pod(core, ns, sname)
+    assert spod.spec.containers[0].image == IMAGE
+    # that Pod carries the Worker's labels too — and is not a pod-backend instance
+    assert spod.metadata.labels["hiclaw.io/worker"] == w and spod.metadata.labels["hiclaw.io/backend"] == "sandbox"
+    assert ch.worker_pods(core, ns, w) == [] and len(ch.worker_pods(core, ns, w, sandbox_pods=True)) == 1
+    assert cond(wk, "Synced")["reason"] == "Reconciled"
     # the pool the controller applied at start
     pool = custom.get_namespaced_custom_object(sx.KG, sx.KV, ns, sx.SANDBOXSETS, POOL)
     assert pool["spec"]["replicas"] == 1
@@ -160,7 +203,8 @@ def test_deps_exist_when_claim_first_seen_and_claim_shape(tb, api, custom, core,
 
 # ---- 2. the env file: hostile values, secrets only there ------------------------------------------
 
-def test_env_file_reproduces_hostile_values_and_holds_secrets_only_there(tb, api, custom, core, namespace, ctl, s3):
+def test_env_file_reproduces_hostile_values_and_holds_secrets_only_there(tb, api, custom, core, namespace, ctl, s3,
+                                                                        runtime):
     ns, w = namespace, unique("sw")
     r = unique("x")
     marker1, marker2, marker3 = f"/tmp/pwned-{r}", f"/tmp/pwned-bt-{r}", f"/tmp/pwned-nl-{r}"
@@ -183,11 +227,13 @@ def test_env_file_reproduces_hostile_values_and_holds_secrets_only_there(tb, api
     core.create_namespaced_secret(ns, client.V1Secret(metadata=client.V1ObjectMeta(name=f"hiclaw-creds-{w}"),
                                                       string_data=secrets))
     make_worker(custom, ns, w, env=hostile)
-    wait_claim(custom, ns, w)
-    standins.OpenKruise(api).bind(ns, sx.claim_name(w))
-    wk = ch.wait_phase(custom, ns, w, "Running", timeout=30)
+    wk = ch.wait_phase(custom, ns, w, "Running", timeout=60)
 
     body = sx.s3_get(s3, tb.WC_S3_BUCKET, sx.deps_keys(ns, w)["env"])
+    # what the sandbox received at /mnt/hiclaw/env is exactly that file
+    sname = status(wk)["instance"]["name"]
+    runtime.wait_mounted(ns, sname)
+    assert runtime.snapshot(ns, sname, "/mnt/hiclaw/env/env") == body
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "env")
         with open(path, "wb") as f:
@@ -224,10 +270,11 @@ def test_env_file_reproduces_hostile_values_and_holds_secrets_only_there(tb, api
     # the Secret's values appear nowhere else
     claim = sx.get_claim(custom, ns, sx.claim_name(w))
     sbx = sx.sandboxes_of(custom, ns, w)
+    spod = api.sanitize_for_serialization(bed.sandbox_pod(core, ns, sname))
     wk = ch.get_worker(custom, ns, w)
     time.sleep(1.0)  # let Events and log lines of the reconcile land
-    places = {"claim": json.dumps(claim), "sandbox": json.dumps(sbx), "worker": json.dumps(wk),
-              "events": ch.all_events_text(api, ns), "controller log": ctl.log_text()}
+    places = {"claim": json.dumps(claim), "sandbox": json.dumps(sbx), "sandbox's Pod": json.dumps(spod),
+              "worker": json.dumps(wk), "events": ch.all_events_text(api, ns), "controller log": ctl.log_text()}
     for name, text in places.items():
         for k, v in secrets.items():
             assert v not in text, f"secret {k} leaked into the {name}"
@@ -236,12 +283,16 @@ def test_env_file_reproduces_hostile_values_and_holds_secrets_only_there(tb, api
 
 # ---- 3. the token object: TokenReview ------------------------------------------------------------
 
-def test_token_object_passes_token_review(tb, api, custom, namespace, ctl, s3):
+def test_token_object_passes_token_review(tb, api, custom, namespace, ctl, s3, runtime):
     ns = namespace
     w = bound_worker(api, custom, ns)
     key = sx.deps_keys(ns, w)["token"]
     head = sx.s3_head(s3, tb.WC_S3_BUCKET, key)
     token = sx.s3_get(s3, tb.WC_S3_BUCKET, key).decode()
+    # the sandbox sees that token at the pod's path (SPEC 7)
+    sname = status(ch.get_worker(custom, ns, w))["instance"]["name"]
+    runtime.wait_mounted(ns, sname)
+    assert runtime.file(ns, sname, "/var/run/secrets/hiclaw/token") == token.encode()
     rv = sx.token_review(api, token, AUDIENCE)
     assert rv["status"]["authenticated"] is True, rv["status"]
     assert rv["status"]["user"]["username"] == f"system:serviceaccount:{ns}:{sx.sa_name(w)}"
@@ -259,63 +310,87 @@ def test_token_object_passes_token_review(tb, api, custom, namespace, ctl, s3):
 
 # ---- 4. status mapping --------------------------------------------------------------------------
 
-def test_status_mapping_claiming_running_paused(tb, api, custom, namespace, ctl):
+# ---- 4. status from the real Sandbox and its Pod ---------------------------------------------------
+
+def test_status_follows_the_sandbox_and_its_pod(tb, api, core, custom, namespace, ctl):
     ns = namespace
-    w = make_worker(custom, ns)
-    cn = sx.claim_name(w)
-    wait_claim(custom, ns, w)
-    kr = standins.OpenKruise(api)
-    kr.set_claim_status(ns, cn, "Claiming", 0, "claiming sandboxes from e2e-pool")
-    wk = ch.wait_worker(custom, ns, w, lambda o: status(o).get("phase") == "Starting"
-                        and "claiming sandboxes from e2e-pool" in status(o).get("message", ""), 20, "Starting")
-    assert status(wk)["containerState"] == "Claiming"
-    assert cond(wk, "Ready")["status"] == "False"
-    assert status(wk)["backendRuntime"] == "sandbox"
-    sbx = kr.bind(ns, cn, ready=True, ip="10.244.7.7")
-    sname = sbx[0]["metadata"]["name"]
-    wk = ch.wait_phase(custom, ns, w, "Running", timeout=20)
+    w = bound_worker(api, custom, ns)
+    wk = ch.get_worker(custom, ns, w)
     st = status(wk)
-    assert cond(wk, "Ready")["status"] == "True"
-    assert cond(wk, "Synced")["status"] == "True"
-    assert st["backendRuntime"] == "sandbox"
-    assert st["instance"] == {"kind": "Sandbox", "name": sname, "claimName": cn, "podIP": "10.244.7.7"}
+    sname, cn = st["instance"]["name"], sx.claim_name(w)
+    spod = bed.sandbox_pod(core, ns, sname)
+    assert st["instance"] == {"kind": "Sandbox", "name": sname, "claimName": cn, "podIP": spod.status.pod_ip}
     assert st["containerState"] == "Running"
+    assert cond(wk, "Ready")["status"] == "True" and cond(wk, "Synced")["status"] == "True"
+    assert st["backendRuntime"] == "sandbox"
     assert st["observedGeneration"] == wk["metadata"]["generation"]
-    # Sandbox Paused (by someone else) -> Sleeping
-    kr.set_sandbox_status(ns, sname, "Paused", False, message="paused by operator")
-    wk = ch.wait_phase(custom, ns, w, "Sleeping", timeout=20)
+    suid = sx.get_sandbox(custom, ns, sname)["metadata"]["uid"]
+
+    # the agent crash-loops (kwok, as its kubelet): OpenKruise reports the Sandbox Running but not
+    # Ready, with the container's message -> Failed, saying why
+    bed.kwok_state(core, ns, sname, "crashloop")
+    wk = ch.wait_phase(custom, ns, w, "Failed", timeout=30)
+    assert "restarting failed container=worker" in status(wk)["message"], status(wk)
     assert cond(wk, "Ready")["status"] == "False"
-    assert status(wk)["containerState"] == "Paused"
-    # Running + Ready False with a message -> Failed
-    kr.set_sandbox_status(ns, sname, "Running", False, message="agent crashed e2e")
-    wk = ch.wait_phase(custom, ns, w, "Failed", timeout=20)
-    assert "agent crashed e2e" in status(wk)["message"]
-    kr.set_sandbox_status(ns, sname, "Running", True)
-    ch.wait_phase(custom, ns, w, "Running", timeout=20)
-    assert [s["metadata"]["uid"] for s in sx.sandboxes_of(custom, ns, w)] == [sbx[0]["metadata"]["uid"]]
+    bed.kwok_state(core, ns, sname, "ready")
+    ch.wait_phase(custom, ns, w, "Running", timeout=30)
+
+    # someone pauses the Sandbox while the Worker should run: the controller resumes it
+    custom.patch_namespaced_custom_object(sx.KG, sx.KV, ns, sx.SANDBOXES, sname, {"spec": {"paused": True}})
+    sx.wait(lambda: ch.events_for(api, ns, w, "Resumed"), 30, "a Resumed Event")
+    wk = ch.wait_worker(custom, ns, w, lambda o: status(o).get("phase") == "Running"
+                        and (sx.get_sandbox(custom, ns, sname) or {}).get("status", {}).get("phase") == "Running",
+                        60, "Running again on the same Sandbox")
+    assert cond(wk, "Ready")["status"] == "True"
+    assert [s["metadata"]["uid"] for s in sx.sandboxes_of(custom, ns, w)] == [suid]
 
 
-def test_claim_timeout_fails_then_retries_with_new_claim(tb, api, custom, namespace, ctl):
-    ns = namespace
-    w = make_worker(custom, ns)
+# ---- 5. a pool that cannot fill: the claim times out, is retried with backoff ---------------------
+
+UNFILLABLE_POOL = "unfillable"
+
+
+@pytest.fixture(scope="module")
+def unfillable(tb, core, custom):
+    """A namespace whose warm pool the operator manages (not the controller): its template holds
+    every Pod (kwok never runs it), so no sandbox ever becomes ready and OpenKruise times claims
+    out. HICLAW_SANDBOX_CLAIM_TIMEOUT 4s, wait-ready 2s."""
+    ns = make_namespace(core, "sbx-unfillable")
+    custom.create_namespaced_custom_object(sx.KG, sx.KV, ns, sx.SANDBOXSETS, {
+        "apiVersion": f"{sx.KG}/{sx.KV}", "kind": "SandboxSet",
+        "metadata": {"name": UNFILLABLE_POOL, "namespace": ns},
+        "spec": {"replicas": 0, "runtimes": [{"name": "csi"}, {"name": "agent-runtime"}],
+                 "template": {"metadata": {"labels": dict(bed.HOLD)},
+                              "spec": {"automountServiceAccountToken": False,
+                                       "containers": [{"name": "worker", "image": "registry.example/agent:e2e"}]}}}})
+    c = sx.sandbox_controller(tb, core, ns, {"HICLAW_SANDBOX_MANAGE_POOL": "false",
+                                             "HICLAW_SANDBOX_POOL": UNFILLABLE_POOL,
+                                             "HICLAW_SANDBOX_CLAIM_TIMEOUT": "4s",
+                                             "HICLAW_SANDBOX_WAIT_READY_TIMEOUT": "2s"})
+    yield ns
+    c.close()
+    drop_namespace(core, ns)
+
+
+def test_claim_timeout_fails_then_retries_with_new_claim(tb, api, core, custom, unfillable):
+    ns = unfillable
+    w = unique("sw")
     cn = sx.claim_name(w)
-    first = wait_claim(custom, ns, w)
-    uid1 = first["metadata"]["uid"]
-    creations = []
+    creations, phases = [], []
 
     def on_claim(etype, obj):
         if obj["metadata"]["name"] == cn and etype == "ADDED":
             creations.append((time.monotonic(), obj["metadata"]["uid"]))
 
     rec = sx.custom_recorder(api, custom, ns, sx.CLAIMS, on_claim)
-    phases = []
     stop = threading.Event()
 
     def poll():
         while not stop.is_set():
             try:
                 o = ch.get_worker(custom, ns, w)
-                phases.append((status(o).get("phase"), status(o).get("message", ""), cond(o, "Synced").get("reason")))
+                phases.append((status(o).get("phase"), status(o).get("message", ""), cond(o, "Synced").get("reason"),
+                               status(o).get("containerState")))
             except Exception:
                 pass
             time.sleep(0.05)
@@ -323,86 +398,91 @@ def test_claim_timeout_fails_then_retries_with_new_claim(tb, api, custom, namesp
     t = threading.Thread(target=poll, daemon=True)
     t.start()
     try:
-        standins.OpenKruise(api).time_out(ns, cn, "claim timeout: pool e2e-pool exhausted (e2e)")
-        sx.wait(lambda: any(p[0] == "Failed" and "pool e2e-pool exhausted (e2e)" in p[1] and p[2] == "ClaimFailed"
-                            for p in phases), 20, "phase Failed with the claim's message")
-        new = sx.wait(lambda: [c for c in creations if c[1] != uid1], 60, "a new claim")
-        assert new[0][1] != uid1
-        # keep timing the claims out for a while: the retries must back off, not spin
-        with standins.AutoStandins(api, namespace=ns, kubelet=False, timeout_claims=True):
-            time.sleep(12)
+        make_worker(custom, ns, w)
+        # while OpenKruise is claiming: Starting, with the claim's own words
+        sx.wait(lambda: [p for p in phases if p[0] == "Starting" and p[3] == "Claiming"
+                         and p[1].startswith("claim Claiming")], 30, "Starting while claiming")
+        sx.wait(lambda: any(p[0] == "Failed" and "Timeout" in p[1] and "0/1" in p[1] and p[2] == "ClaimFailed"
+                            for p in phases), 60, "phase Failed with the claim's timeout message")
+        sx.wait(lambda: len(creations) >= 2, 60, "a new claim")
+        assert creations[1][1] != creations[0][1]
+        time.sleep(12)  # claims keep timing out: the retries must back off, not spin
     finally:
         stop.set()
         t.join(5)
         rec.stop()
     n = len(creations)
     gaps = [round(b[0] - a[0], 2) for a, b in zip(creations, creations[1:])]
-    print(f"claim attempts in ~12 s of timeouts: {n}; gaps: {gaps}")
-    # the Worker converges once claims bind again (also ends any retry loop before asserting)
-    with standins.AutoStandins(api, namespace=ns, kubelet=False):
-        ch.wait_phase(custom, ns, w, "Running", timeout=120)
+    print(f"claim attempts over the first timeout, its retry and ~12 s more: {n}; gaps: {gaps}")
     evs = ch.events_for(api, ns, w, "ClaimFailed")
     assert evs and evs[0]["type"] == "Warning"
-    # The recreate backoff starts at 10 s and doubles: over the first retry plus ~12 s of further
-    # timeouts that is at most 3 claims; a retry loop without backoff makes dozens.
+    # The recreate backoff starts at 10 s and doubles: the first claim, its retry and ~12 s of
+    # further timeouts make at most 3 claims; a retry loop without backoff makes dozens.
     assert n <= 3, f"{n} claims in ~12 s: the claim timeout is retried without backoff; gaps {gaps}"
     assert all(g >= 9.0 for g in gaps), f"retries came sooner than the 10 s backoff: {gaps}"
     if len(gaps) >= 2:
         assert gaps[-1] > gaps[0], f"retry gaps do not grow: {gaps}"
+    # the operator fixes the pool; the Worker converges on the next retry
+    custom.patch_namespaced_custom_object(sx.KG, sx.KV, ns, sx.SANDBOXSETS, UNFILLABLE_POOL,
+                                          {"spec": {"template": {"metadata": {"labels": {bed.HOLD_LABEL: None}}}}})
+    ch.wait_phase(custom, ns, w, "Running", timeout=120)
 
 
-# ---- 5. pause / resume ---------------------------------------------------------------------------
+# ---- 6. pause / resume ---------------------------------------------------------------------------
 
-def test_sleeping_with_pause_on_pauses_and_resumes(tb, api, core, custom):
-    ns = unique("e2e-sbx-pause")
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns, labels={"wc-e2e": "true"})))
+def test_sleeping_with_pause_on_pauses_and_resumes(tb, api, core, custom, s3, runtime):
+    ns = make_namespace(core, "sbx-pause")
     c = sx.sandbox_controller(tb, core, ns, {"HICLAW_SANDBOX_PAUSE": "true"})
     try:
         w = bound_worker(api, custom, ns)
-        kr = standins.OpenKruise(api)
         sbx = sx.sandboxes_of(custom, ns, w)[0]
         sname, suid = sbx["metadata"]["name"], sbx["metadata"]["uid"]
         claim_uid = sx.get_claim(custom, ns, sx.claim_name(w))["metadata"]["uid"]
+        first = runtime.wait_mounted(ns, sname)
         ch.patch_worker(custom, ns, w, {"spec": {"state": "Sleeping"}})
         sx.wait(lambda: (sx.get_sandbox(custom, ns, sname) or {}).get("spec", {}).get("paused") is True, 20,
                 "spec.paused true")
-        assert status(ch.get_worker(custom, ns, w))["phase"] in ("Stopping", "Running")  # not Sleeping before Paused
-        kr.sync_pause(ns, sname)
-        wk = ch.wait_phase(custom, ns, w, "Sleeping", timeout=20)
+        # OpenKruise stops the agent (its Pod is deleted) and reports Paused -> Sleeping
+        wk = ch.wait_phase(custom, ns, w, "Sleeping", timeout=60)
         assert cond(wk, "Ready")["status"] == "False"
+        assert sx.get_sandbox(custom, ns, sname)["status"]["phase"] == "Paused"
+        assert bed.sandbox_pod(core, ns, sname) is None, "a paused sandbox's agent still runs"
         assert sx.get_sandbox(custom, ns, sname)["metadata"]["uid"] == suid
         assert sx.get_claim(custom, ns, sx.claim_name(w))["metadata"]["uid"] == claim_uid
         ch.patch_worker(custom, ns, w, {"spec": {"state": "Running"}})
         sx.wait(lambda: sx.get_sandbox(custom, ns, sname)["spec"].get("paused") is False, 20, "spec.paused false")
-        kr.sync_pause(ns, sname)
-        wk = ch.wait_phase(custom, ns, w, "Running", timeout=20)
+        wk = ch.wait_phase(custom, ns, w, "Running", timeout=60)
         assert cond(wk, "Ready")["status"] == "True"
         assert [s["metadata"]["uid"] for s in sx.sandboxes_of(custom, ns, w)] == [suid]
         assert status(wk)["instance"]["name"] == sname
+        # resumed in a new Pod, initialised again (skipRefresh) and every mount made again, with
+        # the same env file
+        again = runtime.wait_mounted(ns, sname)
+        assert again["uid"] != first["uid"]
+        assert [i["skipRefresh"] for i in again["inits"]] == [True]
+        assert runtime.snapshot(ns, sname, "/mnt/hiclaw/env/env") == \
+            sx.s3_get(s3, tb.WC_S3_BUCKET, sx.deps_keys(ns, w)["env"])
     finally:
         c.close()
-        try:
-            core.delete_namespace(ns)
-        except Exception:
-            pass
+        drop_namespace(core, ns)
 
 
-def test_sleeping_with_pause_off_releases_claim_and_sandbox(tb, api, custom, namespace, ctl, s3):
+def test_sleeping_with_pause_off_releases_claim_and_sandbox(tb, api, core, custom, namespace, ctl, s3):
     ns = namespace
     w = bound_worker(api, custom, ns)
     ch.patch_worker(custom, ns, w, {"spec": {"state": "Sleeping"}})
-    wk = ch.wait_phase(custom, ns, w, "Sleeping", timeout=20)
+    wk = ch.wait_phase(custom, ns, w, "Sleeping", timeout=30)
     assert sx.get_claim(custom, ns, sx.claim_name(w)) is None
     assert sx.sandboxes_of(custom, ns, w) == []
     assert not status(wk).get("instance")
     assert cond(wk, "Ready")["status"] == "False"
+    sx.wait(lambda: ch.worker_pods(core, ns, w, sandbox_pods=True) == [], 30, "the sandbox's Pod gone")
     # waking up claims anew
-    with standins.AutoStandins(api, namespace=ns, kubelet=False):
-        ch.patch_worker(custom, ns, w, {"spec": {"state": "Running"}})
-        ch.wait_phase(custom, ns, w, "Running", timeout=30)
+    ch.patch_worker(custom, ns, w, {"spec": {"state": "Running"}})
+    ch.wait_phase(custom, ns, w, "Running", timeout=60)
 
 
-# ---- 6. Stopped and deletion: order, nothing left --------------------------------------------------
+# ---- 7. Stopped and deletion: order, nothing left --------------------------------------------------
 
 def _hold(custom, ns, w):
     cn = sx.claim_name(w)
@@ -469,10 +549,11 @@ def test_stopped_then_deleted_removes_everything_in_order(tb, api, core, custom,
     assert sx.s3_head(s3, tb.WC_S3_BUCKET, keys["data"]) is not None, "Stopped must keep data"
     print(f"Stopped: token deleted {took:.2f}s after the Sandbox was released")
 
-    with standins.AutoStandins(api, namespace=ns, kubelet=False):
-        ch.patch_worker(custom, ns, w, {"spec": {"state": "Running"}})
-        ch.wait_phase(custom, ns, w, "Running", timeout=30)
+    ch.patch_worker(custom, ns, w, {"spec": {"state": "Running"}})
+    ch.wait_phase(custom, ns, w, "Running", timeout=60)
     assert sx.s3_head(s3, tb.WC_S3_BUCKET, keys["token"]) is not None
+    mark = ch.audit_offset(tb)
+    cn, sname = sx.claim_name(w), sx.sandboxes_of(custom, ns, w)[0]["metadata"]["name"]
 
     def delete():
         ch.delete_worker(custom, ns, w)
@@ -493,9 +574,15 @@ def test_stopped_then_deleted_removes_everything_in_order(tb, api, core, custom,
     assert sx.s3_list(s3, tb.WC_S3_BUCKET, keys["dir"] + "/") == []
     sa = [s.metadata.name for s in core.list_namespaced_service_account(ns).items]
     assert sx.sa_name(w) not in sa
+    sx.wait(lambda: ch.worker_pods(core, ns, w, sandbox_pods=True) == [], 30, "the sandbox's Pod gone")
+    # the controller deleted what it made; nothing waited for the garbage collector
+    # (a delete repeated while a finalizer holds the object is answered 200 again: count who, not how often)
+    assert set(ch.deleted_by(tb, mark, "sandboxclaims", ns, cn)) == {ctl.username}
+    assert set(ch.deleted_by(tb, mark, "sandboxes", ns, sname)) == {ctl.username}
+    assert set(ch.deleted_by(tb, mark, "serviceaccounts", ns, sx.sa_name(w))) == {ctl.username}
 
 
-# ---- 7. two Sandboxes for one Worker ---------------------------------------------------------------
+# ---- 8. two Sandboxes for one Worker ---------------------------------------------------------------
 
 def test_two_sandboxes_multiple_sandboxes_nothing_deleted(tb, api, custom, namespace, ctl):
     ns = namespace
@@ -519,7 +606,7 @@ def test_two_sandboxes_multiple_sandboxes_nothing_deleted(tb, api, custom, names
     ch.wait_condition(custom, ns, w, "Synced", "True", timeout=20)
 
 
-# ---- 8. the backend switch guard, both ways ---------------------------------------------------------
+# ---- 9. the backend switch guard, both ways ---------------------------------------------------------
 
 def test_switch_guard_both_ways_never_both_instances(tb, api, core, custom, namespace, ctl):
     ns = namespace
@@ -527,9 +614,9 @@ def test_switch_guard_both_ways_never_both_instances(tb, api, core, custom, name
     pods, sbxs, both = {}, {}, []
     lock = threading.Lock()
 
-    def track(store):
+    def track(store, is_instance):
         def on(etype, obj):
-            if (obj["metadata"].get("labels") or {}).get("hiclaw.io/worker") != w:
+            if (obj["metadata"].get("labels") or {}).get("hiclaw.io/worker") != w or not is_instance(obj):
                 return
             with lock:
                 if etype == "DELETED":
@@ -540,12 +627,15 @@ def test_switch_guard_both_ways_never_both_instances(tb, api, core, custom, name
                     both.append((dict(pods), dict(sbxs)))
         return on
 
+    def pod_instance(obj):  # the sandbox's own Pod is part of the sandbox instance
+        return (obj["metadata"].get("labels") or {}).get("hiclaw.io/backend", "pod") == "pod" and not any(
+            r.get("controller") and r.get("kind") != "Worker" for r in obj["metadata"].get("ownerReferences") or [])
+
     with lock:
         for s in sx.sandboxes_of(custom, ns, w):
             sbxs[s["metadata"]["uid"]] = s["metadata"]["name"]
-    rp = sx.pod_recorder(api, core, ns, track(pods))
-    rs = sx.custom_recorder(api, custom, ns, sx.SANDBOXES, track(sbxs))
-    auto = standins.AutoStandins(api, namespace=ns).start()
+    rp = sx.pod_recorder(api, core, ns, track(pods, pod_instance))
+    rs = sx.custom_recorder(api, custom, ns, sx.SANDBOXES, track(sbxs, lambda o: True))
     try:
         ch.patch_worker(custom, ns, w, {"spec": {"backendRuntime": "pod"}})
         wk = ch.wait_condition(custom, ns, w, "Synced", "False", "BackendSwitchBlocked", timeout=20)
@@ -561,7 +651,7 @@ def test_switch_guard_both_ways_never_both_instances(tb, api, core, custom, name
         assert sx.sandboxes_of(custom, ns, w) == [] and sx.claims_of(custom, ns, w) == []
         ch.patch_worker(custom, ns, w, {"spec": {"state": "Running"}})
         wk = ch.wait_worker(custom, ns, w, lambda o: status(o).get("phase") == "Running"
-                            and status(o).get("backendRuntime") == "pod", 30, "Running on pod")
+                            and status(o).get("backendRuntime") == "pod", 60, "Running on pod")
         assert status(wk)["instance"]["kind"] == "Pod"
         assert len(ch.worker_pods(core, ns, w)) == 1
 
@@ -576,17 +666,16 @@ def test_switch_guard_both_ways_never_both_instances(tb, api, core, custom, name
         ch.wait_phase(custom, ns, w, "Stopped", timeout=30)
         ch.patch_worker(custom, ns, w, {"spec": {"state": "Running"}})
         wk = ch.wait_worker(custom, ns, w, lambda o: status(o).get("phase") == "Running"
-                            and status(o).get("backendRuntime") == "sandbox", 30, "Running on sandbox")
+                            and status(o).get("backendRuntime") == "sandbox", 60, "Running on sandbox")
         assert ch.worker_pods(core, ns, w) == []
     finally:
-        auto.stop()
         rp.stop()
         rs.stop()
     assert not both, f"a Pod and a Sandbox of {w} existed at the same time: {both[:3]}"
     assert not rp.errors and not rs.errors, (rp.errors, rs.errors)
 
 
-# ---- 9. S3 unreachable ---------------------------------------------------------------------------
+# ---- 10. S3 unreachable ---------------------------------------------------------------------------
 
 def test_s3_down_no_claim_then_converges(tb, api, custom, namespace, ctl, s3):
     ns = namespace
@@ -608,8 +697,7 @@ def test_s3_down_no_claim_then_converges(tb, api, custom, namespace, ctl, s3):
         t0 = time.monotonic()
         mc.start()
         restarted = True
-        with standins.AutoStandins(api, namespace=ns, kubelet=False):
-            wk = ch.wait_phase(custom, ns, w, "Running", timeout=90)
+        wk = ch.wait_phase(custom, ns, w, "Running", timeout=120)
         print(f"converged {time.monotonic() - t0:.1f}s after S3 came back")
         assert cond(wk, "Synced")["status"] == "True"
         assert seen and seen[0][0] > t0, "claim created while S3 was down"

@@ -1,5 +1,6 @@
-"""The test bed itself: a real, RBAC-enforcing kube-apiserver with the real OpenKruise CRDs,
-and a real SigV4-verifying S3 server."""
+"""The test bed itself: a real, RBAC-enforcing kube-apiserver, kube-controller-manager,
+kube-scheduler, kwok Nodes that run Pods, the real OpenKruise agents controller with its CRDs, the
+played agent-runtime, and a real SigV4-verifying S3 server. Everything listens on loopback."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from conftest import unique
-from standins import CLAIMS, GROUP, VERSION
+from sandbox_support import CLAIMS, KG as GROUP, KV as VERSION
 
 
 def kubectl(*args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -157,12 +158,199 @@ def test_claim_schema_defaults_and_immutable_replicas(custom, namespace):
     assert patched["spec"]["claimTimeout"] == "5m"
 
 
-def test_crds_established(api):
+def test_crds_established(api, tb):
+    """Every CRD of the OpenKruise agents release the controller binary was built from."""
     ext = client.ApiextensionsV1Api(api)
-    for plural in ("sandboxes", "sandboxclaims", "sandboxsets", "sandboxtemplates"):
-        crd = ext.read_custom_resource_definition(f"{plural}.{GROUP}")
+    files = sorted(f for f in os.listdir(tb.WC_CRDS_DIR) if f.endswith(".yaml"))
+    assert len(files) >= 11, files
+    for f in files:
+        crd = ext.read_custom_resource_definition(f[len(GROUP) + 1:-len(".yaml")] + "." + GROUP)
         conds = {c.type: c.status for c in crd.status.conditions}
-        assert conds.get("Established") == "True", plural
+        assert conds.get("Established") == "True", f
+
+
+# ---- the real parts around the API server ------------------------------------------------------
+def _bed_pids(tb) -> dict:
+    out = {}
+    for f in os.listdir(tb.WC_TESTBED):
+        if f.endswith(".pid"):
+            with open(os.path.join(tb.WC_TESTBED, f)) as fh:
+                out[f[:-4]] = int(fh.read().split()[0])
+    return out
+
+
+def test_every_bed_process_listens_on_loopback_only(tb):
+    """No server of the bed (the Go components with their default listeners included) is
+    reachable from outside this host: every listening socket of every bed process is on 127/8 or
+    ::1."""
+    import socket
+    import struct
+
+    pids = _bed_pids(tb)
+    assert set(pids) >= {"etcd", "kube-apiserver", "minio", "kube-controller-manager", "kube-scheduler", "kwok",
+                         "openkruise", "agent-runtime"}, pids
+    inodes = {}
+    for name, pid in pids.items():
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                inodes[link[8:-1]] = name
+    listening = []
+    for proto, fam in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
+        with open(f"/proc/net/{proto}") as f:
+            next(f)
+            for line in f:
+                parts = line.split()
+                local, state, inode = parts[1], parts[3], parts[9]
+                if state != "0A" or inode not in inodes:  # 0A = LISTEN
+                    continue
+                hexip, port = local.split(":")
+                raw = bytes.fromhex(hexip)
+                if fam == socket.AF_INET:
+                    ip = socket.inet_ntop(fam, raw[::-1])
+                else:
+                    ip = socket.inet_ntop(fam, b"".join(struct.pack("<I", *struct.unpack(">I", raw[i:i + 4]))
+                                                        for i in range(0, 16, 4)))
+                listening.append((inodes[inode], ip, int(port, 16)))
+    assert listening, "found no listening sockets at all"
+    outside = [(n, ip, p) for n, ip, p in listening if not (ip.startswith("127.") or ip == "::1")]
+    assert not outside, f"listening beyond loopback: {outside}"
+    names = {n for n, _, _ in listening}
+    assert {"kube-apiserver", "etcd", "minio", "openkruise", "agent-runtime"} <= names, listening
+
+
+def test_kwok_nodes_run_scheduled_pods(tb, core, namespace):
+    """kube-controller-manager took the not-ready taint off the kwok Nodes; kube-scheduler binds
+    a Pod; kwok runs it with a loopback pod IP and an imageID; its deletion completes."""
+    import bed
+    from conftest import wait_for
+
+    nodes = core.list_node(label_selector="type=kwok").items
+    assert sorted(n.metadata.name for n in nodes) == sorted(tb.WC_KWOK_NODES.split())
+    for n in nodes:
+        assert {c.type: c.status for c in n.status.conditions}["Ready"] == "True"
+        assert not n.spec.taints and not n.spec.pod_cidr
+    pod = client.V1Pod(metadata=client.V1ObjectMeta(name="runs"), spec=client.V1PodSpec(
+        automount_service_account_token=False, containers=[client.V1Container(name="c", image="img/x:1")]))
+    core.create_namespaced_pod(namespace, pod)
+    p = wait_for(lambda: (lambda q: q if q.status.phase == "Running" else None)(
+        core.read_namespaced_pod("runs", namespace)), 30, what="Running")
+    assert p.spec.node_name in tb.WC_KWOK_NODES.split()
+    assert {c.type: c.status for c in p.status.conditions}["Ready"] == "True"
+    assert bed.pod_ip_in_bed_range(tb, p.status.pod_ip), p.status.pod_ip
+    assert p.status.container_statuses[0].image_id.startswith("img/x:1@sha256:")
+    core.delete_namespaced_pod("runs", namespace)  # graceful: kwok finishes it
+    wait_for(lambda: not core.list_namespaced_pod(namespace, field_selector="metadata.name=runs").items, 30,
+             what="Pod gone")
+
+
+def test_kwok_stages_drive_failures_and_in_place_updates(tb, core, namespace):
+    """The bed's own stages: a held Pod stays Pending; annotations drive it into the states a
+    test needs; a changed image gets a new imageID (what OpenKruise waits for)."""
+    import bed
+    from conftest import wait_for
+
+    core.create_namespaced_pod(namespace, client.V1Pod(
+        metadata=client.V1ObjectMeta(name="driven", labels=bed.HOLD),
+        spec=client.V1PodSpec(automount_service_account_token=False,
+                              containers=[client.V1Container(name="worker", image="img/a:1")])))
+
+    def pod():
+        return core.read_namespaced_pod("driven", namespace)
+
+    wait_for(lambda: pod().spec.node_name, 30, what="scheduled")
+    import time
+    time.sleep(1)
+    assert pod().status.phase == "Pending" and not pod().status.pod_ip, "a held Pod ran"
+
+    def state(s, check, message=None):
+        bed.kwok_state(core, namespace, "driven", s, message)
+        return wait_for(lambda: (lambda p: p if check(p) else None)(pod()), 30, what=s)
+
+    def ready(p):
+        return {c.type: c.status for c in p.status.conditions or []}.get("Ready")
+
+    p = state("imagepull", lambda p: p.status.container_statuses and
+              (p.status.container_statuses[0].state.waiting or client.V1ContainerStateWaiting()).reason == "ImagePullBackOff")
+    assert p.status.phase == "Pending"
+    p = state("ready", lambda p: p.status.phase == "Running" and ready(p) == "True")
+    ip = p.status.pod_ip
+    assert bed.pod_ip_in_bed_range(tb, ip)
+    p = state("notready", lambda p: ready(p) == "False")
+    assert p.status.phase == "Running" and p.status.container_statuses[0].state.running
+    p = state("crashloop", lambda p: (p.status.container_statuses[0].state.waiting or
+                                      client.V1ContainerStateWaiting()).reason == "CrashLoopBackOff")
+    assert p.status.phase == "Running" and p.status.container_statuses[0].restart_count >= 1
+    assert "restarting failed container=worker" in p.status.container_statuses[0].state.waiting.message
+    p = state("ready", lambda p: ready(p) == "True")
+    old_id = p.status.container_statuses[0].image_id
+    core.patch_namespaced_pod("driven", namespace, {"spec": {"containers": [{"name": "worker", "image": "img/b:2"}]}})
+    p = wait_for(lambda: (lambda p: p if p.status.container_statuses[0].image == "img/b:2" else None)(pod()), 30,
+                 what="in-place image update")
+    assert p.status.container_statuses[0].image_id != old_id and ready(p) == "True"
+    assert p.status.pod_ip == ip, "an in-place update keeps the Pod and its IP"
+    p = state("failed", lambda p: p.status.phase == "Failed", "e2e-oom")
+    t = p.status.container_statuses[0].state.terminated
+    assert (t.reason, t.exit_code, t.message) == ("OOMKilled", 137, "e2e-oom")
+
+
+def test_kube_controller_manager_serviceaccounts_and_garbage_collection(core, namespace):
+    """Every namespace gets its default ServiceAccount; an owned object goes with its owner."""
+    from conftest import wait_for
+
+    assert core.read_namespaced_service_account("default", namespace)
+    owner = core.create_namespaced_config_map(namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="owner")))
+    core.create_namespaced_config_map(namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(
+        name="owned", owner_references=[client.V1OwnerReference(api_version="v1", kind="ConfigMap", name="owner",
+                                                                uid=owner.metadata.uid)])))
+    core.delete_namespaced_config_map("owner", namespace)
+    wait_for(lambda: not core.list_namespaced_config_map(namespace, field_selector="metadata.name=owned").items, 60,
+             what="the garbage collector deleting the dependent")
+
+
+def test_openkruise_claims_a_sandbox_and_the_played_runtime_mounts_from_s3(tb, api, core, custom, s3, namespace,
+                                                                          runtime):
+    """The real OpenKruise agents controller fills a warm pool, binds a claim to one of its
+    sandboxes (in-place image update through kwok), calls /init and one mount per
+    dynamicVolumesMount entry at the sandbox's pod IP; the played runtime performs the mount
+    from the bucket behind the CSI PersistentVolume."""
+    import bed
+    from conftest import wait_for
+
+    prefix = f"e2e/{unique('bedclaim')}"
+    s3.put_object(Bucket=tb.WC_S3_BUCKET, Key=f"{prefix}/cfg/settings", Body=b"k=v\n")
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "sandboxsets", {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "SandboxSet", "metadata": {"name": "bedpool"},
+        "spec": {"replicas": 1, "runtimes": [{"name": "csi"}, {"name": "agent-runtime"}],
+                 "template": {"spec": {"automountServiceAccountToken": False,
+                                       "containers": [{"name": "main", "image": "img/agent:1"}]}}}})
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, CLAIMS, claim_body(
+        "bedclaim", templateName="bedpool", labels={"e2e/claimed-by": "bed-test"}, ttlAfterCompleted="-1s",
+        inplaceUpdate={"image": "img/agent:2"},
+        dynamicVolumesMount=[{"pvName": tb.WC_DEPS_PV, "subPath": f"{prefix}/cfg", "mountPath": "/etc/cfg",
+                              "readOnly": True}]))
+    claim = wait_for(lambda: (lambda c: c if (c.get("status") or {}).get("phase") == "Completed" else None)(
+        custom.get_namespaced_custom_object(GROUP, VERSION, namespace, CLAIMS, "bedclaim")), 60, what="claim Completed")
+    assert claim["status"]["claimedReplicas"] == 1, claim["status"]
+    sbx = [s for s in custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "sandboxes")["items"]
+           if (s["metadata"].get("labels") or {}).get("agents.kruise.io/claim-name") == "bedclaim"]
+    assert len(sbx) == 1
+    name = sbx[0]["metadata"]["name"]
+    assert sbx[0]["metadata"]["labels"]["e2e/claimed-by"] == "bed-test"
+    spod = bed.sandbox_pod(core, namespace, name)
+    assert spod.spec.containers[0].image == "img/agent:2"
+    assert spod.metadata.owner_references[0].kind == "Sandbox"
+    inc = runtime.wait_mounted(namespace, name, ("/etc/cfg",))
+    assert inc["uid"] == spod.metadata.uid and inc["ip"] == spod.status.pod_ip
+    assert inc["inits"] and inc["mounts"][0]["readonly"] is True
+    assert inc["mounts"][0]["volume_context"]["path"] == f"/{prefix}/cfg"
+    assert runtime.snapshot(namespace, name, "/etc/cfg/settings") == b"k=v\n"
+    s3.put_object(Bucket=tb.WC_S3_BUCKET, Key=f"{prefix}/cfg/settings", Body=b"k=w\n")
+    assert runtime.file(namespace, name, "/etc/cfg/settings") == b"k=w\n", "the live view reads through the mount"
+    assert runtime.errors() == []
 
 
 # ---- S3 ---------------------------------------------------------------------------------------
