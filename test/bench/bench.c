@@ -285,7 +285,7 @@ static void standin_pod(const char *name) {
     for (const char *p = name; *p; p++) h = h * 31 + (unsigned char)*p;
     buf b = BUF_INIT;
     buf_printf(&b,
-               "{\"status\":{\"phase\":\"Running\",\"startTime\":\"%s\",\"hostIP\":\"127.0.0.1\",\"podIP\":\"10.%u.%u.%u\","
+               "{\"status\":{\"phase\":\"Running\",\"startTime\":\"%s\",\"hostIP\":\"127.0.0.1\",\"podIP\":\"127.2.%u.%u\","
                "\"conditions\":[{\"type\":\"PodScheduled\",\"status\":\"True\",\"lastTransitionTime\":\"%s\"},"
                "{\"type\":\"Initialized\",\"status\":\"True\",\"lastTransitionTime\":\"%s\"},"
                "{\"type\":\"ContainersReady\",\"status\":\"True\",\"lastTransitionTime\":\"%s\"},"
@@ -293,7 +293,7 @@ static void standin_pod(const char *name) {
                "\"containerStatuses\":[{\"name\":\"worker\",\"image\":\"registry.invalid/worker:bench\","
                "\"imageID\":\"registry.invalid/worker@sha256:%064d\",\"containerID\":\"containerd://%08x\",\"ready\":true,"
                "\"started\":true,\"restartCount\":0,\"state\":{\"running\":{\"startedAt\":\"%s\"}}}]}}",
-               ts, (h >> 16) & 255, (h >> 8) & 255, h & 255, ts, ts, ts, ts, 0, h, ts);
+               ts, (h >> 8) & 255, h & 255, ts, ts, ts, ts, 0, h, ts);
     for (int attempt = 0; attempt < 5; attempt++) {
         wc_err err;
         err_clear(&err);
@@ -348,11 +348,11 @@ static void standin_claim(const char *key) {
     for (const char *p = sname; *p; p++) h = h * 31 + (unsigned char)*p;
     char st[1024];
     snprintf(st, sizeof st,
-             "{\"status\":{\"phase\":\"Running\",\"message\":\"\",\"sandboxIp\":\"10.%u.%u.%u\",\"nodeName\":\"wc-standin-node\","
-             "\"podInfo\":{\"podIP\":\"10.%u.%u.%u\",\"nodeName\":\"wc-standin-node\"},\"observedGeneration\":1,"
+             "{\"status\":{\"phase\":\"Running\",\"message\":\"\",\"sandboxIp\":\"127.2.%u.%u\",\"nodeName\":\"wc-standin-node\","
+             "\"podInfo\":{\"podIP\":\"127.2.%u.%u\",\"nodeName\":\"wc-standin-node\"},\"observedGeneration\":1,"
              "\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\",\"reason\":\"SandboxReady\",\"message\":\"\","
              "\"lastTransitionTime\":\"%s\"}]}}",
-             (h >> 16) & 255, (h >> 8) & 255, h & 255, (h >> 16) & 255, (h >> 8) & 255, h & 255, ts);
+             (h >> 8) & 255, h & 255, (h >> 8) & 255, h & 255, ts);
     for (int attempt = 0; attempt < 5; attempt++) {
         err_clear(&err);
         if (kube_patch(B.kc, &KUBE_SANDBOXES, B.ns, sname, "status", KUBE_PATCH_MERGE, st, NULL, 0, 0, NULL, &err) == 0) break;

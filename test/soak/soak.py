@@ -32,7 +32,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
 
 import controller_harness as h  # noqa: E402
-import standins  # noqa: E402
 from conftest import drop_namespace, make_namespace  # noqa: E402
 from kubernetes import client, config  # noqa: E402
 
@@ -98,52 +97,51 @@ def main() -> int:
               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     rc = 1
     try:
-        with standins.AutoStandins(api, namespace=ns, openkruise=False, pod_delay=0.1):
-            ctl.start(timeout=300)
-            names = [f"soak-{i:03d}" for i in range(a.workers)]
+        ctl.start(timeout=300)
+        names = [f"soak-{i:03d}" for i in range(a.workers)]
+        for n in names:
+            h.create_worker(custom, ns, n)
+        for n in names:
+            h.wait_phase(custom, ns, n, "Running", timeout=600)
+        time.sleep(5)
+        pods_before = {p.metadata.uid for p in h.worker_pods(core, ns)}
+        base = reconciles(metrics_url)
+        samples = [(0, rss_kib(ctl.proc.pid))]
+        print(f"converged {a.workers} Workers; reconciles so far {base}; RSS {samples[0][1]} KiB", flush=True)
+        deadline = time.monotonic() + a.max_minutes * 60
+        t0 = time.monotonic()
+        patches, done, next_sample = 0, 0, 1000
+        while done < a.reconciles and patches < 4 * a.reconciles and time.monotonic() < deadline:
+            n = names[patches % len(names)]
+            try:
+                h.patch_worker(custom, ns, n, {"metadata": {"labels": {"soak.wc.test/tick": str(patches)}}})
+            except Exception as e:  # the API server restarted under us (another suite): wait, go on
+                print(f"  patch failed ({type(e).__name__}); retrying in 2 s", flush=True)
+                time.sleep(2)
+                continue
+            patches += 1
+            if patches % 50 == 0:
+                done = reconciles(metrics_url) - base
+                if done >= next_sample:
+                    samples.append((done, rss_kib(ctl.proc.pid)))
+                    print(f"  {done:6d} reconciles  RSS {samples[-1][1]:7d} KiB  ({time.monotonic() - t0:.0f} s)",
+                          flush=True)
+                    next_sample += 1000
+                assert ctl.running(), ctl.log_tail()
+        time.sleep(3)
+        done = reconciles(metrics_url) - base
+        samples.append((done, rss_kib(ctl.proc.pid)))
+        def one_running_pod_each():
             for n in names:
-                h.create_worker(custom, ns, n)
-            for n in names:
-                h.wait_phase(custom, ns, n, "Running", timeout=600)
-            time.sleep(5)
-            pods_before = {p.metadata.uid for p in h.worker_pods(core, ns)}
-            base = reconciles(metrics_url)
-            samples = [(0, rss_kib(ctl.proc.pid))]
-            print(f"converged {a.workers} Workers; reconciles so far {base}; RSS {samples[0][1]} KiB", flush=True)
-            deadline = time.monotonic() + a.max_minutes * 60
-            t0 = time.monotonic()
-            patches, done, next_sample = 0, 0, 1000
-            while done < a.reconciles and patches < 4 * a.reconciles and time.monotonic() < deadline:
-                n = names[patches % len(names)]
-                try:
-                    h.patch_worker(custom, ns, n, {"metadata": {"labels": {"soak.wc.test/tick": str(patches)}}})
-                except Exception as e:  # the API server restarted under us (another suite): wait, go on
-                    print(f"  patch failed ({type(e).__name__}); retrying in 2 s", flush=True)
-                    time.sleep(2)
-                    continue
-                patches += 1
-                if patches % 50 == 0:
-                    done = reconciles(metrics_url) - base
-                    if done >= next_sample:
-                        samples.append((done, rss_kib(ctl.proc.pid)))
-                        print(f"  {done:6d} reconciles  RSS {samples[-1][1]:7d} KiB  ({time.monotonic() - t0:.0f} s)",
-                              flush=True)
-                        next_sample += 1000
-                    assert ctl.running(), ctl.log_tail()
-            time.sleep(3)
-            done = reconciles(metrics_url) - base
-            samples.append((done, rss_kib(ctl.proc.pid)))
-            def one_running_pod_each():
-                for n in names:
-                    pods = h.worker_pods(core, ns, n)
-                    if len(pods) != 1 or pods[0].status.phase != "Running" or pods[0].metadata.deletion_timestamp:
-                        return False
-                return True
-            converged = bool(h.wait_for_value(one_running_pod_each, 300, "one Running Pod per Worker", interval=2))
-            pods_after = {p.metadata.uid for p in h.worker_pods(core, ns)}
-            result.update(patches=patches, reconciles=done, seconds=round(time.monotonic() - t0, 1),
-                          rss_samples_kib=samples, one_running_pod_each=converged,
-                          pods_replaced=len(pods_before - pods_after) == len(pods_before))
+                pods = h.worker_pods(core, ns, n)
+                if len(pods) != 1 or pods[0].status.phase != "Running" or pods[0].metadata.deletion_timestamp:
+                    return False
+            return True
+        converged = bool(h.wait_for_value(one_running_pod_each, 300, "one Running Pod per Worker", interval=2))
+        pods_after = {p.metadata.uid for p in h.worker_pods(core, ns)}
+        result.update(patches=patches, reconciles=done, seconds=round(time.monotonic() - t0, 1),
+                      rss_samples_kib=samples, one_running_pod_each=converged,
+                      pods_replaced=len(pods_before - pods_after) == len(pods_before))
         exit_rc, took = ctl.stop(timeout=120, expect_rc=None)
         result.update(exit_code=exit_rc, shutdown_s=round(took, 1))
         if a.valgrind:
