@@ -71,13 +71,14 @@ if [ -n "$sbx" ]; then
   say "what bob's sandbox received (OpenKruise mounted it through the agent-runtime at its pod IP)"
   curl -fsS "$WC_RUNTIME_URL/sandboxes" | python3 -c '
 import json, sys
-s = json.load(sys.stdin).get(sys.argv[1] + "/" + sys.argv[2], {})
+ns, name = sys.argv[1], sys.argv[2]
+s = json.load(sys.stdin).get(ns + "/" + name, {})
 for uid in s.get("order", []):
     inc = s["incarnations"][uid]
-    print(f"  Pod {sys.argv[2]} ({inc["ip"]}): /init x{len(inc["inits"])}")
+    print("  Pod %s (%s): /init x%d" % (name, inc["ip"], len(inc["inits"])))
     for m in inc["mounts"]:
-        files = ", ".join(f"{k} ({v["size"]} bytes)" for k, v in sorted(m["files"].items()))
-        print(f"    {m["target_path"]:<26} <- s3://{m["bucket"]}/{m["prefix"]}  {files}")
+        files = ", ".join("%s (%d bytes)" % (k, v["size"]) for k, v in sorted(m["files"].items()))
+        print("    %-26s <- s3://%s/%s  %s" % (m["target_path"], m["bucket"], m["prefix"], files))
 ' "$NS" "$sbx" || true
 fi
 say "events"
