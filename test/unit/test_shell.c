@@ -1,0 +1,238 @@
+/*
+ * test_shell.c — the reconciler shell's own I/O (issue 15): the places where the shell must not
+ * trust its caches (live lists before the finalizer goes, before a claim is re-made), how it
+ * reads a 409, and what it writes into and reads from object storage (ownership, env hash).
+ *
+ * The peer is test/unit/fake_server.py: an in-memory API server + S3 on loopback. The tests
+ * drive the real shell functions (exec_action, the observation helpers) with a controller
+ * whose clients point at it, seed objects through its control endpoints, and read back what
+ * the shell did (objects, S3 metadata, the request log).
+ */
+
+static struct {
+    int tried, ok;
+    pid_t pid;
+    int stdin_fd;
+    int port;
+} g_fake = {0, 0, -1, -1, 0};
+
+static void fake_server_stop(void) {
+    if (g_fake.pid <= 0) return;
+    close(g_fake.stdin_fd);
+    for (int i = 0; i < 100; i++) {
+        if (waitpid(g_fake.pid, NULL, WNOHANG) == g_fake.pid) goto reaped;
+        wc_sleep_ms(20);
+    }
+    kill(g_fake.pid, SIGKILL);
+    waitpid(g_fake.pid, NULL, 0);
+reaped:
+    g_fake.pid = -1;
+}
+
+static int fake_server(void) {
+    if (g_fake.tried) return g_fake.ok ? 0 : -1;
+    g_fake.tried = 1;
+    int in[2], out[2];
+    if (pipe(in) < 0 || pipe(out) < 0) return -1;
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != parent) _exit(1);
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        close(in[0]); close(in[1]); close(out[0]); close(out[1]);
+        execlp("python3", "python3", "test/unit/fake_server.py", (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    fcntl(in[1], F_SETFD, FD_CLOEXEC);
+    g_fake.pid = pid;
+    g_fake.stdin_fd = in[1];
+    atexit(fake_server_stop);
+    FILE *f = fdopen(out[0], "r");
+    char line[128];
+    g_fake.ok = f && fgets(line, sizeof line, f) && sscanf(line, "READY %d", &g_fake.port) == 1;
+    if (f) fclose(f);
+    if (!g_fake.ok) fprintf(stdout, "    fake_server.py did not start\n");
+    return g_fake.ok ? 0 : -1;
+}
+
+/* The http client insists on a trust bundle whatever the scheme; plain http never uses it. */
+#define FAKE_UNUSED_CA "-----BEGIN CERTIFICATE-----\nunused for http://\n-----END CERTIFICATE-----\n"
+
+/* One request to the fake's control endpoints; the body (if any) into out. Returns the status. */
+static long fake_call(const char *method, const char *path, const char *body, buf *out) {
+    static http_client *h;
+    if (!h) {
+        http_client_options o;
+        memset(&o, 0, sizeof o);
+        o.insecure_skip_verify = 1;
+        wc_err e;
+        h = http_client_new(&o, &e);
+        if (!h) return -1;
+    }
+    char url[512];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", g_fake.port, path);
+    const char *hdr[1] = {"Content-Type: application/json"};
+    http_request req;
+    memset(&req, 0, sizeof req);
+    req.method = method;
+    req.url = url;
+    req.headers = hdr;
+    req.nheaders = body ? 1 : 0;
+    req.body = body;
+    req.body_len = body ? strlen(body) : 0;
+    req.timeout_ms = 10000;
+    http_response resp;
+    http_response_init(&resp);
+    wc_err e;
+    long st = http_do(h, &req, &resp, &e) == 0 ? resp.status : -1;
+    if (out) buf_append(out, resp.body.data ? resp.body.data : "", resp.body.len);
+    http_response_free(&resp);
+    return st;
+}
+
+static void fake_reset(void) { fake_call("POST", "/__reset", "{}", NULL); }
+
+/* Seeds an object into a collection (single quotes in json_sq stand for double quotes). */
+static void fake_seed(const char *collection, const char *json_sq) {
+    buf b = BUF_INIT;
+    buf_printf(&b, "{\"path\":\"%s\",\"object\":", collection);
+    for (const char *p = json_sq; *p; p++) buf_putc(&b, *p == '\'' ? '"' : *p);
+    buf_putc(&b, '}');
+    long st = fake_call("POST", "/__seed", buf_cstr(&b), NULL);
+    if (st != 200) unit_fail(__FILE__, __LINE__, "seeding %s: %ld", collection, st);
+    buf_free(&b);
+}
+
+/* Seeds an S3 object "bucket/key" with metadata given as a JSON object (single quotes). */
+static void fake_s3_seed(const char *key, const char *body, const char *meta_sq) {
+    buf b = BUF_INIT;
+    buf_puts(&b, "{\"key\":");
+    buf_put_json_string(&b, key);
+    buf_puts(&b, ",\"body\":");
+    buf_put_json_string(&b, body);
+    buf_puts(&b, ",\"meta\":");
+    for (const char *p = meta_sq; *p; p++) buf_putc(&b, *p == '\'' ? '"' : *p);
+    buf_putc(&b, '}');
+    long st = fake_call("POST", "/__s3seed", buf_cstr(&b), NULL);
+    if (st != 200) unit_fail(__FILE__, __LINE__, "seeding s3 %s: %ld", key, st);
+    buf_free(&b);
+}
+
+/* The S3 object "bucket/key" as {"body":..., "meta":{...}}, or NULL when absent. */
+static cJSON *fake_s3_get(const char *key) {
+    char path[600];
+    snprintf(path, sizeof path, "/__s3/%s", key);
+    buf b = BUF_INIT;
+    long st = fake_call("GET", path, NULL, &b);
+    cJSON *o = st == 200 ? cJSON_Parse(buf_cstr(&b)) : NULL;
+    buf_free(&b);
+    return o;
+}
+
+/* The request log ("METHOD path" lines) since the last reset; caller frees. */
+static char *fake_log(void) {
+    buf b = BUF_INIT;
+    fake_call("GET", "/__log", NULL, &b);
+    return buf_steal(&b);
+}
+
+/* The object at an API path, or NULL. */
+static cJSON *fake_get(const char *path) {
+    buf b = BUF_INIT;
+    long st = fake_call("GET", path, NULL, &b);
+    cJSON *o = st == 200 ? cJSON_Parse(buf_cstr(&b)) : NULL;
+    buf_free(&b);
+    return o;
+}
+
+#define FAKE_BUCKET "deps"
+
+/* A controller whose Kubernetes client and S3 client talk to the fake, configured like `run`
+ * with the sandbox backend on (controller "ctl", prefix "hiclaw-", deps prefix "p/"). */
+static void fake_controller(controller *c) {
+    memset(c, 0, sizeof *c);
+    kube_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    buf s = BUF_INIT;
+    buf_printf(&s, "http://127.0.0.1:%d", g_fake.port);
+    cfg.server = buf_steal(&s);
+    cfg.token = xstrdup("fake-test-token-Qz4");
+    buf_puts(&cfg.ca_pem, FAKE_UNUSED_CA);
+    wc_err err;
+    c->kc = kube_client_new(&cfg, &err);
+    kube_config_free(&cfg);
+    char ep[128];
+    snprintf(ep, sizeof ep, "http://127.0.0.1:%d/s3", g_fake.port);
+    c->s3 = s3_client_new(ep, FAKE_BUCKET, "us-east-1", "AKIDFAKE", "fake-secret-key-9Xw", FAKE_UNUSED_CA, &err);
+    c->rec = kube_recorder_new(c->kc, "hiclaw.io/worker-controller", "ctl-test");
+    c->controller_name = "ctl";
+    c->dc = (decide_config){"hiclaw-", 1, 0};
+    c->ps = (pod_settings){"ctl", "hiclaw-", "hiclaw-controller"};
+    c->deps_prefix = "p/";
+    c->deps_pv = "deps-pv";
+    c->pool = "pool";
+    c->token_ttl_s = 3600;
+    c->claim_timeout_ms = 60000;
+    c->wait_ready_timeout_ms = 60000;
+    pthread_mutex_init(&c->backoff_mu, NULL);
+}
+
+static void fake_controller_free(controller *c) {
+    kube_recorder_free(c->rec);
+    kube_client_free(c->kc);
+    s3_client_free(c->s3);
+    pthread_mutex_destroy(&c->backoff_mu);
+}
+
+#define SHELL_SETUP()                     \
+    REQUIRE(fake_server() == 0);          \
+    fake_reset();                         \
+    controller ctl;                       \
+    fake_controller(&ctl);                \
+    REQUIRE(ctl.kc && ctl.s3);            \
+    arena a;                              \
+    arena_init(&a);                       \
+    wc_err err;                           \
+    err_clear(&err)
+
+#define SHELL_TEARDOWN()          \
+    do {                          \
+        td_release(&a);           \
+        fake_controller_free(&ctl); \
+    } while (0)
+
+#define NS_PODS "/api/v1/namespaces/ns/pods"
+#define NS_CLAIMS "/apis/agents.kruise.io/v1alpha1/namespaces/ns/sandboxclaims"
+#define NS_SANDBOXES "/apis/agents.kruise.io/v1alpha1/namespaces/ns/sandboxes"
+#define NS_WORKERS "/apis/hiclaw.io/v1beta1/namespaces/ns/workers"
+
+/* Runs one action of the shell for Worker w (env built like reconcile_worker builds it). */
+static int shell_exec(controller *c, arena *a, const worker *w, action_kind k, const char *name, const char *uid,
+                      exec_ctx *x_out, wc_err *err) {
+    env_list *env = arena_calloc(a, sizeof *env);
+    env_build(a, w, &c->envc, NULL, 1, env);
+    exec_ctx x = {a, w, env, TD_HASH, TD_SHASH, NULL, NULL};
+    action act = {k, name, uid, 0};
+    err_clear(err);
+    int rc = exec_action(c, &x, &act, err);
+    if (x_out) *x_out = x;
+    return rc;
+}
+
+TEST(shell_fake_server_creates_a_pod_through_exec_action) {
+    SHELL_SETUP();
+    worker w;
+    td_worker(&a, "{" W_BASE ",'spec':{'model':'m'}}", &w);
+    CHECK_INT_EQ(shell_exec(&ctl, &a, &w, ACT_CREATE_POD, "hiclaw-worker-alice", NULL, NULL, &err), 0);
+    cJSON *pod = fake_get(NS_PODS "/hiclaw-worker-alice");
+    REQUIRE(pod != NULL);
+    const cJSON *ref = cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetObjectItem(pod, "metadata"), "ownerReferences"), 0);
+    CHECK_STR_EQ(json_str(ref, "uid"), "u1");
+    cJSON_Delete(pod);
+    SHELL_TEARDOWN();
+}
