@@ -47,11 +47,10 @@ TEST(rbac_rules_follow_spec_section_9) {
     free(all), free(unmanaged), free(nosbx), free(nosbx2);
 }
 
-TEST(rbac_table_has_no_duplicates_and_only_leases_are_own_namespace) {
+TEST(rbac_table_has_no_duplicates) {
     for (size_t i = 0; i < RBAC_NRULES; i++) {
         const rbac_rule *r = &rbac_table[i];
         CHECK(r->verbs[0] != NULL);
-        CHECK_INT_EQ(r->scope == RBAC_SCOPE_OWN, strcmp(r->resource, "leases") == 0);
         for (int v = 0; v < RBAC_MAX_VERBS && r->verbs[v]; v++)
             for (int w = v + 1; w < RBAC_MAX_VERBS && r->verbs[w]; w++)
                 if (strcmp(r->verbs[v], r->verbs[w]) == 0)
@@ -158,7 +157,7 @@ static char *render(const rbac_opts *o) {
     "app.kubernetes.io/name=worker-controller;app.kubernetes.io/instance=" inst ";app.kubernetes.io/managed-by=worker-controller;"
 
 TEST(render_rbac_namespaced_yaml_parses_with_expected_objects) {
-    rbac_opts o = {"team-a", "hiclaw-controller", "wc-sa", 1, 1, 0};
+    rbac_opts o = {"team-a", "hiclaw-controller", "wc-sa", 1, 1};
     char *y = render(&o);
     rbac_doc d[8];
     REQUIRE(rbac_parse_stream(y, d, 8) == 3);
@@ -182,34 +181,8 @@ TEST(render_rbac_namespaced_yaml_parses_with_expected_objects) {
     free(y);
 }
 
-TEST(render_rbac_all_namespaces_keeps_leases_namespaced) {
-    rbac_opts o = {"ops", "wc", "wc", 1, 0, 1};
-    char *y = render(&o);
-    rbac_doc d[8];
-    REQUIRE(rbac_parse_stream(y, d, 8) == 5);
-    CHECK_STR_EQ(d[0].kind, "ServiceAccount");
-    CHECK_STR_EQ(d[1].kind, "ClusterRole");
-    CHECK_STR_EQ(d[1].name, "wc");
-    CHECK_INT_EQ(d[1].has_ns, 0); /* cluster-scoped objects carry no namespace */
-    CHECK_NOT_CONTAINS(d[1].rules, "leases");
-    CHECK_NOT_CONTAINS(d[1].rules, "sandboxsets"); /* --no-manage-pool */
-    CHECK_CONTAINS(d[1].rules, "sandboxclaims get,list,watch,create,delete;");
-    CHECK_STR_EQ(d[2].kind, "ClusterRoleBinding");
-    CHECK_INT_EQ(d[2].has_ns, 0);
-    CHECK_STR_EQ(d[2].roleref, "wc");
-    CHECK_STR_EQ(d[2].subject_ns, "ops");
-    CHECK_STR_EQ(d[3].kind, "Role");
-    CHECK_STR_EQ(d[3].name, "wc-leader-election");
-    CHECK_STR_EQ(d[3].ns, "ops");
-    CHECK_STR_EQ(d[3].rules, "leases get,create,update;");
-    CHECK_STR_EQ(d[4].kind, "RoleBinding");
-    CHECK_STR_EQ(d[4].roleref, "wc-leader-election");
-    CHECK_CONTAINS(y, "kind: ClusterRole\n  name: \"wc\"\n");
-    free(y);
-}
-
 TEST(render_rbac_without_sandbox_and_deterministic) {
-    rbac_opts o = {"default", "hiclaw-controller", "hiclaw-controller", 0, 1, 0};
+    rbac_opts o = {"default", "hiclaw-controller", "hiclaw-controller", 0, 1};
     char *a = render(&o), *b = render(&o);
     CHECK_STR_EQ(a, b);
     CHECK_NOT_CONTAINS(a, "agents.kruise.io");
@@ -274,5 +247,34 @@ TEST(render_rbac_command_flags_and_usage_errors) {
     dup2(saved_err, 2);
     close(saved_err);
     close(devnull);
-    CHECK_CONTAINS(render_rbac_usage, "--all-namespaces");
+}
+
+/* `run` watches one namespace (HICLAW_K8S_NAMESPACE): a ClusterRole would grant every
+ * namespace's Pods, Secrets and ServiceAccounts for a mode that does not exist. The option is
+ * refused with a message saying so, and the usage no longer offers it. */
+TEST(render_rbac_all_namespaces_is_refused_with_the_reason) {
+    char *out;
+    char *args[] = {"render-rbac", "--all-namespaces", NULL};
+    fflush(stderr);
+    int efds[2];
+    REQUIRE(pipe(efds) == 0);
+    int saved_err = dup(2);
+    dup2(efds[1], 2);
+    close(efds[1]);
+    int rc = run_render_rbac(args, 2, &out);
+    fflush(stderr);
+    dup2(saved_err, 2);
+    close(saved_err);
+    buf e = BUF_INIT;
+    char chunk[4096];
+    ssize_t n;
+    while ((n = read(efds[0], chunk, sizeof chunk)) > 0) buf_append(&e, chunk, (size_t)n);
+    close(efds[0]);
+    CHECK_INT_EQ(rc, WC_EXIT_USAGE);
+    CHECK_STR_EQ(out, "");
+    CHECK_CONTAINS(buf_cstr(&e), "--all-namespaces");
+    CHECK_CONTAINS(buf_cstr(&e), "one namespace");
+    CHECK_NOT_CONTAINS(render_rbac_usage, "--all-namespaces");
+    free(out);
+    buf_free(&e);
 }
