@@ -89,7 +89,23 @@ static void pod_render_serviceaccount(buf *b, arena *a, const worker *w, const p
     buf_puts(b, "},\"automountServiceAccountToken\":false}");
 }
 
-static void json_env(buf *b, const env_list *env, const char *secret_name) {
+/* A literal env value as the kubelet must receive it: it expands $(VAR) references in `value`
+ * and turns "$$" into "$", so every '$' is doubled and the container sees exactly the bytes the
+ * Worker asked for (the bytes a sandbox's env file holds, SPEC 6). Values without '$' come back
+ * unchanged (same pointer). */
+static const char *pod_env_literal(arena *a, const char *v) {
+    if (!v || !strchr(v, '$')) return v ? v : "";
+    buf e = BUF_INIT;
+    for (const char *p = v; *p; p++) {
+        if (*p == '$') buf_putc(&e, '$');
+        buf_putc(&e, *p);
+    }
+    const char *out = arena_strdup(a, buf_cstr(&e));
+    buf_free_secret(&e); /* a user value may be sensitive: wipe the scratch copy */
+    return out;
+}
+
+static void json_env(buf *b, arena *a, const env_list *env, const char *secret_name) {
     buf_putc(b, '[');
     for (size_t i = 0; i < env->n; i++) {
         const env_entry *e = &env->items[i];
@@ -104,7 +120,7 @@ static void json_env(buf *b, const env_list *env, const char *secret_name) {
             buf_puts(b, ",\"optional\":true}}}");
         } else {
             buf_puts(b, ",\"value\":");
-            buf_put_json_string(b, e->value ? e->value : "");
+            buf_put_json_string(b, pod_env_literal(a, e->value));
             buf_putc(b, '}');
         }
     }
@@ -144,7 +160,7 @@ static void pod_render(buf *b, arena *a, const worker *w, const env_list *env, c
     buf_puts(b, ",\"imagePullPolicy\":\"IfNotPresent\",\"workingDir\":");
     buf_put_json_string(b, worker_workdir(a, w));
     buf_puts(b, ",\"env\":");
-    json_env(b, env, arena_sprintf(a, WORKER_CREDS_SECRET_PREFIX "%s", w->name));
+    json_env(b, a, env, arena_sprintf(a, WORKER_CREDS_SECRET_PREFIX "%s", w->name));
     buf_puts(b, ",\"resources\":");
     json_resources(b, w);
     buf_puts(b, ",\"volumeMounts\":[{\"name\":\"hiclaw-token\",\"mountPath\":\"" WORKER_TOKEN_DIR "\",\"readOnly\":true}]}],");
@@ -168,7 +184,9 @@ static void pod_spec_hash(arena *a, const worker *w, const env_list *env, const 
             /* The reference and the value behind it: a rotated credential restarts the agent. */
             spec_hash_field(&h, arena_sprintf(a, "env-secret:%s:%s", e->name, e->secret_key), e->value ? e->value : "");
         } else {
-            spec_hash_field(&h, arena_sprintf(a, "env:%s", e->name), e->value);
+            /* the value as rendered: unchanged without '$', so only Pods whose env had one
+             * (and was expanded by the kubelet) are replaced when the escaping arrived */
+            spec_hash_field(&h, arena_sprintf(a, "env:%s", e->name), pod_env_literal(a, e->value));
         }
     }
     spec_hash_field(&h, "requests.cpu", w->req_cpu);

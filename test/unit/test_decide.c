@@ -583,3 +583,48 @@ TEST(decide_every_action_kind_has_a_name) {
     CHECK_STR_EQ(action_kind_name(ACT_WRITE_DEPS), "write-deps");
     CHECK_STR_EQ(action_kind_name((action_kind)999), "unknown");
 }
+
+/* The kubelet expands $(VAR) in a container's literal env values ($$ is a literal $): a Pod must
+ * give its container the bytes a sandbox's env file gives (SPEC 6), so every '$' of a literal
+ * value is written as "$$". Values without '$' render (and hash) exactly as before, so existing
+ * Pods are not recreated by the fix; a Pod whose env had a '$' is, since its container saw other
+ * bytes. */
+TEST(pod_env_values_escape_dollar_for_the_kubelet) {
+    arena a;
+    arena_init(&a);
+    worker w;
+    td_worker(&a, "{" W_BASE ",'spec':{'model':'m','env':{'PRICE':'5$','CMD':'echo $(HOME) $$X','PLAIN':'abc'}}}", &w);
+    worker_env_config c = {0};
+    env_list env;
+    env_build(&a, &w, &c, NULL, 1, &env);
+    pod_settings ps = {"ctl", "hiclaw-", "aud"};
+    buf b = BUF_INIT;
+    pod_render(&b, &a, &w, &env, &ps, TD_HASH);
+    cJSON *pod = cJSON_Parse(buf_cstr(&b));
+    REQUIRE(pod != NULL);
+    const cJSON *ctr = cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetObjectItem(pod, "spec"), "containers"), 0);
+    const char *price = NULL, *cmd = NULL, *plain = NULL;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItem(ctr, "env")) {
+        const char *n = json_str(e, "name");
+        if (strcmp(n, "PRICE") == 0) price = json_str(e, "value");
+        if (strcmp(n, "CMD") == 0) cmd = json_str(e, "value");
+        if (strcmp(n, "PLAIN") == 0) plain = json_str(e, "value");
+    }
+    CHECK_STR_EQ(price, "5$$");
+    CHECK_STR_EQ(cmd, "echo $$(HOME) $$$$X");
+    CHECK_STR_EQ(plain, "abc");
+    cJSON_Delete(pod);
+    buf_free(&b);
+    /* the hash of a Worker without '$' is unchanged by the escaping; with one, it changes */
+    char h1[17], h2[17];
+    worker w2;
+    td_worker(&a, "{" W_BASE ",'spec':{'model':'m','env':{'PLAIN':'abc'}}}", &w2);
+    env_build(&a, &w2, &c, NULL, 1, &env);
+    pod_spec_hash(&a, &w2, &env, &ps, h1);
+    CHECK_STR_EQ(h1, "a1fbe2dd9e48f391"); /* the value before the escaping existed */
+    env_build(&a, &w, &c, NULL, 1, &env);
+    pod_spec_hash(&a, &w, &env, &ps, h2);
+    CHECK(strcmp(h2, "139391c15c5ccb6c") != 0); /* ditto: a Pod that saw "$(HOME)" expanded is replaced */
+    td_release(&a);
+}
