@@ -348,11 +348,9 @@ static int cond_same(const wcond *old, const decided_cond *d, int64_t gen) {
            str_eq(old->message, d->message) && old->observed_generation == gen;
 }
 
-/* Writes this controller's status fields as a merge patch — only when they differ from what
- * the Worker already says, so a steady fleet causes no writes at all. Conditions of other
- * types (someone else's) are carried over unchanged, since a merge patch replaces the list. */
-static int write_status(controller *c, arena *a, const cJSON *obj, const worker *w, const decision *d,
-                        int64_t observed_gen, wc_err *err) {
+/* Does the status the decision describes equal what the Worker already says? Pure: this is
+ * what keeps a steady fleet from writing at all. */
+static int status_same(const worker *w, const decision *d, int64_t observed_gen) {
     worker_phase phase = d->phase != PHASE_NONE ? d->phase : w->phase;
     const char *backend = d->backend ? d->backend : w->status_backend;
     const char *message = d->message ? d->message : "";
@@ -362,10 +360,19 @@ static int write_status(controller *c, arena *a, const cJSON *obj, const worker 
                str_eq(d->instance.kind, w->instance.kind) && str_eq(d->instance.name, w->instance.name) &&
                str_eq(d->instance.claim_name, w->instance.claim_name) && str_eq(d->instance.pod_ip, w->instance.pod_ip) &&
                cond_same(&w->ready, &d->ready, w->generation) && cond_same(&w->synced, &d->synced, w->generation);
-    if (same) {
-        free(clean_msg);
-        return 0;
-    }
+    free(clean_msg);
+    return same;
+}
+
+/* Writes this controller's status fields as a merge patch — only when they differ from what
+ * the Worker already says, so a steady fleet causes no writes at all. Conditions of other
+ * types (someone else's) are carried over unchanged, since a merge patch replaces the list. */
+static int write_status(controller *c, arena *a, const cJSON *obj, const worker *w, const decision *d,
+                        int64_t observed_gen, wc_err *err) {
+    if (status_same(w, d, observed_gen)) return 0;
+    worker_phase phase = d->phase != PHASE_NONE ? d->phase : w->phase;
+    const char *backend = d->backend ? d->backend : w->status_backend;
+    char *clean_msg = log_redact(d->message ? d->message : "");
     buf p = BUF_INIT;
     buf_puts(&p, "{\"status\":{\"phase\":");
     if (phase == PHASE_NONE) buf_puts(&p, "null");
