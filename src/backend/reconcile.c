@@ -343,9 +343,15 @@ static void json_condition(buf *b, arena *a, const char *type, const decided_con
 
 static int str_eq(const char *a, const char *b) { return strcmp(a ? a : "", b ? b : "") == 0; }
 
+/* The stored message is the redacted one (json_condition writes it so): compare like with like. */
 static int cond_same(const wcond *old, const decided_cond *d, int64_t gen) {
-    return old->present && str_eq(old->status, d->status) && str_eq(old->reason, d->reason) &&
-           str_eq(old->message, d->message) && old->observed_generation == gen;
+    if (!old->present || !str_eq(old->status, d->status) || !str_eq(old->reason, d->reason) ||
+        old->observed_generation != gen)
+        return 0;
+    char *clean = log_redact(d->message ? d->message : "");
+    int same = str_eq(old->message, clean);
+    free(clean);
+    return same;
 }
 
 /* Does the status the decision describes equal what the Worker already says? Pure: this is

@@ -628,3 +628,33 @@ TEST(pod_env_values_escape_dollar_for_the_kubelet) {
     CHECK(strcmp(h2, "139391c15c5ccb6c") != 0); /* ditto: a Pod that saw "$(HOME)" expanded is replaced */
     td_release(&a);
 }
+
+/* Status holds messages redacted (secrets never reach status); the unchanged-check must compare
+ * redacted with redacted, conditions too, or a message quoting a secret rewrites status on every
+ * reconcile. */
+TEST(status_same_compares_redacted_messages_and_conditions) {
+    arena a;
+    arena_init(&a);
+    log_register_secret("s3cr3t-Value-for-status-77");
+    worker w;
+    td_worker(&a, "{" W_BASE ",'spec':{'model':'m'},'status':{'phase':'Failed','observedGeneration':2,"
+                  "'message':'boom: [REDACTED]','containerState':'CrashLoopBackOff',"
+                  "'conditions':[{'type':'Ready','status':'False','reason':'CrashLoopBackOff','message':'boom: [REDACTED]',"
+                  "'observedGeneration':2,'lastTransitionTime':'2026-01-01T00:00:00Z'},"
+                  "{'type':'Synced','status':'True','reason':'Reconciled','message':'',"
+                  "'observedGeneration':2,'lastTransitionTime':'2026-01-01T00:00:00Z'}]}}",
+              &w);
+    decision d;
+    memset(&d, 0, sizeof d);
+    d.phase = PHASE_FAILED;
+    d.message = "boom: s3cr3t-Value-for-status-77";
+    d.container_state = "CrashLoopBackOff";
+    d.ready = (decided_cond){"False", "CrashLoopBackOff", "boom: s3cr3t-Value-for-status-77"};
+    d.synced = (decided_cond){"True", "Reconciled", ""};
+    CHECK_STR_EQ(w.message, "boom: " LOG_REDACTED);
+    CHECK(status_same(&w, &d, 2));
+    /* a real change is still a change */
+    d.ready.message = "boom: something else";
+    CHECK(!status_same(&w, &d, 2));
+    td_release(&a);
+}
