@@ -441,6 +441,19 @@ static void observe_pods(controller *c, arena *a, const char *key, cJSON **keep,
     o->npods = i;
 }
 
+/* When to look at a successfully reconciled Worker again. Pure. backoff_wait: the recreate
+ * backoff just recorded (used when the decision asked for backoff); resync_ms: the jittered
+ * resync period. */
+static void reconcile_schedule(reconcile_result *res, const decision *d, int deleting, int64_t backoff_wait,
+                               int64_t resync_ms) {
+    if (d->backoff) res->outcome = RECONCILE_AFTER, res->requeue_after_ms = backoff_wait;
+    else if (d->requeue_after_ms > 0) res->outcome = RECONCILE_AFTER, res->requeue_after_ms = d->requeue_after_ms;
+    else if (!deleting) {
+        res->outcome = RECONCILE_AFTER;
+        res->requeue_after_ms = resync_ms;
+    }
+}
+
 /* Reconciles one Worker. */
 static reconcile_result reconcile_worker(controller *c, const char *key) {
     reconcile_result res = {RECONCILE_DONE, 0, 0};
@@ -543,12 +556,8 @@ static reconcile_result reconcile_worker(controller *c, const char *key) {
     } else {
         observed_gen = w.generation;
         int64_t wait = backoff_record(c, key, &d);
-        if (d.backoff) res.outcome = RECONCILE_AFTER, res.requeue_after_ms = wait;
-        else if (d.requeue_after_ms > 0) res.outcome = RECONCILE_AFTER, res.requeue_after_ms = d.requeue_after_ms;
-        else if (!w.deleting) {
-            res.outcome = RECONCILE_AFTER;
-            res.requeue_after_ms = RESYNC_PERIOD_MS - RESYNC_PERIOD_MS / 10 + (int64_t)(rand() % (RESYNC_PERIOD_MS / 5));
-        }
+        reconcile_schedule(&res, &d, w.deleting, wait,
+                           RESYNC_PERIOD_MS - RESYNC_PERIOD_MS / 10 + (int64_t)(rand() % (RESYNC_PERIOD_MS / 5)));
     }
     wc_err serr;
     err_clear(&serr);
