@@ -447,8 +447,12 @@ static void observe_pods(controller *c, arena *a, const char *key, cJSON **keep,
 static void reconcile_schedule(reconcile_result *res, const decision *d, int deleting, int64_t backoff_wait,
                                int64_t resync_ms) {
     if (d->backoff) res->outcome = RECONCILE_AFTER, res->requeue_after_ms = backoff_wait;
-    else if (d->requeue_after_ms > 0) res->outcome = RECONCILE_AFTER, res->requeue_after_ms = d->requeue_after_ms;
-    else if (!deleting) {
+    else if (d->requeue_after_ms > 0) {
+        /* A decision's requeue (a token refresh up to 16 h away) must not replace the resync:
+         * whichever comes first. A Worker being deleted only needs what it asked for. */
+        res->outcome = RECONCILE_AFTER;
+        res->requeue_after_ms = !deleting && resync_ms < d->requeue_after_ms ? resync_ms : d->requeue_after_ms;
+    } else if (!deleting) {
         res->outcome = RECONCILE_AFTER;
         res->requeue_after_ms = resync_ms;
     }

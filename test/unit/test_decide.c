@@ -658,3 +658,36 @@ TEST(status_same_compares_redacted_messages_and_conditions) {
     CHECK(!status_same(&w, &d, 2));
     td_release(&a);
 }
+
+/* A sandbox Worker's next token refresh can be 16 h away: the requeue is the earlier of that and
+ * the periodic resync (~10 min), so a rotated Secret still reaches it within the resync. */
+TEST(reconcile_schedule_requeues_at_the_earlier_of_refresh_and_resync) {
+    decision d;
+    memset(&d, 0, sizeof d);
+    reconcile_result r = {RECONCILE_DONE, 0, 0};
+    d.requeue_after_ms = 16LL * 3600 * 1000;
+    reconcile_schedule(&r, &d, 0, 0, 600000);
+    CHECK_INT_EQ(r.outcome, RECONCILE_AFTER);
+    CHECK_INT_EQ(r.requeue_after_ms, 600000);
+    /* a near refresh wins over the resync */
+    r = (reconcile_result){RECONCILE_DONE, 0, 0};
+    d.requeue_after_ms = 30000;
+    reconcile_schedule(&r, &d, 0, 0, 600000);
+    CHECK_INT_EQ(r.requeue_after_ms, 30000);
+    /* no request: the resync */
+    r = (reconcile_result){RECONCILE_DONE, 0, 0};
+    d.requeue_after_ms = 0;
+    reconcile_schedule(&r, &d, 0, 0, 590000);
+    CHECK_INT_EQ(r.requeue_after_ms, 590000);
+    /* a recreate backoff is kept as it is */
+    r = (reconcile_result){RECONCILE_DONE, 0, 0};
+    d.backoff = 1;
+    reconcile_schedule(&r, &d, 0, 20000, 600000);
+    CHECK_INT_EQ(r.requeue_after_ms, 20000);
+    /* deleting: only what the decision asked for (deletes in flight) */
+    r = (reconcile_result){RECONCILE_DONE, 0, 0};
+    d.backoff = 0;
+    d.requeue_after_ms = 2000;
+    reconcile_schedule(&r, &d, 1, 0, 600000);
+    CHECK_INT_EQ(r.requeue_after_ms, 2000);
+}
