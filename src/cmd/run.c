@@ -124,6 +124,19 @@ static void controller_configure(controller *c, const wc_cfg *conf, const char *
     c->wait_ready_timeout_ms = conf->sandbox_wait_ready_timeout_ms;
 }
 
+/* The label selectors of the watches. Pure. */
+typedef struct run_selectors {
+    char workers[300];   /* "" = every Worker of the namespace */
+    char instances[300]; /* claims and Sandboxes */
+    char pods[400];      /* pod-backend Pods (a Sandbox's own Pod left out) */
+} run_selectors;
+
+static void run_selectors_for(const char *controller_name, run_selectors *s) {
+    s->workers[0] = '\0';
+    snprintf(s->instances, sizeof s->instances, LABEL_CONTROLLER "=%s", controller_name);
+    snprintf(s->pods, sizeof s->pods, "%s" POD_INSTANCE_SELECTOR_EXTRA, s->instances);
+}
+
 static kube_informer *run_informer(run_state *r, const char *name, const kube_resource *res, const char *selector,
                                    kube_project_fn project, kube_informer_handler h, kube_index_fn index, wc_err *err) {
     kube_informer_options o = {.resource = res, .namespace = r->namespace, .label_selector = selector,
@@ -367,17 +380,16 @@ static int cmd_run(int argc, char **argv) {
         log_error("cannot create the workqueue", "error", err.msg);
         goto out_free;
     }
-    char selector[300];
-    snprintf(selector, sizeof selector, LABEL_CONTROLLER "=%s", r->conf.controller_name);
-    c->workers = run_informer(r, "workers", &KUBE_WORKERS, NULL, worker_project, enqueue_worker, NULL, &err);
-    char pod_selector[400];
-    snprintf(pod_selector, sizeof pod_selector, "%s" POD_INSTANCE_SELECTOR_EXTRA, selector);
-    c->pods = c->workers ? run_informer(r, "pods", &KUBE_PODS, pod_selector, pod_project, enqueue_owner, instance_index, &err) : NULL;
+    run_selectors sel;
+    run_selectors_for(r->conf.controller_name, &sel);
+    c->workers = run_informer(r, "workers", &KUBE_WORKERS, sel.workers[0] ? sel.workers : NULL, worker_project,
+                              enqueue_worker, NULL, &err);
+    c->pods = c->workers ? run_informer(r, "pods", &KUBE_PODS, sel.pods, pod_project, enqueue_owner, instance_index, &err) : NULL;
     if (c->pods && r->conf.sandbox_enabled) {
-        c->claims = run_informer(r, "sandboxclaims", &KUBE_SANDBOXCLAIMS, selector, claim_project, enqueue_owner,
+        c->claims = run_informer(r, "sandboxclaims", &KUBE_SANDBOXCLAIMS, sel.instances, claim_project, enqueue_owner,
                                  instance_index, &err);
-        c->sandboxes = c->claims ? run_informer(r, "sandboxes", &KUBE_SANDBOXES, selector, sandbox_project, enqueue_owner,
-                                                instance_index, &err)
+        c->sandboxes = c->claims ? run_informer(r, "sandboxes", &KUBE_SANDBOXES, sel.instances, sandbox_project,
+                                                enqueue_owner, instance_index, &err)
                                  : NULL;
     }
     if (!c->workers || !c->pods || (r->conf.sandbox_enabled && (!c->claims || !c->sandboxes))) {
