@@ -2,8 +2,9 @@
  * run.c — `worker-controller run`: the controller.
  *
  *   configuration (exit 2 on anything invalid, before touching the cluster)
- *   → client → [leader election] → informers (Workers; Pods, claims, Sandboxes labelled
- *     hiclaw.io/controller=<name>) → caches synced → HICLAW_CONCURRENCY reconcile workers
+ *   → client → informers (Workers, Pods, claims, Sandboxes: all labelled
+ *     hiclaw.io/controller=<name>) → caches synced → [leader election] → HICLAW_CONCURRENCY
+ *     reconcile workers
  *   → SIGTERM/SIGINT: stop taking work, finish in-flight reconciles, release the lease, exit 0 —
  *     all within 30 s (Kubernetes' default grace period) even when the API server hangs: the
  *     drain waits at most RUN_SHUTDOWN_GRACE_MS, the lease release gets short request time
@@ -124,17 +125,48 @@ static void controller_configure(controller *c, const wc_cfg *conf, const char *
     c->wait_ready_timeout_ms = conf->sandbox_wait_ready_timeout_ms;
 }
 
-/* The label selectors of the watches. Pure. */
+/* The label selectors of the watches. Pure. HiClaw's rule (SPEC 3): a controller handles the
+ * Workers that carry its hiclaw.io/controller label, so several controllers share a namespace
+ * and a Worker without the label belongs to none of them. Every watch is scoped by it. */
 typedef struct run_selectors {
-    char workers[300];   /* "" = every Worker of the namespace */
+    char workers[300];
     char instances[300]; /* claims and Sandboxes */
     char pods[400];      /* pod-backend Pods (a Sandbox's own Pod left out) */
 } run_selectors;
 
 static void run_selectors_for(const char *controller_name, run_selectors *s) {
-    s->workers[0] = '\0';
+    snprintf(s->workers, sizeof s->workers, LABEL_CONTROLLER "=%s", controller_name);
     snprintf(s->instances, sizeof s->instances, LABEL_CONTROLLER "=%s", controller_name);
     snprintf(s->pods, sizeof s->pods, "%s" POD_INSTANCE_SELECTOR_EXTRA, s->instances);
+}
+
+/* Workers of the namespace that carry no hiclaw.io/controller label: no controller handles
+ * them (SPEC 3). Counted with ONE list of at most `limit` items, because this is only a hint for
+ * the operator: the API server sets no remainingItemCount when a label selector is given, so
+ * beyond one page the count is "at least". */
+typedef struct unlabelled_workers {
+    long count;
+    int at_least;     /* more exist than were listed */
+    char names[256];  /* the first few, comma-separated */
+} unlabelled_workers;
+
+static int count_unlabelled_workers(kube_client *kc, const char *ns, long limit, unlabelled_workers *u, wc_err *err) {
+    memset(u, 0, sizeof *u);
+    cJSON *list = NULL;
+    if (kube_list_page(kc, &KUBE_WORKERS, ns, "!" LABEL_CONTROLLER, NULL, limit, NULL, &list, err) < 0) return -1;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(list, "items")) {
+        const char *name = kube_json_str(it, "metadata.name");
+        if (name && strlen(u->names) + strlen(name) + 3 < sizeof u->names)
+            snprintf(u->names + strlen(u->names), sizeof u->names - strlen(u->names), "%s%s", u->count ? "," : "", name);
+        u->count++;
+    }
+    const cJSON *md = cJSON_GetObjectItemCaseSensitive(list, "metadata");
+    const cJSON *rest = cJSON_GetObjectItemCaseSensitive(md, "remainingItemCount");
+    if (cJSON_IsNumber(rest) && rest->valuedouble > 0) u->count += (long)rest->valuedouble;
+    else if (json_str(md, "continue") && *json_str(md, "continue")) u->at_least = 1;
+    cJSON_Delete(list);
+    return 0;
 }
 
 static kube_informer *run_informer(run_state *r, const char *name, const kube_resource *res, const char *selector,
@@ -382,8 +414,7 @@ static int cmd_run(int argc, char **argv) {
     }
     run_selectors sel;
     run_selectors_for(r->conf.controller_name, &sel);
-    c->workers = run_informer(r, "workers", &KUBE_WORKERS, sel.workers[0] ? sel.workers : NULL, worker_project,
-                              enqueue_worker, NULL, &err);
+    c->workers = run_informer(r, "workers", &KUBE_WORKERS, sel.workers, worker_project, enqueue_worker, NULL, &err);
     c->pods = c->workers ? run_informer(r, "pods", &KUBE_PODS, sel.pods, pod_project, enqueue_owner, instance_index, &err) : NULL;
     if (c->pods && r->conf.sandbox_enabled) {
         c->claims = run_informer(r, "sandboxclaims", &KUBE_SANDBOXCLAIMS, sel.instances, claim_project, enqueue_owner,
@@ -407,6 +438,18 @@ static int cmd_run(int argc, char **argv) {
                 goto out_stop;
             }
             wc_sleep_ms(20);
+        }
+    }
+    {
+        /* A Worker without the label is silently nobody's: say so once, cheaply. */
+        unlabelled_workers u;
+        if (count_unlabelled_workers(c->kc, r->namespace, 100, &u, &err) < 0) {
+            log_warn("cannot count Workers without a hiclaw.io/controller label", "namespace", r->namespace, "error", err.msg);
+        } else if (u.count) {
+            char n[32];
+            snprintf(n, sizeof n, "%s%ld", u.at_least ? "at least " : "", u.count);
+            log_warn("Workers without a hiclaw.io/controller label are ignored (label them hiclaw.io/controller=<controller>)",
+                     "namespace", r->namespace, "count", n, "controller", r->conf.controller_name, "workers", u.names);
         }
     }
     if (r->conf.leader_elect) {

@@ -9,7 +9,7 @@ it prints "READY <port>" when listening and exits when stdin reaches EOF.
 
 Kubernetes (any /api/... or /apis/... path, no validation, no watch):
   GET    collection      list, labelSelector (=, ==, !=, in, notin, key, !key), limit with
-                         metadata.remainingItemCount
+                         continue, and metadata.remainingItemCount unless a selector was given
   GET    object          the object or 404 NotFound
   POST   collection      create (409 AlreadyExists when the name exists); uid/resourceVersion added
   POST   .../serviceaccounts/<sa>/token   a TokenRequest answer
@@ -204,7 +204,9 @@ class Handler(BaseHTTPRequestHandler):
                 md = {"resourceVersion": str(COUNTER[0])}
                 lim = int(q.get("limit") or 0)
                 if lim and len(items) > lim:
-                    md["remainingItemCount"] = len(items) - lim
+                    # like the real API server: no remainingItemCount when a selector was given
+                    if not q.get("labelSelector") and not q.get("fieldSelector"):
+                        md["remainingItemCount"] = len(items) - lim
                     md["continue"] = "more"
                     items = items[:lim]
                 return self.reply(200, {"kind": "List", "apiVersion": "v1", "metadata": md, "items": items})

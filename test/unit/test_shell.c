@@ -236,3 +236,47 @@ TEST(shell_fake_server_creates_a_pod_through_exec_action) {
     cJSON_Delete(pod);
     SHELL_TEARDOWN();
 }
+
+/* HiClaw's rule (SPEC 3): a controller handles the Workers that carry its label. The Workers
+ * watch is scoped like the instance watches. */
+TEST(run_watches_only_workers_labelled_for_this_controller) {
+    run_selectors s;
+    run_selectors_for("ctl-a", &s);
+    CHECK_STR_EQ(s.workers, "hiclaw.io/controller=ctl-a");
+    CHECK_STR_EQ(s.instances, "hiclaw.io/controller=ctl-a");
+    CHECK_CONTAINS(s.pods, "hiclaw.io/controller=ctl-a,");
+}
+
+/* At start the controller says once how many Workers of its namespace carry no
+ * hiclaw.io/controller label (and so belong to no controller): one small list. */
+TEST(run_counts_unlabelled_workers_with_one_small_list) {
+    SHELL_SETUP();
+    fake_seed(NS_WORKERS, "{'metadata':{'name':'mine','namespace':'ns','labels':{'hiclaw.io/controller':'ctl'}}}");
+    fake_seed(NS_WORKERS, "{'metadata':{'name':'other','namespace':'ns','labels':{'hiclaw.io/controller':'ctl-b'}}}");
+    fake_seed(NS_WORKERS, "{'metadata':{'name':'orphan-1','namespace':'ns'}}");
+    fake_seed(NS_WORKERS, "{'metadata':{'name':'orphan-2','namespace':'ns','labels':{'team':'x'}}}");
+    unlabelled_workers u;
+    REQUIRE(count_unlabelled_workers(ctl.kc, "ns", 100, &u, &err) == 0);
+    CHECK_INT_EQ(u.count, 2);
+    CHECK_INT_EQ(u.at_least, 0);
+    CHECK_CONTAINS(u.names, "orphan-1");
+    CHECK_CONTAINS(u.names, "orphan-2");
+    char *log = fake_log();
+    CHECK_CONTAINS(log, "GET " NS_WORKERS "?labelSelector=%21hiclaw.io%2Fcontroller&limit=100");
+    free(log);
+    /* more than fit in one page: "at least", still one request */
+    fake_reset();
+    for (int i = 0; i < 5; i++) {
+        char o[200];
+        snprintf(o, sizeof o, "{'metadata':{'name':'w%d','namespace':'ns'}}", i);
+        fake_seed(NS_WORKERS, o);
+    }
+    REQUIRE(count_unlabelled_workers(ctl.kc, "ns", 3, &u, &err) == 0);
+    CHECK_INT_EQ(u.count, 3);
+    CHECK_INT_EQ(u.at_least, 1);
+    log = fake_log();
+    CHECK_INT_EQ((long)(strchr(log, '\n') ? 1 : 0) + 0, 1);
+    CHECK(strstr(strchr(log, '\n') + 1, "GET") == NULL);
+    free(log);
+    SHELL_TEARDOWN();
+}
