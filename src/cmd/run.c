@@ -39,6 +39,7 @@ typedef struct run_state {
     char *namespace;        /* watched */
     char *own_namespace;    /* where the controller runs: its Lease lives here */
     atomic_int stopping;
+    atomic_int lease_lost;  /* the lease was lost: every request of the controller is cancelled */
     leader_elector *elector;
     kube_client *lease_kc; /* leader election's own client */
     httpd *health, *metrics;
@@ -267,10 +268,16 @@ static int metrics_handler(void *ud, const char *path, buf *b, const char **ctyp
     return 200;
 }
 
-/* Losing the lease means another replica may act any moment: stop at once, exit non-zero so
- * Kubernetes restarts us as a follower. */
+/* Losing the lease means another replica may act any moment: no write of ours may land after
+ * that. Like controller-runtime (zero grace on lease loss), nothing is drained: the client's
+ * cancel flag aborts every request in flight and refuses new ones — the S3 client shares the
+ * flag — so the reconciles still running fail at their next request instead of finishing.
+ * Then the main thread is told to exit, non-zero, so Kubernetes restarts us as a follower.
+ * Runs on the elector's thread. */
 static void on_leadership_lost(void *ud) {
-    (void)ud;
+    run_state *r = ud;
+    if (r && r->ctl.kc) atomic_store(&r->ctl.kc->cancel, 1);
+    if (r) atomic_store(&r->lease_lost, 1);
     kill(getpid(), SIGTERM);
 }
 
@@ -382,14 +389,6 @@ static int cmd_run(int argc, char **argv) {
             goto out_free;
         }
         c->s3->cancel = &c->kc->cancel;
-        if (r->conf.sandbox_manage_pool) {
-            if (sandbox_apply_pool(c, r->namespace, r->conf.sandbox_agent_runtime_image, r->conf.sandbox_prewarm_size,
-                                   r->conf.worker_cpu.canon, r->conf.worker_memory.canon, &err) < 0) {
-                log_error("cannot apply the SandboxSet (warm pool)", "pool", r->conf.sandbox_pool, "error", err.msg);
-                goto out_free;
-            }
-            log_info("applied SandboxSet", "pool", r->conf.sandbox_pool, "namespace", r->namespace);
-        }
     }
 
     r->start_time = (double)time(NULL);
@@ -458,6 +457,7 @@ static int cmd_run(int argc, char **argv) {
         snprintf(identity, sizeof identity, "%s_%08lx%04x", host, (unsigned long)time(NULL), (unsigned)getpid() & 0xffff);
         r->elector = leader_new(r->lease_kc, r->own_namespace, lease, identity);
         r->elector->on_lost = on_leadership_lost;
+        r->elector->ud = r;
         if (leader_start(r->elector, &err) < 0) {
             log_error("cannot start leader election", "error", err.msg);
             goto out_stop;
@@ -472,6 +472,16 @@ static int cmd_run(int argc, char **argv) {
             wc_sleep_ms(50);
         }
     }
+    /* The warm pool is a write like any other: only the leader makes it (SPEC 10), so a
+     * standby starting with other settings never fights the running leader over it. */
+    if (r->conf.sandbox_enabled && r->conf.sandbox_manage_pool) {
+        if (sandbox_apply_pool(c, r->namespace, r->conf.sandbox_agent_runtime_image, r->conf.sandbox_prewarm_size,
+                               r->conf.worker_cpu.canon, r->conf.worker_memory.canon, &err) < 0) {
+            log_error("cannot apply the SandboxSet (warm pool)", "pool", r->conf.sandbox_pool, "error", err.msg);
+            goto out_stop;
+        }
+        log_info("applied SandboxSet", "pool", r->conf.sandbox_pool, "namespace", r->namespace);
+    }
     char nworkers[24];
     snprintf(nworkers, sizeof nworkers, "%" PRId64, r->conf.concurrency);
     log_info("caches synced, starting workers", "workers", nworkers);
@@ -480,11 +490,18 @@ static int cmd_run(int argc, char **argv) {
     for (int i = 0; i < r->nthreads; i++) pthread_create(&r->threads[i], NULL, run_worker_thread, r);
 
     int sig = wait_signal(&sigs);
-    log_info("shutting down", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     atomic_store(&r->stopping, 1);
-    size_t left = wq_shutdown_drain(r->q, RUN_SHUTDOWN_GRACE_MS);
-    if (left) log_warn("in-flight reconciles did not finish in time; abandoning them");
-    rc = r->elector && atomic_load(&r->elector->lost) ? WC_EXIT_FAILURE : WC_EXIT_OK;
+    if (atomic_load(&r->lease_lost)) {
+        /* No drain: in-flight requests are already cancelled (on_leadership_lost); the
+         * reconciles fail fast and the workers are joined below. */
+        log_error("leader lease lost: every request cancelled, exiting");
+        rc = WC_EXIT_FAILURE;
+    } else {
+        log_info("shutting down", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        size_t left = wq_shutdown_drain(r->q, RUN_SHUTDOWN_GRACE_MS);
+        if (left) log_warn("in-flight reconciles did not finish in time; abandoning them");
+        rc = WC_EXIT_OK;
+    }
 out_stop:
     httpd_stop(r->health); /* before the queue and caches they read go away */
     httpd_stop(r->metrics);

@@ -280,3 +280,35 @@ TEST(run_counts_unlabelled_workers_with_one_small_list) {
     free(log);
     SHELL_TEARDOWN();
 }
+
+/* Losing the lease: another replica may act any moment. Like controller-runtime's zero grace on
+ * lease loss, every request of this replica stops at once (in flight ones cancelled, new ones
+ * refused) — Kubernetes and S3 alike — before the process is told to exit. */
+TEST(lease_loss_stops_every_write_at_once) {
+    SHELL_SETUP();
+    worker w;
+    td_worker(&a, "{" W_BASE ",'spec':{'model':'m'}}", &w);
+    run_state *r = xcalloc(1, sizeof *r);
+    r->ctl = ctl;
+    ctl.s3->cancel = &ctl.kc->cancel; /* as run wires it */
+    sigset_t term, old;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &term, &old);
+    on_leadership_lost(r);
+    struct timespec ts = {2, 0};
+    int sig = sigtimedwait(&term, NULL, &ts);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    CHECK_INT_EQ(sig, SIGTERM); /* the main thread is told to exit */
+    CHECK_INT_EQ(shell_exec(&r->ctl, &a, &w, ACT_CREATE_POD, "hiclaw-worker-alice", NULL, NULL, &err), -1);
+    CHECK_CONTAINS(err.msg, "cancelled");
+    err_clear(&err);
+    CHECK(s3_put(r->ctl.s3, "k", "v", 1, NULL, 0, &err) < 0);
+    char *log = fake_log();
+    CHECK_NOT_CONTAINS(log, "POST");
+    CHECK_NOT_CONTAINS(log, "PUT");
+    free(log);
+    ctl = r->ctl;
+    free(r);
+    SHELL_TEARDOWN();
+}
