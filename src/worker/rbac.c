@@ -6,9 +6,12 @@
  * SelfSubjectAccessReview per (rule, verb). So nothing here may be broader than what the code
  * calls: adding an API call means adding its row, and the tests notice a missing one.
  *
- * Conditions: the sandbox rows exist only when the sandbox backend is enabled, and the
+ * Conditions: the sandbox write rows exist only when the sandbox backend is enabled, and the
  * SandboxSet row only when the controller also manages the pool (an unmanaged pool is never
- * read: a claim names it and OpenKruise resolves it).
+ * read: a claim names it and OpenKruise resolves it). With the backend disabled, claims and
+ * Sandboxes are still watched read-only wherever OpenKruise is installed, so a Worker whose
+ * sandbox was made before the backend was turned off is seen: never doubled by a Pod, never
+ * stripped of its finalizer while its agent runs (issue 15).
  *
  * Scope: one Role in one namespace. `run` watches exactly one namespace (HICLAW_K8S_NAMESPACE,
  * by default its own) and keeps its Lease there, so nothing it does needs a ClusterRole (an
@@ -19,6 +22,7 @@ enum rbac_when {
     RBAC_ALWAYS,
     RBAC_SANDBOX,              /* HICLAW_SANDBOX_ENABLED */
     RBAC_SANDBOX_MANAGED_POOL, /* ... and HICLAW_SANDBOX_MANAGE_POOL */
+    RBAC_NO_SANDBOX,           /* HICLAW_SANDBOX_ENABLED=false: the read-only sandbox rows */
 };
 
 #define RBAC_MAX_VERBS 6
@@ -43,6 +47,8 @@ static const rbac_rule rbac_table[] = {
     {"agents.kruise.io", "sandboxclaims", {"get", "list", "watch", "create", "delete"}, RBAC_SANDBOX},
     {"agents.kruise.io", "sandboxes", {"get", "list", "watch", "patch", "delete"}, RBAC_SANDBOX},
     {"agents.kruise.io", "sandboxsets", {"get", "list", "watch", "create", "patch"}, RBAC_SANDBOX_MANAGED_POOL},
+    {"agents.kruise.io", "sandboxclaims", {"get", "list", "watch"}, RBAC_NO_SANDBOX},
+    {"agents.kruise.io", "sandboxes", {"get", "list", "watch"}, RBAC_NO_SANDBOX},
 };
 
 #define RBAC_NRULES (sizeof rbac_table / sizeof *rbac_table)
@@ -52,6 +58,7 @@ static int rbac_applies(const rbac_rule *r, int sandbox, int manage_pool) {
     case RBAC_ALWAYS: return 1;
     case RBAC_SANDBOX: return sandbox;
     case RBAC_SANDBOX_MANAGED_POOL: return sandbox && manage_pool;
+    case RBAC_NO_SANDBOX: return !sandbox;
     }
     return 0;
 }

@@ -39,10 +39,14 @@ TEST(rbac_rules_follow_spec_section_9) {
                  "agents.kruise.io sandboxes get,list,watch,patch,delete\n");
     char *nosbx = rules_text(0, 1);
     char *nosbx2 = rules_text(0, 0);
+    /* Without the sandbox backend, claims and Sandboxes stay readable (never writable): a
+     * sandbox Worker left over is seen, reported and never doubled by a Pod (issue 15). */
     CHECK_STR_EQ(nosbx, RULES_ALWAYS
                  "core secrets get\n"
                  "events.k8s.io events create,patch\n"
-                 "coordination.k8s.io leases get,create,update\n");
+                 "coordination.k8s.io leases get,create,update\n"
+                 "agents.kruise.io sandboxclaims get,list,watch\n"
+                 "agents.kruise.io sandboxes get,list,watch\n");
     CHECK_STR_EQ(nosbx2, nosbx); /* managing a pool means nothing without sandbox */
     free(all), free(unmanaged), free(nosbx), free(nosbx2);
 }
@@ -55,10 +59,20 @@ TEST(rbac_table_has_no_duplicates) {
             for (int w = v + 1; w < RBAC_MAX_VERBS && r->verbs[w]; w++)
                 if (strcmp(r->verbs[v], r->verbs[w]) == 0)
                     unit_fail(__FILE__, __LINE__, "%s lists verb %s twice", r->resource, r->verbs[v]);
-        for (size_t j = i + 1; j < RBAC_NRULES; j++)
-            if (strcmp(r->group, rbac_table[j].group) == 0 && strcmp(r->resource, rbac_table[j].resource) == 0)
-                unit_fail(__FILE__, __LINE__, "duplicate rule %s/%s", r->group, r->resource);
     }
+    /* A resource may have two rows (read-only without sandbox, read-write with it) but never two
+     * that apply to the same options. */
+    for (int sandbox = 0; sandbox < 2; sandbox++)
+        for (int pool = 0; pool < 2; pool++) {
+            size_t it = 0, n = 0;
+            const rbac_rule *seen[RBAC_NRULES];
+            for (const rbac_rule *r; (r = rbac_rules(sandbox, pool, &it));) {
+                for (size_t j = 0; j < n; j++)
+                    if (strcmp(r->group, seen[j]->group) == 0 && strcmp(r->resource, seen[j]->resource) == 0)
+                        unit_fail(__FILE__, __LINE__, "duplicate rule %s/%s", r->group, r->resource);
+                seen[n++] = r;
+            }
+        }
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -185,8 +199,11 @@ TEST(render_rbac_without_sandbox_and_deterministic) {
     rbac_opts o = {"default", "hiclaw-controller", "hiclaw-controller", 0, 1};
     char *a = render(&o), *b = render(&o);
     CHECK_STR_EQ(a, b);
-    CHECK_NOT_CONTAINS(a, "agents.kruise.io");
+    CHECK_NOT_CONTAINS(a, "sandboxsets");
     CHECK_NOT_CONTAINS(a, "serviceaccounts/token");
+    rbac_doc r[8];
+    REQUIRE(rbac_parse_stream(a, r, 8) == 3);
+    CHECK_CONTAINS(r[1].rules, "sandboxclaims get,list,watch;sandboxes get,list,watch;");
     rbac_doc d[8];
     CHECK_INT_EQ(rbac_parse_stream(a, d, 8), 3);
     free(a), free(b);
@@ -221,7 +238,9 @@ TEST(render_rbac_command_flags_and_usage_errors) {
     CHECK_INT_EQ(rbac_parse_stream(out, d, 8), 3);
     CHECK_STR_EQ(d[0].name, "ctl"); /* service account defaults to the controller name */
     CHECK_STR_EQ(d[1].ns, "hiclaw");
-    CHECK_NOT_CONTAINS(out, "sandbox");
+    CHECK_NOT_CONTAINS(out, "sandboxsets");
+    CHECK_NOT_CONTAINS(out, "serviceaccounts/token");
+    CHECK_CONTAINS(d[1].rules, "sandboxclaims get,list,watch;sandboxes get,list,watch;");
     free(out);
 
     char *a0[] = {"render-rbac", NULL};
