@@ -40,6 +40,7 @@ typedef struct run_state {
     char *own_namespace;    /* where the controller runs: its Lease lives here */
     atomic_int stopping;
     atomic_int lease_lost;  /* the lease was lost: every request of the controller is cancelled */
+    int sandbox_apis;       /* OpenKruise serves claims and Sandboxes: they are watched */
     leader_elector *elector;
     kube_client *lease_kc; /* leader election's own client */
     httpd *health, *metrics;
@@ -193,7 +194,7 @@ static int health_handler(void *ud, const char *path, buf *body, const char **ct
     if (strcmp(path, "/readyz") == 0) {
         controller *c = &r->ctl;
         kube_informer *all[4] = {c->workers, c->pods, c->claims, c->sandboxes};
-        int need = 2 + (r->conf.sandbox_enabled ? 2 : 0);
+        int need = 2 + (r->sandbox_apis ? 2 : 0);
         for (int i = 0; i < need; i++)
             if (!all[i] || !kube_informer_synced(all[i])) {
                 buf_printf(body, "informer %s not synced\n", i == 0 ? "workers" : i == 1 ? "pods" : i == 2 ? "sandboxclaims" : "sandboxes");
@@ -360,36 +361,54 @@ static int cmd_run(int argc, char **argv) {
     }
     c->rec = kube_recorder_new(c->kc, "hiclaw.io/worker-controller", instance);
 
-    if (r->conf.sandbox_enabled) {
+    /* Claims and Sandboxes are watched whenever OpenKruise serves them, even with the sandbox
+     * backend disabled (read-only then): a Worker whose sandbox was made before the backend was
+     * turned off must be seen — never doubled by a Pod, never stripped of its finalizer while
+     * its agent runs. Enabled, the CRDs are required; disabled, they are looked for. */
+    {
         static const char *need[] = {"sandboxclaims.agents.kruise.io", "sandboxes.agents.kruise.io"};
         const kube_resource *needr[] = {&KUBE_SANDBOXCLAIMS, &KUBE_SANDBOXES};
+        int served = 0;
         for (size_t i = 0; i < 2; i++) {
             int p = api_served(c->kc, needr[i], r->namespace, &err);
             if (p < 0) {
-                log_error("cannot check the OpenKruise agents CRDs", "crd", need[i], "error", err.msg);
+                log_error(r->conf.sandbox_enabled
+                              ? "cannot check the OpenKruise agents CRDs"
+                              : "cannot check the OpenKruise agents CRDs (with the sandbox backend disabled the controller "
+                                "still reads claims and Sandboxes: apply the RBAC of render-rbac --no-sandbox)",
+                          "crd", need[i], "error", err.msg);
                 goto out_free;
             }
-            if (p == 0) {
+            if (p == 0 && r->conf.sandbox_enabled) {
                 log_error("the sandbox backend is enabled but a CRD it needs is not installed: install OpenKruise "
                           "agents, or set HICLAW_SANDBOX_ENABLED=false",
                           "crd", need[i]);
                 rc = WC_EXIT_USAGE;
                 goto out_free;
             }
+            served += p;
         }
+        r->sandbox_apis = served == 2;
+        if (!r->conf.sandbox_enabled && r->sandbox_apis)
+            log_info("sandbox backend disabled; watching SandboxClaims and Sandboxes read-only (OpenKruise agents is installed)");
     }
 
-    if (r->conf.sandbox_enabled) {
+    /* The worker-deps storage: required with the sandbox backend; with it disabled, used (when
+     * configured) only to remove a deleted Worker's objects. */
+    int have_storage = *r->conf.worker_deps_endpoint && *r->conf.worker_deps_bucket && *r->conf.worker_deps_access_key_id;
+    if (r->conf.sandbox_enabled || have_storage) {
         c->s3 = s3_client_new(r->conf.worker_deps_endpoint, r->conf.worker_deps_bucket, r->conf.worker_deps_region,
                               r->conf.worker_deps_access_key_id, r->conf.worker_deps_secret_access_key,
                               r->conf.worker_deps_ca_pem, &err);
-        if (!c->s3) {
+        if (!c->s3 && r->conf.sandbox_enabled) {
             log_error("cannot set up worker-deps storage", "error", err.msg);
             rc = WC_EXIT_USAGE;
             goto out_free;
         }
-        c->s3->cancel = &c->kc->cancel;
+        if (!c->s3) log_warn("cannot set up worker-deps storage; deleted Workers' worker-deps objects stay", "error", err.msg);
+        else c->s3->cancel = &c->kc->cancel;
     }
+    c->dc.deps_storage = c->s3 != NULL;
 
     r->start_time = (double)time(NULL);
     pthread_mutex_init(&r->reconcile_time.mu, NULL);
@@ -415,14 +434,14 @@ static int cmd_run(int argc, char **argv) {
     run_selectors_for(r->conf.controller_name, &sel);
     c->workers = run_informer(r, "workers", &KUBE_WORKERS, sel.workers, worker_project, enqueue_worker, NULL, &err);
     c->pods = c->workers ? run_informer(r, "pods", &KUBE_PODS, sel.pods, pod_project, enqueue_owner, instance_index, &err) : NULL;
-    if (c->pods && r->conf.sandbox_enabled) {
+    if (c->pods && r->sandbox_apis) {
         c->claims = run_informer(r, "sandboxclaims", &KUBE_SANDBOXCLAIMS, sel.instances, claim_project, enqueue_owner,
                                  instance_index, &err);
         c->sandboxes = c->claims ? run_informer(r, "sandboxes", &KUBE_SANDBOXES, sel.instances, sandbox_project,
                                                 enqueue_owner, instance_index, &err)
                                  : NULL;
     }
-    if (!c->workers || !c->pods || (r->conf.sandbox_enabled && (!c->claims || !c->sandboxes))) {
+    if (!c->workers || !c->pods || (r->sandbox_apis && (!c->claims || !c->sandboxes))) {
         log_error("cannot start informers", "error", err.msg);
         goto out_stop;
     }

@@ -75,6 +75,7 @@ typedef struct decide_config {
     const char *prefix;           /* HICLAW_RESOURCE_PREFIX */
     int sandbox_enabled;
     int sandbox_pause;            /* HICLAW_SANDBOX_PAUSE */
+    int deps_storage;             /* worker-deps storage usable (always with sandbox; else when configured) */
 } decide_config;
 
 /* ---- decisions ---- */
@@ -486,6 +487,40 @@ static void decide_sandbox(arena *a, const worker *w, const observed *o, const d
     set_ready(d, "False", "Starting", d->message);
 }
 
+/* ---- instances left alone ---- */
+
+/* The status of an instance the controller leaves alone, as it is: the backend's own decision
+ * for a Running Worker without a spec hash (so nothing reads "recreating" or "stopping"), its
+ * actions dropped. Status must describe the instance that really exists (SPEC 3, 7). */
+static void decide_as_is(arena *a, const worker *w, const observed *o, const decide_config *c, backend_kind b,
+                         decision *inner) {
+    worker running = *w;
+    running.state = STATE_RUNNING;
+    memset(inner, 0, sizeof *inner);
+    if (b == BACKEND_POD) decide_pod(a, &running, o, c, NULL, inner);
+    else decide_sandbox(a, &running, o, c, NULL, inner);
+}
+
+/* "SandboxClaim X and Sandbox Y": what of the sandbox backend exists for the Worker. */
+static const char *sandbox_instances_named(arena *a, const observed *o) {
+    const char *claim = o->nclaims ? o->claims[0].name : NULL;
+    const char *sbx = o->nsandboxes ? o->sandboxes[0].name : NULL;
+    if (claim && sbx) return arena_sprintf(a, "SandboxClaim %s and Sandbox %s", claim, sbx);
+    return claim ? arena_sprintf(a, "SandboxClaim %s", claim) : arena_sprintf(a, "Sandbox %s", sbx ? sbx : "?");
+}
+
+/* The sandbox backend is disabled, yet the Worker has sandbox instances (made before it was
+ * turned off). They are observed through read-only watches and never touched — the controller
+ * has no right to, and removing an agent on a configuration change would be destructive — so
+ * status says why nothing more happens and what the operator can do. */
+static const char *sandbox_disabled_message(arena *a, const observed *o, int deleting) {
+    const char *what = sandbox_instances_named(a, o);
+    return arena_sprintf(a, "%s of this Worker exist%s but the sandbox backend is disabled (HICLAW_SANDBOX_ENABLED=false): "
+                            "nothing more is done for %s%s; enable it (HICLAW_SANDBOX_ENABLED=true) or remove %s by hand",
+                         what, o->nclaims + o->nsandboxes > 1 ? "" : "s", o->nclaims + o->nsandboxes > 1 ? "them" : "it",
+                         deleting ? " and the finalizer stays" : "", what);
+}
+
 /* ---- the whole decision ---- */
 
 /* pod_hash / sandbox_hash: the spec hash an instance of each backend must carry. */
@@ -500,12 +535,20 @@ static void decide(arena *a, const worker *w, const observed *o, const decide_co
     if (w->deleting) {
         for (size_t i = 0; i < o->npods; i++)
             if (!o->pods[i].deleting) decide_action(d, ACT_DELETE_POD, o->pods[i].name, o->pods[i].uid, 0);
-        int pending = sandbox_teardown(d, o) || have_pods;
+        /* Never orphan an agent holding credentials: with the sandbox backend disabled its
+         * instances cannot be removed here, so the finalizer waits for a human. */
+        int sandbox_stuck = !c->sandbox_enabled && have_sbx;
+        int pending = (sandbox_stuck || sandbox_teardown(d, o)) || have_pods;
         d->phase = PHASE_STOPPING;
         d->message = "Worker is being deleted";
         set_ready(d, "False", "Deleting", d->message);
+        if (sandbox_stuck) {
+            d->message = sandbox_disabled_message(a, o, 1);
+            set_synced(d, "False", "SandboxDisabled", d->message);
+            if (first_time_this_generation(w, "SandboxDisabled")) decide_event(d, "Warning", "SandboxDisabled", d->message);
+        }
         if (!pending && w->has_finalizer) {
-            if (c->sandbox_enabled) decide_action(d, ACT_DELETE_DEPS_ALL, NULL, NULL, 0);
+            if (c->sandbox_enabled || c->deps_storage) decide_action(d, ACT_DELETE_DEPS_ALL, NULL, NULL, 0);
             decide_action(d, ACT_DELETE_SERVICEACCOUNT, instance_name(a, w, c), NULL, 0);
             decide_action(d, ACT_REMOVE_FINALIZER, NULL, NULL, 0);
             d->done_deleting = 1;
@@ -535,12 +578,28 @@ static void decide(arena *a, const worker *w, const observed *o, const decide_co
         return;
     }
 
+    /* Sandbox instances while the sandbox backend is disabled: leave them (and the Worker)
+     * alone whatever the spec says — no Pod beside them, no teardown, no deps — and say why. */
+    if (!c->sandbox_enabled && have_sbx) {
+        decision inner;
+        decide_as_is(a, w, o, c, BACKEND_SANDBOX, &inner);
+        d->phase = inner.phase;
+        d->backend = "sandbox";
+        d->instance = inner.instance;
+        d->container_state = inner.container_state;
+        d->ready = inner.ready;
+        d->message = sandbox_disabled_message(a, o, 0);
+        set_synced(d, "False", "SandboxDisabled", d->message);
+        if (first_time_this_generation(w, "SandboxDisabled")) decide_event(d, "Warning", "SandboxDisabled", d->message);
+        return;
+    }
+
     /* 4. The backend switch guard. The applied backend A is what runs (observed), else what the
      * status recorded, else pod (legacy Workers have no status.backendRuntime). */
     backend_kind recorded = w->status_backend && strcmp(w->status_backend, "sandbox") == 0 ? BACKEND_SANDBOX : BACKEND_POD;
     backend_kind applied = have_pods ? BACKEND_POD : have_sbx ? BACKEND_SANDBOX : recorded;
     backend_kind desired = w->backend;
-    if (desired == BACKEND_SANDBOX && !c->sandbox_enabled && !(have_sbx && applied == BACKEND_SANDBOX)) {
+    if (desired == BACKEND_SANDBOX && !c->sandbox_enabled) { /* and no sandbox instance (above) */
         const char *msg = "spec.backendRuntime is sandbox but the sandbox backend is disabled (HICLAW_SANDBOX_ENABLED=false)";
         if (!have_pods) {
             d->phase = w->state == STATE_RUNNING ? PHASE_PENDING : w->state == STATE_SLEEPING ? PHASE_SLEEPING : PHASE_STOPPED;

@@ -2,8 +2,8 @@
  * and every branch of the backend switch guard, without a cluster. */
 
 static const worker_defaults TD_DEFAULTS = {"openclaw", "img/openclaw:1", "img/copaw:1", "img/hermes:1", "1", "2Gi"};
-static const decide_config TD_POD = {"hiclaw-", 1, 0};
-static const decide_config TD_PAUSE = {"hiclaw-", 1, 1};
+static const decide_config TD_POD = {"hiclaw-", 1, 0, 1};
+static const decide_config TD_PAUSE = {"hiclaw-", 1, 1, 1};
 #define TD_HASH "aaaaaaaaaaaaaaaa"
 #define TD_SHASH "bbbbbbbbbbbbbbbb"
 
@@ -226,7 +226,7 @@ TEST(decide_finalizer_deletion_and_unmanaged) {
     CHECK_INT_EQ(d.actions[2].kind, ACT_REMOVE_FINALIZER);
     CHECK(d.done_deleting);
     /* Without the sandbox backend there are no deps to delete. */
-    decide_config nosbx = {"hiclaw-", 0, 0};
+    decide_config nosbx = {"hiclaw-", 0, 0, 0};
     d = td_decide(&a, deleting, &none, &nosbx);
     CHECK(!has_action(&d, ACT_DELETE_DEPS_ALL) && has_action(&d, ACT_REMOVE_FINALIZER));
 
@@ -690,4 +690,69 @@ TEST(reconcile_schedule_requeues_at_the_earlier_of_refresh_and_resync) {
     d.requeue_after_ms = 2000;
     reconcile_schedule(&r, &d, 1, 0, 600000);
     CHECK_INT_EQ(r.requeue_after_ms, 2000);
+}
+
+/* HICLAW_SANDBOX_ENABLED=false with a Worker whose sandbox was made before: the claims and
+ * Sandboxes are still observed (read-only watches). Nothing of them is touched, no Pod is made
+ * beside them (the switch guard holds), status says why nothing more is done, and a Worker being
+ * deleted keeps its finalizer while its sandbox (an agent holding credentials) lives. */
+TEST(decide_sandbox_disabled_with_sandbox_instances_touches_nothing) {
+    arena a;
+    arena_init(&a);
+    const decide_config off = {"hiclaw-", 0, 0, 0};
+    obs_claim cl = {.name = "hiclaw-worker-alice", .uid = "c1", .phase = "Completed", .replicas = 1, .claimed = 1,
+                    .spec_hash = TD_SHASH};
+    obs_sandbox sb = {.name = "pool-x7k2p", .uid = "s1", .phase = "Running", .ready_known = 1, .ready = 1,
+                      .spec_hash = TD_SHASH, .claim_name = "hiclaw-worker-alice", .pod_ip = "10.0.0.9"};
+    observed o = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1, .token_present = 1,
+                  .token_refresh_in_ms = 0};
+    const char *specs[] = {
+        "{" W_BASE ",'spec':{'model':'m'},'status':{'backendRuntime':'sandbox'}}",                     /* switched to pod */
+        "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox'},'status':{'backendRuntime':'sandbox'}}",
+        "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox','state':'Stopped'},'status':{'backendRuntime':'sandbox'}}",
+        "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox','state':'Sleeping'},'status':{'backendRuntime':'sandbox'}}",
+    };
+    for (size_t i = 0; i < sizeof specs / sizeof *specs; i++) {
+        decision d = td_decide(&a, specs[i], &o, &off);
+        CHECK(!creates_anything(&d) && !deletes_anything(&d));
+        CHECK(!has_action(&d, ACT_REFRESH_TOKEN) && !has_action(&d, ACT_SET_SANDBOX_PAUSED));
+        CHECK(!has_action(&d, ACT_DELETE_DEPS_TOKEN));
+        CHECK_STR_EQ(d.synced.status, "False");
+        CHECK_STR_EQ(d.synced.reason, "SandboxDisabled");
+        CHECK_CONTAINS(d.message, "HICLAW_SANDBOX_ENABLED");
+        CHECK_CONTAINS(d.message, "SandboxClaim hiclaw-worker-alice");
+        CHECK(has_event(&d, "SandboxDisabled"));
+        /* status describes the sandbox that really runs */
+        CHECK_STR_EQ(d.backend, "sandbox");
+        CHECK_STR_EQ(d.instance.kind, "Sandbox");
+        CHECK_STR_EQ(d.instance.name, "pool-x7k2p");
+        CHECK_INT_EQ(d.phase, PHASE_RUNNING);
+    }
+    /* Deletion: the finalizer stays while the sandbox lives; nothing of it is deleted. */
+    const char *deleting = "{'metadata':{'name':'alice','namespace':'ns','uid':'u1','generation':1,"
+                           "'deletionTimestamp':'2026-11-23T00:00:00Z','finalizers':['hiclaw.io/cleanup']},"
+                           "'spec':{'model':'m','backendRuntime':'sandbox'},'status':{'backendRuntime':'sandbox'}}";
+    decision d = td_decide(&a, deleting, &o, &off);
+    CHECK(!deletes_anything(&d));
+    CHECK(!has_action(&d, ACT_REMOVE_FINALIZER) && !has_action(&d, ACT_DELETE_DEPS_ALL) && !d.done_deleting);
+    CHECK_STR_EQ(d.synced.reason, "SandboxDisabled");
+    CHECK_CONTAINS(d.message, "remove SandboxClaim hiclaw-worker-alice");
+    /* ... a Pod of it is still removed (the pod backend is on) */
+    obs_pod p = td_pod("Running", 1, NULL);
+    observed op = o;
+    op.pods = &p;
+    op.npods = 1;
+    d = td_decide(&a, deleting, &op, &off);
+    CHECK(has_action(&d, ACT_DELETE_POD) && !has_action(&d, ACT_DELETE_CLAIM) && !has_action(&d, ACT_DELETE_SANDBOX));
+    CHECK(!has_action(&d, ACT_REMOVE_FINALIZER));
+    /* once removed by hand, the finalizer goes */
+    observed none = {0};
+    d = td_decide(&a, deleting, &none, &off);
+    CHECK(has_action(&d, ACT_REMOVE_FINALIZER) && d.done_deleting);
+    CHECK(!has_action(&d, ACT_DELETE_DEPS_ALL)); /* no storage configured: nothing to reach */
+    /* with worker-deps storage configured, a disabled backend still removes the deps objects */
+    const decide_config off_storage = {"hiclaw-", 0, 0, 1};
+    d = td_decide(&a, deleting, &none, &off_storage);
+    CHECK(has_action(&d, ACT_DELETE_DEPS_ALL) && has_action(&d, ACT_REMOVE_FINALIZER));
+    td_release(&a);
 }

@@ -171,7 +171,7 @@ static void fake_controller(controller *c) {
     c->s3 = s3_client_new(ep, FAKE_BUCKET, "us-east-1", "AKIDFAKE", "fake-secret-key-9Xw", FAKE_UNUSED_CA, &err);
     c->rec = kube_recorder_new(c->kc, "hiclaw.io/worker-controller", "ctl-test");
     c->controller_name = "ctl";
-    c->dc = (decide_config){"hiclaw-", 1, 0};
+    c->dc = (decide_config){"hiclaw-", 1, 0, 1};
     c->ps = (pod_settings){"ctl", "hiclaw-", "hiclaw-controller"};
     c->deps_prefix = "p/";
     c->deps_pv = "deps-pv";
