@@ -96,7 +96,9 @@ def merge(dst, patch):
     for k, v in patch.items():
         if v is None:
             dst.pop(k, None)
-        elif isinstance(v, dict) and isinstance(dst.get(k), dict):
+        elif isinstance(v, dict):
+            if not isinstance(dst.get(k), dict):
+                dst[k] = {}
             merge(dst[k], v)
         else:
             dst[k] = v

@@ -171,6 +171,7 @@ static void fake_controller(controller *c) {
     c->s3 = s3_client_new(ep, FAKE_BUCKET, "us-east-1", "AKIDFAKE", "fake-secret-key-9Xw", FAKE_UNUSED_CA, &err);
     c->rec = kube_recorder_new(c->kc, "hiclaw.io/worker-controller", "ctl-test");
     c->controller_name = "ctl";
+    c->wd = TD_DEFAULTS;
     c->dc = (decide_config){"hiclaw-", 1, 0, 1};
     c->ps = (pod_settings){"ctl", "hiclaw-", "hiclaw-controller"};
     c->deps_prefix = "p/";
@@ -210,6 +211,68 @@ static void fake_controller_free(controller *c) {
 #define NS_CLAIMS "/apis/agents.kruise.io/v1alpha1/namespaces/ns/sandboxclaims"
 #define NS_SANDBOXES "/apis/agents.kruise.io/v1alpha1/namespaces/ns/sandboxes"
 #define NS_WORKERS "/apis/hiclaw.io/v1beta1/namespaces/ns/workers"
+
+/* Caches like run's, never started: the tests put objects in them (what the watches would have
+ * delivered) and seed the fake with what the API server really holds — the two may differ,
+ * which is the point of several tests. */
+static void shell_informers(controller *c) {
+    kube_informer_options ow = {.resource = &KUBE_WORKERS, .namespace = "ns", .project = worker_project};
+    kube_informer_options op = {.resource = &KUBE_PODS, .namespace = "ns", .project = pod_project, .index = instance_index};
+    kube_informer_options oc = {.resource = &KUBE_SANDBOXCLAIMS, .namespace = "ns", .project = claim_project,
+                                .index = instance_index};
+    kube_informer_options os = {.resource = &KUBE_SANDBOXES, .namespace = "ns", .project = sandbox_project,
+                                .index = instance_index};
+    c->workers = kube_informer_new(c->kc, "workers", &ow);
+    c->pods = kube_informer_new(c->kc, "pods", &op);
+    c->claims = kube_informer_new(c->kc, "sandboxclaims", &oc);
+    c->sandboxes = kube_informer_new(c->kc, "sandboxes", &os);
+}
+
+static void shell_informers_free(controller *c) {
+    kube_informer *all[4] = {c->workers, c->pods, c->claims, c->sandboxes};
+    for (int i = 0; i < 4; i++) kube_informer_free(all[i]);
+    c->workers = c->pods = c->claims = c->sandboxes = NULL;
+}
+
+/* Puts an object (single quotes for double) into a cache, as a watch ADDED event would. */
+static void shell_cache(kube_informer *inf, const char *json_sq) {
+    char *j = xstrdup(json_sq);
+    for (char *p = j; *p; p++)
+        if (*p == '\'') *p = '"';
+    cJSON *o = cJSON_Parse(j);
+    if (!o) unit_fail(__FILE__, __LINE__, "bad JSON: %s", j);
+    else kube_informer_apply(inf, KUBE_WATCH_ADDED, o);
+    cJSON_Delete(o);
+    free(j);
+}
+
+/* The same object in the cache and in the fake API server. */
+static void shell_both(kube_informer *inf, const char *collection, const char *json_sq) {
+    shell_cache(inf, json_sq);
+    fake_seed(collection, json_sq);
+}
+
+/* A Worker alice (uid u1) labelled for controller ctl; spec_sq: the spec object, status_sq the
+ * status object (or NULL). Cached and held by the fake. */
+static void shell_worker(controller *c, const char *extra_md_sq, const char *spec_sq, const char *status_sq) {
+    char o[4096];
+    snprintf(o, sizeof o,
+             "{'apiVersion':'hiclaw.io/v1beta1','kind':'Worker','metadata':{'name':'alice','namespace':'ns','uid':'u1',"
+             "'resourceVersion':'7','generation':2,'finalizers':['hiclaw.io/cleanup'],"
+             "'labels':{'hiclaw.io/controller':'ctl'}%s},'spec':%s%s%s}",
+             extra_md_sq ? extra_md_sq : "", spec_sq, status_sq ? ",'status':" : "", status_sq ? status_sq : "");
+    shell_both(c->workers, NS_WORKERS, o);
+}
+
+/* The Worker as the fake holds it after the controller's patches. */
+static cJSON *shell_worker_now(void) { return fake_get(NS_WORKERS "/alice"); }
+
+static const char *cond_field(const cJSON *w, const char *type, const char *field) {
+    const cJSON *c;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItem(cJSON_GetObjectItem(w, "status"), "conditions"))
+        if (str_eq(json_str(c, "type"), type)) return json_str(c, field);
+    return NULL;
+}
 
 /* Runs one action of the shell for Worker w (env built like reconcile_worker builds it). */
 static int shell_exec(controller *c, arena *a, const worker *w, action_kind k, const char *name, const char *uid,
@@ -310,5 +373,22 @@ TEST(lease_loss_stops_every_write_at_once) {
     free(log);
     ctl = r->ctl;
     free(r);
+    SHELL_TEARDOWN();
+}
+
+TEST(shell_reconcile_worker_runs_against_the_fake) {
+    SHELL_SETUP();
+    shell_informers(&ctl);
+    shell_worker(&ctl, NULL, "{'model':'m'}", NULL);
+    reconcile_result res = reconcile_worker(&ctl, "ns/alice");
+    CHECK_INT_EQ(res.error, 0);
+    cJSON *pod = fake_get(NS_PODS "/hiclaw-worker-alice");
+    CHECK(pod != NULL);
+    cJSON *wk = shell_worker_now();
+    CHECK_STR_EQ(kube_json_str(wk, "status.phase"), "Pending");
+    CHECK_STR_EQ(cond_field(wk, "Synced", "status"), "True");
+    cJSON_Delete(wk);
+    cJSON_Delete(pod);
+    shell_informers_free(&ctl);
     SHELL_TEARDOWN();
 }
