@@ -12,6 +12,10 @@
 #define LABEL_RUNTIME "hiclaw.io/runtime"
 #define LABEL_BACKEND "hiclaw.io/backend"
 #define LABEL_SPEC_HASH "hiclaw.io/spec-hash"
+/* The Worker's UID on a claim's spec.labels, so its Sandbox (and that Sandbox's Pod) carries it:
+ * OpenKruise gives a claimed Sandbox no ownerReference, so this label is how a Sandbox names the
+ * Worker object it was made for. */
+#define LABEL_WORKER_UID "hiclaw.io/worker-uid"
 #define ANNOTATION_SPEC_HASH "hiclaw.io/spec-hash"
 #define WORKER_APP_LABEL_VALUE "hiclaw-worker"
 #define WORKER_AUDIENCE_DEFAULT "hiclaw-controller"
@@ -213,7 +217,8 @@ static cJSON *instance_project_metadata(const cJSON *obj) {
     }
     const cJSON *labels = cJSON_GetObjectItemCaseSensitive(md, "labels");
     cJSON *ml = cJSON_AddObjectToObject(m, "labels");
-    static const char *lkeys[] = {LABEL_WORKER, LABEL_BACKEND, LABEL_SPEC_HASH, "agents.kruise.io/claim-name"};
+    static const char *lkeys[] = {LABEL_WORKER, LABEL_BACKEND, LABEL_SPEC_HASH, "agents.kruise.io/claim-name",
+                                  LABEL_WORKER_UID};
     for (size_t i = 0; i < sizeof lkeys / sizeof *lkeys; i++) {
         const char *v = json_str(labels, lkeys[i]);
         if (v) cJSON_AddStringToObject(ml, lkeys[i], v);
@@ -247,6 +252,56 @@ static cJSON *instance_project_metadata(const cJSON *obj) {
 static int pod_is_worker_instance(const char *backend_label, const char *owner_kind) {
     if (backend_label && strcmp(backend_label, "pod") != 0) return 0;
     return !owner_kind || strcmp(owner_kind, "Worker") == 0;
+}
+
+/* Is this instance (a projection's metadata) another Worker object's? SPEC 3: an instance
+ * belongs to a Worker by its labels AND a controller ownerReference with the Worker's UID. The
+ * labels already matched (the caches are indexed by them); what can still differ is the Worker
+ * *object*: a Worker deleted and recreated under the same name leaves instances controlled by
+ * the old UID. Those are not this Worker's — never deleted, never adopted. A Sandbox has no
+ * ownerReference (OpenKruise clears it when claiming), so it names the Worker by the label
+ * hiclaw.io/worker-uid. Instances with neither (legacy HiClaw Pods, claims made before the
+ * label) are this Worker's by their labels. */
+static int instance_of_other_worker(const cJSON *md, const char *worker_uid) {
+    if (!worker_uid || !*worker_uid) return 0;
+    const cJSON *owner = cJSON_GetObjectItemCaseSensitive(md, "owner");
+    const char *kind = json_str(owner, "kind"), *uid = json_str(owner, "uid");
+    if (kind && strcmp(kind, "Worker") == 0 && uid && strcmp(uid, worker_uid) != 0) return 1;
+    const char *label = json_str(cJSON_GetObjectItemCaseSensitive(md, "labels"), LABEL_WORKER_UID);
+    return label && *label && strcmp(label, worker_uid) != 0;
+}
+
+/* Why an object found under the name this Worker is about to create (the create said 409) is not
+ * this Worker's, or NULL when it is (the cache had not seen our own create yet). obj: the object
+ * as read from the API server. Ours: controlled by a Worker with this UID, or — no controller at
+ * all, as legacy HiClaw Pods — carrying this Worker's labels. Everything else is someone else's:
+ * reporting it beats taking it for success and waiting forever for an instance that is not ours. */
+static const char *instance_name_conflict(arena *a, const cJSON *obj, const worker *w, const char *controller,
+                                          const char *kind_name) {
+    const cJSON *md = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
+    const char *name = json_str(md, "name");
+    const cJSON *ref;
+    cJSON_ArrayForEach(ref, cJSON_GetObjectItemCaseSensitive(md, "ownerReferences")) {
+        if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ref, "controller"))) continue;
+        const char *k = json_str(ref, "kind"), *uid = json_str(ref, "uid"), *n = json_str(ref, "name");
+        if (k && strcmp(k, "Worker") == 0 && uid && w->uid && strcmp(uid, w->uid) == 0) return NULL;
+        if (k && strcmp(k, "Worker") == 0)
+            return arena_sprintf(a, "%s %s exists and is controlled by another Worker %s (UID %s), likely a deleted "
+                                    "Worker of the same name whose %s is still going away: it is left alone, and "
+                                    "nothing is created under this name until it is gone",
+                                 kind_name, name ? name : "?", n ? n : "?", uid ? uid : "?", kind_name);
+        return arena_sprintf(a, "%s %s exists and is not controlled by this Worker (its controller is %s %s, UID %s): "
+                                "it is left alone; remove or rename it",
+                             kind_name, name ? name : "?", k ? k : "?", n ? n : "?", uid ? uid : "?");
+    }
+    const cJSON *labels = cJSON_GetObjectItemCaseSensitive(md, "labels");
+    const char *lw = json_str(labels, LABEL_WORKER), *lc = json_str(labels, LABEL_CONTROLLER);
+    const char *luid = json_str(labels, LABEL_WORKER_UID);
+    if (lw && strcmp(lw, w->name) == 0 && lc && strcmp(lc, controller) == 0 && (!luid || !w->uid || strcmp(luid, w->uid) == 0))
+        return NULL;
+    return arena_sprintf(a, "%s %s exists and is not controlled by this Worker (no controller, and not labelled %s=%s, "
+                            "%s=%s): it is left alone; remove or rename it",
+                         kind_name, name ? name : "?", LABEL_WORKER, w->name, LABEL_CONTROLLER, controller);
 }
 
 static cJSON *pod_project(const cJSON *pod) {

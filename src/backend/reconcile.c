@@ -236,7 +236,7 @@ static int other_backend_exists(controller *c, const worker *w, backend_kind cre
             cJSON *proj = pod_project(it);
             obs_pod p;
             pod_observe(proj, &p);
-            *exists |= p.is_instance;
+            *exists |= p.is_instance && !instance_of_other_worker(cJSON_GetObjectItemCaseSensitive(proj, "metadata"), w->uid);
             cJSON_Delete(proj);
         }
         cJSON_Delete(list);
@@ -246,13 +246,39 @@ static int other_backend_exists(controller *c, const worker *w, backend_kind cre
     const kube_resource *rs[2] = {&KUBE_SANDBOXCLAIMS, &KUBE_SANDBOXES};
     for (int i = 0; i < 2 && !*exists; i++) {
         cJSON *list = NULL;
-        if (kube_list_page(c->kc, rs[i], w->namespace, sel, NULL, 1, NULL, &list, err) < 0) return -1;
-        *exists = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(list, "items")) > 0;
+        if (kube_list_page(c->kc, rs[i], w->namespace, sel, NULL, 0, NULL, &list, err) < 0) return -1;
+        const cJSON *it;
+        cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(list, "items")) {
+            cJSON *proj = instance_project_metadata(it);
+            *exists |= !instance_of_other_worker(cJSON_GetObjectItemCaseSensitive(proj, "metadata"), w->uid);
+            cJSON_Delete(proj);
+        }
         cJSON_Delete(list);
     }
     return 0;
 }
 
+
+/* A create answered 409: the object of that name is ours when the cache only lagged behind
+ * our own create (success), anyone else's otherwise (an error with the reason given, nothing
+ * touched). Read from the API server, not the cache. */
+static int create_conflict(controller *c, exec_ctx *x, const kube_resource *r, const char *name, const char *kind_name,
+                           const char *reason, wc_err *err) {
+    cJSON *obj = NULL;
+    wc_err gerr;
+    err_clear(&gerr);
+    if (kube_get(c->kc, r, x->w->namespace, name, NULL, &obj, &gerr) < 0) {
+        if (kube_err_not_found(&gerr)) return err_set(err, WC_EHTTP, "create %s %s: 409, and then not found: retrying",
+                                                      kind_name, name);
+        *err = gerr;
+        return -1;
+    }
+    const char *why = instance_name_conflict(x->a, obj, x->w, c->controller_name, kind_name);
+    cJSON_Delete(obj);
+    if (!why) return 0; /* ours: the cache lagged behind our own create */
+    x->failure_reason = reason;
+    return err_set(err, WC_EINVAL, "%s", why);
+}
 
 static int delete_ok(int rc, const wc_err *err) {
     /* Gone already, or the UID precondition says it is a newer object: either way not ours to delete. */
@@ -295,7 +321,7 @@ static int exec_action(controller *c, exec_ctx *x, const action *act, wc_err *er
             log_info("created Pod", "worker", w->name, "namespace", w->namespace, "backend", "pod", "name", act->name);
             record(c, w, "Normal", "Created", "Create", arena_sprintf(x->a, "created Pod %s", act->name));
         } else if (kube_err_conflict(err)) {
-            rc = 0; /* the cache lagged behind our own create */
+            rc = create_conflict(c, x, &KUBE_PODS, act->name, "Pod", "PodNameConflict", err);
         }
         break;
     }
@@ -427,7 +453,7 @@ static int write_status(controller *c, arena *a, const cJSON *obj, const worker 
 
 /* ---- observing ---- */
 
-static void observe_pods(controller *c, arena *a, const char *key, cJSON **keep, observed *o) {
+static void observe_pods(controller *c, arena *a, const worker *w, const char *key, cJSON **keep, observed *o) {
     cJSON *arr = kube_informer_by_index(c->pods, key);
     *keep = arr;
     size_t n = (size_t)cJSON_GetArraySize(arr), i = 0;
@@ -435,7 +461,8 @@ static void observe_pods(controller *c, arena *a, const char *key, cJSON **keep,
     const cJSON *it;
     cJSON_ArrayForEach(it, arr) {
         pod_observe(it, &pods[i]);
-        if (pods[i].is_instance) i++; /* a sandbox's own Pod belongs to the sandbox instance */
+        /* a sandbox's own Pod belongs to the sandbox instance; another Worker UID's is not ours */
+        if (pods[i].is_instance && !instance_of_other_worker(cJSON_GetObjectItemCaseSensitive(it, "metadata"), w->uid)) i++;
     }
     o->pods = pods;
     o->npods = i;
@@ -482,7 +509,7 @@ static reconcile_result reconcile_worker(controller *c, const char *key) {
 
     observed o;
     memset(&o, 0, sizeof o);
-    observe_pods(c, &a, key, &pods_json, &o);
+    observe_pods(c, &a, &w, key, &pods_json, &o);
     sandbox_observe(c, &a, &w, key, &claims_json, &sbx_json, &o);
     backoff_observe(c, key, &a, &o);
 

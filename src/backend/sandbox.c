@@ -81,17 +81,20 @@ static void sandbox_observe(controller *c, arena *a, const worker *w, const char
     if (!c->claims || !c->sandboxes) return;
     *claims_json = kube_informer_by_index(c->claims, key);
     *sbx_json = kube_informer_by_index(c->sandboxes, key);
-    size_t nc = (size_t)cJSON_GetArraySize(*claims_json), ns = (size_t)cJSON_GetArraySize(*sbx_json), i = 0;
+    size_t nc = (size_t)cJSON_GetArraySize(*claims_json), ns = (size_t)cJSON_GetArraySize(*sbx_json);
     obs_claim *claims = arena_calloc(a, (nc ? nc : 1) * sizeof *claims);
     obs_sandbox *sbx = arena_calloc(a, (ns ? ns : 1) * sizeof *sbx);
     const cJSON *it;
-    cJSON_ArrayForEach(it, *claims_json) claim_observe(it, &claims[i++]);
-    i = 0;
-    cJSON_ArrayForEach(it, *sbx_json) sandbox_observe_one(it, &sbx[i++]);
+    /* another Worker UID's claims and Sandboxes (same name, older Worker object) are not ours */
+    o->nclaims = o->nsandboxes = 0;
+    cJSON_ArrayForEach(it, *claims_json)
+        if (!instance_of_other_worker(cJSON_GetObjectItemCaseSensitive(it, "metadata"), w->uid))
+            claim_observe(it, &claims[o->nclaims++]);
+    cJSON_ArrayForEach(it, *sbx_json)
+        if (!instance_of_other_worker(cJSON_GetObjectItemCaseSensitive(it, "metadata"), w->uid))
+            sandbox_observe_one(it, &sbx[o->nsandboxes++]);
     o->claims = claims;
-    o->nclaims = nc;
     o->sandboxes = sbx;
-    o->nsandboxes = ns;
 
     /* The token object's lifetime, for sandbox Workers only (one HEAD, never a read of the
      * token). Storage trouble must not look like "no token": assume present, look again soon. */
@@ -203,7 +206,9 @@ static void claim_render(buf *b, arena *a, controller *c, const worker *w, const
         buf_put_json_string(b, labels.items[i].value);
         buf_putc(b, ',');
     }
-    buf_puts(b, "\"" LABEL_SPEC_HASH "\":");
+    buf_puts(b, "\"" LABEL_WORKER_UID "\":");
+    buf_put_json_string(b, w->uid ? w->uid : "");
+    buf_puts(b, ",\"" LABEL_SPEC_HASH "\":");
     buf_put_json_string(b, hash);
     buf_puts(b, "},\"dynamicVolumesMount\":[");
     const char *mounts[3][3] = {{"token", WORKER_TOKEN_DIR, "true"}, {"env", "/mnt/hiclaw/env", "true"}, {"data", "/mnt/hiclaw/data", "false"}};
@@ -236,7 +241,7 @@ static int sandbox_create_claim(controller *c, exec_ctx *x, const char *name, wc
         log_info("created SandboxClaim", "worker", w->name, "namespace", w->namespace, "backend", "sandbox", "name", name);
         record(c, w, "Normal", "Created", "Create", arena_sprintf(x->a, "created SandboxClaim %s (pool %s)", name, c->pool));
     } else if (kube_err_conflict(err)) {
-        rc = 0;
+        rc = create_conflict(c, x, &KUBE_SANDBOXCLAIMS, name, "SandboxClaim", "ClaimNameConflict", err);
     } else {
         x->failure_reason = "ClaimFailed";
     }

@@ -392,3 +392,156 @@ TEST(shell_reconcile_worker_runs_against_the_fake) {
     shell_informers_free(&ctl);
     SHELL_TEARDOWN();
 }
+
+#define POD_SQ(name, extra_md)                                                                            \
+    "{'metadata':{'name':'" name "','namespace':'ns','uid':'pod-" name "','resourceVersion':'3',"       \
+    "'labels':{'hiclaw.io/worker':'alice','hiclaw.io/controller':'ctl','hiclaw.io/backend':'pod'},"      \
+    "'annotations':{'hiclaw.io/spec-hash':'0123456789abcdef'}" extra_md "},"                            \
+    "'status':{'phase':'Running','conditions':[{'type':'Ready','status':'True'}]}}"
+#define OWNED_BY(uid) ",'ownerReferences':[{'apiVersion':'hiclaw.io/v1beta1','kind':'Worker','name':'alice','uid':'" uid "','controller':true}]"
+
+/* SPEC 3: an instance belongs to a Worker by its labels AND a controller ownerReference with the
+ * Worker's UID. A Pod controlled by another UID (a deleted Worker of the same name, its Pod still
+ * there) is not this Worker's: never deleted, never adopted, and it blocks a create of the same
+ * name with a clear status. */
+TEST(shell_pod_of_another_worker_uid_is_neither_deleted_nor_adopted) {
+    SHELL_SETUP();
+    shell_informers(&ctl);
+    shell_worker(&ctl, NULL, "{'model':'m'}", NULL);
+    shell_both(ctl.pods, NS_PODS, POD_SQ("hiclaw-worker-alice", OWNED_BY("u-old")));
+    reconcile_result res = reconcile_worker(&ctl, "ns/alice");
+    CHECK_INT_EQ(res.error, 1);
+    cJSON *pod = fake_get(NS_PODS "/hiclaw-worker-alice");
+    CHECK(pod != NULL); /* still there, still the old one */
+    CHECK_STR_EQ(kube_json_str(pod, "metadata.uid"), "pod-hiclaw-worker-alice");
+    char *log = fake_log();
+    CHECK_NOT_CONTAINS(log, "DELETE " NS_PODS);
+    free(log);
+    cJSON *wk = shell_worker_now();
+    CHECK_STR_EQ(cond_field(wk, "Synced", "status"), "False");
+    CHECK_STR_EQ(cond_field(wk, "Synced", "reason"), "PodNameConflict");
+    CHECK_CONTAINS(cond_field(wk, "Synced", "message"), "u-old");
+    CHECK_CONTAINS(cond_field(wk, "Synced", "message"), "hiclaw-worker-alice");
+    CHECK(kube_json_str(wk, "status.instance.name") == NULL); /* not described as ours */
+    cJSON_Delete(wk);
+    cJSON_Delete(pod);
+    shell_informers_free(&ctl);
+    SHELL_TEARDOWN();
+}
+
+/* A 409 on create is "the cache lagged behind our own create" only when the existing object is
+ * this Worker's; anyone else's object of that name is reported, not taken for success. */
+TEST(shell_pod_create_conflict_is_success_only_for_our_own_pod) {
+    SHELL_SETUP();
+    shell_informers(&ctl);
+    shell_worker(&ctl, NULL, "{'model':'m'}", NULL);
+    /* somebody else's Pod of that name, unknown to the (label-filtered) cache */
+    fake_seed(NS_PODS, "{'metadata':{'name':'hiclaw-worker-alice','namespace':'ns','uid':'stranger',"
+                       "'labels':{'app':'other'}}}");
+    reconcile_result res = reconcile_worker(&ctl, "ns/alice");
+    CHECK_INT_EQ(res.error, 1);
+    cJSON *wk = shell_worker_now();
+    CHECK_STR_EQ(cond_field(wk, "Synced", "reason"), "PodNameConflict");
+    CHECK_CONTAINS(cond_field(wk, "Synced", "message"), "not controlled by this Worker");
+    cJSON_Delete(wk);
+    /* our own Pod, not yet in the cache: success, nothing reported */
+    fake_reset();
+    shell_informers_free(&ctl);
+    shell_informers(&ctl);
+    shell_worker(&ctl, NULL, "{'model':'m'}", NULL);
+    fake_seed(NS_PODS, POD_SQ("hiclaw-worker-alice", OWNED_BY("u1")));
+    res = reconcile_worker(&ctl, "ns/alice");
+    CHECK_INT_EQ(res.error, 0);
+    wk = shell_worker_now();
+    CHECK_STR_EQ(cond_field(wk, "Synced", "status"), "True");
+    cJSON_Delete(wk);
+    /* a legacy Pod (no controller) with this Worker's labels is this Worker's too */
+    fake_reset();
+    shell_informers_free(&ctl);
+    shell_informers(&ctl);
+    shell_worker(&ctl, NULL, "{'model':'m'}", NULL);
+    fake_seed(NS_PODS, POD_SQ("hiclaw-worker-alice", ""));
+    res = reconcile_worker(&ctl, "ns/alice");
+    CHECK_INT_EQ(res.error, 0);
+    shell_informers_free(&ctl);
+    SHELL_TEARDOWN();
+}
+
+#define CLAIM_SQ(owner_uid, hash)                                                                          \
+    "{'metadata':{'name':'hiclaw-worker-alice','namespace':'ns','uid':'claim-1','resourceVersion':'4',"   \
+    "'labels':{'hiclaw.io/worker':'alice','hiclaw.io/controller':'ctl','hiclaw.io/backend':'sandbox'},"    \
+    "'annotations':{'hiclaw.io/spec-hash':'" hash "'},"                                                    \
+    "'ownerReferences':[{'kind':'Worker','name':'alice','uid':'" owner_uid "','controller':true}]},"       \
+    "'spec':{'replicas':1},'status':{'phase':'Completed','claimedReplicas':1}}"
+#define SBX_SQ(name, uid_label, hash)                                                                      \
+    "{'metadata':{'name':'" name "','namespace':'ns','uid':'sbx-" name "','resourceVersion':'5',"          \
+    "'labels':{'hiclaw.io/worker':'alice','hiclaw.io/controller':'ctl','hiclaw.io/backend':'sandbox',"     \
+    "'agents.kruise.io/claim-name':'hiclaw-worker-alice','hiclaw.io/spec-hash':'" hash "'" uid_label "}},"  \
+    "'spec':{'paused':false},'status':{'phase':'Running','conditions':[{'type':'Ready','status':'True'}],"  \
+    "'podInfo':{'podIP':'10.1.1.1'}}}"
+
+/* The same rule for the sandbox backend: a claim controlled by another Worker UID is left alone
+ * (a create of the same name is reported); a Sandbox carries the Worker's UID as the label
+ * hiclaw.io/worker-uid (OpenKruise copies the claim's labels onto it; it has no ownerReference),
+ * and one labelled for another UID is not this Worker's — not counted, not touched. */
+TEST(shell_claim_and_sandbox_of_another_worker_uid_are_not_ours) {
+    SHELL_SETUP();
+    shell_informers(&ctl);
+    const char *sbx_spec = "{'model':'m','backendRuntime':'sandbox'}";
+    shell_worker(&ctl, NULL, sbx_spec, "{'backendRuntime':'sandbox'}");
+    shell_both(ctl.claims, NS_CLAIMS, CLAIM_SQ("u-old", "0123456789abcdef"));
+    reconcile_result res = reconcile_worker(&ctl, "ns/alice");
+    CHECK_INT_EQ(res.error, 1);
+    cJSON *claim = fake_get(NS_CLAIMS "/hiclaw-worker-alice");
+    CHECK(claim != NULL);
+    CHECK_STR_EQ(kube_json_str(claim, "metadata.uid"), "claim-1");
+    cJSON_Delete(claim);
+    char *log = fake_log();
+    CHECK_NOT_CONTAINS(log, "DELETE " NS_CLAIMS);
+    free(log);
+    cJSON *wk = shell_worker_now();
+    CHECK_STR_EQ(cond_field(wk, "Synced", "reason"), "ClaimNameConflict");
+    CHECK_CONTAINS(cond_field(wk, "Synced", "message"), "u-old");
+    cJSON_Delete(wk);
+
+    /* A Sandbox of another UID beside ours: not "multiple Sandboxes", not deleted. */
+    fake_reset();
+    shell_informers_free(&ctl);
+    shell_informers(&ctl);
+    shell_worker(&ctl, NULL, sbx_spec, "{'backendRuntime':'sandbox'}");
+    char hash[17];
+    worker w;
+    cJSON *wobj = kube_informer_get(ctl.workers, "ns/alice");
+    REQUIRE(worker_parse(&a, wobj, &ctl.wd, &w, &err) == 0);
+    sandbox_spec_hash(&ctl, &a, &w, NULL, hash);
+    char buf1[2048], buf2[2048], buf3[2048];
+    snprintf(buf1, sizeof buf1, CLAIM_SQ("u1", "%s"), hash);
+    snprintf(buf2, sizeof buf2, SBX_SQ("pool-mine", ",'hiclaw.io/worker-uid':'u1'", "%s"), hash);
+    snprintf(buf3, sizeof buf3, SBX_SQ("pool-theirs", ",'hiclaw.io/worker-uid':'u-old'", "%s"), hash);
+    shell_both(ctl.claims, NS_CLAIMS, buf1);
+    shell_both(ctl.sandboxes, NS_SANDBOXES, buf2);
+    shell_both(ctl.sandboxes, NS_SANDBOXES, buf3);
+    res = reconcile_worker(&ctl, "ns/alice");
+    wk = shell_worker_now();
+    CHECK_STR_EQ(kube_json_str(wk, "status.phase"), "Running");
+    CHECK_STR_EQ(kube_json_str(wk, "status.instance.name"), "pool-mine");
+    CHECK(!str_eq(cond_field(wk, "Synced", "reason"), "MultipleSandboxes"));
+    cJSON_Delete(wk);
+    log = fake_log();
+    CHECK_NOT_CONTAINS(log, "DELETE " NS_SANDBOXES);
+    free(log);
+    cJSON_Delete(wobj);
+
+    /* A claim this controller makes carries the Worker's UID for its Sandbox. */
+    fake_reset();
+    shell_informers_free(&ctl);
+    shell_informers(&ctl);
+    shell_worker(&ctl, NULL, sbx_spec, "{'backendRuntime':'sandbox'}");
+    res = reconcile_worker(&ctl, "ns/alice");
+    claim = fake_get(NS_CLAIMS "/hiclaw-worker-alice");
+    REQUIRE(claim != NULL);
+    CHECK_STR_EQ(json_str(cJSON_GetObjectItem(cJSON_GetObjectItem(claim, "spec"), "labels"), "hiclaw.io/worker-uid"), "u1");
+    cJSON_Delete(claim);
+    shell_informers_free(&ctl);
+    SHELL_TEARDOWN();
+}
