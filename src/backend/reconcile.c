@@ -219,43 +219,79 @@ static void record(controller *c, const worker *w, const char *type, const char 
     kube_record(c->rec, &ref, type, reason, verb, "%s", note);
 }
 
-/* Defense in depth for the switch guard: right before creating an instance, ask the API server
- * (not the cache) whether any instance of the other backend exists. */
-static int other_backend_exists(controller *c, const worker *w, backend_kind creating, int *exists, wc_err *err) {
-    *exists = 0;
+/* The Worker's instances as the API server (not the cache) has them: pod-backend Pods when
+ * `pods`, claims and Sandboxes when `sandbox` (and OpenKruise is watched at all). Counts them
+ * into *n and names them in `names` ("Pod x, SandboxClaim y"). Another Worker UID's instances
+ * and a Sandbox's own Pod are not the Worker's (SPEC 3). */
+static int live_instances(controller *c, const worker *w, int pods, int sandbox, size_t *n, buf *names, wc_err *err) {
+    *n = 0;
     char sel[512];
     snprintf(sel, sizeof sel, LABEL_WORKER "=%s," LABEL_CONTROLLER "=%s", w->name, c->controller_name);
-    if (creating == BACKEND_SANDBOX) {
-        /* Pods of the pod backend only: a Sandbox's own Pod (a previous sandbox instance still
-         * terminating) is the sandbox backend's, and the claim/Sandbox check covers it. */
-        strncat(sel, POD_INSTANCE_SELECTOR_EXTRA, sizeof sel - strlen(sel) - 1);
+    if (pods) {
+        char psel[600];
+        snprintf(psel, sizeof psel, "%s" POD_INSTANCE_SELECTOR_EXTRA, sel);
         cJSON *list = NULL;
-        if (kube_list_page(c->kc, &KUBE_PODS, w->namespace, sel, NULL, 0, NULL, &list, err) < 0) return -1;
+        if (kube_list_page(c->kc, &KUBE_PODS, w->namespace, psel, NULL, 0, NULL, &list, err) < 0) return -1;
         const cJSON *it;
         cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(list, "items")) {
             cJSON *proj = pod_project(it);
             obs_pod p;
             pod_observe(proj, &p);
-            *exists |= p.is_instance && !instance_of_other_worker(cJSON_GetObjectItemCaseSensitive(proj, "metadata"), w->uid);
+            if (p.is_instance && !instance_of_other_worker(cJSON_GetObjectItemCaseSensitive(proj, "metadata"), w->uid)) {
+                if (names) buf_printf(names, "%sPod %s", names->len ? ", " : "", p.name ? p.name : "?");
+                (*n)++;
+            }
             cJSON_Delete(proj);
         }
         cJSON_Delete(list);
-        return 0;
     }
-    if (!c->claims) return 0;
+    if (!sandbox || !c->claims) return 0;
     const kube_resource *rs[2] = {&KUBE_SANDBOXCLAIMS, &KUBE_SANDBOXES};
-    for (int i = 0; i < 2 && !*exists; i++) {
+    for (int i = 0; i < 2; i++) {
         cJSON *list = NULL;
         if (kube_list_page(c->kc, rs[i], w->namespace, sel, NULL, 0, NULL, &list, err) < 0) return -1;
         const cJSON *it;
         cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(list, "items")) {
             cJSON *proj = instance_project_metadata(it);
-            *exists |= !instance_of_other_worker(cJSON_GetObjectItemCaseSensitive(proj, "metadata"), w->uid);
+            const cJSON *md = cJSON_GetObjectItemCaseSensitive(proj, "metadata");
+            if (!instance_of_other_worker(md, w->uid)) {
+                if (names) buf_printf(names, "%s%s %s", names->len ? ", " : "", rs[i]->kind, json_str(md, "name"));
+                (*n)++;
+            }
             cJSON_Delete(proj);
         }
         cJSON_Delete(list);
     }
     return 0;
+}
+
+/* Defense in depth for the switch guard: right before creating an instance, ask the API server
+ * (not the cache) whether any instance of the other backend exists. Pods of the pod backend
+ * only: a Sandbox's own Pod (a previous sandbox instance still terminating) is the sandbox
+ * backend's, and the claim/Sandbox check covers it. */
+static int other_backend_exists(controller *c, const worker *w, backend_kind creating, int *exists, wc_err *err) {
+    size_t n = 0;
+    int rc = live_instances(c, w, creating == BACKEND_SANDBOX, creating == BACKEND_POD, &n, NULL, err);
+    *exists = n > 0;
+    return rc;
+}
+
+/* SPEC 3.2: before any cleanup and the finalizer's removal, the API server — not the cache,
+ * which may not have seen a create yet — must hold no Pod, claim or Sandbox of the Worker. If it
+ * does, this fails (the actions after it do not run) and the Worker is retried with backoff; by
+ * then the cache has the instance and the deletion deletes it. */
+static int confirm_instances_gone(controller *c, exec_ctx *x, wc_err *err) {
+    size_t n = 0;
+    buf names = BUF_INIT;
+    int rc = live_instances(c, x->w, 1, 1, &n, &names, err);
+    if (rc == 0 && n) {
+        x->failure_reason = "CleanupPending";
+        rc = err_set(err, WC_EINVAL, "%s still exist%s in the API server (the cache has not seen %s yet): the finalizer "
+                                     "stays until %s gone",
+                     buf_cstr(&names), n > 1 ? "" : "s", n > 1 ? "them" : "it", n > 1 ? "they are" : "it is");
+    }
+    buf_free(&names);
+    return rc;
 }
 
 
@@ -292,6 +328,9 @@ static int exec_action(controller *c, exec_ctx *x, const action *act, wc_err *er
     switch (act->kind) {
     case ACT_ADD_FINALIZER:
         rc = finalizer_patch(c, w, 1, err);
+        break;
+    case ACT_CONFIRM_INSTANCES_GONE:
+        rc = confirm_instances_gone(c, x, err);
         break;
     case ACT_REMOVE_FINALIZER:
         rc = finalizer_patch(c, w, 0, err);

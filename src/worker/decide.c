@@ -95,6 +95,8 @@ typedef enum action_kind {
     ACT_SET_SANDBOX_PAUSED,
     ACT_DELETE_DEPS_TOKEN,
     ACT_DELETE_DEPS_ALL,        /* token, env, data: Worker deletion */
+    ACT_CONFIRM_INSTANCES_GONE, /* fails while the API server (not the cache) still has an instance */
+    ACT_KIND_COUNT
 } action_kind;
 
 /* The action's name in logs and failpoints ("after-<name>"): lower-case, dash-separated. */
@@ -107,6 +109,7 @@ static const char *action_kind_name(action_kind k) {
         [ACT_CREATE_CLAIM] = "create-claim",           [ACT_DELETE_CLAIM] = "delete-claim",
         [ACT_DELETE_SANDBOX] = "delete-sandbox",       [ACT_SET_SANDBOX_PAUSED] = "set-sandbox-paused",
         [ACT_DELETE_DEPS_TOKEN] = "delete-deps-token", [ACT_DELETE_DEPS_ALL] = "delete-deps-all",
+        [ACT_CONFIRM_INSTANCES_GONE] = "confirm-instances-gone",
     };
     return (unsigned)k < sizeof names / sizeof names[0] && names[k] ? names[k] : "unknown";
 }
@@ -548,6 +551,10 @@ static void decide(arena *a, const worker *w, const observed *o, const decide_co
             if (first_time_this_generation(w, "SandboxDisabled")) decide_event(d, "Warning", "SandboxDisabled", d->message);
         }
         if (!pending && w->has_finalizer) {
+            /* The cache says everything is gone; the API server must agree before anything of
+             * the cleanup runs (a lagging cache must not cost an agent its credentials, nor the
+             * Worker its finalizer while an instance lives). */
+            decide_action(d, ACT_CONFIRM_INSTANCES_GONE, NULL, NULL, 0);
             if (c->sandbox_enabled || c->deps_storage) decide_action(d, ACT_DELETE_DEPS_ALL, NULL, NULL, 0);
             decide_action(d, ACT_DELETE_SERVICEACCOUNT, instance_name(a, w, c), NULL, 0);
             decide_action(d, ACT_REMOVE_FINALIZER, NULL, NULL, 0);

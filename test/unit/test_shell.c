@@ -545,3 +545,49 @@ TEST(shell_claim_and_sandbox_of_another_worker_uid_are_not_ours) {
     shell_informers_free(&ctl);
     SHELL_TEARDOWN();
 }
+
+#define DELETING_MD ",'deletionTimestamp':'2026-11-23T00:00:00Z'"
+
+/* SPEC 3.2: the finalizer is never removed while a Pod, claim or Sandbox of the Worker exists —
+ * confirmed against the API server, not only the cache. Each of them, present in the API server
+ * but not (yet) in the cache, keeps the finalizer; another Worker UID's does not. */
+TEST(shell_finalizer_stays_while_the_api_server_still_has_an_instance) {
+    SHELL_SETUP();
+    const char *instances[][2] = {
+        {NS_PODS, POD_SQ("hiclaw-worker-alice", OWNED_BY("u1"))},
+        {NS_PODS, POD_SQ("hiclaw-worker-alice", "")}, /* legacy: no controller */
+        {NS_CLAIMS, CLAIM_SQ("u1", "0123456789abcdef")},
+        {NS_SANDBOXES, SBX_SQ("pool-x", "", "0123456789abcdef")},
+    };
+    for (size_t i = 0; i < sizeof instances / sizeof *instances; i++) {
+        fake_reset();
+        shell_informers(&ctl);
+        shell_worker(&ctl, DELETING_MD, "{'model':'m'}", NULL);
+        fake_seed(instances[i][0], instances[i][1]);
+        reconcile_result res = reconcile_worker(&ctl, "ns/alice");
+        CHECK_INT_EQ(res.outcome, RECONCILE_RETRY);
+        cJSON *wk = shell_worker_now();
+        REQUIRE(wk != NULL);
+        const cJSON *fins = cJSON_GetObjectItem(cJSON_GetObjectItem(wk, "metadata"), "finalizers");
+        if (cJSON_GetArraySize(fins) != 1) unit_fail(__FILE__, __LINE__, "case %zu: finalizer removed", i);
+        CHECK_CONTAINS(cond_field(wk, "Synced", "message"), "still exist");
+        char *log = fake_log();
+        CHECK_NOT_CONTAINS(log, "DELETE /s3/"); /* nothing cleaned up before the confirmation */
+        CHECK_NOT_CONTAINS(log, "DELETE /api/v1/namespaces/ns/serviceaccounts");
+        free(log);
+        cJSON_Delete(wk);
+        shell_informers_free(&ctl);
+    }
+    /* nothing left (another Worker UID's Pod does not count): the finalizer goes */
+    fake_reset();
+    shell_informers(&ctl);
+    shell_worker(&ctl, DELETING_MD, "{'model':'m'}", NULL);
+    fake_seed(NS_PODS, POD_SQ("hiclaw-worker-alice", OWNED_BY("u-old")));
+    reconcile_result res = reconcile_worker(&ctl, "ns/alice");
+    CHECK_INT_EQ(res.error, 0);
+    cJSON *wk = shell_worker_now();
+    CHECK_INT_EQ(cJSON_GetArraySize(cJSON_GetObjectItem(cJSON_GetObjectItem(wk, "metadata"), "finalizers")), 0);
+    cJSON_Delete(wk);
+    shell_informers_free(&ctl);
+    SHELL_TEARDOWN();
+}
