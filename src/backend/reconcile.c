@@ -219,15 +219,19 @@ static void record(controller *c, const worker *w, const char *type, const char 
     kube_record(c->rec, &ref, type, reason, verb, "%s", note);
 }
 
-/* The Worker's instances as the API server (not the cache) has them: pod-backend Pods when
- * `pods`, claims and Sandboxes when `sandbox` (and OpenKruise is watched at all). Counts them
- * into *n and names them in `names` ("Pod x, SandboxClaim y"). Another Worker UID's instances
- * and a Sandbox's own Pod are not the Worker's (SPEC 3). */
-static int live_instances(controller *c, const worker *w, int pods, int sandbox, size_t *n, buf *names, wc_err *err) {
+#define LIVE_PODS 1u
+#define LIVE_CLAIMS 2u
+#define LIVE_SANDBOXES 4u
+
+/* The Worker's instances as the API server (not the cache) has them: pod-backend Pods, claims,
+ * Sandboxes as `what` (LIVE_* bits) asks — claims and Sandboxes only where OpenKruise is
+ * watched at all. Counts them into *n and names them in `names` ("Pod x, SandboxClaim y").
+ * Another Worker UID's instances and a Sandbox's own Pod are not the Worker's (SPEC 3). */
+static int live_instances(controller *c, const worker *w, unsigned what, size_t *n, buf *names, wc_err *err) {
     *n = 0;
     char sel[512];
     snprintf(sel, sizeof sel, LABEL_WORKER "=%s," LABEL_CONTROLLER "=%s", w->name, c->controller_name);
-    if (pods) {
+    if (what & LIVE_PODS) {
         char psel[600];
         snprintf(psel, sizeof psel, "%s" POD_INSTANCE_SELECTOR_EXTRA, sel);
         cJSON *list = NULL;
@@ -245,9 +249,10 @@ static int live_instances(controller *c, const worker *w, int pods, int sandbox,
         }
         cJSON_Delete(list);
     }
-    if (!sandbox || !c->claims) return 0;
+    if (!c->claims) return 0;
     const kube_resource *rs[2] = {&KUBE_SANDBOXCLAIMS, &KUBE_SANDBOXES};
     for (int i = 0; i < 2; i++) {
+        if (!(what & (i == 0 ? LIVE_CLAIMS : LIVE_SANDBOXES))) continue;
         cJSON *list = NULL;
         if (kube_list_page(c->kc, rs[i], w->namespace, sel, NULL, 0, NULL, &list, err) < 0) return -1;
         const cJSON *it;
@@ -271,7 +276,7 @@ static int live_instances(controller *c, const worker *w, int pods, int sandbox,
  * backend's, and the claim/Sandbox check covers it. */
 static int other_backend_exists(controller *c, const worker *w, backend_kind creating, int *exists, wc_err *err) {
     size_t n = 0;
-    int rc = live_instances(c, w, creating == BACKEND_SANDBOX, creating == BACKEND_POD, &n, NULL, err);
+    int rc = live_instances(c, w, creating == BACKEND_SANDBOX ? LIVE_PODS : LIVE_CLAIMS | LIVE_SANDBOXES, &n, NULL, err);
     *exists = n > 0;
     return rc;
 }
@@ -283,7 +288,7 @@ static int other_backend_exists(controller *c, const worker *w, backend_kind cre
 static int confirm_instances_gone(controller *c, exec_ctx *x, wc_err *err) {
     size_t n = 0;
     buf names = BUF_INIT;
-    int rc = live_instances(c, x->w, 1, 1, &n, &names, err);
+    int rc = live_instances(c, x->w, LIVE_PODS | LIVE_CLAIMS | LIVE_SANDBOXES, &n, &names, err);
     if (rc == 0 && n) {
         x->failure_reason = "CleanupPending";
         rc = err_set(err, WC_EINVAL, "%s still exist%s in the API server (the cache has not seen %s yet): the finalizer "
@@ -586,6 +591,20 @@ static reconcile_result reconcile_worker(controller *c, const char *key) {
 
     decision d;
     decide(&a, &w, &o, &c->dc, pod_hash, sandbox_hash, &d);
+    if (d.confirm_sandbox_lost) {
+        /* A completed claim without a Sandbox in the cache: ask the API server. Only when it has
+         * none either is the loss real (decide() explains why). An error keeps the first
+         * decision: wait, never delete on doubt. */
+        size_t live = 0;
+        wc_err lerr;
+        err_clear(&lerr);
+        if (live_instances(c, &w, LIVE_SANDBOXES, &live, NULL, &lerr) < 0)
+            log_warn("cannot list the Worker's Sandboxes", "worker", w.name, "namespace", w.namespace, "error", lerr.msg);
+        else if (live == 0) {
+            o.sandbox_lost_confirmed = 1;
+            decide(&a, &w, &o, &c->dc, pod_hash, sandbox_hash, &d);
+        }
+    }
 
     exec_ctx x = {&a, &w, &env, pod_hash, sandbox_hash, have_secret ? &secret : NULL, NULL};
     int failed = 0;

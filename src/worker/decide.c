@@ -64,6 +64,9 @@ typedef struct observed {
     int64_t token_refresh_in_ms;  /* <= 0: refresh now; only when token_present */
     int deps_present;             /* env/env and data/.keep exist */
     const char *deps_hash;        /* hash of the env file content last written */
+    /* The API server (a live list, not the cache) holds no Sandbox for the Worker: set by the
+     * shell when a decision asked for it (decision.confirm_sandbox_lost). */
+    int sandbox_lost_confirmed;
     /* a recent instance failure: no new instance before this many ms (0: none pending) */
     int64_t recreate_backoff_ms;
     const char *last_failure;     /* what failed, for the status message while waiting */
@@ -150,6 +153,7 @@ typedef struct decision {
     int backoff;                 /* requeue with the per-key backoff (failed instance, claim timeout) */
     int64_t requeue_after_ms;    /* > 0: look again after this long (token refresh, waiting) */
     int done_deleting;           /* deletion complete: finalizer removed */
+    int confirm_sandbox_lost;    /* ask the API server whether the claim's Sandbox exists, then decide again */
 } decision;
 
 static void decide_action(decision *d, action_kind k, const char *name, const char *uid, int flag) {
@@ -438,6 +442,34 @@ static void decide_sandbox(arena *a, const worker *w, const observed *o, const d
             set_ready(d, "False", "ClaimFailed", d->message);
             set_synced(d, "False", "ClaimFailed", d->message);
             decide_event(d, "Warning", "ClaimFailed", d->message);
+            decide_action(d, ACT_DELETE_CLAIM, claim->name, claim->uid, 0);
+            d->backoff = 1;
+            return;
+        }
+        if (strcmp(cp, "Completed") == 0) {
+            /* Every replica claimed, yet no Sandbox: deleted outside the controller, or lost with
+             * its node. The claim is kept forever (ttlAfterCompleted -1s) and will not re-claim,
+             * so it must be replaced — as a vanished Pod is. But the claim and Sandbox watches are
+             * separate: right after a claim completes, the Sandbox cache may simply be behind.
+             * Deleting on that would throw a fresh sandbox away, so the loss is confirmed against
+             * the API server first (a live list of the Worker's Sandboxes, by the shell), rather
+             * than waited out: the list is authoritative because OpenKruise labels the Sandbox
+             * before it counts it in claimedReplicas. */
+            if (!o->sandbox_lost_confirmed) {
+                d->confirm_sandbox_lost = 1;
+                d->phase = PHASE_STARTING;
+                d->message = arena_sprintf(a, "claim %s completed; waiting for its Sandbox", claim->name);
+                set_ready(d, "False", "Starting", d->message);
+                d->requeue_after_ms = 2000;
+                return;
+            }
+            d->phase = PHASE_FAILED;
+            d->message = arena_sprintf(a, "the Sandbox of claim %s is gone (deleted outside the controller, or lost with its "
+                                          "node); deleting the claim and claiming a sandbox again with backoff",
+                                       claim->name);
+            set_ready(d, "False", "SandboxLost", d->message);
+            set_synced(d, "False", "SandboxLost", d->message);
+            decide_event(d, "Warning", "SandboxLost", d->message);
             decide_action(d, ACT_DELETE_CLAIM, claim->name, claim->uid, 0);
             d->backoff = 1;
             return;

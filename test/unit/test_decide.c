@@ -758,3 +758,35 @@ TEST(decide_sandbox_disabled_with_sandbox_instances_touches_nothing) {
     CHECK(has_action(&d, ACT_DELETE_DEPS_ALL) && has_action(&d, ACT_REMOVE_FINALIZER));
     td_release(&a);
 }
+
+/* A claim Completed with all replicas claimed whose Sandbox is gone never heals by itself (the
+ * claim is kept: ttlAfterCompleted -1s). The loss is reported, the claim deleted and a sandbox
+ * claimed again with the recreate backoff — but only once the shell confirmed the loss against
+ * the API server: right after a claim completes the Sandbox watch may simply not have delivered
+ * the Sandbox yet, and deleting on a cache lag would throw a fresh sandbox away. */
+TEST(decide_completed_claim_whose_sandbox_is_gone_is_reclaimed_once_confirmed) {
+    arena a;
+    arena_init(&a);
+    const char *sbw = "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox'},'status':{'backendRuntime':'sandbox'}}";
+    obs_claim cl = {.name = "hiclaw-worker-alice", .uid = "c1", .phase = "Completed", .replicas = 1, .claimed = 1,
+                    .message = "Successfully claimed 1/1 sandboxes", .spec_hash = TD_SHASH};
+    observed o = {.claims = &cl, .nclaims = 1, .token_present = 1, .token_refresh_in_ms = 60000, .deps_present = 1};
+    decision d = td_decide(&a, sbw, &o, &TD_POD);
+    CHECK(!deletes_anything(&d) && !creates_anything(&d));
+    CHECK(d.confirm_sandbox_lost); /* the shell is asked to look in the API server */
+    CHECK_INT_EQ(d.phase, PHASE_STARTING);
+    CHECK(d.requeue_after_ms > 0 && d.requeue_after_ms <= 5000);
+    /* the API server has no Sandbox for it either */
+    o.sandbox_lost_confirmed = 1;
+    d = td_decide(&a, sbw, &o, &TD_POD);
+    CHECK(!d.confirm_sandbox_lost);
+    REQUIRE(has_action(&d, ACT_DELETE_CLAIM));
+    CHECK_STR_EQ(d.actions[0].uid, "c1");
+    CHECK(!creates_anything(&d));
+    CHECK(d.backoff);
+    CHECK_INT_EQ(d.phase, PHASE_FAILED);
+    CHECK_STR_EQ(d.synced.reason, "SandboxLost");
+    CHECK_CONTAINS(d.message, "hiclaw-worker-alice");
+    CHECK(has_event(&d, "SandboxLost"));
+    td_release(&a);
+}

@@ -591,3 +591,39 @@ TEST(shell_finalizer_stays_while_the_api_server_still_has_an_instance) {
     shell_informers_free(&ctl);
     SHELL_TEARDOWN();
 }
+
+/* The shell's half of the rule: a claim Completed with its Sandbox absent from the cache is only
+ * deleted when a live list of the Worker's Sandboxes is empty too. */
+TEST(shell_completed_claim_without_sandbox_is_deleted_only_when_the_api_server_agrees) {
+    SHELL_SETUP();
+    for (int lag = 1; lag >= 0; lag--) {
+        fake_reset();
+        shell_informers(&ctl);
+        shell_worker(&ctl, NULL, "{'model':'m','backendRuntime':'sandbox'}", "{'backendRuntime':'sandbox'}");
+        char hash[17], c1[2048], s1[2048];
+        worker w;
+        cJSON *wobj = kube_informer_get(ctl.workers, "ns/alice");
+        REQUIRE(worker_parse(&a, wobj, &ctl.wd, &w, &err) == 0);
+        sandbox_spec_hash(&ctl, &a, &w, NULL, hash);
+        snprintf(c1, sizeof c1, CLAIM_SQ("u1", "%s"), hash);
+        snprintf(s1, sizeof s1, SBX_SQ("pool-new", ",'hiclaw.io/worker-uid':'u1'", "%s"), hash);
+        shell_both(ctl.claims, NS_CLAIMS, c1);
+        if (lag) fake_seed(NS_SANDBOXES, s1); /* the API server has it; the cache not yet */
+        reconcile_worker(&ctl, "ns/alice");
+        cJSON *claim = fake_get(NS_CLAIMS "/hiclaw-worker-alice");
+        cJSON *wk = shell_worker_now();
+        if (lag) {
+            CHECK(claim != NULL);
+            CHECK_STR_EQ(kube_json_str(wk, "status.phase"), "Starting");
+        } else {
+            CHECK(claim == NULL);
+            CHECK_STR_EQ(kube_json_str(wk, "status.phase"), "Failed");
+            CHECK_STR_EQ(cond_field(wk, "Synced", "reason"), "SandboxLost");
+        }
+        cJSON_Delete(claim);
+        cJSON_Delete(wk);
+        cJSON_Delete(wobj);
+        shell_informers_free(&ctl);
+    }
+    SHELL_TEARDOWN();
+}
