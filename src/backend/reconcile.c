@@ -435,7 +435,8 @@ static int status_same(const worker *w, const decision *d, int64_t observed_gen)
                str_eq(d->container_state, w->container_state) && observed_gen == w->observed_generation &&
                str_eq(d->instance.kind, w->instance.kind) && str_eq(d->instance.name, w->instance.name) &&
                str_eq(d->instance.claim_name, w->instance.claim_name) && str_eq(d->instance.pod_ip, w->instance.pod_ip) &&
-               cond_same(&w->ready, &d->ready, w->generation) && cond_same(&w->synced, &d->synced, w->generation);
+               cond_same(&w->ready, &d->ready, w->generation) && cond_same(&w->synced, &d->synced, w->generation) &&
+               (!d->deps_path || str_eq(d->deps_path, w->status_deps_path));
     free(clean_msg);
     return same;
 }
@@ -474,6 +475,10 @@ static int write_status(controller *c, arena *a, const cJSON *obj, const worker 
         buf_putc(&p, '}');
     } else {
         buf_puts(&p, "null");
+    }
+    if (d->deps_path) { /* absent from the patch: kept */
+        buf_puts(&p, ",\"workerDepsPath\":");
+        buf_put_json_string(&p, d->deps_path);
     }
     buf_puts(&p, ",\"conditions\":[");
     json_condition(&p, a, "Ready", &d->ready, &w->ready, w->generation);
@@ -588,6 +593,17 @@ static reconcile_result reconcile_worker(controller *c, const char *key) {
     pod_spec_hash(&a, &w, &env, &c->ps, pod_hash);
     char sandbox_hash[17] = "";
     sandbox_spec_hash(c, &a, &w, have_secret ? &secret : NULL, sandbox_hash);
+    if (o.deps_observed) {
+        /* what env/env must hash to: the file this Worker's env renders to now */
+        env_list file_env;
+        env_build(&a, &w, &c->envc, have_secret ? &secret : NULL, 0, &file_env);
+        buf file = BUF_INIT;
+        env_file_write(&file, &file_env);
+        char *want = arena_alloc(&a, 17);
+        deps_env_hash(&file, want);
+        buf_free_secret(&file);
+        o.want_deps_hash = want;
+    }
 
     decision d;
     decide(&a, &w, &o, &c->dc, pod_hash, sandbox_hash, &d);
@@ -608,8 +624,12 @@ static reconcile_result reconcile_worker(controller *c, const char *key) {
 
     exec_ctx x = {&a, &w, &env, pod_hash, sandbox_hash, have_secret ? &secret : NULL, NULL};
     int failed = 0;
+    const char *wrote_deps = NULL; /* where worker-deps were written: recorded in status */
     for (size_t i = 0; i < d.nactions && !failed; i++) {
         int rc_act = exec_action(c, &x, &d.actions[i], &err);
+        action_kind k = d.actions[i].kind;
+        if (rc_act == 0 && (k == ACT_WRITE_DEPS || k == ACT_REFRESH_TOKEN || k == ACT_WRITE_ENV))
+            wrote_deps = d.actions[i].name && *d.actions[i].name ? d.actions[i].name : o.deps_path;
 #ifdef WC_FAILPOINTS
         if (rc_act == 0) {
             char point[64];
@@ -626,6 +646,7 @@ static reconcile_result reconcile_worker(controller *c, const char *key) {
             }
         }
     }
+    d.deps_path = wrote_deps;
     for (size_t i = 0; i < d.nevents; i++) record(c, &w, d.events[i].type, d.events[i].reason, "Reconcile", d.events[i].note);
     if (d.done_deleting && !failed) {
         log_info("Worker cleaned up, finalizer removed", "worker", w.name, "namespace", w.namespace);

@@ -59,11 +59,16 @@ typedef struct observed {
     size_t nclaims;
     const obs_sandbox *sandboxes;
     size_t nsandboxes;
-    /* sandbox worker-deps (from object storage metadata; meaningful for sandbox Workers) */
-    int token_present;            /* token/token exists */
+    /* sandbox worker-deps, from object storage metadata (HEADs by the shell, never a read of a
+     * credential); meaningful for Workers of the sandbox backend, or that were */
+    const char *deps_path;        /* where the Worker's objects belong now: <prefix>workers-deps/<ns>/<workerName>/ */
+    int deps_observed;            /* the fields below were read (a storage error leaves them unknown) */
+    int token_present;            /* token/token exists (assumed on a storage error) */
     int64_t token_refresh_in_ms;  /* <= 0: refresh now; only when token_present */
-    int deps_present;             /* env/env and data/.keep exist */
-    const char *deps_hash;        /* hash of the env file content last written */
+    int deps_present;             /* env/env exists */
+    const char *deps_hash;        /* its recorded content hash ("": written by a version that kept none) */
+    const char *want_deps_hash;   /* the hash of the env file the Worker should have (computed by the shell) */
+    const char *deps_conflict;    /* non-NULL: an object there belongs to another Worker — who, and what to do */
     /* The API server (a live list, not the cache) holds no Sandbox for the Worker: set by the
      * shell when a decision asked for it (decision.confirm_sandbox_lost). */
     int sandbox_lost_confirmed;
@@ -99,6 +104,8 @@ typedef enum action_kind {
     ACT_DELETE_DEPS_TOKEN,
     ACT_DELETE_DEPS_ALL,        /* token, env, data: Worker deletion */
     ACT_CONFIRM_INSTANCES_GONE, /* fails while the API server (not the cache) still has an instance */
+    ACT_WRITE_ENV,              /* env/env only (lost or changed), the sandbox untouched */
+    ACT_DELETE_DEPS_MOVED,      /* token and env at a path the Worker no longer uses */
     ACT_KIND_COUNT
 } action_kind;
 
@@ -113,13 +120,14 @@ static const char *action_kind_name(action_kind k) {
         [ACT_DELETE_SANDBOX] = "delete-sandbox",       [ACT_SET_SANDBOX_PAUSED] = "set-sandbox-paused",
         [ACT_DELETE_DEPS_TOKEN] = "delete-deps-token", [ACT_DELETE_DEPS_ALL] = "delete-deps-all",
         [ACT_CONFIRM_INSTANCES_GONE] = "confirm-instances-gone",
+        [ACT_WRITE_ENV] = "write-env",                 [ACT_DELETE_DEPS_MOVED] = "delete-deps-moved",
     };
     return (unsigned)k < sizeof names / sizeof names[0] && names[k] ? names[k] : "unknown";
 }
 
 typedef struct action {
     action_kind kind;
-    const char *name;           /* object acted on */
+    const char *name;           /* object acted on (deps actions: the worker-deps path) */
     const char *uid;            /* delete precondition */
     int flag;                   /* ACT_SET_SANDBOX_PAUSED: the value */
 } action;
@@ -154,6 +162,7 @@ typedef struct decision {
     int64_t requeue_after_ms;    /* > 0: look again after this long (token refresh, waiting) */
     int done_deleting;           /* deletion complete: finalizer removed */
     int confirm_sandbox_lost;    /* ask the API server whether the claim's Sandbox exists, then decide again */
+    const char *deps_path;       /* status.workerDepsPath to record; NULL = keep (the shell sets it after a write) */
 } decision;
 
 static void decide_action(decision *d, action_kind k, const char *name, const char *uid, int flag) {
@@ -217,6 +226,23 @@ static int decide_backing_off(arena *a, const observed *o, decision *d) {
     set_synced(d, "False", reason, d->message); /* the last attempt failed; the retry is pending */
     d->requeue_after_ms = o->recreate_backoff_ms;
     return 1;
+}
+
+/* ---- worker-deps ---- */
+
+/* The path the Worker's running (or last) sandbox mounts: the one recorded when the deps were
+ * written, else where they belong now. Refreshes, rewrites and the Stopped cleanup act there. */
+static const char *deps_live_path(const worker *w, const observed *o) {
+    return w->status_deps_path && *w->status_deps_path ? w->status_deps_path : o->deps_path;
+}
+
+/* Another Worker owns objects at this Worker's worker-deps path: nothing is written or deleted
+ * there and no claim is made (SPEC 7); say who, once per generation as a Warning. */
+static void decide_deps_conflict(const worker *w, const observed *o, decision *d) {
+    d->message = o->deps_conflict;
+    set_synced(d, "False", "WorkerDepsConflict", o->deps_conflict);
+    if (first_time_this_generation(w, "WorkerDepsConflict"))
+        decide_event(d, "Warning", "WorkerDepsConflict", o->deps_conflict);
 }
 
 /* ---- pod backend ---- */
@@ -366,8 +392,7 @@ static void decide_sandbox(arena *a, const worker *w, const observed *o, const d
             set_ready(d, "False", "Stopping", d->message);
             return;
         }
-        if (w->state == STATE_STOPPED && o->token_present) decide_action(d, ACT_DELETE_DEPS_TOKEN, NULL, NULL, 0);
-        d->phase = rest;
+        d->phase = rest; /* (a Stopped Worker's token object: see decide()) */
         d->instance = (worker_instance){0};
         d->message = "";
         set_ready(d, "False", phase_name(rest), "");
@@ -404,8 +429,20 @@ static void decide_sandbox(arena *a, const worker *w, const observed *o, const d
     /* state Running */
     if (!claim && !sbx) {
         if (decide_backing_off(a, o, d)) return;
+        if (o->deps_conflict) {
+            d->phase = PHASE_FAILED;
+            decide_deps_conflict(w, o, d);
+            set_ready(d, "False", "WorkerDepsConflict", d->message);
+            return;
+        }
+        /* The deps move (workerName, prefix or key layout changed): the old token and env file
+         * are credentials nobody mounts any more — removed (this Worker's own only) first. The
+         * data stays: it is the agent's state, not the controller's to throw away. */
+        const char *rec = w->status_deps_path;
+        if (rec && *rec && o->deps_path && *o->deps_path && strcmp(rec, o->deps_path) != 0)
+            decide_action(d, ACT_DELETE_DEPS_MOVED, rec, NULL, 0);
         decide_action(d, ACT_ENSURE_SERVICEACCOUNT, claim_name, NULL, 0);
-        decide_action(d, ACT_WRITE_DEPS, claim_name, NULL, 0);
+        decide_action(d, ACT_WRITE_DEPS, o->deps_path, NULL, 0);
         decide_action(d, ACT_CREATE_CLAIM, claim_name, NULL, 0);
         d->phase = PHASE_PENDING;
         d->message = arena_sprintf(a, "writing worker-deps and claiming a sandbox (%s)", claim_name);
@@ -428,9 +465,20 @@ static void decide_sandbox(arena *a, const worker *w, const observed *o, const d
         decide_event(d, "Normal", "Recreating", d->message);
         return;
     }
-    if (o->token_present && o->token_refresh_in_ms <= 0) decide_action(d, ACT_REFRESH_TOKEN, claim_name, NULL, 0);
-    else if (o->token_present) d->requeue_after_ms = o->token_refresh_in_ms;
-    else decide_action(d, ACT_REFRESH_TOKEN, claim_name, NULL, 0); /* lost token object: write it again */
+    if (o->deps_conflict) {
+        decide_deps_conflict(w, o, d); /* the instance's status below; no refresh, no rewrite */
+    } else {
+        const char *mounted = deps_live_path(w, o);
+        if (o->token_present && o->token_refresh_in_ms <= 0) decide_action(d, ACT_REFRESH_TOKEN, mounted, NULL, 0);
+        else if (o->token_present) d->requeue_after_ms = o->token_refresh_in_ms;
+        else decide_action(d, ACT_REFRESH_TOKEN, mounted, NULL, 0); /* lost token object: write it again */
+        /* A lost env file, or one whose content is not the Worker's (edited, or written by a
+         * version that recorded no hash): written again in place. The sandbox stays — any env
+         * change the Worker itself makes already changes its spec hash and replaces it. */
+        if (o->deps_observed && o->want_deps_hash &&
+            (!o->deps_present || !o->deps_hash || strcmp(o->deps_hash, o->want_deps_hash) != 0))
+            decide_action(d, ACT_WRITE_ENV, mounted, NULL, 0);
+    }
 
     if (claim && !sbx) {
         const char *cp = claim->phase ? claim->phase : "";
@@ -587,7 +635,16 @@ static void decide(arena *a, const worker *w, const observed *o, const decide_co
              * the cleanup runs (a lagging cache must not cost an agent its credentials, nor the
              * Worker its finalizer while an instance lives). */
             decide_action(d, ACT_CONFIRM_INSTANCES_GONE, NULL, NULL, 0);
-            if (c->sandbox_enabled || c->deps_storage) decide_action(d, ACT_DELETE_DEPS_ALL, NULL, NULL, 0);
+            const char *rec = w->status_deps_path;
+            int moved = rec && *rec && (!o->deps_path || strcmp(rec, o->deps_path) != 0);
+            if (c->sandbox_enabled || c->deps_storage) {
+                decide_action(d, ACT_DELETE_DEPS_ALL, o->deps_path, NULL, 0);
+                if (moved) decide_action(d, ACT_DELETE_DEPS_ALL, rec, NULL, 0);
+            } else if (rec && *rec) {
+                decide_event(d, "Warning", "WorkerDepsLeft",
+                             arena_sprintf(a, "the worker-deps objects under %s are left in the bucket: the sandbox backend "
+                                              "is disabled and no worker-deps storage is configured", rec));
+            }
             decide_action(d, ACT_DELETE_SERVICEACCOUNT, instance_name(a, w, c), NULL, 0);
             decide_action(d, ACT_REMOVE_FINALIZER, NULL, NULL, 0);
             d->done_deleting = 1;
@@ -710,5 +767,14 @@ static void decide(arena *a, const worker *w, const observed *o, const decide_co
 
     if (acting == BACKEND_POD) decide_pod(a, w, o, c, pod_hash, d);
     else decide_sandbox(a, w, o, c, sandbox_hash, d);
+    /* A deps conflict beside a running sandbox: the phase says how the sandbox is, the message
+     * why nothing more is done for it. */
+    if (o->deps_conflict && d->synced.reason && strcmp(d->synced.reason, "WorkerDepsConflict") == 0 &&
+        (!d->message || !*d->message))
+        d->message = o->deps_conflict;
+    /* Stopped with nothing of the sandbox backend left, whichever backend acts now (a Worker
+     * switched from sandbox to pod too): its token object goes, where it was written. */
+    if (w->state == STATE_STOPPED && !have_sbx && o->token_present && !o->deps_conflict)
+        decide_action(d, ACT_DELETE_DEPS_TOKEN, deps_live_path(w, o), NULL, 0);
     if (!have_pods && !have_sbx && d->phase != PHASE_PENDING) d->backend = w->status_backend && *w->status_backend ? w->status_backend : NULL;
 }

@@ -790,3 +790,155 @@ TEST(decide_completed_claim_whose_sandbox_is_gone_is_reclaimed_once_confirmed) {
     CHECK(has_event(&d, "SandboxLost"));
     td_release(&a);
 }
+
+/* ---- worker-deps: ownership, location, content (issue 15) ---- */
+
+#define DEPS_NOW "p/workers-deps/ns/alice/"
+#define DEPS_OLD "p/workers-deps/ns/al-old/"
+
+static const action *find_action(const decision *d, action_kind k) {
+    for (size_t i = 0; i < d->nactions; i++)
+        if (d->actions[i].kind == k) return &d->actions[i];
+    return NULL;
+}
+
+/* Objects owned by another Worker (same workerName in the namespace, or another install sharing
+ * the bucket) are never written or deleted: the conflict is reported and no claim is made. */
+TEST(decide_deps_owned_by_another_worker_are_not_touched) {
+    arena a;
+    arena_init(&a);
+    const char *sbw = "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox'},'status':{'backendRuntime':'sandbox'}}";
+    const char *why = "s3://deps/" DEPS_NOW "env/env belongs to Worker ns/bob (UID u2)";
+    observed o = {.deps_path = DEPS_NOW, .deps_observed = 1, .deps_conflict = why};
+    decision d = td_decide(&a, sbw, &o, &TD_POD);
+    CHECK(!creates_anything(&d) && !deletes_anything(&d));
+    CHECK(!has_action(&d, ACT_REFRESH_TOKEN) && !has_action(&d, ACT_WRITE_ENV) && !has_action(&d, ACT_DELETE_DEPS_TOKEN));
+    CHECK_STR_EQ(d.synced.status, "False");
+    CHECK_STR_EQ(d.synced.reason, "WorkerDepsConflict");
+    CHECK_CONTAINS(d.message, "ns/bob (UID u2)");
+    CHECK(has_event(&d, "WorkerDepsConflict"));
+    /* with an instance running: no refresh, no rewrite, the instance described as it is */
+    obs_claim cl = {.name = "hiclaw-worker-alice", .uid = "c1", .phase = "Completed", .replicas = 1, .claimed = 1,
+                    .spec_hash = TD_SHASH};
+    obs_sandbox sb = {.name = "sbx-1", .uid = "s1", .phase = "Running", .ready_known = 1, .ready = 1, .spec_hash = TD_SHASH};
+    observed run = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1, .deps_path = DEPS_NOW,
+                    .deps_observed = 1, .token_present = 1, .token_refresh_in_ms = 0, .deps_conflict = why};
+    d = td_decide(&a, sbw, &run, &TD_POD);
+    CHECK(!has_action(&d, ACT_REFRESH_TOKEN) && !has_action(&d, ACT_WRITE_ENV) && !deletes_anything(&d));
+    CHECK_STR_EQ(d.synced.reason, "WorkerDepsConflict");
+    CHECK_INT_EQ(d.phase, PHASE_RUNNING);
+    CHECK_CONTAINS(d.message, "ns/bob (UID u2)");
+    /* Stopped: the token is not deleted either */
+    observed stopped = {.deps_path = DEPS_NOW, .deps_observed = 1, .token_present = 1, .deps_conflict = why};
+    d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox','state':'Stopped'},"
+                      "'status':{'backendRuntime':'sandbox'}}", &stopped, &TD_POD);
+    CHECK(!has_action(&d, ACT_DELETE_DEPS_TOKEN));
+    td_release(&a);
+}
+
+/* deps_present / deps_hash: a lost or foreign-edited env/env is rewritten in place — the sandbox
+ * is not recreated for it (its spec hash already covers every env change). */
+TEST(decide_lost_or_changed_env_object_is_rewritten_in_place) {
+    arena a;
+    arena_init(&a);
+    const char *sbw = "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox'},'status':{'backendRuntime':'sandbox',"
+                      "'workerDepsPath':'" DEPS_NOW "'}}";
+    obs_claim cl = {.name = "hiclaw-worker-alice", .uid = "c1", .phase = "Completed", .replicas = 1, .claimed = 1,
+                    .spec_hash = TD_SHASH};
+    obs_sandbox sb = {.name = "sbx-1", .uid = "s1", .phase = "Running", .ready_known = 1, .ready = 1, .spec_hash = TD_SHASH};
+    observed o = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1, .deps_path = DEPS_NOW,
+                  .deps_observed = 1, .token_present = 1, .token_refresh_in_ms = 60000, .deps_present = 0,
+                  .want_deps_hash = "feedfacefeedface"};
+    decision d = td_decide(&a, sbw, &o, &TD_POD);
+    const action *wr = find_action(&d, ACT_WRITE_ENV);
+    REQUIRE(wr != NULL);
+    CHECK_STR_EQ(wr->name, DEPS_NOW);
+    CHECK(!deletes_anything(&d) && !creates_anything(&d));
+    CHECK_INT_EQ(d.phase, PHASE_RUNNING);
+    o.deps_present = 1;
+    o.deps_hash = "0000000000000000"; /* someone else's content */
+    d = td_decide(&a, sbw, &o, &TD_POD);
+    CHECK(has_action(&d, ACT_WRITE_ENV));
+    o.deps_hash = ""; /* written by a version that recorded no hash */
+    d = td_decide(&a, sbw, &o, &TD_POD);
+    CHECK(has_action(&d, ACT_WRITE_ENV));
+    o.deps_hash = "feedfacefeedface";
+    d = td_decide(&a, sbw, &o, &TD_POD);
+    CHECK(!has_action(&d, ACT_WRITE_ENV));
+    CHECK_INT_EQ(d.nactions, 0);
+    /* storage could not be read: no rewrite on doubt */
+    o.deps_observed = 0;
+    o.deps_present = 0;
+    d = td_decide(&a, sbw, &o, &TD_POD);
+    CHECK(!has_action(&d, ACT_WRITE_ENV));
+    td_release(&a);
+}
+
+/* Where the deps were written is recorded (status.workerDepsPath). When the Worker's path moves
+ * (workerName changed, prefix or layout changed) the old token and env file are removed before
+ * the new ones are written; the token refresh and the Stopped cleanup act on the recorded path,
+ * the one the running sandbox mounts; deletion removes both. */
+TEST(decide_deps_follow_the_recorded_path) {
+    arena a;
+    arena_init(&a);
+    const char *moved = "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox'},'status':{'backendRuntime':'sandbox',"
+                        "'workerDepsPath':'" DEPS_OLD "'}}";
+    observed none = {.deps_path = DEPS_NOW, .deps_observed = 1};
+    decision d = td_decide(&a, moved, &none, &TD_POD);
+    REQUIRE(d.nactions >= 4);
+    CHECK_INT_EQ(d.actions[0].kind, ACT_DELETE_DEPS_MOVED);
+    CHECK_STR_EQ(d.actions[0].name, DEPS_OLD);
+    const action *wd = find_action(&d, ACT_WRITE_DEPS);
+    REQUIRE(wd != NULL);
+    CHECK_STR_EQ(wd->name, DEPS_NOW);
+    CHECK_INT_EQ(d.actions[d.nactions - 1].kind, ACT_CREATE_CLAIM);
+    /* not moved: no delete */
+    const char *same = "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox'},'status':{'backendRuntime':'sandbox',"
+                       "'workerDepsPath':'" DEPS_NOW "'}}";
+    d = td_decide(&a, same, &none, &TD_POD);
+    CHECK(!has_action(&d, ACT_DELETE_DEPS_MOVED));
+    /* refresh at the recorded path (the instance mounts it) */
+    obs_claim cl = {.name = "hiclaw-worker-alice", .uid = "c1", .phase = "Completed", .replicas = 1, .claimed = 1,
+                    .spec_hash = TD_SHASH};
+    obs_sandbox sb = {.name = "sbx-1", .uid = "s1", .phase = "Running", .ready_known = 1, .ready = 1, .spec_hash = TD_SHASH};
+    observed due = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1, .deps_path = DEPS_NOW,
+                    .deps_observed = 1, .token_present = 1, .token_refresh_in_ms = 0, .deps_present = 1};
+    d = td_decide(&a, moved, &due, &TD_POD);
+    const action *rf = find_action(&d, ACT_REFRESH_TOKEN);
+    /* (the hash matches: same spec) */
+    REQUIRE(rf != NULL);
+    CHECK_STR_EQ(rf->name, DEPS_OLD);
+    /* Stopped after a sandbox→pod switch, nothing left running: the token goes, at the recorded path */
+    observed stopped = {.deps_path = DEPS_NOW, .deps_observed = 1, .token_present = 1};
+    d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m','state':'Stopped'},'status':{'backendRuntime':'sandbox',"
+                      "'workerDepsPath':'" DEPS_OLD "'}}", &stopped, &TD_POD);
+    const action *dt = find_action(&d, ACT_DELETE_DEPS_TOKEN);
+    REQUIRE(dt != NULL);
+    CHECK_STR_EQ(dt->name, DEPS_OLD);
+    CHECK_INT_EQ(d.phase, PHASE_STOPPED);
+    /* the same with a pod Worker never recorded: still the token at the current path */
+    d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m','state':'Stopped'},'status':{'backendRuntime':'sandbox'}}",
+                  &stopped, &TD_POD);
+    dt = find_action(&d, ACT_DELETE_DEPS_TOKEN);
+    REQUIRE(dt != NULL);
+    CHECK_STR_EQ(dt->name, DEPS_NOW);
+    /* deletion: both paths */
+    const char *deleting = "{'metadata':{'name':'alice','namespace':'ns','uid':'u1','generation':1,"
+                           "'deletionTimestamp':'2026-11-23T00:00:00Z','finalizers':['hiclaw.io/cleanup']},"
+                           "'spec':{'model':'m','backendRuntime':'sandbox'},'status':{'workerDepsPath':'" DEPS_OLD "'}}";
+    observed gone = {.deps_path = DEPS_NOW};
+    d = td_decide(&a, deleting, &gone, &TD_POD);
+    int now = 0, old = 0;
+    for (size_t i = 0; i < d.nactions; i++)
+        if (d.actions[i].kind == ACT_DELETE_DEPS_ALL) {
+            now += str_eq(d.actions[i].name, DEPS_NOW);
+            old += str_eq(d.actions[i].name, DEPS_OLD);
+        }
+    CHECK(now == 1 && old == 1);
+    /* the backend disabled and no storage: the objects are left, and that is said once */
+    const decide_config off = {"hiclaw-", 0, 0, 0};
+    d = td_decide(&a, deleting, &gone, &off);
+    CHECK(!has_action(&d, ACT_DELETE_DEPS_ALL) && has_action(&d, ACT_REMOVE_FINALIZER));
+    CHECK(has_event(&d, "WorkerDepsLeft"));
+    td_release(&a);
+}

@@ -627,3 +627,197 @@ TEST(shell_completed_claim_without_sandbox_is_deleted_only_when_the_api_server_a
     }
     SHELL_TEARDOWN();
 }
+
+/* ---- worker-deps in object storage (issue 15) ---- */
+
+#define KEY_NOW FAKE_BUCKET "/p/workers-deps/ns/alice/"
+
+static const char *s3_meta(const cJSON *o, const char *name) {
+    return json_str(cJSON_GetObjectItem(o, "meta"), name);
+}
+
+/* The create sequence writes the three objects under the namespace (namespaces never share
+ * keys), each recording its owner (UID, namespace, name), env/env with the hash of its content;
+ * the claim mounts exactly those keys, and the Worker's status records where they are. */
+TEST(shell_deps_written_namespaced_and_owned) {
+    SHELL_SETUP();
+    shell_informers(&ctl);
+    shell_worker(&ctl, NULL, "{'model':'m','backendRuntime':'sandbox'}", "{'backendRuntime':'sandbox'}");
+    reconcile_result res = reconcile_worker(&ctl, "ns/alice");
+    CHECK_INT_EQ(res.error, 0);
+    const char *keys[] = {KEY_NOW "token/token", KEY_NOW "env/env", KEY_NOW "data/.keep"};
+    for (int i = 0; i < 3; i++) {
+        cJSON *o = fake_s3_get(keys[i]);
+        if (!o) {
+            unit_fail(__FILE__, __LINE__, "%s missing", keys[i]);
+            continue;
+        }
+        CHECK_STR_EQ(s3_meta(o, "x-amz-meta-hiclaw-owner-uid"), "u1");
+        CHECK_STR_EQ(s3_meta(o, "x-amz-meta-hiclaw-owner-namespace"), "ns");
+        CHECK_STR_EQ(s3_meta(o, "x-amz-meta-hiclaw-owner-name"), "alice");
+        if (i == 1) {
+            const char *h = s3_meta(o, "x-amz-meta-hiclaw-env-hash");
+            CHECK(h && strlen(h) == 16);
+        }
+        cJSON_Delete(o);
+    }
+    cJSON *claim = fake_get(NS_CLAIMS "/hiclaw-worker-alice");
+    REQUIRE(claim != NULL);
+    char *cj = cJSON_PrintUnformatted(claim);
+    CHECK_CONTAINS(cj, "\"subPath\":\"p/workers-deps/ns/alice/token\"");
+    CHECK_CONTAINS(cj, "\"subPath\":\"p/workers-deps/ns/alice/env\"");
+    CHECK_CONTAINS(cj, "\"subPath\":\"p/workers-deps/ns/alice/data\"");
+    free(cj);
+    cJSON_Delete(claim);
+    cJSON *wk = shell_worker_now();
+    CHECK_STR_EQ(kube_json_str(wk, "status.workerDepsPath"), "p/workers-deps/ns/alice/");
+    cJSON_Delete(wk);
+    shell_informers_free(&ctl);
+    SHELL_TEARDOWN();
+}
+
+/* An object of this Worker's key owned by another Worker: nothing written, no claim, the conflict
+ * reported with the other owner; whether it is seen by the observation (env/env) or only when
+ * writing (data/.keep). */
+TEST(shell_deps_owned_by_another_worker_block_the_claim) {
+    SHELL_SETUP();
+    const char *where[] = {KEY_NOW "env/env", KEY_NOW "data/.keep"};
+    for (int i = 0; i < 2; i++) {
+        fake_reset();
+        shell_informers(&ctl);
+        shell_worker(&ctl, NULL, "{'model':'m','backendRuntime':'sandbox'}", "{'backendRuntime':'sandbox'}");
+        fake_s3_seed(where[i], "theirs",
+                     "{'x-amz-meta-hiclaw-owner-uid':'u2','x-amz-meta-hiclaw-owner-namespace':'ns',"
+                     "'x-amz-meta-hiclaw-owner-name':'bob'}");
+        reconcile_result res = reconcile_worker(&ctl, "ns/alice");
+        (void)res;
+        cJSON *o = fake_s3_get(where[i]);
+        REQUIRE(o != NULL);
+        CHECK_STR_EQ(json_str(o, "body"), "theirs");
+        CHECK_STR_EQ(s3_meta(o, "x-amz-meta-hiclaw-owner-uid"), "u2");
+        cJSON_Delete(o);
+        cJSON *claim = fake_get(NS_CLAIMS "/hiclaw-worker-alice");
+        CHECK(claim == NULL);
+        cJSON_Delete(claim);
+        cJSON *wk = shell_worker_now();
+        CHECK_STR_EQ(cond_field(wk, "Synced", "status"), "False");
+        CHECK_STR_EQ(cond_field(wk, "Synced", "reason"), "WorkerDepsConflict");
+        CHECK_CONTAINS(cond_field(wk, "Synced", "message"), "ns/bob");
+        CHECK_CONTAINS(cond_field(wk, "Synced", "message"), "u2");
+        cJSON_Delete(wk);
+        shell_informers_free(&ctl);
+    }
+    SHELL_TEARDOWN();
+}
+
+/* Deleting a Worker deletes its own objects and those nobody owns (written before ownership was
+ * recorded, at this Worker's key), never another Worker's. */
+TEST(shell_deps_delete_respects_ownership) {
+    SHELL_SETUP();
+    shell_informers(&ctl);
+    shell_worker(&ctl, DELETING_MD, "{'model':'m','backendRuntime':'sandbox'}", "{'backendRuntime':'sandbox'}");
+    fake_s3_seed(KEY_NOW "token/token", "tok", "{'x-amz-meta-hiclaw-owner-uid':'u1'}");
+    fake_s3_seed(KEY_NOW "env/env", "theirs", "{'x-amz-meta-hiclaw-owner-uid':'u2','x-amz-meta-hiclaw-owner-namespace':'ns'}");
+    fake_s3_seed(KEY_NOW "data/.keep", "", "{}");
+    reconcile_result res = reconcile_worker(&ctl, "ns/alice");
+    CHECK_INT_EQ(res.error, 0);
+    cJSON *t = fake_s3_get(KEY_NOW "token/token"), *e = fake_s3_get(KEY_NOW "env/env"), *k = fake_s3_get(KEY_NOW "data/.keep");
+    CHECK(t == NULL);
+    CHECK(e != NULL);
+    CHECK(k == NULL);
+    cJSON_Delete(t), cJSON_Delete(e), cJSON_Delete(k);
+    cJSON *wk = shell_worker_now();
+    CHECK_INT_EQ(cJSON_GetArraySize(cJSON_GetObjectItem(cJSON_GetObjectItem(wk, "metadata"), "finalizers")), 0);
+    cJSON_Delete(wk);
+    shell_informers_free(&ctl);
+    SHELL_TEARDOWN();
+}
+
+/* The observation reads env/env's presence and hash (HEAD, never the content); a lost env file is
+ * written again in place, the running sandbox untouched. */
+TEST(shell_lost_env_object_is_rewritten_without_touching_the_sandbox) {
+    SHELL_SETUP();
+    shell_informers(&ctl);
+    shell_worker(&ctl, NULL, "{'model':'m','backendRuntime':'sandbox'}",
+                 "{'backendRuntime':'sandbox','workerDepsPath':'p/workers-deps/ns/alice/'}");
+    char hash[17], c1[2048], s1[2048];
+    worker w;
+    cJSON *wobj = kube_informer_get(ctl.workers, "ns/alice");
+    REQUIRE(worker_parse(&a, wobj, &ctl.wd, &w, &err) == 0);
+    sandbox_spec_hash(&ctl, &a, &w, NULL, hash);
+    snprintf(c1, sizeof c1, CLAIM_SQ("u1", "%s"), hash);
+    snprintf(s1, sizeof s1, SBX_SQ("pool-a", ",'hiclaw.io/worker-uid':'u1'", "%s"), hash);
+    shell_both(ctl.claims, NS_CLAIMS, c1);
+    shell_both(ctl.sandboxes, NS_SANDBOXES, s1);
+    fake_s3_seed(KEY_NOW "token/token", "tok",
+                 "{'x-amz-meta-hiclaw-owner-uid':'u1','x-amz-meta-hiclaw-issued':'1900000000',"
+                 "'x-amz-meta-hiclaw-expires':'1900086400'}");
+    reconcile_worker(&ctl, "ns/alice");
+    cJSON *e = fake_s3_get(KEY_NOW "env/env");
+    REQUIRE(e != NULL);
+    CHECK_CONTAINS(json_str(e, "body"), "export HICLAW_WORKER_NAME='alice'");
+    CHECK_STR_EQ(s3_meta(e, "x-amz-meta-hiclaw-owner-uid"), "u1");
+    cJSON_Delete(e);
+    char *log = fake_log();
+    CHECK_NOT_CONTAINS(log, "DELETE " NS_CLAIMS);
+    CHECK_NOT_CONTAINS(log, "DELETE " NS_SANDBOXES);
+    CHECK_NOT_CONTAINS(log, "GET /s3/"); /* never read back: HEAD only */
+    free(log);
+    cJSON_Delete(wobj);
+    shell_informers_free(&ctl);
+    SHELL_TEARDOWN();
+}
+
+/* A changed workerName moves the deps: the old token and env file (credentials) are removed —
+ * only those this Worker owns — before the new ones are written. */
+TEST(shell_deps_moved_by_a_workername_change_are_removed) {
+    SHELL_SETUP();
+    shell_informers(&ctl);
+    shell_worker(&ctl, NULL, "{'model':'m','backendRuntime':'sandbox','workerName':'al2'}",
+                 "{'backendRuntime':'sandbox','workerDepsPath':'p/workers-deps/ns/alice/'}");
+    fake_s3_seed(KEY_NOW "token/token", "tok", "{'x-amz-meta-hiclaw-owner-uid':'u1'}");
+    fake_s3_seed(KEY_NOW "env/env", "env", "{'x-amz-meta-hiclaw-owner-uid':'u1'}");
+    reconcile_result res = reconcile_worker(&ctl, "ns/alice");
+    CHECK_INT_EQ(res.error, 0);
+    cJSON *t = fake_s3_get(KEY_NOW "token/token"), *e = fake_s3_get(KEY_NOW "env/env");
+    CHECK(t == NULL && e == NULL);
+    cJSON_Delete(t), cJSON_Delete(e);
+    cJSON *n = fake_s3_get(FAKE_BUCKET "/p/workers-deps/ns/al2/env/env");
+    CHECK(n != NULL);
+    cJSON_Delete(n);
+    cJSON *wk = shell_worker_now();
+    CHECK_STR_EQ(kube_json_str(wk, "status.workerDepsPath"), "p/workers-deps/ns/al2/");
+    cJSON_Delete(wk);
+    shell_informers_free(&ctl);
+    SHELL_TEARDOWN();
+}
+
+/* Everything that shapes a sandbox is in its spec hash: the worker-deps location (prefix,
+ * namespace), the PV that exposes it, the pool. */
+TEST(sandbox_spec_hash_covers_deps_location_pv_and_pool) {
+    SHELL_SETUP();
+    worker w;
+    td_worker(&a, "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox'}}", &w);
+    char base[17], h[17];
+    sandbox_spec_hash(&ctl, &a, &w, NULL, base);
+    ctl.deps_prefix = "q/";
+    sandbox_spec_hash(&ctl, &a, &w, NULL, h);
+    CHECK(strcmp(h, base) != 0);
+    ctl.deps_prefix = "p/";
+    ctl.deps_pv = "other-pv";
+    sandbox_spec_hash(&ctl, &a, &w, NULL, h);
+    CHECK(strcmp(h, base) != 0);
+    ctl.deps_pv = "deps-pv";
+    ctl.pool = "other-pool";
+    sandbox_spec_hash(&ctl, &a, &w, NULL, h);
+    CHECK(strcmp(h, base) != 0);
+    ctl.pool = "pool";
+    worker w2;
+    td_worker(&a, "{'metadata':{'name':'alice','namespace':'ns2','uid':'u1','generation':2},"
+                  "'spec':{'model':'m','backendRuntime':'sandbox'}}", &w2);
+    sandbox_spec_hash(&ctl, &a, &w2, NULL, h);
+    CHECK(strcmp(h, base) != 0);
+    sandbox_spec_hash(&ctl, &a, &w, NULL, h);
+    CHECK_STR_EQ(h, base);
+    SHELL_TEARDOWN();
+}
