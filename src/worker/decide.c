@@ -584,6 +584,16 @@ static void decide_as_is(arena *a, const worker *w, const observed *o, const dec
     else decide_sandbox(a, &running, o, c, NULL, inner);
 }
 
+/* Names the instance that exists (status.instance, containerState) in a decision whose branch
+ * leaves instances alone: a Pod first, else the sandbox. Nothing when none exists. */
+static void describe_existing(arena *a, const worker *w, const observed *o, const decide_config *c, decision *d) {
+    if (!o->npods && !o->nclaims && !o->nsandboxes) return;
+    decision inner;
+    decide_as_is(a, w, o, c, o->npods ? BACKEND_POD : BACKEND_SANDBOX, &inner);
+    d->instance = inner.instance;
+    d->container_state = inner.container_state;
+}
+
 /* "SandboxClaim X and Sandbox Y": what of the sandbox backend exists for the Worker. */
 static const char *sandbox_instances_named(arena *a, const observed *o) {
     const char *claim = o->nclaims ? o->claims[0].name : NULL;
@@ -661,6 +671,7 @@ static void decide(arena *a, const worker *w, const observed *o, const decide_co
         d->message = "spec.containerManaged is false: the runtime is managed outside the cluster";
         set_ready(d, "Unknown", "Unmanaged", d->message);
         d->backend = NULL;
+        describe_existing(a, w, o, c, d); /* an instance left from before is still named */
         return;
     }
 
@@ -671,6 +682,7 @@ static void decide(arena *a, const worker *w, const observed *o, const decide_co
         set_synced(d, "False", "InvalidSpec", w->invalid);
         set_ready(d, w->ready.present && w->ready.status ? w->ready.status : "False", "InvalidSpec", w->invalid);
         if (first_time_this_generation(w, "InvalidSpec")) decide_event(d, "Warning", "InvalidSpec", w->invalid);
+        describe_existing(a, w, o, c, d);
         return;
     }
 
@@ -714,6 +726,7 @@ static void decide(arena *a, const worker *w, const observed *o, const decide_co
         set_synced(d, "False", "BackendSwitchBlocked", msg);
         set_ready(d, "False", "BackendSwitchBlocked", msg);
         if (first_time_this_generation(w, "BackendSwitchBlocked")) decide_event(d, "Warning", "BackendSwitchBlocked", msg);
+        describe_existing(a, w, o, c, d);
         return;
     }
     if (have_pods && have_sbx) { /* Stopped: remove everything, both backends */
@@ -730,13 +743,12 @@ static void decide(arena *a, const worker *w, const observed *o, const decide_co
         if (w->state != STATE_STOPPED) {
             const char *msg = arena_sprintf(a, "spec.backendRuntime cannot change from %s to %s until the Worker is Stopped",
                                             backend_name(applied), backend_name(desired));
-            /* Leave the instance alone, but keep reporting what it really does. No spec hash:
-             * the instance is not going to be recreated, so a hash mismatch (a legacy Pod has
-             * none) must not make a running, ready instance read "Pending, recreating". */
+            /* Leave the instance alone, but keep reporting what it really does: as it is, whatever
+             * spec.state says (it keeps running until Stopped), and without a spec hash (it is
+             * not going to be recreated, so a hash mismatch — a legacy Pod has none — must not
+             * make a running, ready instance read "Pending, recreating"). */
             decision inner;
-            memset(&inner, 0, sizeof inner);
-            if (applied == BACKEND_POD) decide_pod(a, w, o, c, NULL, &inner);
-            else decide_sandbox(a, w, o, c, NULL, &inner);
+            decide_as_is(a, w, o, c, applied, &inner);
             d->phase = inner.phase;
             d->backend = backend_name(applied);
             d->instance = inner.instance;
@@ -745,6 +757,12 @@ static void decide(arena *a, const worker *w, const observed *o, const decide_co
             d->message = msg;
             set_synced(d, "False", "BackendSwitchBlocked", msg);
             if (first_time_this_generation(w, "BackendSwitchBlocked")) decide_event(d, "Warning", "BackendSwitchBlocked", msg);
+            /* The sandbox it protects keeps running, so its token must stay fresh: the one
+             * action of the inner decision that is kept (and its requeue for the next refresh). */
+            for (size_t i = 0; i < inner.nactions; i++)
+                if (inner.actions[i].kind == ACT_REFRESH_TOKEN)
+                    decide_action(d, ACT_REFRESH_TOKEN, inner.actions[i].name, NULL, 0);
+            d->requeue_after_ms = inner.requeue_after_ms;
             return;
         }
         acting = applied; /* Stopped: tear down A; once gone, D takes over */

@@ -942,3 +942,82 @@ TEST(decide_deps_follow_the_recorded_path) {
     CHECK(has_event(&d, "WorkerDepsLeft"));
     td_release(&a);
 }
+
+/* A blocked sandbox→pod switch leaves the sandbox running — and so must keep its token fresh:
+ * the guard refreshes the token of the instance it protects (and comes back for it). */
+TEST(decide_blocked_switch_still_refreshes_the_sandbox_token) {
+    arena a;
+    arena_init(&a);
+    obs_claim cl = {.name = "hiclaw-worker-alice", .uid = "c1", .phase = "Completed", .replicas = 1, .claimed = 1,
+                    .spec_hash = "0000000000000000"};
+    obs_sandbox sb = {.name = "sbx-1", .uid = "s1", .phase = "Running", .ready_known = 1, .ready = 1,
+                      .spec_hash = "0000000000000000"};
+    observed o = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1, .deps_path = DEPS_NOW,
+                  .deps_observed = 1, .token_present = 1, .token_refresh_in_ms = 0, .deps_present = 1};
+    const char *blocked = "{" W_BASE ",'spec':{'model':'m','backendRuntime':'pod'},'status':{'backendRuntime':'sandbox',"
+                          "'workerDepsPath':'" DEPS_NOW "'}}";
+    decision d = td_decide(&a, blocked, &o, &TD_POD);
+    CHECK_STR_EQ(d.synced.reason, "BackendSwitchBlocked");
+    const action *rf = find_action(&d, ACT_REFRESH_TOKEN);
+    REQUIRE(rf != NULL);
+    CHECK_STR_EQ(rf->name, DEPS_NOW);
+    CHECK(!creates_anything(&d) && !deletes_anything(&d));
+    CHECK_INT_EQ(d.nactions, 1);
+    /* not due: no refresh, but a requeue for when it is */
+    o.token_refresh_in_ms = 3600000;
+    d = td_decide(&a, blocked, &o, &TD_POD);
+    CHECK(!has_action(&d, ACT_REFRESH_TOKEN));
+    CHECK_INT_EQ(d.requeue_after_ms, 3600000);
+    td_release(&a);
+}
+
+/* Status describes the instance that really exists: a blocked switch keeps the instance running
+ * whatever spec.state says (it is only removed once Stopped), and the InvalidSpec, Unmanaged and
+ * both-backends branches, which leave instances alone, still name them. */
+TEST(decide_status_describes_the_instance_that_really_exists) {
+    arena a;
+    arena_init(&a);
+    obs_pod p = td_pod("Running", 1, NULL);
+    observed op = {.pods = &p, .npods = 1};
+    /* pod runs, switch to sandbox blocked, state Sleeping: the Pod still runs */
+    decision d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox','state':'Sleeping'},"
+                               "'status':{'backendRuntime':'pod'}}", &op, &TD_POD);
+    CHECK_STR_EQ(d.synced.reason, "BackendSwitchBlocked");
+    CHECK(!deletes_anything(&d));
+    CHECK_INT_EQ(d.phase, PHASE_RUNNING);
+    CHECK_STR_EQ(d.ready.status, "True");
+    CHECK_STR_EQ(d.instance.kind, "Pod");
+    /* sandbox runs, switch to pod blocked, state Sleeping (pause off): still Running */
+    obs_claim cl = {.name = "hiclaw-worker-alice", .uid = "c1", .phase = "Completed", .replicas = 1, .claimed = 1,
+                    .spec_hash = TD_SHASH};
+    obs_sandbox sb = {.name = "sbx-1", .uid = "s1", .phase = "Running", .ready_known = 1, .ready = 1, .spec_hash = TD_SHASH};
+    observed os = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1, .token_present = 1,
+                   .token_refresh_in_ms = 60000};
+    d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m','state':'Sleeping'},'status':{'backendRuntime':'sandbox'}}", &os,
+                  &TD_POD);
+    CHECK_STR_EQ(d.synced.reason, "BackendSwitchBlocked");
+    CHECK(!deletes_anything(&d));
+    CHECK_INT_EQ(d.phase, PHASE_RUNNING);
+    CHECK_STR_EQ(d.instance.name, "sbx-1");
+    /* InvalidSpec with a Pod running */
+    d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m','image':'bad image'}}", &op, &TD_POD);
+    CHECK_STR_EQ(d.synced.reason, "InvalidSpec");
+    CHECK_STR_EQ(d.instance.kind, "Pod");
+    CHECK_STR_EQ(d.instance.name, "hiclaw-worker-alice");
+    CHECK_STR_EQ(d.instance.pod_ip, "10.0.0.5");
+    /* Unmanaged with a Pod left from before */
+    d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m','containerManaged':false}}", &op, &TD_POD);
+    CHECK_STR_EQ(d.ready.reason, "Unmanaged");
+    CHECK_STR_EQ(d.instance.kind, "Pod");
+    CHECK_STR_EQ(d.instance.name, "hiclaw-worker-alice");
+    /* both backends */
+    observed both = {.pods = &p, .npods = 1, .claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1};
+    d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m'}}", &both, &TD_POD);
+    CHECK_STR_EQ(d.synced.reason, "BackendSwitchBlocked");
+    CHECK(d.instance.kind != NULL);
+    /* and with nothing running, nothing is named */
+    observed none = {0};
+    d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m','image':'bad image'}}", &none, &TD_POD);
+    CHECK(d.instance.kind == NULL);
+    td_release(&a);
+}
