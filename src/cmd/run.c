@@ -9,6 +9,8 @@
  *     all within 30 s (Kubernetes' default grace period) even when the API server hangs: the
  *     drain waits at most RUN_SHUTDOWN_GRACE_MS, the lease release gets short request time
  *     limits, and then whatever is still in flight is cancelled.
+ *   → lease lost: every request cancelled at once (no drain: another replica may already act),
+ *     exit 1. Nothing is written before the lease is held, the managed SandboxSet included.
  */
 
 static const char run_usage_head[] =

@@ -659,7 +659,9 @@ static void decide(arena *a, const worker *w, const observed *o, const decide_co
             decide_action(d, ACT_REMOVE_FINALIZER, NULL, NULL, 0);
             d->done_deleting = 1;
         } else if (pending) {
-            d->requeue_after_ms = 2000; /* deletes in flight: look again even without events */
+            /* deletes in flight: look again even without events; a sandbox left for a human
+             * only needs an occasional look (its removal is an event anyway) */
+            d->requeue_after_ms = sandbox_stuck && !have_pods ? 60000 : 2000;
         }
         return;
     }
