@@ -598,7 +598,7 @@ static void floor_create(const char *key) {
         pod_render(&body, &a, &w, &env, &F.ps, pod_hash);
         rc = kube_create(F.kc, &KUBE_PODS, w.namespace, NULL, NULL, body.data, NULL, &err);
     } else if (rc == 0) {
-        rc = sandbox_write_deps(&F, &x, &err);
+        rc = sandbox_write_deps(&F, &x, sandbox_deps_path(&F, &a, &w), &err);
         if (rc == 0) {
             buf_reset(&body);
             claim_render(&body, &a, &F, &w, name, sandbox_hash);
