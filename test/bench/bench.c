@@ -170,11 +170,13 @@ static void *create_thread(void *arg) {
     for (;;) {
         long i = atomic_fetch_add(&create_next, 1);
         if (i >= B.n || expired()) break;
-        char body[512];
+        char body[768];
+        /* labelled for the controller under test: a controller handles only its own Workers */
         snprintf(body, sizeof body,
-                 "{\"apiVersion\":\"hiclaw.io/v1beta1\",\"kind\":\"Worker\",\"metadata\":{\"name\":\"%s-%05ld\"},"
+                 "{\"apiVersion\":\"hiclaw.io/v1beta1\",\"kind\":\"Worker\",\"metadata\":{\"name\":\"%s-%05ld\","
+                 "\"labels\":{\"" LABEL_CONTROLLER "\":\"%s\"}},"
                  "\"spec\":{\"model\":\"qwen-max\",\"backendRuntime\":\"%s\",\"image\":\"registry.invalid/worker:bench\"}}",
-                 prefix, i, sandbox ? "sandbox" : "pod");
+                 prefix, i, B.conf.controller_name, sandbox ? "sandbox" : "pod");
         int ok = 0;
         for (int attempt = 0; attempt < 8 && !ok && !expired(); attempt++) {
             wc_err err;
