@@ -280,11 +280,20 @@ static const char *instance_name_conflict(arena *a, const cJSON *obj, const work
                                           const char *kind_name) {
     const cJSON *md = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
     const char *name = json_str(md, "name");
+    const char *lctl = json_str(cJSON_GetObjectItemCaseSensitive(md, "labels"), LABEL_CONTROLLER);
     const cJSON *ref;
     cJSON_ArrayForEach(ref, cJSON_GetObjectItemCaseSensitive(md, "ownerReferences")) {
         if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ref, "controller"))) continue;
         const char *k = json_str(ref, "kind"), *uid = json_str(ref, "uid"), *n = json_str(ref, "name");
-        if (k && strcmp(k, "Worker") == 0 && uid && w->uid && strcmp(uid, w->uid) == 0) return NULL;
+        if (k && strcmp(k, "Worker") == 0 && uid && w->uid && strcmp(uid, w->uid) == 0) {
+            /* This Worker's — but made under another controller (the Worker was relabelled):
+             * outside this controller's watch, it could never be managed here. */
+            if (lctl && strcmp(lctl, controller) != 0)
+                return arena_sprintf(a, "%s %s belongs to this Worker but is labelled %s=%s (another controller's): it "
+                                        "is left alone; delete it to have it recreated under %s=%s",
+                                     kind_name, name ? name : "?", LABEL_CONTROLLER, lctl, LABEL_CONTROLLER, controller);
+            return NULL;
+        }
         if (k && strcmp(k, "Worker") == 0)
             return arena_sprintf(a, "%s %s exists and is controlled by another Worker %s (UID %s), likely a deleted "
                                     "Worker of the same name whose %s is still going away: it is left alone, and "

@@ -821,3 +821,24 @@ TEST(sandbox_spec_hash_covers_deps_location_pv_and_pool) {
     CHECK_STR_EQ(h, base);
     SHELL_TEARDOWN();
 }
+
+/* A Worker relabelled to this controller whose Pod is still labelled for the previous one: the
+ * Pod is this Worker's (its UID) but outside this controller's watch, so it cannot be managed
+ * here — reported, not taken for a successful create (which would leave the Worker Pending
+ * forever). */
+TEST(shell_own_pod_labelled_for_another_controller_is_reported) {
+    SHELL_SETUP();
+    shell_informers(&ctl);
+    shell_worker(&ctl, NULL, "{'model':'m'}", NULL);
+    fake_seed(NS_PODS, "{'metadata':{'name':'hiclaw-worker-alice','namespace':'ns','uid':'p1',"
+                       "'labels':{'hiclaw.io/worker':'alice','hiclaw.io/controller':'ctl-old','hiclaw.io/backend':'pod'}"
+                       OWNED_BY("u1") "}}");
+    reconcile_result res = reconcile_worker(&ctl, "ns/alice");
+    CHECK_INT_EQ(res.error, 1);
+    cJSON *wk = shell_worker_now();
+    CHECK_STR_EQ(cond_field(wk, "Synced", "reason"), "PodNameConflict");
+    CHECK_CONTAINS(cond_field(wk, "Synced", "message"), "ctl-old");
+    cJSON_Delete(wk);
+    shell_informers_free(&ctl);
+    SHELL_TEARDOWN();
+}
