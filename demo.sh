@@ -52,6 +52,8 @@ HICLAW_WORKER_DEPS_CA_FILE=$WC_CA_FILE HICLAW_CONTROLLER_URL=http://hiclaw-contr
   >"$RUN/controller.log" 2>&1 &
 echo $! >"$RUN/controller.pid"
 
+# The examples carry hiclaw.io/controller: hiclaw-controller, the name this controller runs
+# under ($CTL): a controller acts only on the Workers labelled with its name.
 say "applying sample Workers: examples/worker-pod.yaml (pod) and examples/worker-sandbox.yaml (sandbox)"
 kubectl apply -n "$NS" -f examples/worker-pod.yaml -f examples/worker-sandbox.yaml
 

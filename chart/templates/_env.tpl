@@ -145,4 +145,6 @@ secretKeyRefs (see _helpers.tpl: *SecretName), never literal values.
 - name: HICLAW_WORKER_DEPS_CA_FILE
   value: {{ .Values.workerDeps.caFile | quote }}
 {{- end }}
+- name: HICLAW_WORKER_DEPS_ALLOW_PLAINTEXT_HTTP
+  value: {{ .Values.workerDeps.allowPlaintextHTTP | quote }}
 {{- end }}

@@ -5,12 +5,16 @@
  *               TLS verified, retried with backoff on 5xx and transport errors; error messages
  *               carry the S3 error code and message, never a credential.
  *   token_*     the TokenRequest API for the Worker's ServiceAccount.
- *   deps_*      the three objects under <prefix>workers-deps/<workerName>/: token/token,
- *               env/env, data/.keep — each written, then verified with HEAD.
+ *   deps_*      the three objects under <prefix>workers-deps/<namespace>/<workerName>/:
+ *               token/token, env/env, data/.keep — each written, then verified with HEAD.
  *
- * The token object carries its lifetime as object metadata (x-amz-meta-hiclaw-issued and
- * -expires, Unix seconds), so the reconciler can decide when to refresh it with a HEAD, never
- * reading the token back.
+ * Every object carries, as object metadata, the Worker it belongs to (x-amz-meta-hiclaw-owner-
+ * uid, -namespace, -name), so a Worker never writes or deletes another Worker's objects: two
+ * Workers of one workerName in a namespace, or two installs sharing a bucket, would otherwise
+ * share env files, tokens and data. The namespace in the key keeps namespaces apart by
+ * construction. The token object carries its lifetime (x-amz-meta-hiclaw-issued and -expires,
+ * Unix seconds) and env/env the hash of its content (x-amz-meta-hiclaw-env-hash), so the
+ * reconciler decides refreshes and rewrites with a HEAD, never reading a credential back.
  */
 
 typedef struct s3_client {
@@ -38,7 +42,8 @@ static void s3_client_free(s3_client *s) {
     free(s);
 }
 
-/* ca_pem NULL: the endpoint must be plain http, or its CA is unknown to a scratch image. */
+/* ca_pem NULL: the endpoint must be plain http (allowed by configuration only with
+ * HICLAW_WORKER_DEPS_ALLOW_PLAINTEXT_HTTP), or its CA is unknown to a scratch image. */
 static s3_client *s3_client_new(const char *endpoint, const char *bucket, const char *region, const char *access_key,
                                 const char *secret_key, const char *ca_pem, wc_err *err) {
     if (strncmp(endpoint, "https://", 8) == 0 && !ca_pem) {
@@ -48,6 +53,8 @@ static s3_client *s3_client_new(const char *endpoint, const char *bucket, const 
     http_client_options o;
     memset(&o, 0, sizeof o);
     o.ca_pem = ca_pem;
+    /* plain http has no TLS to verify: without this the http client would ask for a CA */
+    o.insecure_skip_verify = strncmp(endpoint, "http://", 7) == 0;
     o.pool_max = 4;
     http_client *h = http_client_new(&o, err);
     if (!h) return NULL;
@@ -264,15 +271,78 @@ static int token_request(kube_client *kc, const char *ns, const char *sa, const 
 
 #define DEPS_META_EXPIRES "x-amz-meta-hiclaw-expires"
 #define DEPS_META_ISSUED "x-amz-meta-hiclaw-issued"
+#define DEPS_META_OWNER_UID "x-amz-meta-hiclaw-owner-uid"
+#define DEPS_META_OWNER_NS "x-amz-meta-hiclaw-owner-namespace"
+#define DEPS_META_OWNER_NAME "x-amz-meta-hiclaw-owner-name"
+#define DEPS_META_ENV_HASH "x-amz-meta-hiclaw-env-hash"
 
 typedef struct deps_keys {
-    char token[512], env[512], data[512];
+    char token[600], env[600], data[600];
 } deps_keys;
 
-static void deps_keys_for(const char *prefix, const char *worker_name, deps_keys *k) {
-    snprintf(k->token, sizeof k->token, "%sworkers-deps/%s/token/token", prefix ? prefix : "", worker_name);
-    snprintf(k->env, sizeof k->env, "%sworkers-deps/%s/env/env", prefix ? prefix : "", worker_name);
-    snprintf(k->data, sizeof k->data, "%sworkers-deps/%s/data/.keep", prefix ? prefix : "", worker_name);
+/* The directory (key prefix, ending in '/') of a Worker's objects. The namespace is part of it:
+ * two namespaces never share keys, whatever their Workers' workerNames. */
+static void deps_dir_for(const char *prefix, const char *ns, const char *worker_name, char *out, size_t n) {
+    snprintf(out, n, "%sworkers-deps/%s/%s/", prefix ? prefix : "", ns, worker_name);
+}
+
+static void deps_keys_in(const char *dir, deps_keys *k) {
+    snprintf(k->token, sizeof k->token, "%stoken/token", dir);
+    snprintf(k->env, sizeof k->env, "%senv/env", dir);
+    snprintf(k->data, sizeof k->data, "%sdata/.keep", dir);
+}
+
+/* Whose an object is, from its metadata (a HEAD). Empty strings when not recorded. */
+typedef struct deps_owner {
+    char uid[80], ns[80], name[260];
+} deps_owner;
+
+static void deps_owner_read(const http_response *h, deps_owner *o) {
+    memset(o, 0, sizeof *o);
+    http_response_header(h, DEPS_META_OWNER_UID, o->uid, sizeof o->uid);
+    http_response_header(h, DEPS_META_OWNER_NS, o->ns, sizeof o->ns);
+    http_response_header(h, DEPS_META_OWNER_NAME, o->name, sizeof o->name);
+}
+
+/* May the Worker (uid) write or delete an object owned by `o`? Pure. Returns 1 when it may —
+ * the object is its own, or records no owner — else 0 with why filled. An object without owner
+ * metadata was written before ownership was recorded (an older version) and is adopted by the
+ * Worker whose key it is: the key holds the namespace and workerName, so only a Worker of that
+ * namespace and workerName ever gets here; its next write records it as the owner. */
+static int deps_owner_allows(const deps_owner *o, const char *uid, const char *bucket, const char *key, char *why,
+                             size_t n) {
+    if (!o->uid[0] || (uid && strcmp(o->uid, uid) == 0)) return 1;
+    snprintf(why, n, "worker-deps object s3://%s/%s belongs to Worker %s/%s (UID %s); it is left alone: give this "
+                     "Worker another spec.workerName, or remove the other Worker",
+             bucket, key, o->ns[0] ? o->ns : "?", o->name[0] ? o->name : "?", o->uid);
+    return 0;
+}
+
+/* The owner header lines of every PUT. */
+typedef struct deps_owner_meta {
+    char uid[120], ns[120], name[300];
+} deps_owner_meta;
+
+static void deps_owner_meta_for(const char *uid, const char *ns, const char *name, deps_owner_meta *m) {
+    snprintf(m->uid, sizeof m->uid, DEPS_META_OWNER_UID ": %s", uid ? uid : "");
+    snprintf(m->ns, sizeof m->ns, DEPS_META_OWNER_NS ": %s", ns ? ns : "");
+    snprintf(m->name, sizeof m->name, DEPS_META_OWNER_NAME ": %s", name ? name : "");
+}
+
+/* Checks an object's owner before this Worker writes or deletes it: 0 may (absent, own, or
+ * unowned), -1 with err (WC_ECONFLICT when another Worker owns it). */
+static int deps_check_owner(s3_client *s, const char *key, const char *uid, wc_err *err) {
+    http_response h;
+    int rc = s3_head(s, key, NULL, &h, err);
+    if (rc < 0) return -1;
+    if (rc == 1) return 0;
+    deps_owner o;
+    deps_owner_read(&h, &o);
+    http_response_free(&h);
+    char why[700];
+    if (deps_owner_allows(&o, uid, s->bucket, key, why, sizeof why)) return 0;
+    err_set(err, WC_ECONFLICT, "%s", why);
+    return -1;
 }
 
 /* Writes an object and proves it is there (HEAD, same size) before anyone relies on it. */
@@ -287,22 +357,85 @@ static int deps_put_verified(s3_client *s, const char *key, const void *body, si
     return 0;
 }
 
-static int deps_write_token(s3_client *s, const deps_keys *k, const worker_token *t, wc_err *err) {
+/* deps_put_verified for one of a Worker's objects: refused (WC_ECONFLICT) when another Worker
+ * owns it; the owner recorded with the object, plus the extra metadata lines. S3 has no
+ * portable conditional PUT, so check-then-write leaves a window as wide as one HEAD; two
+ * controllers racing for one key within it is the one case this cannot stop. */
+static int deps_put_owned(s3_client *s, const char *key, const void *body, size_t len, const deps_owner_meta *own,
+                          const char *const *extra, size_t nextra, const char *uid, wc_err *err) {
+    if (deps_check_owner(s, key, uid, err) < 0) return -1;
+    const char *meta[8];
+    size_t n = 0;
+    meta[n++] = own->uid;
+    meta[n++] = own->ns;
+    meta[n++] = own->name;
+    for (size_t i = 0; i < nextra && n < 8; i++) meta[n++] = extra[i];
+    return deps_put_verified(s, key, body, len, meta, n, err);
+}
+
+/* Deletes one of a Worker's objects unless another Worker owns it: 0 deleted or absent, 1 left
+ * alone (another's: *why filled), -1 error. */
+static int deps_delete_owned(s3_client *s, const char *key, const char *uid, char *why, size_t n, wc_err *err) {
+    http_response h;
+    int rc = s3_head(s, key, NULL, &h, err);
+    if (rc < 0) return -1;
+    if (rc == 1) return 0;
+    deps_owner o;
+    deps_owner_read(&h, &o);
+    http_response_free(&h);
+    if (!deps_owner_allows(&o, uid, s->bucket, key, why, n)) return 1;
+    return s3_delete(s, key, err);
+}
+
+static int deps_write_token(s3_client *s, const deps_keys *k, const worker_token *t, const deps_owner_meta *own,
+                            const char *uid, wc_err *err) {
     char issued[64], expires[64];
     snprintf(issued, sizeof issued, DEPS_META_ISSUED ": %lld", (long long)time(NULL));
     snprintf(expires, sizeof expires, DEPS_META_EXPIRES ": %lld", (long long)t->expires);
     const char *meta[2] = {issued, expires};
-    return deps_put_verified(s, k->token, t->token, strlen(t->token), meta, 2, err);
+    return deps_put_owned(s, k->token, t->token, strlen(t->token), own, meta, 2, uid, err);
 }
 
-/* Reads the token object's lifetime: 0 present (issued/expires filled), 1 absent, -1 error. */
-static int deps_token_lifetime(s3_client *s, const deps_keys *k, int64_t *issued, int64_t *expires, wc_err *err) {
+/* The hash recorded with env/env: the spec hasher over the file's bytes (SHA-256, 16 hex
+ * digits — the file holds credentials; the digest gives nothing of them back). */
+static void deps_env_hash(const buf *file, char out[17]) {
+    spec_hasher h;
+    spec_hash_init(&h);
+    spec_hash_field(&h, "env-file", buf_cstr(file));
+    spec_hash_final(&h, out);
+}
+
+static int deps_write_env(s3_client *s, const deps_keys *k, const buf *file, const deps_owner_meta *own,
+                          const char *uid, wc_err *err) {
+    char hash[17], line[80];
+    deps_env_hash(file, hash);
+    snprintf(line, sizeof line, DEPS_META_ENV_HASH ": %s", hash);
+    const char *meta[1] = {line};
+    return deps_put_owned(s, k->env, file->data ? file->data : "", file->len, own, meta, 1, uid, err);
+}
+
+/* What one HEAD says about a Worker's object: present, its owner, and the metadata value asked
+ * for (a token's lifetime, env's hash). */
+typedef struct deps_head {
+    int present;
+    deps_owner owner;
+    int64_t issued, expires;   /* token */
+    char env_hash[40];         /* env: "" when not recorded */
+} deps_head;
+
+/* 0 read (present or not), -1 error. */
+static int deps_head_read(s3_client *s, const char *key, deps_head *out, wc_err *err) {
+    memset(out, 0, sizeof *out);
     http_response h;
-    int rc = s3_head(s, k->token, NULL, &h, err);
-    if (rc != 0) return rc;
+    int rc = s3_head(s, key, NULL, &h, err);
+    if (rc < 0) return -1;
+    if (rc == 1) return 0;
+    out->present = 1;
+    deps_owner_read(&h, &out->owner);
     char v[64];
-    *issued = http_response_header(&h, DEPS_META_ISSUED, v, sizeof v) ? atoll(v) : 0;
-    *expires = http_response_header(&h, DEPS_META_EXPIRES, v, sizeof v) ? atoll(v) : 0;
+    out->issued = http_response_header(&h, DEPS_META_ISSUED, v, sizeof v) ? atoll(v) : 0;
+    out->expires = http_response_header(&h, DEPS_META_EXPIRES, v, sizeof v) ? atoll(v) : 0;
+    http_response_header(&h, DEPS_META_ENV_HASH, out->env_hash, sizeof out->env_hash);
     http_response_free(&h);
     return 0;
 }

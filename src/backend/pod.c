@@ -12,6 +12,10 @@
 #define LABEL_RUNTIME "hiclaw.io/runtime"
 #define LABEL_BACKEND "hiclaw.io/backend"
 #define LABEL_SPEC_HASH "hiclaw.io/spec-hash"
+/* The Worker's UID on a claim's spec.labels, so its Sandbox (and that Sandbox's Pod) carries it:
+ * OpenKruise gives a claimed Sandbox no ownerReference, so this label is how a Sandbox names the
+ * Worker object it was made for. */
+#define LABEL_WORKER_UID "hiclaw.io/worker-uid"
 #define ANNOTATION_SPEC_HASH "hiclaw.io/spec-hash"
 #define WORKER_APP_LABEL_VALUE "hiclaw-worker"
 #define WORKER_AUDIENCE_DEFAULT "hiclaw-controller"
@@ -89,7 +93,23 @@ static void pod_render_serviceaccount(buf *b, arena *a, const worker *w, const p
     buf_puts(b, "},\"automountServiceAccountToken\":false}");
 }
 
-static void json_env(buf *b, const env_list *env, const char *secret_name) {
+/* A literal env value as the kubelet must receive it: it expands $(VAR) references in `value`
+ * and turns "$$" into "$", so every '$' is doubled and the container sees exactly the bytes the
+ * Worker asked for (the bytes a sandbox's env file holds, SPEC 6). Values without '$' come back
+ * unchanged (same pointer). */
+static const char *pod_env_literal(arena *a, const char *v) {
+    if (!v || !strchr(v, '$')) return v ? v : "";
+    buf e = BUF_INIT;
+    for (const char *p = v; *p; p++) {
+        if (*p == '$') buf_putc(&e, '$');
+        buf_putc(&e, *p);
+    }
+    const char *out = arena_strdup(a, buf_cstr(&e));
+    buf_free_secret(&e); /* a user value may be sensitive: wipe the scratch copy */
+    return out;
+}
+
+static void json_env(buf *b, arena *a, const env_list *env, const char *secret_name) {
     buf_putc(b, '[');
     for (size_t i = 0; i < env->n; i++) {
         const env_entry *e = &env->items[i];
@@ -104,7 +124,7 @@ static void json_env(buf *b, const env_list *env, const char *secret_name) {
             buf_puts(b, ",\"optional\":true}}}");
         } else {
             buf_puts(b, ",\"value\":");
-            buf_put_json_string(b, e->value ? e->value : "");
+            buf_put_json_string(b, pod_env_literal(a, e->value));
             buf_putc(b, '}');
         }
     }
@@ -144,7 +164,7 @@ static void pod_render(buf *b, arena *a, const worker *w, const env_list *env, c
     buf_puts(b, ",\"imagePullPolicy\":\"IfNotPresent\",\"workingDir\":");
     buf_put_json_string(b, worker_workdir(a, w));
     buf_puts(b, ",\"env\":");
-    json_env(b, env, arena_sprintf(a, WORKER_CREDS_SECRET_PREFIX "%s", w->name));
+    json_env(b, a, env, arena_sprintf(a, WORKER_CREDS_SECRET_PREFIX "%s", w->name));
     buf_puts(b, ",\"resources\":");
     json_resources(b, w);
     buf_puts(b, ",\"volumeMounts\":[{\"name\":\"hiclaw-token\",\"mountPath\":\"" WORKER_TOKEN_DIR "\",\"readOnly\":true}]}],");
@@ -168,7 +188,9 @@ static void pod_spec_hash(arena *a, const worker *w, const env_list *env, const 
             /* The reference and the value behind it: a rotated credential restarts the agent. */
             spec_hash_field(&h, arena_sprintf(a, "env-secret:%s:%s", e->name, e->secret_key), e->value ? e->value : "");
         } else {
-            spec_hash_field(&h, arena_sprintf(a, "env:%s", e->name), e->value);
+            /* the value as rendered: unchanged without '$', so only Pods whose env had one
+             * (and was expanded by the kubelet) are replaced when the escaping arrived */
+            spec_hash_field(&h, arena_sprintf(a, "env:%s", e->name), pod_env_literal(a, e->value));
         }
     }
     spec_hash_field(&h, "requests.cpu", w->req_cpu);
@@ -195,7 +217,8 @@ static cJSON *instance_project_metadata(const cJSON *obj) {
     }
     const cJSON *labels = cJSON_GetObjectItemCaseSensitive(md, "labels");
     cJSON *ml = cJSON_AddObjectToObject(m, "labels");
-    static const char *lkeys[] = {LABEL_WORKER, LABEL_BACKEND, LABEL_SPEC_HASH, "agents.kruise.io/claim-name"};
+    static const char *lkeys[] = {LABEL_WORKER, LABEL_BACKEND, LABEL_SPEC_HASH, "agents.kruise.io/claim-name",
+                                  LABEL_WORKER_UID};
     for (size_t i = 0; i < sizeof lkeys / sizeof *lkeys; i++) {
         const char *v = json_str(labels, lkeys[i]);
         if (v) cJSON_AddStringToObject(ml, lkeys[i], v);
@@ -229,6 +252,65 @@ static cJSON *instance_project_metadata(const cJSON *obj) {
 static int pod_is_worker_instance(const char *backend_label, const char *owner_kind) {
     if (backend_label && strcmp(backend_label, "pod") != 0) return 0;
     return !owner_kind || strcmp(owner_kind, "Worker") == 0;
+}
+
+/* Is this instance (a projection's metadata) another Worker object's? SPEC 3: an instance
+ * belongs to a Worker by its labels AND a controller ownerReference with the Worker's UID. The
+ * labels already matched (the caches are indexed by them); what can still differ is the Worker
+ * *object*: a Worker deleted and recreated under the same name leaves instances controlled by
+ * the old UID. Those are not this Worker's — never deleted, never adopted. A Sandbox has no
+ * ownerReference (OpenKruise clears it when claiming), so it names the Worker by the label
+ * hiclaw.io/worker-uid. Instances with neither (legacy HiClaw Pods, claims made before the
+ * label) are this Worker's by their labels. */
+static int instance_of_other_worker(const cJSON *md, const char *worker_uid) {
+    if (!worker_uid || !*worker_uid) return 0;
+    const cJSON *owner = cJSON_GetObjectItemCaseSensitive(md, "owner");
+    const char *kind = json_str(owner, "kind"), *uid = json_str(owner, "uid");
+    if (kind && strcmp(kind, "Worker") == 0 && uid && strcmp(uid, worker_uid) != 0) return 1;
+    const char *label = json_str(cJSON_GetObjectItemCaseSensitive(md, "labels"), LABEL_WORKER_UID);
+    return label && *label && strcmp(label, worker_uid) != 0;
+}
+
+/* Why an object found under the name this Worker is about to create (the create said 409) is not
+ * this Worker's, or NULL when it is (the cache had not seen our own create yet). obj: the object
+ * as read from the API server. Ours: controlled by a Worker with this UID, or — no controller at
+ * all, as legacy HiClaw Pods — carrying this Worker's labels. Everything else is someone else's:
+ * reporting it beats taking it for success and waiting forever for an instance that is not ours. */
+static const char *instance_name_conflict(arena *a, const cJSON *obj, const worker *w, const char *controller,
+                                          const char *kind_name) {
+    const cJSON *md = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
+    const char *name = json_str(md, "name");
+    const char *lctl = json_str(cJSON_GetObjectItemCaseSensitive(md, "labels"), LABEL_CONTROLLER);
+    const cJSON *ref;
+    cJSON_ArrayForEach(ref, cJSON_GetObjectItemCaseSensitive(md, "ownerReferences")) {
+        if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ref, "controller"))) continue;
+        const char *k = json_str(ref, "kind"), *uid = json_str(ref, "uid"), *n = json_str(ref, "name");
+        if (k && strcmp(k, "Worker") == 0 && uid && w->uid && strcmp(uid, w->uid) == 0) {
+            /* This Worker's — but made under another controller (the Worker was relabelled):
+             * outside this controller's watch, it could never be managed here. */
+            if (lctl && strcmp(lctl, controller) != 0)
+                return arena_sprintf(a, "%s %s belongs to this Worker but is labelled %s=%s (another controller's): it "
+                                        "is left alone; delete it to have it recreated under %s=%s",
+                                     kind_name, name ? name : "?", LABEL_CONTROLLER, lctl, LABEL_CONTROLLER, controller);
+            return NULL;
+        }
+        if (k && strcmp(k, "Worker") == 0)
+            return arena_sprintf(a, "%s %s exists and is controlled by another Worker %s (UID %s), likely a deleted "
+                                    "Worker of the same name whose %s is still going away: it is left alone, and "
+                                    "nothing is created under this name until it is gone",
+                                 kind_name, name ? name : "?", n ? n : "?", uid ? uid : "?", kind_name);
+        return arena_sprintf(a, "%s %s exists and is not controlled by this Worker (its controller is %s %s, UID %s): "
+                                "it is left alone; remove or rename it",
+                             kind_name, name ? name : "?", k ? k : "?", n ? n : "?", uid ? uid : "?");
+    }
+    const cJSON *labels = cJSON_GetObjectItemCaseSensitive(md, "labels");
+    const char *lw = json_str(labels, LABEL_WORKER), *lc = json_str(labels, LABEL_CONTROLLER);
+    const char *luid = json_str(labels, LABEL_WORKER_UID);
+    if (lw && strcmp(lw, w->name) == 0 && lc && strcmp(lc, controller) == 0 && (!luid || !w->uid || strcmp(luid, w->uid) == 0))
+        return NULL;
+    return arena_sprintf(a, "%s %s exists and is not controlled by this Worker (no controller, and not labelled %s=%s, "
+                            "%s=%s): it is left alone; remove or rename it",
+                         kind_name, name ? name : "?", LABEL_WORKER, w->name, LABEL_CONTROLLER, controller);
 }
 
 static cJSON *pod_project(const cJSON *pod) {

@@ -219,40 +219,107 @@ static void record(controller *c, const worker *w, const char *type, const char 
     kube_record(c->rec, &ref, type, reason, verb, "%s", note);
 }
 
-/* Defense in depth for the switch guard: right before creating an instance, ask the API server
- * (not the cache) whether any instance of the other backend exists. */
-static int other_backend_exists(controller *c, const worker *w, backend_kind creating, int *exists, wc_err *err) {
-    *exists = 0;
+#define LIVE_PODS 1u
+#define LIVE_CLAIMS 2u
+#define LIVE_SANDBOXES 4u
+
+/* The Worker's instances as the API server (not the cache) has them: pod-backend Pods, claims,
+ * Sandboxes as `what` (LIVE_* bits) asks — claims and Sandboxes only where OpenKruise is
+ * watched at all. Counts them into *n and names them in `names` ("Pod x, SandboxClaim y").
+ * Another Worker UID's instances and a Sandbox's own Pod are not the Worker's (SPEC 3). */
+static int live_instances(controller *c, const worker *w, unsigned what, size_t *n, buf *names, wc_err *err) {
+    *n = 0;
     char sel[512];
     snprintf(sel, sizeof sel, LABEL_WORKER "=%s," LABEL_CONTROLLER "=%s", w->name, c->controller_name);
-    if (creating == BACKEND_SANDBOX) {
-        /* Pods of the pod backend only: a Sandbox's own Pod (a previous sandbox instance still
-         * terminating) is the sandbox backend's, and the claim/Sandbox check covers it. */
-        strncat(sel, POD_INSTANCE_SELECTOR_EXTRA, sizeof sel - strlen(sel) - 1);
+    if (what & LIVE_PODS) {
+        char psel[600];
+        snprintf(psel, sizeof psel, "%s" POD_INSTANCE_SELECTOR_EXTRA, sel);
         cJSON *list = NULL;
-        if (kube_list_page(c->kc, &KUBE_PODS, w->namespace, sel, NULL, 0, NULL, &list, err) < 0) return -1;
+        if (kube_list_page(c->kc, &KUBE_PODS, w->namespace, psel, NULL, 0, NULL, &list, err) < 0) return -1;
         const cJSON *it;
         cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(list, "items")) {
             cJSON *proj = pod_project(it);
             obs_pod p;
             pod_observe(proj, &p);
-            *exists |= p.is_instance;
+            if (p.is_instance && !instance_of_other_worker(cJSON_GetObjectItemCaseSensitive(proj, "metadata"), w->uid)) {
+                if (names) buf_printf(names, "%sPod %s", names->len ? ", " : "", p.name ? p.name : "?");
+                (*n)++;
+            }
             cJSON_Delete(proj);
         }
         cJSON_Delete(list);
-        return 0;
     }
     if (!c->claims) return 0;
     const kube_resource *rs[2] = {&KUBE_SANDBOXCLAIMS, &KUBE_SANDBOXES};
-    for (int i = 0; i < 2 && !*exists; i++) {
+    for (int i = 0; i < 2; i++) {
+        if (!(what & (i == 0 ? LIVE_CLAIMS : LIVE_SANDBOXES))) continue;
         cJSON *list = NULL;
-        if (kube_list_page(c->kc, rs[i], w->namespace, sel, NULL, 1, NULL, &list, err) < 0) return -1;
-        *exists = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(list, "items")) > 0;
+        if (kube_list_page(c->kc, rs[i], w->namespace, sel, NULL, 0, NULL, &list, err) < 0) return -1;
+        const cJSON *it;
+        cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(list, "items")) {
+            cJSON *proj = instance_project_metadata(it);
+            const cJSON *md = cJSON_GetObjectItemCaseSensitive(proj, "metadata");
+            if (!instance_of_other_worker(md, w->uid)) {
+                if (names) buf_printf(names, "%s%s %s", names->len ? ", " : "", rs[i]->kind, json_str(md, "name"));
+                (*n)++;
+            }
+            cJSON_Delete(proj);
+        }
         cJSON_Delete(list);
     }
     return 0;
 }
 
+/* Defense in depth for the switch guard: right before creating an instance, ask the API server
+ * (not the cache) whether any instance of the other backend exists. Pods of the pod backend
+ * only: a Sandbox's own Pod (a previous sandbox instance still terminating) is the sandbox
+ * backend's, and the claim/Sandbox check covers it. */
+static int other_backend_exists(controller *c, const worker *w, backend_kind creating, int *exists, wc_err *err) {
+    size_t n = 0;
+    int rc = live_instances(c, w, creating == BACKEND_SANDBOX ? LIVE_PODS : LIVE_CLAIMS | LIVE_SANDBOXES, &n, NULL, err);
+    *exists = n > 0;
+    return rc;
+}
+
+/* SPEC 3.2: before any cleanup and the finalizer's removal, the API server — not the cache,
+ * which may not have seen a create yet — must hold no Pod, claim or Sandbox of the Worker. If it
+ * does, this fails (the actions after it do not run) and the Worker is retried with backoff; by
+ * then the cache has the instance and the deletion deletes it. */
+static int confirm_instances_gone(controller *c, exec_ctx *x, wc_err *err) {
+    size_t n = 0;
+    buf names = BUF_INIT;
+    int rc = live_instances(c, x->w, LIVE_PODS | LIVE_CLAIMS | LIVE_SANDBOXES, &n, &names, err);
+    if (rc == 0 && n) {
+        x->failure_reason = "CleanupPending";
+        rc = err_set(err, WC_EINVAL, "%s still exist%s in the API server (the cache has not seen %s yet): the finalizer "
+                                     "stays until %s gone",
+                     buf_cstr(&names), n > 1 ? "" : "s", n > 1 ? "them" : "it", n > 1 ? "they are" : "it is");
+    }
+    buf_free(&names);
+    return rc;
+}
+
+
+/* A create answered 409: the object of that name is ours when the cache only lagged behind
+ * our own create (success), anyone else's otherwise (an error with the reason given, nothing
+ * touched). Read from the API server, not the cache. */
+static int create_conflict(controller *c, exec_ctx *x, const kube_resource *r, const char *name, const char *kind_name,
+                           const char *reason, wc_err *err) {
+    cJSON *obj = NULL;
+    wc_err gerr;
+    err_clear(&gerr);
+    if (kube_get(c->kc, r, x->w->namespace, name, NULL, &obj, &gerr) < 0) {
+        if (kube_err_not_found(&gerr)) return err_set(err, WC_EHTTP, "create %s %s: 409, and then not found: retrying",
+                                                      kind_name, name);
+        *err = gerr;
+        return -1;
+    }
+    const char *why = instance_name_conflict(x->a, obj, x->w, c->controller_name, kind_name);
+    cJSON_Delete(obj);
+    if (!why) return 0; /* ours: the cache lagged behind our own create */
+    x->failure_reason = reason;
+    return err_set(err, WC_EINVAL, "%s", why);
+}
 
 static int delete_ok(int rc, const wc_err *err) {
     /* Gone already, or the UID precondition says it is a newer object: either way not ours to delete. */
@@ -266,6 +333,9 @@ static int exec_action(controller *c, exec_ctx *x, const action *act, wc_err *er
     switch (act->kind) {
     case ACT_ADD_FINALIZER:
         rc = finalizer_patch(c, w, 1, err);
+        break;
+    case ACT_CONFIRM_INSTANCES_GONE:
+        rc = confirm_instances_gone(c, x, err);
         break;
     case ACT_REMOVE_FINALIZER:
         rc = finalizer_patch(c, w, 0, err);
@@ -295,7 +365,7 @@ static int exec_action(controller *c, exec_ctx *x, const action *act, wc_err *er
             log_info("created Pod", "worker", w->name, "namespace", w->namespace, "backend", "pod", "name", act->name);
             record(c, w, "Normal", "Created", "Create", arena_sprintf(x->a, "created Pod %s", act->name));
         } else if (kube_err_conflict(err)) {
-            rc = 0; /* the cache lagged behind our own create */
+            rc = create_conflict(c, x, &KUBE_PODS, act->name, "Pod", "PodNameConflict", err);
         }
         break;
     }
@@ -343,16 +413,20 @@ static void json_condition(buf *b, arena *a, const char *type, const decided_con
 
 static int str_eq(const char *a, const char *b) { return strcmp(a ? a : "", b ? b : "") == 0; }
 
+/* The stored message is the redacted one (json_condition writes it so): compare like with like. */
 static int cond_same(const wcond *old, const decided_cond *d, int64_t gen) {
-    return old->present && str_eq(old->status, d->status) && str_eq(old->reason, d->reason) &&
-           str_eq(old->message, d->message) && old->observed_generation == gen;
+    if (!old->present || !str_eq(old->status, d->status) || !str_eq(old->reason, d->reason) ||
+        old->observed_generation != gen)
+        return 0;
+    char *clean = log_redact(d->message ? d->message : "");
+    int same = str_eq(old->message, clean);
+    free(clean);
+    return same;
 }
 
-/* Writes this controller's status fields as a merge patch — only when they differ from what
- * the Worker already says, so a steady fleet causes no writes at all. Conditions of other
- * types (someone else's) are carried over unchanged, since a merge patch replaces the list. */
-static int write_status(controller *c, arena *a, const cJSON *obj, const worker *w, const decision *d,
-                        int64_t observed_gen, wc_err *err) {
+/* Does the status the decision describes equal what the Worker already says? Pure: this is
+ * what keeps a steady fleet from writing at all. */
+static int status_same(const worker *w, const decision *d, int64_t observed_gen) {
     worker_phase phase = d->phase != PHASE_NONE ? d->phase : w->phase;
     const char *backend = d->backend ? d->backend : w->status_backend;
     const char *message = d->message ? d->message : "";
@@ -361,11 +435,21 @@ static int write_status(controller *c, arena *a, const cJSON *obj, const worker 
                str_eq(d->container_state, w->container_state) && observed_gen == w->observed_generation &&
                str_eq(d->instance.kind, w->instance.kind) && str_eq(d->instance.name, w->instance.name) &&
                str_eq(d->instance.claim_name, w->instance.claim_name) && str_eq(d->instance.pod_ip, w->instance.pod_ip) &&
-               cond_same(&w->ready, &d->ready, w->generation) && cond_same(&w->synced, &d->synced, w->generation);
-    if (same) {
-        free(clean_msg);
-        return 0;
-    }
+               cond_same(&w->ready, &d->ready, w->generation) && cond_same(&w->synced, &d->synced, w->generation) &&
+               (!d->deps_path || str_eq(d->deps_path, w->status_deps_path));
+    free(clean_msg);
+    return same;
+}
+
+/* Writes this controller's status fields as a merge patch — only when they differ from what
+ * the Worker already says, so a steady fleet causes no writes at all. Conditions of other
+ * types (someone else's) are carried over unchanged, since a merge patch replaces the list. */
+static int write_status(controller *c, arena *a, const cJSON *obj, const worker *w, const decision *d,
+                        int64_t observed_gen, wc_err *err) {
+    if (status_same(w, d, observed_gen)) return 0;
+    worker_phase phase = d->phase != PHASE_NONE ? d->phase : w->phase;
+    const char *backend = d->backend ? d->backend : w->status_backend;
+    char *clean_msg = log_redact(d->message ? d->message : "");
     buf p = BUF_INIT;
     buf_puts(&p, "{\"status\":{\"phase\":");
     if (phase == PHASE_NONE) buf_puts(&p, "null");
@@ -392,6 +476,10 @@ static int write_status(controller *c, arena *a, const cJSON *obj, const worker 
     } else {
         buf_puts(&p, "null");
     }
+    if (d->deps_path) { /* absent from the patch: kept */
+        buf_puts(&p, ",\"workerDepsPath\":");
+        buf_put_json_string(&p, d->deps_path);
+    }
     buf_puts(&p, ",\"conditions\":[");
     json_condition(&p, a, "Ready", &d->ready, &w->ready, w->generation);
     buf_putc(&p, ',');
@@ -414,7 +502,7 @@ static int write_status(controller *c, arena *a, const cJSON *obj, const worker 
 
 /* ---- observing ---- */
 
-static void observe_pods(controller *c, arena *a, const char *key, cJSON **keep, observed *o) {
+static void observe_pods(controller *c, arena *a, const worker *w, const char *key, cJSON **keep, observed *o) {
     cJSON *arr = kube_informer_by_index(c->pods, key);
     *keep = arr;
     size_t n = (size_t)cJSON_GetArraySize(arr), i = 0;
@@ -422,10 +510,28 @@ static void observe_pods(controller *c, arena *a, const char *key, cJSON **keep,
     const cJSON *it;
     cJSON_ArrayForEach(it, arr) {
         pod_observe(it, &pods[i]);
-        if (pods[i].is_instance) i++; /* a sandbox's own Pod belongs to the sandbox instance */
+        /* a sandbox's own Pod belongs to the sandbox instance; another Worker UID's is not ours */
+        if (pods[i].is_instance && !instance_of_other_worker(cJSON_GetObjectItemCaseSensitive(it, "metadata"), w->uid)) i++;
     }
     o->pods = pods;
     o->npods = i;
+}
+
+/* When to look at a successfully reconciled Worker again. Pure. backoff_wait: the recreate
+ * backoff just recorded (used when the decision asked for backoff); resync_ms: the jittered
+ * resync period. */
+static void reconcile_schedule(reconcile_result *res, const decision *d, int deleting, int64_t backoff_wait,
+                               int64_t resync_ms) {
+    if (d->backoff) res->outcome = RECONCILE_AFTER, res->requeue_after_ms = backoff_wait;
+    else if (d->requeue_after_ms > 0) {
+        /* A decision's requeue (a token refresh up to 16 h away) must not replace the resync:
+         * whichever comes first. A Worker being deleted only needs what it asked for. */
+        res->outcome = RECONCILE_AFTER;
+        res->requeue_after_ms = !deleting && resync_ms < d->requeue_after_ms ? resync_ms : d->requeue_after_ms;
+    } else if (!deleting) {
+        res->outcome = RECONCILE_AFTER;
+        res->requeue_after_ms = resync_ms;
+    }
 }
 
 /* Reconciles one Worker. */
@@ -452,7 +558,7 @@ static reconcile_result reconcile_worker(controller *c, const char *key) {
 
     observed o;
     memset(&o, 0, sizeof o);
-    observe_pods(c, &a, key, &pods_json, &o);
+    observe_pods(c, &a, &w, key, &pods_json, &o);
     sandbox_observe(c, &a, &w, key, &claims_json, &sbx_json, &o);
     backoff_observe(c, key, &a, &o);
 
@@ -487,14 +593,43 @@ static reconcile_result reconcile_worker(controller *c, const char *key) {
     pod_spec_hash(&a, &w, &env, &c->ps, pod_hash);
     char sandbox_hash[17] = "";
     sandbox_spec_hash(c, &a, &w, have_secret ? &secret : NULL, sandbox_hash);
+    if (o.deps_observed) {
+        /* what env/env must hash to: the file this Worker's env renders to now */
+        env_list file_env;
+        env_build(&a, &w, &c->envc, have_secret ? &secret : NULL, 0, &file_env);
+        buf file = BUF_INIT;
+        env_file_write(&file, &file_env);
+        char *want = arena_alloc(&a, 17);
+        deps_env_hash(&file, want);
+        buf_free_secret(&file);
+        o.want_deps_hash = want;
+    }
 
     decision d;
     decide(&a, &w, &o, &c->dc, pod_hash, sandbox_hash, &d);
+    if (d.confirm_sandbox_lost) {
+        /* A completed claim without a Sandbox in the cache: ask the API server. Only when it has
+         * none either is the loss real (decide() explains why). An error keeps the first
+         * decision: wait, never delete on doubt. */
+        size_t live = 0;
+        wc_err lerr;
+        err_clear(&lerr);
+        if (live_instances(c, &w, LIVE_SANDBOXES, &live, NULL, &lerr) < 0)
+            log_warn("cannot list the Worker's Sandboxes", "worker", w.name, "namespace", w.namespace, "error", lerr.msg);
+        else if (live == 0) {
+            o.sandbox_lost_confirmed = 1;
+            decide(&a, &w, &o, &c->dc, pod_hash, sandbox_hash, &d);
+        }
+    }
 
     exec_ctx x = {&a, &w, &env, pod_hash, sandbox_hash, have_secret ? &secret : NULL, NULL};
     int failed = 0;
+    const char *wrote_deps = NULL; /* where worker-deps were written: recorded in status */
     for (size_t i = 0; i < d.nactions && !failed; i++) {
         int rc_act = exec_action(c, &x, &d.actions[i], &err);
+        action_kind k = d.actions[i].kind;
+        if (rc_act == 0 && (k == ACT_WRITE_DEPS || k == ACT_REFRESH_TOKEN || k == ACT_WRITE_ENV))
+            wrote_deps = d.actions[i].name && *d.actions[i].name ? d.actions[i].name : o.deps_path;
 #ifdef WC_FAILPOINTS
         if (rc_act == 0) {
             char point[64];
@@ -511,6 +646,7 @@ static reconcile_result reconcile_worker(controller *c, const char *key) {
             }
         }
     }
+    d.deps_path = wrote_deps;
     for (size_t i = 0; i < d.nevents; i++) record(c, &w, d.events[i].type, d.events[i].reason, "Reconcile", d.events[i].note);
     if (d.done_deleting && !failed) {
         log_info("Worker cleaned up, finalizer removed", "worker", w.name, "namespace", w.namespace);
@@ -530,12 +666,8 @@ static reconcile_result reconcile_worker(controller *c, const char *key) {
     } else {
         observed_gen = w.generation;
         int64_t wait = backoff_record(c, key, &d);
-        if (d.backoff) res.outcome = RECONCILE_AFTER, res.requeue_after_ms = wait;
-        else if (d.requeue_after_ms > 0) res.outcome = RECONCILE_AFTER, res.requeue_after_ms = d.requeue_after_ms;
-        else if (!w.deleting) {
-            res.outcome = RECONCILE_AFTER;
-            res.requeue_after_ms = RESYNC_PERIOD_MS - RESYNC_PERIOD_MS / 10 + (int64_t)(rand() % (RESYNC_PERIOD_MS / 5));
-        }
+        reconcile_schedule(&res, &d, w.deleting, wait,
+                           RESYNC_PERIOD_MS - RESYNC_PERIOD_MS / 10 + (int64_t)(rand() % (RESYNC_PERIOD_MS / 5)));
     }
     wc_err serr;
     err_clear(&serr);

@@ -11,6 +11,8 @@
 
 #define LABEL_CLAIM_NAME "agents.kruise.io/claim-name"
 
+static void sandbox_observe_deps(controller *c, arena *a, const worker *w, observed *o);
+
 /* The informer keeps this much of a SandboxClaim. */
 static cJSON *claim_project(const cJSON *obj) {
     cJSON *out = instance_project_metadata(obj);
@@ -80,39 +82,71 @@ static void sandbox_observe_one(const cJSON *proj, obs_sandbox *s) {
 
 static void sandbox_observe(controller *c, arena *a, const worker *w, const char *key, cJSON **claims_json,
                             cJSON **sbx_json, observed *o) {
-    if (!c->claims || !c->sandboxes) return;
+    if (!c->claims || !c->sandboxes) { /* OpenKruise not installed: no instances, deps maybe */
+        sandbox_observe_deps(c, a, w, o);
+        return;
+    }
     *claims_json = kube_informer_by_index(c->claims, key);
     *sbx_json = kube_informer_by_index(c->sandboxes, key);
-    size_t nc = (size_t)cJSON_GetArraySize(*claims_json), ns = (size_t)cJSON_GetArraySize(*sbx_json), i = 0;
+    size_t nc = (size_t)cJSON_GetArraySize(*claims_json), ns = (size_t)cJSON_GetArraySize(*sbx_json);
     obs_claim *claims = arena_calloc(a, (nc ? nc : 1) * sizeof *claims);
     obs_sandbox *sbx = arena_calloc(a, (ns ? ns : 1) * sizeof *sbx);
     const cJSON *it;
-    cJSON_ArrayForEach(it, *claims_json) claim_observe(it, &claims[i++]);
-    i = 0;
-    cJSON_ArrayForEach(it, *sbx_json) sandbox_observe_one(it, &sbx[i++]);
+    /* another Worker UID's claims and Sandboxes (same name, older Worker object) are not ours */
+    o->nclaims = o->nsandboxes = 0;
+    cJSON_ArrayForEach(it, *claims_json)
+        if (!instance_of_other_worker(cJSON_GetObjectItemCaseSensitive(it, "metadata"), w->uid))
+            claim_observe(it, &claims[o->nclaims++]);
+    cJSON_ArrayForEach(it, *sbx_json)
+        if (!instance_of_other_worker(cJSON_GetObjectItemCaseSensitive(it, "metadata"), w->uid))
+            sandbox_observe_one(it, &sbx[o->nsandboxes++]);
     o->claims = claims;
-    o->nclaims = nc;
     o->sandboxes = sbx;
-    o->nsandboxes = ns;
 
-    /* The token object's lifetime, for sandbox Workers only (one HEAD, never a read of the
-     * token). Storage trouble must not look like "no token": assume present, look again soon. */
-    int sandbox_worker = w->backend == BACKEND_SANDBOX || (w->status_backend && strcmp(w->status_backend, "sandbox") == 0);
-    if (!c->s3 || !sandbox_worker || w->deleting) return;
+    sandbox_observe_deps(c, a, w, o);
+}
+
+/* Where this Worker's worker-deps belong now (namespaced: SPEC 7). */
+static const char *sandbox_deps_path(controller *c, arena *a, const worker *w) {
+    char dir[700];
+    deps_dir_for(c->deps_prefix, w->namespace, w->worker_name, dir, sizeof dir);
+    return arena_strdup(a, dir);
+}
+
+/* The worker-deps as storage has them, for Workers of the sandbox backend (or that were): two
+ * HEADs at the path their sandbox mounts (token/token: lifetime; env/env: content hash), never a
+ * read of a credential. Who owns them too: objects of another Worker are a conflict decide()
+ * reports. Storage trouble must not look like "no token": assume present, look again soon, and
+ * rewrite nothing on doubt. */
+static void sandbox_observe_deps(controller *c, arena *a, const worker *w, observed *o) {
+    if (!c->s3) return;
+    o->deps_path = sandbox_deps_path(c, a, w);
+    int sandbox_worker = w->backend == BACKEND_SANDBOX || (w->status_backend && strcmp(w->status_backend, "sandbox") == 0) ||
+                         (w->status_deps_path && *w->status_deps_path);
+    if (!c->dc.sandbox_enabled || !sandbox_worker || w->deleting) return;
     deps_keys k;
-    deps_keys_for(c->deps_prefix, w->worker_name, &k);
-    int64_t issued = 0, expires = 0;
+    deps_keys_in(deps_live_path(w, o), &k);
+    deps_head token, env;
     wc_err err;
     err_clear(&err);
-    int h = deps_token_lifetime(c->s3, &k, &issued, &expires, &err);
-    if (h < 0) {
-        log_warn("cannot read worker-deps token metadata", "worker", w->name, "namespace", w->namespace, "error", err.msg);
+    if (deps_head_read(c->s3, k.token, &token, &err) < 0 || deps_head_read(c->s3, k.env, &env, &err) < 0) {
+        log_warn("cannot read worker-deps metadata", "worker", w->name, "namespace", w->namespace, "error", err.msg);
         o->token_present = 1;
         o->token_refresh_in_ms = 30000;
-    } else {
-        o->token_present = h == 0;
-        o->token_refresh_in_ms = h == 0 ? deps_token_refresh_in_ms(issued, expires, (int64_t)time(NULL)) : 0;
+        o->deps_present = 1;
+        return;
     }
+    o->deps_observed = 1;
+    o->token_present = token.present;
+    o->token_refresh_in_ms = token.present ? deps_token_refresh_in_ms(token.issued, token.expires, (int64_t)time(NULL)) : 0;
+    o->deps_present = env.present;
+    o->deps_hash = arena_strdup(a, env.env_hash);
+    char why[700];
+    const char *keys[2] = {k.token, k.env};
+    const deps_head *heads[2] = {&token, &env};
+    for (int i = 0; i < 2 && !o->deps_conflict; i++)
+        if (heads[i]->present && !deps_owner_allows(&heads[i]->owner, w->uid, c->s3->bucket, keys[i], why, sizeof why))
+            o->deps_conflict = arena_strdup(a, why);
 }
 
 /* Everything that shapes a sandbox instance. The env goes in by value: a sandbox has no
@@ -133,43 +167,106 @@ static void sandbox_spec_hash(controller *c, arena *a, const worker *w, const kv
     spec_hash_field(&h, "limits.memory", w->lim_mem);
     kv_list labels = instance_labels(a, w, c->controller_name, BACKEND_SANDBOX);
     for (size_t i = 0; i < labels.n; i++) spec_hash_field(&h, arena_sprintf(a, "label:%s", labels.items[i].key), labels.items[i].value);
+    /* The claim's mounts and pool shape the sandbox too: a sandbox must not keep reading deps at
+     * a path (prefix, namespace, workerName) or through a PV the Worker no longer uses. */
+    spec_hash_field(&h, "deps-path", sandbox_deps_path(c, a, w));
+    spec_hash_field(&h, "deps-pv", c->deps_pv);
+    spec_hash_field(&h, "pool", c->pool);
     spec_hash_final(&h, out);
 }
 
-/* Requests a token for the Worker's ServiceAccount and writes it (verified) to token/token. */
-static int sandbox_write_token(controller *c, exec_ctx *x, wc_err *err) {
+/* The owner metadata of this Worker's objects. */
+static void sandbox_deps_owner(const worker *w, deps_owner_meta *m) { deps_owner_meta_for(w->uid, w->namespace, w->name, m); }
+
+/* A deps action's path: the action's (decide() names it), else where the deps belong now. */
+static const char *sandbox_action_path(controller *c, exec_ctx *x, const action *act) {
+    return act->name && *act->name ? act->name : sandbox_deps_path(c, x->a, x->w);
+}
+
+/* Another Worker's objects: the action fails with reason WorkerDepsConflict (nothing written). */
+static int sandbox_deps_failed(exec_ctx *x, const wc_err *err) {
+    x->failure_reason = err->code == WC_ECONFLICT ? "WorkerDepsConflict" : "WorkerDepsFailed";
+    return -1;
+}
+
+/* Requests a token for the Worker's ServiceAccount and writes it (verified) to <dir>token/token. */
+static int sandbox_write_token(controller *c, exec_ctx *x, const char *dir, wc_err *err) {
     const worker *w = x->w;
     if (!c->s3) return err_set(err, WC_EINVAL, "no worker-deps storage configured");
     deps_keys k;
-    deps_keys_for(c->deps_prefix, w->worker_name, &k);
+    deps_keys_in(dir, &k);
+    /* checked before the TokenRequest too: no credential is minted for a key we may not write */
+    if (deps_check_owner(c->s3, k.token, w->uid, err) < 0) return -1;
     worker_token t;
     char sa[300];
     snprintf(sa, sizeof sa, "%sworker-%s", c->dc.prefix, w->name);
     if (token_request(c->kc, w->namespace, sa, c->ps.audience, c->token_ttl_s, &t, err) < 0) return -1;
-    int rc = deps_write_token(c->s3, &k, &t, err);
+    deps_owner_meta own;
+    sandbox_deps_owner(w, &own);
+    int rc = deps_write_token(c->s3, &k, &t, &own, w->uid, err);
     worker_token_free(&t);
     return rc;
 }
 
-/* The create sequence's first half: env file, token, data marker — each written and verified.
- * Any failure stops here: no claim is made (Synced=False WorkerDepsFailed). */
-static int sandbox_write_deps(controller *c, exec_ctx *x, wc_err *err) {
+/* The env file (verified, with its content hash) at <dir>env/env. */
+static int sandbox_write_env(controller *c, exec_ctx *x, const char *dir, wc_err *err) {
     const worker *w = x->w;
-    x->failure_reason = "WorkerDepsFailed";
     if (!c->s3) return err_set(err, WC_EINVAL, "no worker-deps storage configured");
     deps_keys k;
-    deps_keys_for(c->deps_prefix, w->worker_name, &k);
+    deps_keys_in(dir, &k);
     env_list env;
     env_build(x->a, w, &c->envc, x->secret, 0, &env);
     buf file = BUF_INIT;
     env_file_write(&file, &env);
-    int rc = deps_put_verified(c->s3, k.env, file.data, file.len, NULL, 0, err);
+    deps_owner_meta own;
+    sandbox_deps_owner(w, &own);
+    int rc = deps_write_env(c->s3, &k, &file, &own, w->uid, err);
     buf_free_secret(&file); /* it holds the credentials */
-    if (rc < 0) return -1;
-    if (sandbox_write_token(c, x, err) < 0) return -1;
-    if (deps_put_verified(c->s3, k.data, "", 0, NULL, 0, err) < 0) return -1;
+    return rc;
+}
+
+/* The create sequence's first half: env file, token, data marker — each written and verified,
+ * each refused if another Worker owns it. Any failure stops here: no claim is made (Synced=False
+ * WorkerDepsFailed, or WorkerDepsConflict). */
+static int sandbox_write_deps(controller *c, exec_ctx *x, const char *dir, wc_err *err) {
+    const worker *w = x->w;
+    x->failure_reason = "WorkerDepsFailed";
+    if (!c->s3) return err_set(err, WC_EINVAL, "no worker-deps storage configured");
+    deps_keys k;
+    deps_keys_in(dir, &k);
+    deps_owner_meta own;
+    sandbox_deps_owner(w, &own);
+    /* every key first: a conflict on the last must not leave the first two half-written */
+    if (deps_check_owner(c->s3, k.env, w->uid, err) < 0 || deps_check_owner(c->s3, k.token, w->uid, err) < 0 ||
+        deps_check_owner(c->s3, k.data, w->uid, err) < 0)
+        return sandbox_deps_failed(x, err);
+    if (sandbox_write_env(c, x, dir, err) < 0) return sandbox_deps_failed(x, err);
+    if (sandbox_write_token(c, x, dir, err) < 0) return sandbox_deps_failed(x, err);
+    if (deps_put_owned(c->s3, k.data, "", 0, &own, NULL, 0, w->uid, err) < 0) return sandbox_deps_failed(x, err);
     log_info("wrote worker-deps", "worker", w->name, "namespace", w->namespace, "backend", "sandbox", "envObject", k.env);
     x->failure_reason = NULL;
+    return 0;
+}
+
+/* Deletes this Worker's objects among token, env (and data when `data`) under dir; another
+ * Worker's are left, with a log line and a Warning Event saying whose (they are not ours to
+ * delete, and must not block this Worker's own cleanup). */
+static int sandbox_delete_deps(controller *c, exec_ctx *x, const char *dir, int env, int data, wc_err *err) {
+    const worker *w = x->w;
+    deps_keys k;
+    deps_keys_in(dir, &k);
+    const char *keys[3] = {k.token, env ? k.env : NULL, data ? k.data : NULL};
+    for (int i = 0; i < 3; i++) {
+        if (!keys[i]) continue;
+        char why[700];
+        int rc = deps_delete_owned(c->s3, keys[i], w->uid, why, sizeof why, err);
+        if (rc < 0) return -1;
+        if (rc == 1) {
+            log_warn("worker-deps object of another Worker left alone", "worker", w->name, "namespace", w->namespace,
+                     "reason", why);
+            record(c, w, "Warning", "WorkerDepsConflict", "Delete", why);
+        }
+    }
     return 0;
 }
 
@@ -205,16 +302,20 @@ static void claim_render(buf *b, arena *a, controller *c, const worker *w, const
         buf_put_json_string(b, labels.items[i].value);
         buf_putc(b, ',');
     }
-    buf_puts(b, "\"" LABEL_SPEC_HASH "\":");
+    buf_puts(b, "\"" LABEL_WORKER_UID "\":");
+    buf_put_json_string(b, w->uid ? w->uid : "");
+    buf_puts(b, ",\"" LABEL_SPEC_HASH "\":");
     buf_put_json_string(b, hash);
     buf_puts(b, "},\"dynamicVolumesMount\":[");
+    /* the sub-paths are the deps keys' directories (deps_keys_in), under the same path */
+    const char *dir = sandbox_deps_path(c, a, w);
     const char *mounts[3][3] = {{"token", WORKER_TOKEN_DIR, "true"}, {"env", "/mnt/hiclaw/env", "true"}, {"data", "/mnt/hiclaw/data", "false"}};
     for (int i = 0; i < 3; i++) {
         if (i) buf_putc(b, ',');
         buf_puts(b, "{\"pvName\":");
         buf_put_json_string(b, c->deps_pv);
         buf_puts(b, ",\"subPath\":");
-        buf_put_json_string(b, arena_sprintf(a, "%sworkers-deps/%s/%s", c->deps_prefix, w->worker_name, mounts[i][0]));
+        buf_put_json_string(b, arena_sprintf(a, "%s%s", dir, mounts[i][0]));
         buf_puts(b, ",\"mountPath\":");
         buf_put_json_string(b, mounts[i][1]);
         buf_printf(b, ",\"readOnly\":%s}", mounts[i][2]);
@@ -238,7 +339,7 @@ static int sandbox_create_claim(controller *c, exec_ctx *x, const char *name, wc
         log_info("created SandboxClaim", "worker", w->name, "namespace", w->namespace, "backend", "sandbox", "name", name);
         record(c, w, "Normal", "Created", "Create", arena_sprintf(x->a, "created SandboxClaim %s (pool %s)", name, c->pool));
     } else if (kube_err_conflict(err)) {
-        rc = 0;
+        rc = create_conflict(c, x, &KUBE_SANDBOXCLAIMS, name, "SandboxClaim", "ClaimNameConflict", err);
     } else {
         x->failure_reason = "ClaimFailed";
     }
@@ -295,26 +396,28 @@ static int sandbox_exec_action(controller *c, exec_ctx *x, const action *act, wc
         return rc;
     }
     case ACT_WRITE_DEPS:
-        return sandbox_write_deps(c, x, err);
+        return sandbox_write_deps(c, x, sandbox_action_path(c, x, act), err);
     case ACT_REFRESH_TOKEN:
-        if (sandbox_write_token(c, x, err) < 0) {
-            x->failure_reason = "WorkerDepsFailed";
-            return -1;
-        }
+        if (sandbox_write_token(c, x, sandbox_action_path(c, x, act), err) < 0) return sandbox_deps_failed(x, err);
         log_info("refreshed worker-deps token", "worker", w->name, "namespace", w->namespace, "backend", "sandbox");
+        return 0;
+    case ACT_WRITE_ENV:
+        if (sandbox_write_env(c, x, sandbox_action_path(c, x, act), err) < 0) return sandbox_deps_failed(x, err);
+        log_info("rewrote worker-deps env file", "worker", w->name, "namespace", w->namespace, "backend", "sandbox");
         return 0;
     case ACT_CREATE_CLAIM:
         return sandbox_create_claim(c, x, act->name, err);
     case ACT_DELETE_DEPS_TOKEN:
+    case ACT_DELETE_DEPS_MOVED:
     case ACT_DELETE_DEPS_ALL: {
         if (!c->s3) return 0;
-        deps_keys k;
-        deps_keys_for(c->deps_prefix, w->worker_name, &k);
-        if (s3_delete(c->s3, k.token, err) < 0) return -1;
-        if (act->kind == ACT_DELETE_DEPS_ALL && (s3_delete(c->s3, k.env, err) < 0 || s3_delete(c->s3, k.data, err) < 0))
+        const char *dir = sandbox_action_path(c, x, act);
+        if (sandbox_delete_deps(c, x, dir, act->kind != ACT_DELETE_DEPS_TOKEN, act->kind == ACT_DELETE_DEPS_ALL, err) < 0)
             return -1;
-        log_info(act->kind == ACT_DELETE_DEPS_ALL ? "deleted worker-deps objects" : "deleted worker-deps token",
-                 "worker", w->name, "namespace", w->namespace, "backend", "sandbox");
+        log_info(act->kind == ACT_DELETE_DEPS_ALL     ? "deleted worker-deps objects"
+                 : act->kind == ACT_DELETE_DEPS_MOVED ? "deleted worker-deps token and env file at a path no longer used"
+                                                      : "deleted worker-deps token",
+                 "worker", w->name, "namespace", w->namespace, "backend", "sandbox", "path", dir);
         return 0;
     }
     default:

@@ -17,6 +17,7 @@ enum wc_err_code {
     WC_ETOOBIG,  /* a bound was exceeded (body size, event size) */
     WC_ENOTFOUND,
     WC_EUNSUPPORTED,
+    WC_ECONFLICT, /* the thing belongs to someone else (e.g. worker-deps objects of another Worker) */
 };
 
 #define WC_ERR_MSG_MAX 1024
@@ -48,6 +49,7 @@ static const char *err_code_name(int code) {
     case WC_ETOOBIG: return "too-big";
     case WC_ENOTFOUND: return "not-found";
     case WC_EUNSUPPORTED: return "unsupported";
+    case WC_ECONFLICT: return "conflict";
     }
     return "unknown";
 }

@@ -8,19 +8,17 @@ static const char render_rbac_usage[] =
     "Usage: worker-controller render-rbac [FLAGS]\n"
     "\n"
     "Prints (YAML, '---' separated) the ServiceAccount, Role and RoleBinding that 'run' needs,\n"
-    "and nothing more. With --all-namespaces the Worker, Pod, sandbox, Secret and Event rules go\n"
-    "into a ClusterRole + ClusterRoleBinding, while leader election keeps a namespaced Role +\n"
-    "RoleBinding (<controller-name>-leader-election) for Leases in the controller's namespace.\n"
-    "Output is deterministic: the same flags give byte-identical YAML.\n"
+    "and nothing more, all in one namespace: `run` watches one namespace and keeps its Lease\n"
+    "there. Output is deterministic: the same flags give byte-identical YAML.\n"
     "\n"
     "Flags:\n"
     "  --namespace NS            namespace of the controller (ServiceAccount, Role, Lease) (default default)\n"
     "  --controller-name NAME    HICLAW_CONTROLLER_NAME; names the Role/Binding (default hiclaw-controller)\n"
     "  --service-account NAME    ServiceAccount name (default: the controller name)\n"
-    "  --no-sandbox              HICLAW_SANDBOX_ENABLED=false: no OpenKruise or TokenRequest rules\n"
+    "  --no-sandbox              HICLAW_SANDBOX_ENABLED=false: no TokenRequest, SandboxSet or sandbox\n"
+    "                            write rules (claims and Sandboxes stay readable, so a sandbox\n"
+    "                            Worker left over is seen and reported)\n"
     "  --no-manage-pool          HICLAW_SANDBOX_MANAGE_POOL=false: no SandboxSet rule\n"
-    "  --all-namespaces          grant the Worker rules in every namespace (ClusterRole), for a\n"
-    "                            controller that watches cluster-wide\n"
     "\n"
     "Example: worker-controller render-rbac --namespace hiclaw | kubectl apply -f -\n";
 
@@ -49,12 +47,19 @@ static int cmd_render_rbac(int argc, char **argv) {
     wc_err err;
     err_clear(&err);
     if (cli_parse(argc, argv, flags, NULL, 0, NULL, &err) < 0) return cli_usage_error("render-rbac", &err);
+    /* Still parsed, to say why it is gone rather than "unknown flag": `run` watches exactly one
+     * namespace, so a ClusterRole would grant every namespace's Pods, Secrets and
+     * ServiceAccounts to a controller that never reads them. */
+    if (render_rbac_flag_on(all)) {
+        err_set(&err, WC_EINVAL, "--all-namespaces was removed: `run` watches one namespace (HICLAW_K8S_NAMESPACE) "
+                                 "and needs only a Role there; render one per namespace with --namespace");
+        return cli_usage_error("render-rbac", &err);
+    }
     rbac_opts o = {
         .namespace = ns ? ns : "default",
         .controller_name = name ? name : "hiclaw-controller",
         .sandbox = !render_rbac_flag_on(no_sandbox),
         .manage_pool = !render_rbac_flag_on(no_pool),
-        .all_namespaces = render_rbac_flag_on(all),
     };
     o.service_account = sa ? sa : o.controller_name;
     if (render_rbac_check(&o, &err) < 0) return cli_usage_error("render-rbac", &err);

@@ -2,12 +2,15 @@
  * run.c — `worker-controller run`: the controller.
  *
  *   configuration (exit 2 on anything invalid, before touching the cluster)
- *   → client → [leader election] → informers (Workers; Pods, claims, Sandboxes labelled
- *     hiclaw.io/controller=<name>) → caches synced → HICLAW_CONCURRENCY reconcile workers
+ *   → client → informers (Workers, Pods, claims, Sandboxes: all labelled
+ *     hiclaw.io/controller=<name>) → caches synced → [leader election] → HICLAW_CONCURRENCY
+ *     reconcile workers
  *   → SIGTERM/SIGINT: stop taking work, finish in-flight reconciles, release the lease, exit 0 —
  *     all within 30 s (Kubernetes' default grace period) even when the API server hangs: the
  *     drain waits at most RUN_SHUTDOWN_GRACE_MS, the lease release gets short request time
  *     limits, and then whatever is still in flight is cancelled.
+ *   → lease lost: every request cancelled at once (no drain: another replica may already act),
+ *     exit 1. Nothing is written before the lease is held, the managed SandboxSet included.
  */
 
 static const char run_usage_head[] =
@@ -38,6 +41,8 @@ typedef struct run_state {
     char *namespace;        /* watched */
     char *own_namespace;    /* where the controller runs: its Lease lives here */
     atomic_int stopping;
+    atomic_int lease_lost;  /* the lease was lost: every request of the controller is cancelled */
+    int sandbox_apis;       /* OpenKruise serves claims and Sandboxes: they are watched */
     leader_elector *elector;
     kube_client *lease_kc; /* leader election's own client */
     httpd *health, *metrics;
@@ -124,6 +129,50 @@ static void controller_configure(controller *c, const wc_cfg *conf, const char *
     c->wait_ready_timeout_ms = conf->sandbox_wait_ready_timeout_ms;
 }
 
+/* The label selectors of the watches. Pure. HiClaw's rule (SPEC 3): a controller handles the
+ * Workers that carry its hiclaw.io/controller label, so several controllers share a namespace
+ * and a Worker without the label belongs to none of them. Every watch is scoped by it. */
+typedef struct run_selectors {
+    char workers[300];
+    char instances[300]; /* claims and Sandboxes */
+    char pods[400];      /* pod-backend Pods (a Sandbox's own Pod left out) */
+} run_selectors;
+
+static void run_selectors_for(const char *controller_name, run_selectors *s) {
+    snprintf(s->workers, sizeof s->workers, LABEL_CONTROLLER "=%s", controller_name);
+    snprintf(s->instances, sizeof s->instances, LABEL_CONTROLLER "=%s", controller_name);
+    snprintf(s->pods, sizeof s->pods, "%s" POD_INSTANCE_SELECTOR_EXTRA, s->instances);
+}
+
+/* Workers of the namespace that carry no hiclaw.io/controller label: no controller handles
+ * them (SPEC 3). Counted with ONE list of at most `limit` items, because this is only a hint for
+ * the operator: the API server sets no remainingItemCount when a label selector is given, so
+ * beyond one page the count is "at least". */
+typedef struct unlabelled_workers {
+    long count;
+    int at_least;     /* more exist than were listed */
+    char names[256];  /* the first few, comma-separated */
+} unlabelled_workers;
+
+static int count_unlabelled_workers(kube_client *kc, const char *ns, long limit, unlabelled_workers *u, wc_err *err) {
+    memset(u, 0, sizeof *u);
+    cJSON *list = NULL;
+    if (kube_list_page(kc, &KUBE_WORKERS, ns, "!" LABEL_CONTROLLER, NULL, limit, NULL, &list, err) < 0) return -1;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(list, "items")) {
+        const char *name = kube_json_str(it, "metadata.name");
+        if (name && strlen(u->names) + strlen(name) + 3 < sizeof u->names)
+            snprintf(u->names + strlen(u->names), sizeof u->names - strlen(u->names), "%s%s", u->count ? "," : "", name);
+        u->count++;
+    }
+    const cJSON *md = cJSON_GetObjectItemCaseSensitive(list, "metadata");
+    const cJSON *rest = cJSON_GetObjectItemCaseSensitive(md, "remainingItemCount");
+    if (cJSON_IsNumber(rest) && rest->valuedouble > 0) u->count += (long)rest->valuedouble;
+    else if (json_str(md, "continue") && *json_str(md, "continue")) u->at_least = 1;
+    cJSON_Delete(list);
+    return 0;
+}
+
 static kube_informer *run_informer(run_state *r, const char *name, const kube_resource *res, const char *selector,
                                    kube_project_fn project, kube_informer_handler h, kube_index_fn index, wc_err *err) {
     kube_informer_options o = {.resource = res, .namespace = r->namespace, .label_selector = selector,
@@ -147,7 +196,7 @@ static int health_handler(void *ud, const char *path, buf *body, const char **ct
     if (strcmp(path, "/readyz") == 0) {
         controller *c = &r->ctl;
         kube_informer *all[4] = {c->workers, c->pods, c->claims, c->sandboxes};
-        int need = 2 + (r->conf.sandbox_enabled ? 2 : 0);
+        int need = 2 + (r->sandbox_apis ? 2 : 0);
         for (int i = 0; i < need; i++)
             if (!all[i] || !kube_informer_synced(all[i])) {
                 buf_printf(body, "informer %s not synced\n", i == 0 ? "workers" : i == 1 ? "pods" : i == 2 ? "sandboxclaims" : "sandboxes");
@@ -222,10 +271,16 @@ static int metrics_handler(void *ud, const char *path, buf *b, const char **ctyp
     return 200;
 }
 
-/* Losing the lease means another replica may act any moment: stop at once, exit non-zero so
- * Kubernetes restarts us as a follower. */
+/* Losing the lease means another replica may act any moment: no write of ours may land after
+ * that. Like controller-runtime (zero grace on lease loss), nothing is drained: the client's
+ * cancel flag aborts every request in flight and refuses new ones — the S3 client shares the
+ * flag — so the reconciles still running fail at their next request instead of finishing.
+ * Then the main thread is told to exit, non-zero, so Kubernetes restarts us as a follower.
+ * Runs on the elector's thread. */
 static void on_leadership_lost(void *ud) {
-    (void)ud;
+    run_state *r = ud;
+    if (r && r->ctl.kc) atomic_store(&r->ctl.kc->cancel, 1);
+    if (r) atomic_store(&r->lease_lost, 1);
     kill(getpid(), SIGTERM);
 }
 
@@ -308,44 +363,54 @@ static int cmd_run(int argc, char **argv) {
     }
     c->rec = kube_recorder_new(c->kc, "hiclaw.io/worker-controller", instance);
 
-    if (r->conf.sandbox_enabled) {
+    /* Claims and Sandboxes are watched whenever OpenKruise serves them, even with the sandbox
+     * backend disabled (read-only then): a Worker whose sandbox was made before the backend was
+     * turned off must be seen — never doubled by a Pod, never stripped of its finalizer while
+     * its agent runs. Enabled, the CRDs are required; disabled, they are looked for. */
+    {
         static const char *need[] = {"sandboxclaims.agents.kruise.io", "sandboxes.agents.kruise.io"};
         const kube_resource *needr[] = {&KUBE_SANDBOXCLAIMS, &KUBE_SANDBOXES};
+        int served = 0;
         for (size_t i = 0; i < 2; i++) {
             int p = api_served(c->kc, needr[i], r->namespace, &err);
             if (p < 0) {
-                log_error("cannot check the OpenKruise agents CRDs", "crd", need[i], "error", err.msg);
+                log_error(r->conf.sandbox_enabled
+                              ? "cannot check the OpenKruise agents CRDs"
+                              : "cannot check the OpenKruise agents CRDs (with the sandbox backend disabled the controller "
+                                "still reads claims and Sandboxes: apply the RBAC of render-rbac --no-sandbox)",
+                          "crd", need[i], "error", err.msg);
                 goto out_free;
             }
-            if (p == 0) {
+            if (p == 0 && r->conf.sandbox_enabled) {
                 log_error("the sandbox backend is enabled but a CRD it needs is not installed: install OpenKruise "
                           "agents, or set HICLAW_SANDBOX_ENABLED=false",
                           "crd", need[i]);
                 rc = WC_EXIT_USAGE;
                 goto out_free;
             }
+            served += p;
         }
+        r->sandbox_apis = served == 2;
+        if (!r->conf.sandbox_enabled && r->sandbox_apis)
+            log_info("sandbox backend disabled; watching SandboxClaims and Sandboxes read-only (OpenKruise agents is installed)");
     }
 
-    if (r->conf.sandbox_enabled) {
+    /* The worker-deps storage: required with the sandbox backend; with it disabled, used (when
+     * configured) only to remove a deleted Worker's objects. */
+    int have_storage = *r->conf.worker_deps_endpoint && *r->conf.worker_deps_bucket && *r->conf.worker_deps_access_key_id;
+    if (r->conf.sandbox_enabled || have_storage) {
         c->s3 = s3_client_new(r->conf.worker_deps_endpoint, r->conf.worker_deps_bucket, r->conf.worker_deps_region,
                               r->conf.worker_deps_access_key_id, r->conf.worker_deps_secret_access_key,
                               r->conf.worker_deps_ca_pem, &err);
-        if (!c->s3) {
+        if (!c->s3 && r->conf.sandbox_enabled) {
             log_error("cannot set up worker-deps storage", "error", err.msg);
             rc = WC_EXIT_USAGE;
             goto out_free;
         }
-        c->s3->cancel = &c->kc->cancel;
-        if (r->conf.sandbox_manage_pool) {
-            if (sandbox_apply_pool(c, r->namespace, r->conf.sandbox_agent_runtime_image, r->conf.sandbox_prewarm_size,
-                                   r->conf.worker_cpu.canon, r->conf.worker_memory.canon, &err) < 0) {
-                log_error("cannot apply the SandboxSet (warm pool)", "pool", r->conf.sandbox_pool, "error", err.msg);
-                goto out_free;
-            }
-            log_info("applied SandboxSet", "pool", r->conf.sandbox_pool, "namespace", r->namespace);
-        }
+        if (!c->s3) log_warn("cannot set up worker-deps storage; deleted Workers' worker-deps objects stay", "error", err.msg);
+        else c->s3->cancel = &c->kc->cancel;
     }
+    c->dc.deps_storage = c->s3 != NULL;
 
     r->start_time = (double)time(NULL);
     pthread_mutex_init(&r->reconcile_time.mu, NULL);
@@ -367,20 +432,18 @@ static int cmd_run(int argc, char **argv) {
         log_error("cannot create the workqueue", "error", err.msg);
         goto out_free;
     }
-    char selector[300];
-    snprintf(selector, sizeof selector, LABEL_CONTROLLER "=%s", r->conf.controller_name);
-    c->workers = run_informer(r, "workers", &KUBE_WORKERS, NULL, worker_project, enqueue_worker, NULL, &err);
-    char pod_selector[400];
-    snprintf(pod_selector, sizeof pod_selector, "%s" POD_INSTANCE_SELECTOR_EXTRA, selector);
-    c->pods = c->workers ? run_informer(r, "pods", &KUBE_PODS, pod_selector, pod_project, enqueue_owner, instance_index, &err) : NULL;
-    if (c->pods && r->conf.sandbox_enabled) {
-        c->claims = run_informer(r, "sandboxclaims", &KUBE_SANDBOXCLAIMS, selector, claim_project, enqueue_owner,
+    run_selectors sel;
+    run_selectors_for(r->conf.controller_name, &sel);
+    c->workers = run_informer(r, "workers", &KUBE_WORKERS, sel.workers, worker_project, enqueue_worker, NULL, &err);
+    c->pods = c->workers ? run_informer(r, "pods", &KUBE_PODS, sel.pods, pod_project, enqueue_owner, instance_index, &err) : NULL;
+    if (c->pods && r->sandbox_apis) {
+        c->claims = run_informer(r, "sandboxclaims", &KUBE_SANDBOXCLAIMS, sel.instances, claim_project, enqueue_owner,
                                  instance_index, &err);
-        c->sandboxes = c->claims ? run_informer(r, "sandboxes", &KUBE_SANDBOXES, selector, sandbox_project, enqueue_owner,
-                                                instance_index, &err)
+        c->sandboxes = c->claims ? run_informer(r, "sandboxes", &KUBE_SANDBOXES, sel.instances, sandbox_project,
+                                                enqueue_owner, instance_index, &err)
                                  : NULL;
     }
-    if (!c->workers || !c->pods || (r->conf.sandbox_enabled && (!c->claims || !c->sandboxes))) {
+    if (!c->workers || !c->pods || (r->sandbox_apis && (!c->claims || !c->sandboxes))) {
         log_error("cannot start informers", "error", err.msg);
         goto out_stop;
     }
@@ -397,12 +460,25 @@ static int cmd_run(int argc, char **argv) {
             wc_sleep_ms(20);
         }
     }
+    {
+        /* A Worker without the label is silently nobody's: say so once, cheaply. */
+        unlabelled_workers u;
+        if (count_unlabelled_workers(c->kc, r->namespace, 100, &u, &err) < 0) {
+            log_warn("cannot count Workers without a hiclaw.io/controller label", "namespace", r->namespace, "error", err.msg);
+        } else if (u.count) {
+            char n[32];
+            snprintf(n, sizeof n, "%s%ld", u.at_least ? "at least " : "", u.count);
+            log_warn("Workers without a hiclaw.io/controller label are ignored (label them hiclaw.io/controller=<controller>)",
+                     "namespace", r->namespace, "count", n, "controller", r->conf.controller_name, "workers", u.names);
+        }
+    }
     if (r->conf.leader_elect) {
         char lease[300], identity[400];
         snprintf(lease, sizeof lease, "%s-leader", r->conf.controller_name);
         snprintf(identity, sizeof identity, "%s_%08lx%04x", host, (unsigned long)time(NULL), (unsigned)getpid() & 0xffff);
         r->elector = leader_new(r->lease_kc, r->own_namespace, lease, identity);
         r->elector->on_lost = on_leadership_lost;
+        r->elector->ud = r;
         if (leader_start(r->elector, &err) < 0) {
             log_error("cannot start leader election", "error", err.msg);
             goto out_stop;
@@ -417,6 +493,16 @@ static int cmd_run(int argc, char **argv) {
             wc_sleep_ms(50);
         }
     }
+    /* The warm pool is a write like any other: only the leader makes it (SPEC 10), so a
+     * standby starting with other settings never fights the running leader over it. */
+    if (r->conf.sandbox_enabled && r->conf.sandbox_manage_pool) {
+        if (sandbox_apply_pool(c, r->namespace, r->conf.sandbox_agent_runtime_image, r->conf.sandbox_prewarm_size,
+                               r->conf.worker_cpu.canon, r->conf.worker_memory.canon, &err) < 0) {
+            log_error("cannot apply the SandboxSet (warm pool)", "pool", r->conf.sandbox_pool, "error", err.msg);
+            goto out_stop;
+        }
+        log_info("applied SandboxSet", "pool", r->conf.sandbox_pool, "namespace", r->namespace);
+    }
     char nworkers[24];
     snprintf(nworkers, sizeof nworkers, "%" PRId64, r->conf.concurrency);
     log_info("caches synced, starting workers", "workers", nworkers);
@@ -425,11 +511,18 @@ static int cmd_run(int argc, char **argv) {
     for (int i = 0; i < r->nthreads; i++) pthread_create(&r->threads[i], NULL, run_worker_thread, r);
 
     int sig = wait_signal(&sigs);
-    log_info("shutting down", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     atomic_store(&r->stopping, 1);
-    size_t left = wq_shutdown_drain(r->q, RUN_SHUTDOWN_GRACE_MS);
-    if (left) log_warn("in-flight reconciles did not finish in time; abandoning them");
-    rc = r->elector && atomic_load(&r->elector->lost) ? WC_EXIT_FAILURE : WC_EXIT_OK;
+    if (atomic_load(&r->lease_lost)) {
+        /* No drain: in-flight requests are already cancelled (on_leadership_lost); the
+         * reconciles fail fast and the workers are joined below. */
+        log_error("leader lease lost: every request cancelled, exiting");
+        rc = WC_EXIT_FAILURE;
+    } else {
+        log_info("shutting down", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        size_t left = wq_shutdown_drain(r->q, RUN_SHUTDOWN_GRACE_MS);
+        if (left) log_warn("in-flight reconciles did not finish in time; abandoning them");
+        rc = WC_EXIT_OK;
+    }
 out_stop:
     httpd_stop(r->health); /* before the queue and caches they read go away */
     httpd_stop(r->metrics);

@@ -99,6 +99,7 @@ typedef struct wc_cfg {
     char *worker_deps_secret_access_key_file;
     char *worker_deps_ca_file;
     char *worker_deps_ca_pem; /* content of worker_deps_ca_file, NULL when unset */
+    int worker_deps_allow_plaintext_http;
     /* cluster connection flags (--kubeconfig, ...): point into argv */
     kube_connect_opts kube;
 } wc_cfg;
@@ -244,6 +245,9 @@ static const cfg_field cfg_fields[] = {
            "file holding the secret access key (instead of HICLAW_WORKER_DEPS_SECRET_ACCESS_KEY)"),
     F_FILE(worker_deps_ca_file, CFG_PEM_FILE, worker_deps_ca_pem, "HICLAW_WORKER_DEPS_CA_FILE",
            "worker-deps-ca-file", "workerDeps.caFile", "PEM CA bundle that signs the endpoint's certificate"),
+    F_BOOL(worker_deps_allow_plaintext_http, "HICLAW_WORKER_DEPS_ALLOW_PLAINTEXT_HTTP", "worker-deps-allow-plaintext-http",
+           "false", "workerDeps.allowPlaintextHTTP",
+           "accept an http:// endpoint: env files (credentials) and tokens then cross the network unencrypted"),
 };
 
 #define CFG_NFIELDS (sizeof cfg_fields / sizeof *cfg_fields)
@@ -641,6 +645,14 @@ static int cfg_validate(const wc_cfg *c, wc_err *err) {
         return err_set(err, WC_EINVAL, "%s is set but %s is not (nor its _FILE variant); set both or neither",
                        have_id ? "HICLAW_WORKER_DEPS_ACCESS_KEY_ID" : "HICLAW_WORKER_DEPS_SECRET_ACCESS_KEY",
                        have_id ? "HICLAW_WORKER_DEPS_SECRET_ACCESS_KEY" : "HICLAW_WORKER_DEPS_ACCESS_KEY_ID");
+    /* SPEC 7: the objects are credentials (env file, token). Refused with sandbox on or off: the
+     * storage is also used to clean up after sandbox Workers. */
+    if (strncmp(c->worker_deps_endpoint, "http://", 7) == 0 && !c->worker_deps_allow_plaintext_http)
+        return err_set(err, WC_EINVAL,
+                       "HICLAW_WORKER_DEPS_ENDPOINT (--worker-deps-endpoint): \"%s\" is plain http: env files and "
+                       "tokens would cross the network unencrypted; use https:// (with HICLAW_WORKER_DEPS_CA_FILE), "
+                       "or accept the risk with HICLAW_WORKER_DEPS_ALLOW_PLAINTEXT_HTTP=true",
+                       c->worker_deps_endpoint);
     if (!c->sandbox_enabled) return 0;
     const char *missing[4];
     int n = 0;

@@ -60,11 +60,19 @@ typedef struct observed {
     size_t nclaims;
     const obs_sandbox *sandboxes;
     size_t nsandboxes;
-    /* sandbox worker-deps (from object storage metadata; meaningful for sandbox Workers) */
-    int token_present;            /* token/token exists */
+    /* sandbox worker-deps, from object storage metadata (HEADs by the shell, never a read of a
+     * credential); meaningful for Workers of the sandbox backend, or that were */
+    const char *deps_path;        /* where the Worker's objects belong now: <prefix>workers-deps/<ns>/<workerName>/ */
+    int deps_observed;            /* the fields below were read (a storage error leaves them unknown) */
+    int token_present;            /* token/token exists (assumed on a storage error) */
     int64_t token_refresh_in_ms;  /* <= 0: refresh now; only when token_present */
-    int deps_present;             /* env/env and data/.keep exist */
-    const char *deps_hash;        /* hash of the env file content last written */
+    int deps_present;             /* env/env exists */
+    const char *deps_hash;        /* its recorded content hash ("": written by a version that kept none) */
+    const char *want_deps_hash;   /* the hash of the env file the Worker should have (computed by the shell) */
+    const char *deps_conflict;    /* non-NULL: an object there belongs to another Worker — who, and what to do */
+    /* The API server (a live list, not the cache) holds no Sandbox for the Worker: set by the
+     * shell when a decision asked for it (decision.confirm_sandbox_lost). */
+    int sandbox_lost_confirmed;
     /* a recent instance failure: no new instance before this many ms (0: none pending) */
     int64_t recreate_backoff_ms;
     const char *last_failure;     /* what failed, for the status message while waiting */
@@ -76,6 +84,7 @@ typedef struct decide_config {
     const char *prefix;           /* HICLAW_RESOURCE_PREFIX */
     int sandbox_enabled;
     int sandbox_pause;            /* HICLAW_SANDBOX_PAUSE */
+    int deps_storage;             /* worker-deps storage usable (always with sandbox; else when configured) */
 } decide_config;
 
 /* ---- decisions ---- */
@@ -95,6 +104,10 @@ typedef enum action_kind {
     ACT_SET_SANDBOX_PAUSED,
     ACT_DELETE_DEPS_TOKEN,
     ACT_DELETE_DEPS_ALL,        /* token, env, data: Worker deletion */
+    ACT_CONFIRM_INSTANCES_GONE, /* fails while the API server (not the cache) still has an instance */
+    ACT_WRITE_ENV,              /* env/env only (lost or changed), the sandbox untouched */
+    ACT_DELETE_DEPS_MOVED,      /* token and env at a path the Worker no longer uses */
+    ACT_KIND_COUNT
 } action_kind;
 
 /* The action's name in logs and failpoints ("after-<name>"): lower-case, dash-separated. */
@@ -107,13 +120,15 @@ static const char *action_kind_name(action_kind k) {
         [ACT_CREATE_CLAIM] = "create-claim",           [ACT_DELETE_CLAIM] = "delete-claim",
         [ACT_DELETE_SANDBOX] = "delete-sandbox",       [ACT_SET_SANDBOX_PAUSED] = "set-sandbox-paused",
         [ACT_DELETE_DEPS_TOKEN] = "delete-deps-token", [ACT_DELETE_DEPS_ALL] = "delete-deps-all",
+        [ACT_CONFIRM_INSTANCES_GONE] = "confirm-instances-gone",
+        [ACT_WRITE_ENV] = "write-env",                 [ACT_DELETE_DEPS_MOVED] = "delete-deps-moved",
     };
     return (unsigned)k < sizeof names / sizeof names[0] && names[k] ? names[k] : "unknown";
 }
 
 typedef struct action {
     action_kind kind;
-    const char *name;           /* object acted on */
+    const char *name;           /* object acted on (deps actions: the worker-deps path) */
     const char *uid;            /* delete precondition */
     int flag;                   /* ACT_SET_SANDBOX_PAUSED: the value */
 } action;
@@ -147,6 +162,8 @@ typedef struct decision {
     int backoff;                 /* requeue with the per-key backoff (failed instance, claim timeout) */
     int64_t requeue_after_ms;    /* > 0: look again after this long (token refresh, waiting) */
     int done_deleting;           /* deletion complete: finalizer removed */
+    int confirm_sandbox_lost;    /* ask the API server whether the claim's Sandbox exists, then decide again */
+    const char *deps_path;       /* status.workerDepsPath to record; NULL = keep (the shell sets it after a write) */
 } decision;
 
 static void decide_action(decision *d, action_kind k, const char *name, const char *uid, int flag) {
@@ -210,6 +227,23 @@ static int decide_backing_off(arena *a, const observed *o, decision *d) {
     set_synced(d, "False", reason, d->message); /* the last attempt failed; the retry is pending */
     d->requeue_after_ms = o->recreate_backoff_ms;
     return 1;
+}
+
+/* ---- worker-deps ---- */
+
+/* The path the Worker's running (or last) sandbox mounts: the one recorded when the deps were
+ * written, else where they belong now. Refreshes, rewrites and the Stopped cleanup act there. */
+static const char *deps_live_path(const worker *w, const observed *o) {
+    return w->status_deps_path && *w->status_deps_path ? w->status_deps_path : o->deps_path;
+}
+
+/* Another Worker owns objects at this Worker's worker-deps path: nothing is written or deleted
+ * there and no claim is made (SPEC 7); say who, once per generation as a Warning. */
+static void decide_deps_conflict(const worker *w, const observed *o, decision *d) {
+    d->message = o->deps_conflict;
+    set_synced(d, "False", "WorkerDepsConflict", o->deps_conflict);
+    if (first_time_this_generation(w, "WorkerDepsConflict"))
+        decide_event(d, "Warning", "WorkerDepsConflict", o->deps_conflict);
 }
 
 /* ---- pod backend ---- */
@@ -359,8 +393,7 @@ static void decide_sandbox(arena *a, const worker *w, const observed *o, const d
             set_ready(d, "False", "Stopping", d->message);
             return;
         }
-        if (w->state == STATE_STOPPED && o->token_present) decide_action(d, ACT_DELETE_DEPS_TOKEN, NULL, NULL, 0);
-        d->phase = rest;
+        d->phase = rest; /* (a Stopped Worker's token object: see decide()) */
         d->instance = (worker_instance){0};
         d->message = "";
         set_ready(d, "False", phase_name(rest), "");
@@ -397,8 +430,20 @@ static void decide_sandbox(arena *a, const worker *w, const observed *o, const d
     /* state Running */
     if (!claim && !sbx) {
         if (decide_backing_off(a, o, d)) return;
+        if (o->deps_conflict) {
+            d->phase = PHASE_FAILED;
+            decide_deps_conflict(w, o, d);
+            set_ready(d, "False", "WorkerDepsConflict", d->message);
+            return;
+        }
+        /* The deps move (workerName, prefix or key layout changed): the old token and env file
+         * are credentials nobody mounts any more — removed (this Worker's own only) first. The
+         * data stays: it is the agent's state, not the controller's to throw away. */
+        const char *rec = w->status_deps_path;
+        if (rec && *rec && o->deps_path && *o->deps_path && strcmp(rec, o->deps_path) != 0)
+            decide_action(d, ACT_DELETE_DEPS_MOVED, rec, NULL, 0);
         decide_action(d, ACT_ENSURE_SERVICEACCOUNT, claim_name, NULL, 0);
-        decide_action(d, ACT_WRITE_DEPS, claim_name, NULL, 0);
+        decide_action(d, ACT_WRITE_DEPS, o->deps_path, NULL, 0);
         decide_action(d, ACT_CREATE_CLAIM, claim_name, NULL, 0);
         d->phase = PHASE_PENDING;
         d->message = arena_sprintf(a, "writing worker-deps and claiming a sandbox (%s)", claim_name);
@@ -421,9 +466,20 @@ static void decide_sandbox(arena *a, const worker *w, const observed *o, const d
         decide_event(d, "Normal", "Recreating", d->message);
         return;
     }
-    if (o->token_present && o->token_refresh_in_ms <= 0) decide_action(d, ACT_REFRESH_TOKEN, claim_name, NULL, 0);
-    else if (o->token_present) d->requeue_after_ms = o->token_refresh_in_ms;
-    else decide_action(d, ACT_REFRESH_TOKEN, claim_name, NULL, 0); /* lost token object: write it again */
+    if (o->deps_conflict) {
+        decide_deps_conflict(w, o, d); /* the instance's status below; no refresh, no rewrite */
+    } else {
+        const char *mounted = deps_live_path(w, o);
+        if (o->token_present && o->token_refresh_in_ms <= 0) decide_action(d, ACT_REFRESH_TOKEN, mounted, NULL, 0);
+        else if (o->token_present) d->requeue_after_ms = o->token_refresh_in_ms;
+        else decide_action(d, ACT_REFRESH_TOKEN, mounted, NULL, 0); /* lost token object: write it again */
+        /* A lost env file, or one whose content is not the Worker's (edited, or written by a
+         * version that recorded no hash): written again in place. The sandbox stays — any env
+         * change the Worker itself makes already changes its spec hash and replaces it. */
+        if (o->deps_observed && o->want_deps_hash &&
+            (!o->deps_present || !o->deps_hash || strcmp(o->deps_hash, o->want_deps_hash) != 0))
+            decide_action(d, ACT_WRITE_ENV, mounted, NULL, 0);
+    }
 
     if (claim && !sbx) {
         const char *cp = claim->phase ? claim->phase : "";
@@ -435,6 +491,34 @@ static void decide_sandbox(arena *a, const worker *w, const observed *o, const d
             set_ready(d, "False", "ClaimFailed", d->message);
             set_synced(d, "False", "ClaimFailed", d->message);
             decide_event(d, "Warning", "ClaimFailed", d->message);
+            decide_action(d, ACT_DELETE_CLAIM, claim->name, claim->uid, 0);
+            d->backoff = 1;
+            return;
+        }
+        if (strcmp(cp, "Completed") == 0) {
+            /* Every replica claimed, yet no Sandbox: deleted outside the controller, or lost with
+             * its node. The claim is kept forever (ttlAfterCompleted -1s) and will not re-claim,
+             * so it must be replaced — as a vanished Pod is. But the claim and Sandbox watches are
+             * separate: right after a claim completes, the Sandbox cache may simply be behind.
+             * Deleting on that would throw a fresh sandbox away, so the loss is confirmed against
+             * the API server first (a live list of the Worker's Sandboxes, by the shell), rather
+             * than waited out: the list is authoritative because OpenKruise labels the Sandbox
+             * before it counts it in claimedReplicas. */
+            if (!o->sandbox_lost_confirmed) {
+                d->confirm_sandbox_lost = 1;
+                d->phase = PHASE_STARTING;
+                d->message = arena_sprintf(a, "claim %s completed; waiting for its Sandbox", claim->name);
+                set_ready(d, "False", "Starting", d->message);
+                d->requeue_after_ms = 2000;
+                return;
+            }
+            d->phase = PHASE_FAILED;
+            d->message = arena_sprintf(a, "the Sandbox of claim %s is gone (deleted outside the controller, or lost with its "
+                                          "node); deleting the claim and claiming a sandbox again with backoff",
+                                       claim->name);
+            set_ready(d, "False", "SandboxLost", d->message);
+            set_synced(d, "False", "SandboxLost", d->message);
+            decide_event(d, "Warning", "SandboxLost", d->message);
             decide_action(d, ACT_DELETE_CLAIM, claim->name, claim->uid, 0);
             d->backoff = 1;
             return;
@@ -505,6 +589,50 @@ static void decide_sandbox(arena *a, const worker *w, const observed *o, const d
     set_ready(d, "False", "Starting", d->message);
 }
 
+/* ---- instances left alone ---- */
+
+/* The status of an instance the controller leaves alone, as it is: the backend's own decision
+ * for a Running Worker without a spec hash (so nothing reads "recreating" or "stopping"), its
+ * actions dropped. Status must describe the instance that really exists (SPEC 3, 7). */
+static void decide_as_is(arena *a, const worker *w, const observed *o, const decide_config *c, backend_kind b,
+                         decision *inner) {
+    worker running = *w;
+    running.state = STATE_RUNNING;
+    memset(inner, 0, sizeof *inner);
+    if (b == BACKEND_POD) decide_pod(a, &running, o, c, NULL, inner);
+    else decide_sandbox(a, &running, o, c, NULL, inner);
+}
+
+/* Names the instance that exists (status.instance, containerState) in a decision whose branch
+ * leaves instances alone: a Pod first, else the sandbox. Nothing when none exists. */
+static void describe_existing(arena *a, const worker *w, const observed *o, const decide_config *c, decision *d) {
+    if (!o->npods && !o->nclaims && !o->nsandboxes) return;
+    decision inner;
+    decide_as_is(a, w, o, c, o->npods ? BACKEND_POD : BACKEND_SANDBOX, &inner);
+    d->instance = inner.instance;
+    d->container_state = inner.container_state;
+}
+
+/* "SandboxClaim X and Sandbox Y": what of the sandbox backend exists for the Worker. */
+static const char *sandbox_instances_named(arena *a, const observed *o) {
+    const char *claim = o->nclaims ? o->claims[0].name : NULL;
+    const char *sbx = o->nsandboxes ? o->sandboxes[0].name : NULL;
+    if (claim && sbx) return arena_sprintf(a, "SandboxClaim %s and Sandbox %s", claim, sbx);
+    return claim ? arena_sprintf(a, "SandboxClaim %s", claim) : arena_sprintf(a, "Sandbox %s", sbx ? sbx : "?");
+}
+
+/* The sandbox backend is disabled, yet the Worker has sandbox instances (made before it was
+ * turned off). They are observed through read-only watches and never touched — the controller
+ * has no right to, and removing an agent on a configuration change would be destructive — so
+ * status says why nothing more happens and what the operator can do. */
+static const char *sandbox_disabled_message(arena *a, const observed *o, int deleting) {
+    const char *what = sandbox_instances_named(a, o);
+    return arena_sprintf(a, "%s of this Worker exist%s but the sandbox backend is disabled (HICLAW_SANDBOX_ENABLED=false): "
+                            "nothing more is done for %s%s; enable it (HICLAW_SANDBOX_ENABLED=true) or remove %s by hand",
+                         what, o->nclaims + o->nsandboxes > 1 ? "" : "s", o->nclaims + o->nsandboxes > 1 ? "them" : "it",
+                         deleting ? " and the finalizer stays" : "", what);
+}
+
 /* ---- the whole decision ---- */
 
 /* pod_hash / sandbox_hash: the spec hash an instance of each backend must carry. */
@@ -519,17 +647,40 @@ static void decide(arena *a, const worker *w, const observed *o, const decide_co
     if (w->deleting) {
         for (size_t i = 0; i < o->npods; i++)
             if (!o->pods[i].deleting) decide_action(d, ACT_DELETE_POD, o->pods[i].name, o->pods[i].uid, 0);
-        int pending = sandbox_teardown(d, o) || have_pods;
+        /* Never orphan an agent holding credentials: with the sandbox backend disabled its
+         * instances cannot be removed here, so the finalizer waits for a human. */
+        int sandbox_stuck = !c->sandbox_enabled && have_sbx;
+        int pending = (sandbox_stuck || sandbox_teardown(d, o)) || have_pods;
         d->phase = PHASE_STOPPING;
         d->message = "Worker is being deleted";
         set_ready(d, "False", "Deleting", d->message);
+        if (sandbox_stuck) {
+            d->message = sandbox_disabled_message(a, o, 1);
+            set_synced(d, "False", "SandboxDisabled", d->message);
+            if (first_time_this_generation(w, "SandboxDisabled")) decide_event(d, "Warning", "SandboxDisabled", d->message);
+        }
         if (!pending && w->has_finalizer) {
-            if (c->sandbox_enabled) decide_action(d, ACT_DELETE_DEPS_ALL, NULL, NULL, 0);
+            /* The cache says everything is gone; the API server must agree before anything of
+             * the cleanup runs (a lagging cache must not cost an agent its credentials, nor the
+             * Worker its finalizer while an instance lives). */
+            decide_action(d, ACT_CONFIRM_INSTANCES_GONE, NULL, NULL, 0);
+            const char *rec = w->status_deps_path;
+            int moved = rec && *rec && (!o->deps_path || strcmp(rec, o->deps_path) != 0);
+            if (c->sandbox_enabled || c->deps_storage) {
+                decide_action(d, ACT_DELETE_DEPS_ALL, o->deps_path, NULL, 0);
+                if (moved) decide_action(d, ACT_DELETE_DEPS_ALL, rec, NULL, 0);
+            } else if (rec && *rec) {
+                decide_event(d, "Warning", "WorkerDepsLeft",
+                             arena_sprintf(a, "the worker-deps objects under %s are left in the bucket: the sandbox backend "
+                                              "is disabled and no worker-deps storage is configured", rec));
+            }
             decide_action(d, ACT_DELETE_SERVICEACCOUNT, instance_name(a, w, c), NULL, 0);
             decide_action(d, ACT_REMOVE_FINALIZER, NULL, NULL, 0);
             d->done_deleting = 1;
         } else if (pending) {
-            d->requeue_after_ms = 2000; /* deletes in flight: look again even without events */
+            /* deletes in flight: look again even without events; a sandbox left for a human
+             * only needs an occasional look (its removal is an event anyway) */
+            d->requeue_after_ms = sandbox_stuck && !have_pods ? 60000 : 2000;
         }
         return;
     }
@@ -541,6 +692,7 @@ static void decide(arena *a, const worker *w, const observed *o, const decide_co
         d->message = "spec.containerManaged is false: the runtime is managed outside the cluster";
         set_ready(d, "Unknown", "Unmanaged", d->message);
         d->backend = NULL;
+        describe_existing(a, w, o, c, d); /* an instance left from before is still named */
         return;
     }
 
@@ -551,6 +703,23 @@ static void decide(arena *a, const worker *w, const observed *o, const decide_co
         set_synced(d, "False", "InvalidSpec", w->invalid);
         set_ready(d, w->ready.present && w->ready.status ? w->ready.status : "False", "InvalidSpec", w->invalid);
         if (first_time_this_generation(w, "InvalidSpec")) decide_event(d, "Warning", "InvalidSpec", w->invalid);
+        describe_existing(a, w, o, c, d);
+        return;
+    }
+
+    /* Sandbox instances while the sandbox backend is disabled: leave them (and the Worker)
+     * alone whatever the spec says — no Pod beside them, no teardown, no deps — and say why. */
+    if (!c->sandbox_enabled && have_sbx) {
+        decision inner;
+        decide_as_is(a, w, o, c, BACKEND_SANDBOX, &inner);
+        d->phase = inner.phase;
+        d->backend = "sandbox";
+        d->instance = inner.instance;
+        d->container_state = inner.container_state;
+        d->ready = inner.ready;
+        d->message = sandbox_disabled_message(a, o, 0);
+        set_synced(d, "False", "SandboxDisabled", d->message);
+        if (first_time_this_generation(w, "SandboxDisabled")) decide_event(d, "Warning", "SandboxDisabled", d->message);
         return;
     }
 
@@ -559,7 +728,7 @@ static void decide(arena *a, const worker *w, const observed *o, const decide_co
     backend_kind recorded = w->status_backend && strcmp(w->status_backend, "sandbox") == 0 ? BACKEND_SANDBOX : BACKEND_POD;
     backend_kind applied = have_pods ? BACKEND_POD : have_sbx ? BACKEND_SANDBOX : recorded;
     backend_kind desired = w->backend;
-    if (desired == BACKEND_SANDBOX && !c->sandbox_enabled && !(have_sbx && applied == BACKEND_SANDBOX)) {
+    if (desired == BACKEND_SANDBOX && !c->sandbox_enabled) { /* and no sandbox instance (above) */
         const char *msg = "spec.backendRuntime is sandbox but the sandbox backend is disabled (HICLAW_SANDBOX_ENABLED=false)";
         if (!have_pods) {
             d->phase = w->state == STATE_RUNNING ? PHASE_PENDING : w->state == STATE_SLEEPING ? PHASE_SLEEPING : PHASE_STOPPED;
@@ -578,6 +747,7 @@ static void decide(arena *a, const worker *w, const observed *o, const decide_co
         set_synced(d, "False", "BackendSwitchBlocked", msg);
         set_ready(d, "False", "BackendSwitchBlocked", msg);
         if (first_time_this_generation(w, "BackendSwitchBlocked")) decide_event(d, "Warning", "BackendSwitchBlocked", msg);
+        describe_existing(a, w, o, c, d);
         return;
     }
     if (have_pods && have_sbx) { /* Stopped: remove everything, both backends */
@@ -594,13 +764,12 @@ static void decide(arena *a, const worker *w, const observed *o, const decide_co
         if (w->state != STATE_STOPPED) {
             const char *msg = arena_sprintf(a, "spec.backendRuntime cannot change from %s to %s until the Worker is Stopped",
                                             backend_name(applied), backend_name(desired));
-            /* Leave the instance alone, but keep reporting what it really does. No spec hash:
-             * the instance is not going to be recreated, so a hash mismatch (a legacy Pod has
-             * none) must not make a running, ready instance read "Pending, recreating". */
+            /* Leave the instance alone, but keep reporting what it really does: as it is, whatever
+             * spec.state says (it keeps running until Stopped), and without a spec hash (it is
+             * not going to be recreated, so a hash mismatch — a legacy Pod has none — must not
+             * make a running, ready instance read "Pending, recreating"). */
             decision inner;
-            memset(&inner, 0, sizeof inner);
-            if (applied == BACKEND_POD) decide_pod(a, w, o, c, NULL, &inner);
-            else decide_sandbox(a, w, o, c, NULL, &inner);
+            decide_as_is(a, w, o, c, applied, &inner);
             d->phase = inner.phase;
             d->backend = backend_name(applied);
             d->instance = inner.instance;
@@ -609,6 +778,12 @@ static void decide(arena *a, const worker *w, const observed *o, const decide_co
             d->message = msg;
             set_synced(d, "False", "BackendSwitchBlocked", msg);
             if (first_time_this_generation(w, "BackendSwitchBlocked")) decide_event(d, "Warning", "BackendSwitchBlocked", msg);
+            /* The sandbox it protects keeps running, so its token must stay fresh: the one
+             * action of the inner decision that is kept (and its requeue for the next refresh). */
+            for (size_t i = 0; i < inner.nactions; i++)
+                if (inner.actions[i].kind == ACT_REFRESH_TOKEN)
+                    decide_action(d, ACT_REFRESH_TOKEN, inner.actions[i].name, NULL, 0);
+            d->requeue_after_ms = inner.requeue_after_ms;
             return;
         }
         acting = applied; /* Stopped: tear down A; once gone, D takes over */
@@ -631,5 +806,14 @@ static void decide(arena *a, const worker *w, const observed *o, const decide_co
 
     if (acting == BACKEND_POD) decide_pod(a, w, o, c, pod_hash, d);
     else decide_sandbox(a, w, o, c, sandbox_hash, d);
+    /* A deps conflict beside a running sandbox: the phase says how the sandbox is, the message
+     * why nothing more is done for it. */
+    if (o->deps_conflict && d->synced.reason && strcmp(d->synced.reason, "WorkerDepsConflict") == 0 &&
+        (!d->message || !*d->message))
+        d->message = o->deps_conflict;
+    /* Stopped with nothing of the sandbox backend left, whichever backend acts now (a Worker
+     * switched from sandbox to pod too): its token object goes, where it was written. */
+    if (w->state == STATE_STOPPED && !have_sbx && o->token_present && !o->deps_conflict)
+        decide_action(d, ACT_DELETE_DEPS_TOKEN, deps_live_path(w, o), NULL, 0);
     if (!have_pods && !have_sbx && d->phase != PHASE_PENDING) d->backend = w->status_backend && *w->status_backend ? w->status_backend : NULL;
 }

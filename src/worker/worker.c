@@ -82,6 +82,7 @@ typedef struct worker {
     const char *message, *container_state;
     wcond ready, synced;
     worker_instance instance;
+    const char *status_deps_path; /* status.workerDepsPath: where the worker-deps were last written */
     /* validation */
     const char *invalid;      /* why the spec cannot be acted on, or NULL */
 } worker;
@@ -251,6 +252,7 @@ static int worker_parse(arena *a, const cJSON *obj, const worker_defaults *d, wo
     w->observed_generation = json_int(st, "observedGeneration", 0);
     w->message = json_str(st, "message");
     w->container_state = json_str(st, "containerState");
+    w->status_deps_path = json_str(st, "workerDepsPath");
     const cJSON *conds = cJSON_GetObjectItemCaseSensitive(st, "conditions");
     wcond_read(&w->ready, conds, "Ready");
     wcond_read(&w->synced, conds, "Synced");

@@ -170,11 +170,13 @@ static void *create_thread(void *arg) {
     for (;;) {
         long i = atomic_fetch_add(&create_next, 1);
         if (i >= B.n || expired()) break;
-        char body[512];
+        char body[768];
+        /* labelled for the controller under test: a controller handles only its own Workers */
         snprintf(body, sizeof body,
-                 "{\"apiVersion\":\"hiclaw.io/v1beta1\",\"kind\":\"Worker\",\"metadata\":{\"name\":\"%s-%05ld\"},"
+                 "{\"apiVersion\":\"hiclaw.io/v1beta1\",\"kind\":\"Worker\",\"metadata\":{\"name\":\"%s-%05ld\","
+                 "\"labels\":{\"" LABEL_CONTROLLER "\":\"%s\"}},"
                  "\"spec\":{\"model\":\"qwen-max\",\"backendRuntime\":\"%s\",\"image\":\"registry.invalid/worker:bench\"}}",
-                 prefix, i, sandbox ? "sandbox" : "pod");
+                 prefix, i, B.conf.controller_name, sandbox ? "sandbox" : "pod");
         int ok = 0;
         for (int attempt = 0; attempt < 8 && !ok && !expired(); attempt++) {
             wc_err err;
@@ -598,7 +600,7 @@ static void floor_create(const char *key) {
         pod_render(&body, &a, &w, &env, &F.ps, pod_hash);
         rc = kube_create(F.kc, &KUBE_PODS, w.namespace, NULL, NULL, body.data, NULL, &err);
     } else if (rc == 0) {
-        rc = sandbox_write_deps(&F, &x, &err);
+        rc = sandbox_write_deps(&F, &x, sandbox_deps_path(&F, &a, &w), &err);
         if (rc == 0) {
             buf_reset(&body);
             claim_render(&body, &a, &F, &w, name, sandbox_hash);

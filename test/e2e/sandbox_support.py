@@ -42,7 +42,8 @@ def deps_prefix(ns: str) -> str:
 
 
 def deps_keys(ns: str, worker: str) -> dict:
-    base = f"{deps_prefix(ns)}workers-deps/{worker}"
+    # <prefix>workers-deps/<namespace>/<workerName>/ (issue 15: namespaces never share keys)
+    base = f"{deps_prefix(ns)}workers-deps/{ns}/{worker}"
     return {"token": f"{base}/token/token", "env": f"{base}/env/env", "data": f"{base}/data/.keep", "dir": base}
 
 

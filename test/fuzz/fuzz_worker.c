@@ -273,7 +273,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         o.deps_hash = ctl(c, 2) & 16 ? hash : "other";
         o.recreate_backoff_ms = ctl(c, 2) & 32 ? 1500 : 0;
         o.last_failure = ctl(c, 2) & 64 ? "pod failed" : NULL;
-        decide_config dc = {prefix, ctl(c, 15) & 1, (ctl(c, 15) >> 1) & 1};
+        decide_config dc = {prefix, ctl(c, 15) & 1, (ctl(c, 15) >> 1) & 1, (ctl(c, 15) >> 2) & 1};
 
         decision d;
         decide(&a, &w, &o, &dc, hash, hash, &d);

@@ -2,8 +2,8 @@
  * and every branch of the backend switch guard, without a cluster. */
 
 static const worker_defaults TD_DEFAULTS = {"openclaw", "img/openclaw:1", "img/copaw:1", "img/hermes:1", "1", "2Gi"};
-static const decide_config TD_POD = {"hiclaw-", 1, 0};
-static const decide_config TD_PAUSE = {"hiclaw-", 1, 1};
+static const decide_config TD_POD = {"hiclaw-", 1, 0, 1};
+static const decide_config TD_PAUSE = {"hiclaw-", 1, 1, 1};
 #define TD_HASH "aaaaaaaaaaaaaaaa"
 #define TD_SHASH "bbbbbbbbbbbbbbbb"
 
@@ -218,15 +218,17 @@ TEST(decide_finalizer_deletion_and_unmanaged) {
     p.deleting = cl.deleting = sb.deleting = 1;
     d = td_decide(&a, deleting, &all, &TD_POD);
     CHECK(!deletes_anything(&d) && !has_action(&d, ACT_REMOVE_FINALIZER));
-    /* All gone: deps, ServiceAccount, then the finalizer — in that order. */
+    /* All gone in the cache: first confirm it against the API server (the cache may lag), then
+     * deps, ServiceAccount, and the finalizer — in that order. */
     d = td_decide(&a, deleting, &none, &TD_POD);
-    REQUIRE(d.nactions == 3);
-    CHECK_INT_EQ(d.actions[0].kind, ACT_DELETE_DEPS_ALL);
-    CHECK_INT_EQ(d.actions[1].kind, ACT_DELETE_SERVICEACCOUNT);
-    CHECK_INT_EQ(d.actions[2].kind, ACT_REMOVE_FINALIZER);
+    REQUIRE(d.nactions == 4);
+    CHECK_INT_EQ(d.actions[0].kind, ACT_CONFIRM_INSTANCES_GONE);
+    CHECK_INT_EQ(d.actions[1].kind, ACT_DELETE_DEPS_ALL);
+    CHECK_INT_EQ(d.actions[2].kind, ACT_DELETE_SERVICEACCOUNT);
+    CHECK_INT_EQ(d.actions[3].kind, ACT_REMOVE_FINALIZER);
     CHECK(d.done_deleting);
     /* Without the sandbox backend there are no deps to delete. */
-    decide_config nosbx = {"hiclaw-", 0, 0};
+    decide_config nosbx = {"hiclaw-", 0, 0, 0};
     d = td_decide(&a, deleting, &none, &nosbx);
     CHECK(!has_action(&d, ACT_DELETE_DEPS_ALL) && has_action(&d, ACT_REMOVE_FINALIZER));
 
@@ -579,7 +581,7 @@ TEST(decide_recreate_waits_out_the_backoff) {
 /* Failpoints and logs name actions by action_kind_name(): a kind added without a name would
  * make its failpoint unreachable ("after-unknown"). */
 TEST(decide_every_action_kind_has_a_name) {
-    for (int k = ACT_ADD_FINALIZER; k <= ACT_DELETE_DEPS_ALL; k++) CHECK(strcmp(action_kind_name((action_kind)k), "unknown") != 0);
+    for (int k = ACT_ADD_FINALIZER; k < ACT_KIND_COUNT; k++) CHECK(strcmp(action_kind_name((action_kind)k), "unknown") != 0);
     CHECK_STR_EQ(action_kind_name(ACT_WRITE_DEPS), "write-deps");
     CHECK_STR_EQ(action_kind_name((action_kind)999), "unknown");
 }
@@ -628,5 +630,441 @@ TEST(decide_sandbox_is_starting_until_openkruise_finishes_the_claim) {
     sb.ready_message = "";
     d = td_decide(&a, sbw, &o, &TD_POD);
     CHECK_INT_EQ(d.phase, PHASE_RUNNING);
+    td_release(&a);
+}
+
+/* The kubelet expands $(VAR) in a container's literal env values ($$ is a literal $): a Pod must
+ * give its container the bytes a sandbox's env file gives (SPEC 6), so every '$' of a literal
+ * value is written as "$$". Values without '$' render (and hash) exactly as before, so existing
+ * Pods are not recreated by the fix; a Pod whose env had a '$' is, since its container saw other
+ * bytes. */
+TEST(pod_env_values_escape_dollar_for_the_kubelet) {
+    arena a;
+    arena_init(&a);
+    worker w;
+    td_worker(&a, "{" W_BASE ",'spec':{'model':'m','env':{'PRICE':'5$','CMD':'echo $(HOME) $$X','PLAIN':'abc'}}}", &w);
+    worker_env_config c = {0};
+    env_list env;
+    env_build(&a, &w, &c, NULL, 1, &env);
+    pod_settings ps = {"ctl", "hiclaw-", "aud"};
+    buf b = BUF_INIT;
+    pod_render(&b, &a, &w, &env, &ps, TD_HASH);
+    cJSON *pod = cJSON_Parse(buf_cstr(&b));
+    REQUIRE(pod != NULL);
+    const cJSON *ctr = cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetObjectItem(pod, "spec"), "containers"), 0);
+    const char *price = NULL, *cmd = NULL, *plain = NULL;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItem(ctr, "env")) {
+        const char *n = json_str(e, "name");
+        if (strcmp(n, "PRICE") == 0) price = json_str(e, "value");
+        if (strcmp(n, "CMD") == 0) cmd = json_str(e, "value");
+        if (strcmp(n, "PLAIN") == 0) plain = json_str(e, "value");
+    }
+    CHECK_STR_EQ(price, "5$$");
+    CHECK_STR_EQ(cmd, "echo $$(HOME) $$$$X");
+    CHECK_STR_EQ(plain, "abc");
+    cJSON_Delete(pod);
+    buf_free(&b);
+    /* the hash of a Worker without '$' is unchanged by the escaping; with one, it changes */
+    char h1[17], h2[17];
+    worker w2;
+    td_worker(&a, "{" W_BASE ",'spec':{'model':'m','env':{'PLAIN':'abc'}}}", &w2);
+    env_build(&a, &w2, &c, NULL, 1, &env);
+    pod_spec_hash(&a, &w2, &env, &ps, h1);
+    CHECK_STR_EQ(h1, "a1fbe2dd9e48f391"); /* the value before the escaping existed */
+    env_build(&a, &w, &c, NULL, 1, &env);
+    pod_spec_hash(&a, &w, &env, &ps, h2);
+    CHECK(strcmp(h2, "139391c15c5ccb6c") != 0); /* ditto: a Pod that saw "$(HOME)" expanded is replaced */
+    td_release(&a);
+}
+
+/* Status holds messages redacted (secrets never reach status); the unchanged-check must compare
+ * redacted with redacted, conditions too, or a message quoting a secret rewrites status on every
+ * reconcile. */
+TEST(status_same_compares_redacted_messages_and_conditions) {
+    arena a;
+    arena_init(&a);
+    log_register_secret("s3cr3t-Value-for-status-77");
+    worker w;
+    td_worker(&a, "{" W_BASE ",'spec':{'model':'m'},'status':{'phase':'Failed','observedGeneration':2,"
+                  "'message':'boom: [REDACTED]','containerState':'CrashLoopBackOff',"
+                  "'conditions':[{'type':'Ready','status':'False','reason':'CrashLoopBackOff','message':'boom: [REDACTED]',"
+                  "'observedGeneration':2,'lastTransitionTime':'2026-01-01T00:00:00Z'},"
+                  "{'type':'Synced','status':'True','reason':'Reconciled','message':'',"
+                  "'observedGeneration':2,'lastTransitionTime':'2026-01-01T00:00:00Z'}]}}",
+              &w);
+    decision d;
+    memset(&d, 0, sizeof d);
+    d.phase = PHASE_FAILED;
+    d.message = "boom: s3cr3t-Value-for-status-77";
+    d.container_state = "CrashLoopBackOff";
+    d.ready = (decided_cond){"False", "CrashLoopBackOff", "boom: s3cr3t-Value-for-status-77"};
+    d.synced = (decided_cond){"True", "Reconciled", ""};
+    CHECK_STR_EQ(w.message, "boom: " LOG_REDACTED);
+    CHECK(status_same(&w, &d, 2));
+    /* a real change is still a change */
+    d.ready.message = "boom: something else";
+    CHECK(!status_same(&w, &d, 2));
+    td_release(&a);
+}
+
+/* A sandbox Worker's next token refresh can be 16 h away: the requeue is the earlier of that and
+ * the periodic resync (~10 min), so a rotated Secret still reaches it within the resync. */
+TEST(reconcile_schedule_requeues_at_the_earlier_of_refresh_and_resync) {
+    decision d;
+    memset(&d, 0, sizeof d);
+    reconcile_result r = {RECONCILE_DONE, 0, 0};
+    d.requeue_after_ms = 16LL * 3600 * 1000;
+    reconcile_schedule(&r, &d, 0, 0, 600000);
+    CHECK_INT_EQ(r.outcome, RECONCILE_AFTER);
+    CHECK_INT_EQ(r.requeue_after_ms, 600000);
+    /* a near refresh wins over the resync */
+    r = (reconcile_result){RECONCILE_DONE, 0, 0};
+    d.requeue_after_ms = 30000;
+    reconcile_schedule(&r, &d, 0, 0, 600000);
+    CHECK_INT_EQ(r.requeue_after_ms, 30000);
+    /* no request: the resync */
+    r = (reconcile_result){RECONCILE_DONE, 0, 0};
+    d.requeue_after_ms = 0;
+    reconcile_schedule(&r, &d, 0, 0, 590000);
+    CHECK_INT_EQ(r.requeue_after_ms, 590000);
+    /* a recreate backoff is kept as it is */
+    r = (reconcile_result){RECONCILE_DONE, 0, 0};
+    d.backoff = 1;
+    reconcile_schedule(&r, &d, 0, 20000, 600000);
+    CHECK_INT_EQ(r.requeue_after_ms, 20000);
+    /* deleting: only what the decision asked for (deletes in flight) */
+    r = (reconcile_result){RECONCILE_DONE, 0, 0};
+    d.backoff = 0;
+    d.requeue_after_ms = 2000;
+    reconcile_schedule(&r, &d, 1, 0, 600000);
+    CHECK_INT_EQ(r.requeue_after_ms, 2000);
+}
+
+/* HICLAW_SANDBOX_ENABLED=false with a Worker whose sandbox was made before: the claims and
+ * Sandboxes are still observed (read-only watches). Nothing of them is touched, no Pod is made
+ * beside them (the switch guard holds), status says why nothing more is done, and a Worker being
+ * deleted keeps its finalizer while its sandbox (an agent holding credentials) lives. */
+TEST(decide_sandbox_disabled_with_sandbox_instances_touches_nothing) {
+    arena a;
+    arena_init(&a);
+    const decide_config off = {"hiclaw-", 0, 0, 0};
+    obs_claim cl = {.name = "hiclaw-worker-alice", .uid = "c1", .phase = "Completed", .replicas = 1, .claimed = 1,
+                    .spec_hash = TD_SHASH};
+    obs_sandbox sb = {.name = "pool-x7k2p", .uid = "s1", .phase = "Running", .ready_known = 1, .ready = 1,
+                      .spec_hash = TD_SHASH, .claim_name = "hiclaw-worker-alice", .pod_ip = "10.0.0.9"};
+    observed o = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1, .token_present = 1,
+                  .token_refresh_in_ms = 0};
+    const char *specs[] = {
+        "{" W_BASE ",'spec':{'model':'m'},'status':{'backendRuntime':'sandbox'}}",                     /* switched to pod */
+        "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox'},'status':{'backendRuntime':'sandbox'}}",
+        "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox','state':'Stopped'},'status':{'backendRuntime':'sandbox'}}",
+        "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox','state':'Sleeping'},'status':{'backendRuntime':'sandbox'}}",
+    };
+    for (size_t i = 0; i < sizeof specs / sizeof *specs; i++) {
+        decision d = td_decide(&a, specs[i], &o, &off);
+        CHECK(!creates_anything(&d) && !deletes_anything(&d));
+        CHECK(!has_action(&d, ACT_REFRESH_TOKEN) && !has_action(&d, ACT_SET_SANDBOX_PAUSED));
+        CHECK(!has_action(&d, ACT_DELETE_DEPS_TOKEN));
+        CHECK_STR_EQ(d.synced.status, "False");
+        CHECK_STR_EQ(d.synced.reason, "SandboxDisabled");
+        CHECK_CONTAINS(d.message, "HICLAW_SANDBOX_ENABLED");
+        CHECK_CONTAINS(d.message, "SandboxClaim hiclaw-worker-alice");
+        CHECK(has_event(&d, "SandboxDisabled"));
+        /* status describes the sandbox that really runs */
+        CHECK_STR_EQ(d.backend, "sandbox");
+        CHECK_STR_EQ(d.instance.kind, "Sandbox");
+        CHECK_STR_EQ(d.instance.name, "pool-x7k2p");
+        CHECK_INT_EQ(d.phase, PHASE_RUNNING);
+    }
+    /* Deletion: the finalizer stays while the sandbox lives; nothing of it is deleted. */
+    const char *deleting = "{'metadata':{'name':'alice','namespace':'ns','uid':'u1','generation':1,"
+                           "'deletionTimestamp':'2026-11-23T00:00:00Z','finalizers':['hiclaw.io/cleanup']},"
+                           "'spec':{'model':'m','backendRuntime':'sandbox'},'status':{'backendRuntime':'sandbox'}}";
+    decision d = td_decide(&a, deleting, &o, &off);
+    CHECK(!deletes_anything(&d));
+    CHECK(!has_action(&d, ACT_REMOVE_FINALIZER) && !has_action(&d, ACT_DELETE_DEPS_ALL) && !d.done_deleting);
+    CHECK_STR_EQ(d.synced.reason, "SandboxDisabled");
+    CHECK_CONTAINS(d.message, "remove SandboxClaim hiclaw-worker-alice");
+    /* ... a Pod of it is still removed (the pod backend is on) */
+    obs_pod p = td_pod("Running", 1, NULL);
+    observed op = o;
+    op.pods = &p;
+    op.npods = 1;
+    d = td_decide(&a, deleting, &op, &off);
+    CHECK(has_action(&d, ACT_DELETE_POD) && !has_action(&d, ACT_DELETE_CLAIM) && !has_action(&d, ACT_DELETE_SANDBOX));
+    CHECK(!has_action(&d, ACT_REMOVE_FINALIZER));
+    /* once removed by hand, the finalizer goes */
+    observed none = {0};
+    d = td_decide(&a, deleting, &none, &off);
+    CHECK(has_action(&d, ACT_REMOVE_FINALIZER) && d.done_deleting);
+    CHECK(!has_action(&d, ACT_DELETE_DEPS_ALL)); /* no storage configured: nothing to reach */
+    /* with worker-deps storage configured, a disabled backend still removes the deps objects */
+    const decide_config off_storage = {"hiclaw-", 0, 0, 1};
+    d = td_decide(&a, deleting, &none, &off_storage);
+    CHECK(has_action(&d, ACT_DELETE_DEPS_ALL) && has_action(&d, ACT_REMOVE_FINALIZER));
+    td_release(&a);
+}
+
+/* A claim Completed with all replicas claimed whose Sandbox is gone never heals by itself (the
+ * claim is kept: ttlAfterCompleted -1s). The loss is reported, the claim deleted and a sandbox
+ * claimed again with the recreate backoff — but only once the shell confirmed the loss against
+ * the API server: right after a claim completes the Sandbox watch may simply not have delivered
+ * the Sandbox yet, and deleting on a cache lag would throw a fresh sandbox away. */
+TEST(decide_completed_claim_whose_sandbox_is_gone_is_reclaimed_once_confirmed) {
+    arena a;
+    arena_init(&a);
+    const char *sbw = "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox'},'status':{'backendRuntime':'sandbox'}}";
+    obs_claim cl = {.name = "hiclaw-worker-alice", .uid = "c1", .phase = "Completed", .replicas = 1, .claimed = 1,
+                    .message = "Successfully claimed 1/1 sandboxes", .spec_hash = TD_SHASH};
+    observed o = {.claims = &cl, .nclaims = 1, .token_present = 1, .token_refresh_in_ms = 60000, .deps_present = 1};
+    decision d = td_decide(&a, sbw, &o, &TD_POD);
+    CHECK(!deletes_anything(&d) && !creates_anything(&d));
+    CHECK(d.confirm_sandbox_lost); /* the shell is asked to look in the API server */
+    CHECK_INT_EQ(d.phase, PHASE_STARTING);
+    CHECK(d.requeue_after_ms > 0 && d.requeue_after_ms <= 5000);
+    /* the API server has no Sandbox for it either */
+    o.sandbox_lost_confirmed = 1;
+    d = td_decide(&a, sbw, &o, &TD_POD);
+    CHECK(!d.confirm_sandbox_lost);
+    REQUIRE(has_action(&d, ACT_DELETE_CLAIM));
+    CHECK_STR_EQ(d.actions[0].uid, "c1");
+    CHECK(!creates_anything(&d));
+    CHECK(d.backoff);
+    CHECK_INT_EQ(d.phase, PHASE_FAILED);
+    CHECK_STR_EQ(d.synced.reason, "SandboxLost");
+    CHECK_CONTAINS(d.message, "hiclaw-worker-alice");
+    CHECK(has_event(&d, "SandboxLost"));
+    td_release(&a);
+}
+
+/* ---- worker-deps: ownership, location, content (issue 15) ---- */
+
+#define DEPS_NOW "p/workers-deps/ns/alice/"
+#define DEPS_OLD "p/workers-deps/ns/al-old/"
+
+static const action *find_action(const decision *d, action_kind k) {
+    for (size_t i = 0; i < d->nactions; i++)
+        if (d->actions[i].kind == k) return &d->actions[i];
+    return NULL;
+}
+
+/* Objects owned by another Worker (same workerName in the namespace, or another install sharing
+ * the bucket) are never written or deleted: the conflict is reported and no claim is made. */
+TEST(decide_deps_owned_by_another_worker_are_not_touched) {
+    arena a;
+    arena_init(&a);
+    const char *sbw = "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox'},'status':{'backendRuntime':'sandbox'}}";
+    const char *why = "s3://deps/" DEPS_NOW "env/env belongs to Worker ns/bob (UID u2)";
+    observed o = {.deps_path = DEPS_NOW, .deps_observed = 1, .deps_conflict = why};
+    decision d = td_decide(&a, sbw, &o, &TD_POD);
+    CHECK(!creates_anything(&d) && !deletes_anything(&d));
+    CHECK(!has_action(&d, ACT_REFRESH_TOKEN) && !has_action(&d, ACT_WRITE_ENV) && !has_action(&d, ACT_DELETE_DEPS_TOKEN));
+    CHECK_STR_EQ(d.synced.status, "False");
+    CHECK_STR_EQ(d.synced.reason, "WorkerDepsConflict");
+    CHECK_CONTAINS(d.message, "ns/bob (UID u2)");
+    CHECK(has_event(&d, "WorkerDepsConflict"));
+    /* with an instance running: no refresh, no rewrite, the instance described as it is */
+    obs_claim cl = {.name = "hiclaw-worker-alice", .uid = "c1", .phase = "Completed", .replicas = 1, .claimed = 1,
+                    .spec_hash = TD_SHASH};
+    obs_sandbox sb = {.name = "sbx-1", .uid = "s1", .phase = "Running", .ready_known = 1, .ready = 1, .spec_hash = TD_SHASH};
+    observed run = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1, .deps_path = DEPS_NOW,
+                    .deps_observed = 1, .token_present = 1, .token_refresh_in_ms = 0, .deps_conflict = why};
+    d = td_decide(&a, sbw, &run, &TD_POD);
+    CHECK(!has_action(&d, ACT_REFRESH_TOKEN) && !has_action(&d, ACT_WRITE_ENV) && !deletes_anything(&d));
+    CHECK_STR_EQ(d.synced.reason, "WorkerDepsConflict");
+    CHECK_INT_EQ(d.phase, PHASE_RUNNING);
+    CHECK_CONTAINS(d.message, "ns/bob (UID u2)");
+    /* Stopped: the token is not deleted either */
+    observed stopped = {.deps_path = DEPS_NOW, .deps_observed = 1, .token_present = 1, .deps_conflict = why};
+    d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox','state':'Stopped'},"
+                      "'status':{'backendRuntime':'sandbox'}}", &stopped, &TD_POD);
+    CHECK(!has_action(&d, ACT_DELETE_DEPS_TOKEN));
+    td_release(&a);
+}
+
+/* deps_present / deps_hash: a lost or foreign-edited env/env is rewritten in place — the sandbox
+ * is not recreated for it (its spec hash already covers every env change). */
+TEST(decide_lost_or_changed_env_object_is_rewritten_in_place) {
+    arena a;
+    arena_init(&a);
+    const char *sbw = "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox'},'status':{'backendRuntime':'sandbox',"
+                      "'workerDepsPath':'" DEPS_NOW "'}}";
+    obs_claim cl = {.name = "hiclaw-worker-alice", .uid = "c1", .phase = "Completed", .replicas = 1, .claimed = 1,
+                    .spec_hash = TD_SHASH};
+    obs_sandbox sb = {.name = "sbx-1", .uid = "s1", .phase = "Running", .ready_known = 1, .ready = 1, .spec_hash = TD_SHASH};
+    observed o = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1, .deps_path = DEPS_NOW,
+                  .deps_observed = 1, .token_present = 1, .token_refresh_in_ms = 60000, .deps_present = 0,
+                  .want_deps_hash = "feedfacefeedface"};
+    decision d = td_decide(&a, sbw, &o, &TD_POD);
+    const action *wr = find_action(&d, ACT_WRITE_ENV);
+    REQUIRE(wr != NULL);
+    CHECK_STR_EQ(wr->name, DEPS_NOW);
+    CHECK(!deletes_anything(&d) && !creates_anything(&d));
+    CHECK_INT_EQ(d.phase, PHASE_RUNNING);
+    o.deps_present = 1;
+    o.deps_hash = "0000000000000000"; /* someone else's content */
+    d = td_decide(&a, sbw, &o, &TD_POD);
+    CHECK(has_action(&d, ACT_WRITE_ENV));
+    o.deps_hash = ""; /* written by a version that recorded no hash */
+    d = td_decide(&a, sbw, &o, &TD_POD);
+    CHECK(has_action(&d, ACT_WRITE_ENV));
+    o.deps_hash = "feedfacefeedface";
+    d = td_decide(&a, sbw, &o, &TD_POD);
+    CHECK(!has_action(&d, ACT_WRITE_ENV));
+    CHECK_INT_EQ(d.nactions, 0);
+    /* storage could not be read: no rewrite on doubt */
+    o.deps_observed = 0;
+    o.deps_present = 0;
+    d = td_decide(&a, sbw, &o, &TD_POD);
+    CHECK(!has_action(&d, ACT_WRITE_ENV));
+    td_release(&a);
+}
+
+/* Where the deps were written is recorded (status.workerDepsPath). When the Worker's path moves
+ * (workerName changed, prefix or layout changed) the old token and env file are removed before
+ * the new ones are written; the token refresh and the Stopped cleanup act on the recorded path,
+ * the one the running sandbox mounts; deletion removes both. */
+TEST(decide_deps_follow_the_recorded_path) {
+    arena a;
+    arena_init(&a);
+    const char *moved = "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox'},'status':{'backendRuntime':'sandbox',"
+                        "'workerDepsPath':'" DEPS_OLD "'}}";
+    observed none = {.deps_path = DEPS_NOW, .deps_observed = 1};
+    decision d = td_decide(&a, moved, &none, &TD_POD);
+    REQUIRE(d.nactions >= 4);
+    CHECK_INT_EQ(d.actions[0].kind, ACT_DELETE_DEPS_MOVED);
+    CHECK_STR_EQ(d.actions[0].name, DEPS_OLD);
+    const action *wd = find_action(&d, ACT_WRITE_DEPS);
+    REQUIRE(wd != NULL);
+    CHECK_STR_EQ(wd->name, DEPS_NOW);
+    CHECK_INT_EQ(d.actions[d.nactions - 1].kind, ACT_CREATE_CLAIM);
+    /* not moved: no delete */
+    const char *same = "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox'},'status':{'backendRuntime':'sandbox',"
+                       "'workerDepsPath':'" DEPS_NOW "'}}";
+    d = td_decide(&a, same, &none, &TD_POD);
+    CHECK(!has_action(&d, ACT_DELETE_DEPS_MOVED));
+    /* refresh at the recorded path (the instance mounts it) */
+    obs_claim cl = {.name = "hiclaw-worker-alice", .uid = "c1", .phase = "Completed", .replicas = 1, .claimed = 1,
+                    .spec_hash = TD_SHASH};
+    obs_sandbox sb = {.name = "sbx-1", .uid = "s1", .phase = "Running", .ready_known = 1, .ready = 1, .spec_hash = TD_SHASH};
+    observed due = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1, .deps_path = DEPS_NOW,
+                    .deps_observed = 1, .token_present = 1, .token_refresh_in_ms = 0, .deps_present = 1};
+    d = td_decide(&a, moved, &due, &TD_POD);
+    const action *rf = find_action(&d, ACT_REFRESH_TOKEN);
+    /* (the hash matches: same spec) */
+    REQUIRE(rf != NULL);
+    CHECK_STR_EQ(rf->name, DEPS_OLD);
+    /* Stopped after a sandbox→pod switch, nothing left running: the token goes, at the recorded path */
+    observed stopped = {.deps_path = DEPS_NOW, .deps_observed = 1, .token_present = 1};
+    d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m','state':'Stopped'},'status':{'backendRuntime':'sandbox',"
+                      "'workerDepsPath':'" DEPS_OLD "'}}", &stopped, &TD_POD);
+    const action *dt = find_action(&d, ACT_DELETE_DEPS_TOKEN);
+    REQUIRE(dt != NULL);
+    CHECK_STR_EQ(dt->name, DEPS_OLD);
+    CHECK_INT_EQ(d.phase, PHASE_STOPPED);
+    /* the same with a pod Worker never recorded: still the token at the current path */
+    d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m','state':'Stopped'},'status':{'backendRuntime':'sandbox'}}",
+                  &stopped, &TD_POD);
+    dt = find_action(&d, ACT_DELETE_DEPS_TOKEN);
+    REQUIRE(dt != NULL);
+    CHECK_STR_EQ(dt->name, DEPS_NOW);
+    /* deletion: both paths */
+    const char *deleting = "{'metadata':{'name':'alice','namespace':'ns','uid':'u1','generation':1,"
+                           "'deletionTimestamp':'2026-11-23T00:00:00Z','finalizers':['hiclaw.io/cleanup']},"
+                           "'spec':{'model':'m','backendRuntime':'sandbox'},'status':{'workerDepsPath':'" DEPS_OLD "'}}";
+    observed gone = {.deps_path = DEPS_NOW};
+    d = td_decide(&a, deleting, &gone, &TD_POD);
+    int now = 0, old = 0;
+    for (size_t i = 0; i < d.nactions; i++)
+        if (d.actions[i].kind == ACT_DELETE_DEPS_ALL) {
+            now += str_eq(d.actions[i].name, DEPS_NOW);
+            old += str_eq(d.actions[i].name, DEPS_OLD);
+        }
+    CHECK(now == 1 && old == 1);
+    /* the backend disabled and no storage: the objects are left, and that is said once */
+    const decide_config off = {"hiclaw-", 0, 0, 0};
+    d = td_decide(&a, deleting, &gone, &off);
+    CHECK(!has_action(&d, ACT_DELETE_DEPS_ALL) && has_action(&d, ACT_REMOVE_FINALIZER));
+    CHECK(has_event(&d, "WorkerDepsLeft"));
+    td_release(&a);
+}
+
+/* A blocked sandbox→pod switch leaves the sandbox running — and so must keep its token fresh:
+ * the guard refreshes the token of the instance it protects (and comes back for it). */
+TEST(decide_blocked_switch_still_refreshes_the_sandbox_token) {
+    arena a;
+    arena_init(&a);
+    obs_claim cl = {.name = "hiclaw-worker-alice", .uid = "c1", .phase = "Completed", .replicas = 1, .claimed = 1,
+                    .spec_hash = "0000000000000000"};
+    obs_sandbox sb = {.name = "sbx-1", .uid = "s1", .phase = "Running", .ready_known = 1, .ready = 1,
+                      .spec_hash = "0000000000000000"};
+    observed o = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1, .deps_path = DEPS_NOW,
+                  .deps_observed = 1, .token_present = 1, .token_refresh_in_ms = 0, .deps_present = 1};
+    const char *blocked = "{" W_BASE ",'spec':{'model':'m','backendRuntime':'pod'},'status':{'backendRuntime':'sandbox',"
+                          "'workerDepsPath':'" DEPS_NOW "'}}";
+    decision d = td_decide(&a, blocked, &o, &TD_POD);
+    CHECK_STR_EQ(d.synced.reason, "BackendSwitchBlocked");
+    const action *rf = find_action(&d, ACT_REFRESH_TOKEN);
+    REQUIRE(rf != NULL);
+    CHECK_STR_EQ(rf->name, DEPS_NOW);
+    CHECK(!creates_anything(&d) && !deletes_anything(&d));
+    CHECK_INT_EQ(d.nactions, 1);
+    /* not due: no refresh, but a requeue for when it is */
+    o.token_refresh_in_ms = 3600000;
+    d = td_decide(&a, blocked, &o, &TD_POD);
+    CHECK(!has_action(&d, ACT_REFRESH_TOKEN));
+    CHECK_INT_EQ(d.requeue_after_ms, 3600000);
+    td_release(&a);
+}
+
+/* Status describes the instance that really exists: a blocked switch keeps the instance running
+ * whatever spec.state says (it is only removed once Stopped), and the InvalidSpec, Unmanaged and
+ * both-backends branches, which leave instances alone, still name them. */
+TEST(decide_status_describes_the_instance_that_really_exists) {
+    arena a;
+    arena_init(&a);
+    obs_pod p = td_pod("Running", 1, NULL);
+    observed op = {.pods = &p, .npods = 1};
+    /* pod runs, switch to sandbox blocked, state Sleeping: the Pod still runs */
+    decision d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox','state':'Sleeping'},"
+                               "'status':{'backendRuntime':'pod'}}", &op, &TD_POD);
+    CHECK_STR_EQ(d.synced.reason, "BackendSwitchBlocked");
+    CHECK(!deletes_anything(&d));
+    CHECK_INT_EQ(d.phase, PHASE_RUNNING);
+    CHECK_STR_EQ(d.ready.status, "True");
+    CHECK_STR_EQ(d.instance.kind, "Pod");
+    /* sandbox runs, switch to pod blocked, state Sleeping (pause off): still Running */
+    obs_claim cl = {.name = "hiclaw-worker-alice", .uid = "c1", .phase = "Completed", .replicas = 1, .claimed = 1,
+                    .spec_hash = TD_SHASH};
+    obs_sandbox sb = {.name = "sbx-1", .uid = "s1", .phase = "Running", .ready_known = 1, .ready = 1, .spec_hash = TD_SHASH};
+    observed os = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1, .token_present = 1,
+                   .token_refresh_in_ms = 60000};
+    d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m','state':'Sleeping'},'status':{'backendRuntime':'sandbox'}}", &os,
+                  &TD_POD);
+    CHECK_STR_EQ(d.synced.reason, "BackendSwitchBlocked");
+    CHECK(!deletes_anything(&d));
+    CHECK_INT_EQ(d.phase, PHASE_RUNNING);
+    CHECK_STR_EQ(d.instance.name, "sbx-1");
+    /* InvalidSpec with a Pod running */
+    d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m','image':'bad image'}}", &op, &TD_POD);
+    CHECK_STR_EQ(d.synced.reason, "InvalidSpec");
+    CHECK_STR_EQ(d.instance.kind, "Pod");
+    CHECK_STR_EQ(d.instance.name, "hiclaw-worker-alice");
+    CHECK_STR_EQ(d.instance.pod_ip, "10.0.0.5");
+    /* Unmanaged with a Pod left from before */
+    d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m','containerManaged':false}}", &op, &TD_POD);
+    CHECK_STR_EQ(d.ready.reason, "Unmanaged");
+    CHECK_STR_EQ(d.instance.kind, "Pod");
+    CHECK_STR_EQ(d.instance.name, "hiclaw-worker-alice");
+    /* both backends */
+    observed both = {.pods = &p, .npods = 1, .claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1};
+    d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m'}}", &both, &TD_POD);
+    CHECK_STR_EQ(d.synced.reason, "BackendSwitchBlocked");
+    CHECK(d.instance.kind != NULL);
+    /* and with nothing running, nothing is named */
+    observed none = {0};
+    d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m','image':'bad image'}}", &none, &TD_POD);
+    CHECK(d.instance.kind == NULL);
     td_release(&a);
 }

@@ -121,12 +121,17 @@ TEST(chart_drift_check_fails_on_a_hand_edited_copy) {
 TEST(chart_rbac_files_are_render_rbac_output) {
     chart_gen gen[CHART_NGEN];
     chart_generate(gen);
-    /* sandbox.yaml: every rule; no-sandbox.yaml: none of agents.kruise.io nor TokenRequest */
+    /* sandbox.yaml: every rule; no-sandbox.yaml: no TokenRequest, no SandboxSet, and claims and
+     * Sandboxes read-only */
     CHECK_CONTAINS(buf_cstr(&gen[2].content), "sandboxsets");
     CHECK_NOT_CONTAINS(buf_cstr(&gen[3].content), "sandboxsets");
     CHECK_CONTAINS(buf_cstr(&gen[3].content), "sandboxclaims");
-    CHECK_NOT_CONTAINS(buf_cstr(&gen[4].content), "agents.kruise.io");
+    CHECK_NOT_CONTAINS(buf_cstr(&gen[4].content), "sandboxsets");
     CHECK_NOT_CONTAINS(buf_cstr(&gen[4].content), "serviceaccounts/token");
+    CHECK_CONTAINS(buf_cstr(&gen[4].content),
+                   "resources: [\"sandboxclaims\"]\n    verbs: [\"get\", \"list\", \"watch\"]\n");
+    CHECK_CONTAINS(buf_cstr(&gen[4].content),
+                   "resources: [\"sandboxes\"]\n    verbs: [\"get\", \"list\", \"watch\"]\n");
     CHECK_CONTAINS(buf_cstr(&gen[4].content), "kind: Role\n");
     chart_gen_free(gen);
 }

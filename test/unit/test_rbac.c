@@ -39,27 +39,40 @@ TEST(rbac_rules_follow_spec_section_9) {
                  "agents.kruise.io sandboxes get,list,watch,patch,delete\n");
     char *nosbx = rules_text(0, 1);
     char *nosbx2 = rules_text(0, 0);
+    /* Without the sandbox backend, claims and Sandboxes stay readable (never writable): a
+     * sandbox Worker left over is seen, reported and never doubled by a Pod (issue 15). */
     CHECK_STR_EQ(nosbx, RULES_ALWAYS
                  "core secrets get\n"
                  "events.k8s.io events create,patch\n"
-                 "coordination.k8s.io leases get,create,update\n");
+                 "coordination.k8s.io leases get,create,update\n"
+                 "agents.kruise.io sandboxclaims get,list,watch\n"
+                 "agents.kruise.io sandboxes get,list,watch\n");
     CHECK_STR_EQ(nosbx2, nosbx); /* managing a pool means nothing without sandbox */
     free(all), free(unmanaged), free(nosbx), free(nosbx2);
 }
 
-TEST(rbac_table_has_no_duplicates_and_only_leases_are_own_namespace) {
+TEST(rbac_table_has_no_duplicates) {
     for (size_t i = 0; i < RBAC_NRULES; i++) {
         const rbac_rule *r = &rbac_table[i];
         CHECK(r->verbs[0] != NULL);
-        CHECK_INT_EQ(r->scope == RBAC_SCOPE_OWN, strcmp(r->resource, "leases") == 0);
         for (int v = 0; v < RBAC_MAX_VERBS && r->verbs[v]; v++)
             for (int w = v + 1; w < RBAC_MAX_VERBS && r->verbs[w]; w++)
                 if (strcmp(r->verbs[v], r->verbs[w]) == 0)
                     unit_fail(__FILE__, __LINE__, "%s lists verb %s twice", r->resource, r->verbs[v]);
-        for (size_t j = i + 1; j < RBAC_NRULES; j++)
-            if (strcmp(r->group, rbac_table[j].group) == 0 && strcmp(r->resource, rbac_table[j].resource) == 0)
-                unit_fail(__FILE__, __LINE__, "duplicate rule %s/%s", r->group, r->resource);
     }
+    /* A resource may have two rows (read-only without sandbox, read-write with it) but never two
+     * that apply to the same options. */
+    for (int sandbox = 0; sandbox < 2; sandbox++)
+        for (int pool = 0; pool < 2; pool++) {
+            size_t it = 0, n = 0;
+            const rbac_rule *seen[RBAC_NRULES];
+            for (const rbac_rule *r; (r = rbac_rules(sandbox, pool, &it));) {
+                for (size_t j = 0; j < n; j++)
+                    if (strcmp(r->group, seen[j]->group) == 0 && strcmp(r->resource, seen[j]->resource) == 0)
+                        unit_fail(__FILE__, __LINE__, "duplicate rule %s/%s", r->group, r->resource);
+                seen[n++] = r;
+            }
+        }
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -158,7 +171,7 @@ static char *render(const rbac_opts *o) {
     "app.kubernetes.io/name=worker-controller;app.kubernetes.io/instance=" inst ";app.kubernetes.io/managed-by=worker-controller;"
 
 TEST(render_rbac_namespaced_yaml_parses_with_expected_objects) {
-    rbac_opts o = {"team-a", "hiclaw-controller", "wc-sa", 1, 1, 0};
+    rbac_opts o = {"team-a", "hiclaw-controller", "wc-sa", 1, 1};
     char *y = render(&o);
     rbac_doc d[8];
     REQUIRE(rbac_parse_stream(y, d, 8) == 3);
@@ -182,38 +195,15 @@ TEST(render_rbac_namespaced_yaml_parses_with_expected_objects) {
     free(y);
 }
 
-TEST(render_rbac_all_namespaces_keeps_leases_namespaced) {
-    rbac_opts o = {"ops", "wc", "wc", 1, 0, 1};
-    char *y = render(&o);
-    rbac_doc d[8];
-    REQUIRE(rbac_parse_stream(y, d, 8) == 5);
-    CHECK_STR_EQ(d[0].kind, "ServiceAccount");
-    CHECK_STR_EQ(d[1].kind, "ClusterRole");
-    CHECK_STR_EQ(d[1].name, "wc");
-    CHECK_INT_EQ(d[1].has_ns, 0); /* cluster-scoped objects carry no namespace */
-    CHECK_NOT_CONTAINS(d[1].rules, "leases");
-    CHECK_NOT_CONTAINS(d[1].rules, "sandboxsets"); /* --no-manage-pool */
-    CHECK_CONTAINS(d[1].rules, "sandboxclaims get,list,watch,create,delete;");
-    CHECK_STR_EQ(d[2].kind, "ClusterRoleBinding");
-    CHECK_INT_EQ(d[2].has_ns, 0);
-    CHECK_STR_EQ(d[2].roleref, "wc");
-    CHECK_STR_EQ(d[2].subject_ns, "ops");
-    CHECK_STR_EQ(d[3].kind, "Role");
-    CHECK_STR_EQ(d[3].name, "wc-leader-election");
-    CHECK_STR_EQ(d[3].ns, "ops");
-    CHECK_STR_EQ(d[3].rules, "leases get,create,update;");
-    CHECK_STR_EQ(d[4].kind, "RoleBinding");
-    CHECK_STR_EQ(d[4].roleref, "wc-leader-election");
-    CHECK_CONTAINS(y, "kind: ClusterRole\n  name: \"wc\"\n");
-    free(y);
-}
-
 TEST(render_rbac_without_sandbox_and_deterministic) {
-    rbac_opts o = {"default", "hiclaw-controller", "hiclaw-controller", 0, 1, 0};
+    rbac_opts o = {"default", "hiclaw-controller", "hiclaw-controller", 0, 1};
     char *a = render(&o), *b = render(&o);
     CHECK_STR_EQ(a, b);
-    CHECK_NOT_CONTAINS(a, "agents.kruise.io");
+    CHECK_NOT_CONTAINS(a, "sandboxsets");
     CHECK_NOT_CONTAINS(a, "serviceaccounts/token");
+    rbac_doc r[8];
+    REQUIRE(rbac_parse_stream(a, r, 8) == 3);
+    CHECK_CONTAINS(r[1].rules, "sandboxclaims get,list,watch;sandboxes get,list,watch;");
     rbac_doc d[8];
     CHECK_INT_EQ(rbac_parse_stream(a, d, 8), 3);
     free(a), free(b);
@@ -248,7 +238,9 @@ TEST(render_rbac_command_flags_and_usage_errors) {
     CHECK_INT_EQ(rbac_parse_stream(out, d, 8), 3);
     CHECK_STR_EQ(d[0].name, "ctl"); /* service account defaults to the controller name */
     CHECK_STR_EQ(d[1].ns, "hiclaw");
-    CHECK_NOT_CONTAINS(out, "sandbox");
+    CHECK_NOT_CONTAINS(out, "sandboxsets");
+    CHECK_NOT_CONTAINS(out, "serviceaccounts/token");
+    CHECK_CONTAINS(d[1].rules, "sandboxclaims get,list,watch;sandboxes get,list,watch;");
     free(out);
 
     char *a0[] = {"render-rbac", NULL};
@@ -274,5 +266,34 @@ TEST(render_rbac_command_flags_and_usage_errors) {
     dup2(saved_err, 2);
     close(saved_err);
     close(devnull);
-    CHECK_CONTAINS(render_rbac_usage, "--all-namespaces");
+}
+
+/* `run` watches one namespace (HICLAW_K8S_NAMESPACE): a ClusterRole would grant every
+ * namespace's Pods, Secrets and ServiceAccounts for a mode that does not exist. The option is
+ * refused with a message saying so, and the usage no longer offers it. */
+TEST(render_rbac_all_namespaces_is_refused_with_the_reason) {
+    char *out;
+    char *args[] = {"render-rbac", "--all-namespaces", NULL};
+    fflush(stderr);
+    int efds[2];
+    REQUIRE(pipe(efds) == 0);
+    int saved_err = dup(2);
+    dup2(efds[1], 2);
+    close(efds[1]);
+    int rc = run_render_rbac(args, 2, &out);
+    fflush(stderr);
+    dup2(saved_err, 2);
+    close(saved_err);
+    buf e = BUF_INIT;
+    char chunk[4096];
+    ssize_t n;
+    while ((n = read(efds[0], chunk, sizeof chunk)) > 0) buf_append(&e, chunk, (size_t)n);
+    close(efds[0]);
+    CHECK_INT_EQ(rc, WC_EXIT_USAGE);
+    CHECK_STR_EQ(out, "");
+    CHECK_CONTAINS(buf_cstr(&e), "--all-namespaces");
+    CHECK_CONTAINS(buf_cstr(&e), "one namespace");
+    CHECK_NOT_CONTAINS(render_rbac_usage, "--all-namespaces");
+    free(out);
+    buf_free(&e);
 }

@@ -16,6 +16,7 @@
 #include "test_sandbox_unit.c"
 #include "test_packaging.c"
 #include "test_hostile.c"
+#include "test_shell.c"
 
 int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
