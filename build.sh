@@ -519,6 +519,7 @@ case "$cmd" in
   deps) build_deps ;;
   deps-glibc) use_glibc_deps; build_deps ;;
   probe) build_deps; ensure_tools; build_probe ;;
+  e2e-bins) build_bin; build_probe; build_failpoints ;;  # what test/e2e/run.sh needs, without running it
   fuzz)
     rm -rf "$RESULTS"; rc=0
     run_fuzz "${2:-60}" || rc=1

@@ -281,6 +281,55 @@ static int other_backend_exists(controller *c, const worker *w, backend_kind cre
     return rc;
 }
 
+static int delete_ok(int rc, const wc_err *err) {
+    /* Gone already, or the UID precondition says it is a newer object: either way not ours to delete. */
+    return rc == 0 || kube_err_not_found(err) || kube_err_conflict(err);
+}
+
+/* With its Sandboxes gone, a Worker may still have their Pods: OpenKruise leaves a Sandbox's Pod
+ * to the garbage collector, which a cluster may not run, or run late — and that Pod is an agent
+ * holding the Worker's mounted credentials. The controller does not wait for it: it deletes
+ * every Pod still labelled for the Worker by a sandbox backend (its own Pods are gone by now) and
+ * keeps the finalizer until none is left. */
+static int delete_leftover_sandbox_pods(controller *c, exec_ctx *x, wc_err *err) {
+    const worker *w = x->w;
+    char sel[600];
+    snprintf(sel, sizeof sel, LABEL_WORKER "=%s," LABEL_CONTROLLER "=%s," LABEL_BACKEND " in (sandbox,agent-sandbox)",
+             w->name, c->controller_name);
+    cJSON *list = NULL;
+    if (kube_list_page(c->kc, &KUBE_PODS, w->namespace, sel, NULL, 0, NULL, &list, err) < 0) return -1;
+    buf names = BUF_INIT;
+    size_t n = 0;
+    int rc = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(list, "items")) {
+        const char *name = kube_json_str(it, "metadata.name"), *uid = kube_json_str(it, "metadata.uid");
+        if (!name) continue;
+        n++;
+        buf_printf(&names, "%s%s", names.len ? ", " : "", name);
+        if (kube_json_str(it, "metadata.deletionTimestamp")) continue;
+        wc_err derr;
+        err_clear(&derr);
+        int d = kube_delete(c->kc, &KUBE_PODS, w->namespace, name, uid, NULL, "Background", &derr);
+        if (d == 0) log_info("deleted a leftover Pod of a deleted Sandbox", "worker", w->name, "namespace", w->namespace,
+                             "name", name);
+        else if (!delete_ok(d, &derr)) {
+            *err = derr;
+            rc = -1;
+            break;
+        }
+    }
+    cJSON_Delete(list);
+    if (rc == 0 && n) {
+        x->failure_reason = "CleanupPending";
+        rc = err_set(err, WC_EINVAL, "the Pod%s of a deleted Sandbox (%s) still exist%s: deleting, the finalizer stays "
+                                     "until %s gone",
+                     n > 1 ? "s" : "", buf_cstr(&names), n > 1 ? "" : "s", n > 1 ? "they are" : "it is");
+    }
+    buf_free(&names);
+    return rc;
+}
+
 /* SPEC 3.2: before any cleanup and the finalizer's removal, the API server — not the cache,
  * which may not have seen a create yet — must hold no Pod, claim or Sandbox of the Worker. If it
  * does, this fails (the actions after it do not run) and the Worker is retried with backoff; by
@@ -296,6 +345,7 @@ static int confirm_instances_gone(controller *c, exec_ctx *x, wc_err *err) {
                      buf_cstr(&names), n > 1 ? "" : "s", n > 1 ? "them" : "it", n > 1 ? "they are" : "it is");
     }
     buf_free(&names);
+    if (rc == 0) rc = delete_leftover_sandbox_pods(c, x, err);
     return rc;
 }
 
@@ -319,11 +369,6 @@ static int create_conflict(controller *c, exec_ctx *x, const kube_resource *r, c
     if (!why) return 0; /* ours: the cache lagged behind our own create */
     x->failure_reason = reason;
     return err_set(err, WC_EINVAL, "%s", why);
-}
-
-static int delete_ok(int rc, const wc_err *err) {
-    /* Gone already, or the UID precondition says it is a newer object: either way not ours to delete. */
-    return rc == 0 || kube_err_not_found(err) || kube_err_conflict(err);
 }
 
 static int exec_action(controller *c, exec_ctx *x, const action *act, wc_err *err) {

@@ -6,7 +6,8 @@
  * deleting a claim but before deleting its Sandbox — which no signal sent from outside can hit
  * reliably. A failpoint build reads WC_FAILPOINT=<name>[@<n>] once and SIGKILLs itself the
  * n-th time (default: the first) it passes the point of that name. Without -DWC_FAILPOINTS
- * FAILPOINT() expands to nothing.
+ * FAILPOINT() expands to nothing. failpoint_armed(name) instead bends a behaviour while
+ * WC_FAILPOINT names it (see its users).
  *
  * Sanitizer defaults (-DWC_SANITIZE_LOG="<dir>/report"). The e2e harness gives the controller
  * a scrubbed environment, so ASAN_OPTIONS would not reach it; the sanitizer runtimes ask
@@ -48,6 +49,14 @@ static void failpoint(const char *name) {
     raise(SIGKILL);
 }
 #define FAILPOINT(name) failpoint(name)
+
+/* A behaviour failpoint: true while WC_FAILPOINT names it (no count, no kill). It bends one
+ * behaviour for a test that needs a state the real components will not produce on demand — a
+ * cache that stopped following the API server, say — and never exists in the product. */
+static int failpoint_armed(const char *name) {
+    pthread_once(&g_failpoint.once, failpoint_init);
+    return g_failpoint.name[0] && strcmp(name, g_failpoint.name) == 0;
+}
 #else
 #define FAILPOINT(name) ((void)0)
 #endif

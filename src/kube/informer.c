@@ -243,6 +243,14 @@ static void kube_informer_upsert(kube_informer *inf, const char *key, const char
 
 /* Applies one watched object (ADDED/MODIFIED/DELETED). */
 static void kube_informer_apply(kube_informer *inf, kube_watch_type type, const cJSON *obj) {
+#ifdef WC_FAILPOINTS
+    /* freeze-cache-<informer>: after its first list the cache stops following the API server,
+     * as a watch that lags forever would: lets e2e tests prove a decision checks the API server
+     * itself where the SPEC says the cache is not enough (the finalizer, a lost Sandbox). */
+    char fp[80];
+    snprintf(fp, sizeof fp, "freeze-cache-%s", inf->name);
+    if (atomic_load(&inf->synced) && failpoint_armed(fp)) return;
+#endif
     char *key = kube_object_key(obj);
     if (!key) return;
     const char *rv = kube_json_str(obj, "metadata.resourceVersion");
