@@ -24,6 +24,18 @@ static cJSON *claim_project(const cJSON *obj) {
     if (msg) cJSON_AddStringToObject(s, "message", msg);
     cJSON_AddNumberToObject(s, "claimedReplicas", (double)json_int(st, "claimedReplicas", 0));
     cJSON_AddNumberToObject(s, "replicas", (double)json_int(spec, "replicas", 1));
+    /* The worker-deps dir the sandbox mounts: the token mount's sub-path without "token". */
+    const cJSON *m;
+    cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(spec, "dynamicVolumesMount")) {
+        const char *mp = json_str(m, "mountPath"), *sub = json_str(m, "subPath");
+        size_t n = sub ? strlen(sub) : 0;
+        if (mp && strcmp(mp, WORKER_TOKEN_DIR) == 0 && n >= 5 && strcmp(sub + n - 5, "token") == 0) {
+            char *dir = xstrdup(sub);
+            dir[n - 5] = '\0';
+            cJSON_AddStringToObject(s, "depsPath", dir);
+            free(dir);
+        }
+    }
     return out;
 }
 
@@ -37,6 +49,7 @@ static void claim_observe(const cJSON *proj, obs_claim *c) {
     c->message = json_str(st, "message");
     c->claimed = json_int(st, "claimedReplicas", 0);
     c->replicas = json_int(st, "replicas", 1);
+    c->deps_path = json_str(st, "depsPath");
 }
 
 /* The informer keeps this much of a Sandbox. */
@@ -102,6 +115,8 @@ static void sandbox_observe(controller *c, arena *a, const worker *w, const char
             sandbox_observe_one(it, &sbx[o->nsandboxes++]);
     o->claims = claims;
     o->sandboxes = sbx;
+    for (size_t i = 0; i < o->nclaims; i++)
+        if (!claims[i].deleting && claims[i].deps_path) o->mounted_deps_path = claims[i].deps_path;
 
     sandbox_observe_deps(c, a, w, o);
 }

@@ -38,6 +38,7 @@ typedef struct obs_claim {
     int64_t replicas, claimed;
     const char *message;
     const char *spec_hash;
+    const char *deps_path;        /* the worker-deps dir its dynamicVolumesMount sub-paths name */
 } obs_claim;
 
 typedef struct obs_sandbox {
@@ -63,6 +64,7 @@ typedef struct observed {
     /* sandbox worker-deps, from object storage metadata (HEADs by the shell, never a read of a
      * credential); meaningful for Workers of the sandbox backend, or that were */
     const char *deps_path;        /* where the Worker's objects belong now: <prefix>workers-deps/<ns>/<workerName>/ */
+    const char *mounted_deps_path;/* where its live claim mounts them from (NULL: no claim) */
     int deps_observed;            /* the fields below were read (a storage error leaves them unknown) */
     int token_present;            /* token/token exists (assumed on a storage error) */
     int64_t token_refresh_in_ms;  /* <= 0: refresh now; only when token_present */
@@ -231,9 +233,12 @@ static int decide_backing_off(arena *a, const observed *o, decision *d) {
 
 /* ---- worker-deps ---- */
 
-/* The path the Worker's running (or last) sandbox mounts: the one recorded when the deps were
- * written, else where they belong now. Refreshes, rewrites and the Stopped cleanup act there. */
+/* The path the Worker's running (or last) sandbox mounts: its live claim's sub-paths say it
+ * (the object the sandbox really mounts from, not a status the cache may show before the last
+ * write of it), else the one recorded when the deps were last written, else where they belong
+ * now. Refreshes, rewrites and the Stopped cleanup act there. */
 static const char *deps_live_path(const worker *w, const observed *o) {
+    if (o->mounted_deps_path && *o->mounted_deps_path) return o->mounted_deps_path;
     return w->status_deps_path && *w->status_deps_path ? w->status_deps_path : o->deps_path;
 }
 

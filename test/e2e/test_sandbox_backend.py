@@ -139,7 +139,7 @@ def test_deps_exist_when_claim_first_seen_and_claim_shape(tb, api, custom, core,
     inc = runtime.wait_mounted(ns, sname)
     assert inc["inits"] and not inc["inits"][0]["skipRefresh"]
     mounts = {m["target_path"]: m for m in inc["mounts"]}
-    base = f"{sx.deps_prefix(ns)}workers-deps/{w}"
+    base = sx.deps_keys(ns, w)["dir"]
     for target, sub, ro in (("/var/run/secrets/hiclaw", "token", True), ("/mnt/hiclaw/env", "env", True),
                             ("/mnt/hiclaw/data", "data", False)):
         m = mounts[target]

@@ -1068,3 +1068,30 @@ TEST(decide_status_describes_the_instance_that_really_exists) {
     CHECK(d.instance.kind == NULL);
     td_release(&a);
 }
+
+/* Found on the real bed: right after a workerName change the Worker cache can still show the
+ * status written before the deps moved; a token refresh then wrote the token back at the old
+ * path, and recorded it again. The live claim's sub-paths are what the sandbox mounts: refreshes
+ * and rewrites go there. */
+TEST(decide_token_refresh_goes_where_the_live_claim_mounts) {
+    arena a;
+    arena_init(&a);
+    const char *sbw = "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox'},"
+                      "'status':{'backendRuntime':'sandbox','workerDepsPath':'p/workers-deps/ns/old/'}}";
+    obs_claim cl = {.name = "hiclaw-worker-alice", .uid = "c1", .phase = "Completed", .replicas = 1, .claimed = 1,
+                    .spec_hash = TD_SHASH, .deps_path = "p/workers-deps/ns/new/"};
+    obs_sandbox sb = {.name = "sbx-1", .uid = "s1", .phase = "Running", .ready_known = 1, .ready = 1,
+                      .spec_hash = TD_SHASH, .claim_name = "hiclaw-worker-alice"};
+    observed o = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1, .token_present = 1,
+                  .token_refresh_in_ms = 0, .deps_present = 1, .deps_path = "p/workers-deps/ns/new/",
+                  .mounted_deps_path = "p/workers-deps/ns/new/"};
+    decision d = td_decide(&a, sbw, &o, &TD_POD);
+    int refreshed = 0;
+    for (size_t i = 0; i < d.nactions; i++)
+        if (d.actions[i].kind == ACT_REFRESH_TOKEN) {
+            CHECK_STR_EQ(d.actions[i].name, "p/workers-deps/ns/new/");
+            refreshed = 1;
+        }
+    CHECK(refreshed);
+    td_release(&a);
+}
