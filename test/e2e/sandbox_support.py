@@ -262,7 +262,8 @@ class MinioControl:
 
 class RefreshScenario:
     """A sandbox Worker under a controller with HICLAW_SANDBOX_TOKEN_TTL=600 (the API server's
-    minimum), claimed through OpenKruise, watched for the whole window. Started early (by an
+    minimum), claimed through OpenKruise, then switched to the pod backend (blocked while it
+    runs), watched for the whole window. Started early (by an
     autouse fixture of test_sandbox_backend.py, or by the refresh test itself) so the ~400 s
     until the first refresh overlaps the other tests; the assertion runs last."""
 
@@ -313,6 +314,12 @@ class RefreshScenario:
                 "claim_uid": claim["metadata"]["uid"], "audit_offset": ch.audit_offset(self.tb),
                 "at": time.monotonic(), "wall": time.time(),
             }
+            # The Worker is then switched to the pod backend while Running: the switch is
+            # blocked, and the guard must keep the sandbox it protects supplied with a fresh
+            # token (issue 15 item 7) — the refresh below happens under the blocked switch.
+            self.custom.patch_namespaced_custom_object("hiclaw.io", "v1beta1", self.ns, "workers", self.worker,
+                                                       {"spec": {"backendRuntime": "pod"}})
+            ch.wait_condition(self.custom, self.ns, self.worker, "Synced", "False", "BackendSwitchBlocked", timeout=30)
         except BaseException as e:  # reported by the refresh test
             self.error = f"refresh scenario setup failed: {e!r}"
         finally:

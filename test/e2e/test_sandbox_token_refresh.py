@@ -2,7 +2,9 @@
 
 HICLAW_SANDBOX_TOKEN_TTL=600 (the API server's minimum): the controller must write a new token
 over token/token once less than a third of the lifetime remains (~400 s after the first write),
-before the old one expires, without touching the claim or the Sandbox. The scenario is started
+before the old one expires, without touching the claim or the Sandbox — and it must do so while
+a switch to the pod backend is blocked (the guard keeps the sandbox it protects alive, token
+included: issue 15 item 7). The scenario is started
 early (sandbox_support.refresh_scenario, from an autouse fixture of test_sandbox_backend.py) so
 the wait overlaps the other tests, and runs last (the runs_last marker). Bounded at 480 s after
 the start.
@@ -13,6 +15,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from kubernetes import client
 
 import controller_harness as ch
 import sandbox_support as sx
@@ -75,4 +78,8 @@ def test_token_refreshed_before_expiry_sandbox_untouched(tb, api, custom, runtim
     assert sx.get_claim(custom, sc.ns, sx.claim_name(sc.worker))
     wk = custom.get_namespaced_custom_object("hiclaw.io", "v1beta1", sc.ns, "workers", sc.worker)
     assert wk["status"]["phase"] == "Running"
+    # all along under the blocked switch to the pod backend: no Pod, the sandbox kept and refreshed
+    assert ch.condition(wk, "Synced")["reason"] == "BackendSwitchBlocked"
+    assert ch.condition(wk, "Ready")["status"] == "True"
+    assert ch.worker_pods(client.CoreV1Api(api), sc.ns, sc.worker) == []
     assert "refreshed worker-deps token" in sc.ctl.log_text()
