@@ -116,6 +116,11 @@ def namespace_controller(ns: str) -> Optional[str]:
     return _NAMESPACE_CONTROLLER.get(ns)
 
 
+def set_namespace_controller(ns: str, name: str) -> None:
+    """For controllers not started through ControllerProcess (the chart's, in test_ops)."""
+    _NAMESPACE_CONTROLLER[ns] = name
+
+
 def remove_workdirs() -> None:
     while _WORKDIRS:
         shutil.rmtree(_WORKDIRS.pop(), ignore_errors=True)

@@ -51,6 +51,7 @@ def chart_env(tb, core, namespace, tmp_path_factory):
     """The chart rendered for `namespace` (sandbox off), its SA/Role/RoleBinding/CRD applied,
     and a token of its ServiceAccount in a file."""
     name = h.unique_name("ops")
+    h.set_namespace_controller(namespace, name)  # the Workers the tests create are labelled for it
     docs = ops.helm_template(tb, namespace, RELEASE, {"sandbox.enabled": "false", "controller.name": name})
     apply = ops.kinds(docs, "ServiceAccount", "Role", "RoleBinding", "CustomResourceDefinition")
     assert {d["kind"] for d in apply} == {"ServiceAccount", "Role", "RoleBinding", "CustomResourceDefinition"}
@@ -258,7 +259,8 @@ def test_check_passes_under_the_chart_rbac_and_names_a_missing_rule(tb, chart_en
     finally:
         ops.kubectl_apply_docs(tb, [chart_env["role"]])
     # a missing CRD is reported too (as run sees it: the resource is not served)
-    r = ops.run(argv, env=dict(env, HICLAW_SANDBOX_ENABLED="true", HICLAW_WORKER_DEPS_ENDPOINT="http://127.0.0.1:1",
+    r = ops.run(argv, env=dict(env, HICLAW_SANDBOX_ENABLED="true", HICLAW_WORKER_DEPS_ENDPOINT="https://localhost:1",
+                               HICLAW_WORKER_DEPS_CA_FILE=tb.WC_CA_FILE,
                                HICLAW_WORKER_DEPS_BUCKET="b-x", HICLAW_WORKER_DEPS_ACCESS_KEY_ID="k",
                                HICLAW_WORKER_DEPS_SECRET_ACCESS_KEY="s3cr3t-planted"))
     assert r.returncode == 1
@@ -280,8 +282,11 @@ def test_check_sandbox_bucket_probe(tb, chart_env, core):
         "HICLAW_WORKER_DEPS_REGION": tb.WC_S3_REGION, "HICLAW_WORKER_DEPS_PREFIX": f"e2e/{chart_env['ns']}/"})
     r = ops.run([ops.binary(), "check", *conn_flags(tb, chart_env["token_path"])], env=env)
     assert re.search(r"^ok\s+worker-deps s3://", r.stdout, re.M), r.stdout
-    # the chart here was rendered with sandbox off: check says the sandbox rules are missing
-    assert re.search(r"^FAIL\s+crd sandboxclaims.agents.kruise.io\s+cannot list", r.stdout, re.M), r.stdout
+    # the chart here was rendered with sandbox off: claims and Sandboxes are readable (the
+    # controller watches them read-only), everything the sandbox backend writes is missing
+    assert re.search(r"^ok\s+crd sandboxclaims.agents.kruise.io\s", r.stdout, re.M), r.stdout
+    assert re.search(r"^FAIL\s+crd sandboxsets.agents.kruise.io\s+cannot list", r.stdout, re.M), r.stdout
+    assert re.search(r"^FAIL\s+rbac create sandboxclaims.agents.kruise.io\s", r.stdout, re.M), r.stdout
     assert re.search(r"^FAIL\s+rbac create serviceaccounts/token\s", r.stdout, re.M), r.stdout
     assert r.returncode == 1
     assert tb.WC_S3_SECRET_KEY not in r.stdout + r.stderr

@@ -174,7 +174,7 @@ def test_deps_exist_when_claim_first_seen_and_claim_shape(tb, api, custom, core,
     assert len(h) >= 8
     want_labels = {"app": "hiclaw-worker", "hiclaw.io/worker": w, "hiclaw.io/controller": ctl.name,
                    "hiclaw.io/runtime": "openclaw", "hiclaw.io/backend": "sandbox", "team": "blue", "tier": "gold",
-                   "hiclaw.io/spec-hash": h}
+                   "hiclaw.io/spec-hash": h, "hiclaw.io/worker-uid": wk["metadata"]["uid"]}
     assert spec["labels"] == want_labels
     assert md["labels"]["hiclaw.io/controller"] == ctl.name and md["labels"]["hiclaw.io/worker"] == w
     owners = md["ownerReferences"]
