@@ -190,24 +190,29 @@ static int read_worker_secret(controller *c, arena *a, const worker *w, kv_list 
 
 /* ---- executing actions ---- */
 
-static int finalizer_patch(controller *c, const worker *w, int add, wc_err *err) {
-    buf p = BUF_INIT;
-    buf_puts(&p, "{\"metadata\":{\"resourceVersion\":");
-    buf_put_json_string(&p, w->resource_version ? w->resource_version : "");
-    buf_puts(&p, ",\"finalizers\":[");
+/* The finalizer list without ours, plus ours when add; resourceVersion makes the patch a
+ * compare-and-swap, so another writer's finalizer is never lost. */
+static void finalizer_patch_render(buf *p, const worker *w, int add) {
+    buf_puts(p, "{\"metadata\":{\"resourceVersion\":");
+    buf_put_json_string(p, w->resource_version ? w->resource_version : "");
+    buf_puts(p, ",\"finalizers\":[");
     int first = 1;
     for (size_t i = 0; i < w->nfinalizers; i++) {
         if (strcmp(w->finalizers[i], WORKER_FINALIZER) == 0) continue;
-        if (!first) buf_putc(&p, ',');
-        buf_put_json_string(&p, w->finalizers[i]);
+        if (!first) buf_putc(p, ',');
+        buf_put_json_string(p, w->finalizers[i]);
         first = 0;
     }
     if (add) {
-        if (!first) buf_putc(&p, ',');
-        buf_put_json_string(&p, WORKER_FINALIZER);
+        if (!first) buf_putc(p, ',');
+        buf_put_json_string(p, WORKER_FINALIZER);
     }
-    buf_puts(&p, "]}}");
-    /* resourceVersion makes it compare-and-swap: another writer's finalizer is never lost. */
+    buf_puts(p, "]}}");
+}
+
+static int finalizer_patch(controller *c, const worker *w, int add, wc_err *err) {
+    buf p = BUF_INIT;
+    finalizer_patch_render(&p, w, add);
     int rc = kube_patch(c->kc, &KUBE_WORKERS, w->namespace, w->name, NULL, KUBE_PATCH_MERGE, p.data, NULL, 0, 0, NULL, err);
     buf_free(&p);
     return rc;
@@ -432,15 +437,16 @@ static int exec_action(controller *c, exec_ctx *x, const action *act, wc_err *er
 
 /* ---- status ---- */
 
-static const char *cond_transition_time(arena *a, const wcond *old, const char *status) {
+static const char *cond_transition_time(arena *a, const wcond *old, const char *status, time_t now) {
     if (old->present && old->status && strcmp(old->status, status) == 0 && old->last_transition)
         return old->last_transition;
     char ts[32];
-    wc_rfc3339(ts, time(NULL));
+    wc_rfc3339(ts, now);
     return arena_strdup(a, ts);
 }
 
-static void json_condition(buf *b, arena *a, const char *type, const decided_cond *d, const wcond *old, int64_t gen) {
+static void json_condition(buf *b, arena *a, const char *type, const decided_cond *d, const wcond *old, int64_t gen,
+                           time_t now) {
     buf_puts(b, "{\"type\":");
     buf_put_json_string(b, type);
     buf_puts(b, ",\"status\":");
@@ -452,7 +458,7 @@ static void json_condition(buf *b, arena *a, const char *type, const decided_con
     buf_put_json_string(b, clean);
     free(clean);
     buf_printf(b, ",\"observedGeneration\":%" PRId64 ",\"lastTransitionTime\":", gen);
-    buf_put_json_string(b, cond_transition_time(a, old, d->status));
+    buf_put_json_string(b, cond_transition_time(a, old, d->status, now));
     buf_putc(b, '}');
 }
 
@@ -486,62 +492,69 @@ static int status_same(const worker *w, const decision *d, int64_t observed_gen)
     return same;
 }
 
-/* Writes this controller's status fields as a merge patch — only when they differ from what
- * the Worker already says, so a steady fleet causes no writes at all. Conditions of other
- * types (someone else's) are carried over unchanged, since a merge patch replaces the list. */
-static int write_status(controller *c, arena *a, const cJSON *obj, const worker *w, const decision *d,
-                        int64_t observed_gen, wc_err *err) {
-    if (status_same(w, d, observed_gen)) return 0;
+/* The status merge patch: this controller's fields, with the conditions of other types
+ * (someone else's) carried over unchanged, since a merge patch replaces the list. now: the
+ * lastTransitionTime of a condition whose status changes. */
+static void status_patch_render(buf *p, arena *a, const cJSON *obj, const worker *w, const decision *d,
+                                int64_t observed_gen, time_t now) {
     worker_phase phase = d->phase != PHASE_NONE ? d->phase : w->phase;
     const char *backend = d->backend ? d->backend : w->status_backend;
     char *clean_msg = log_redact(d->message ? d->message : "");
-    buf p = BUF_INIT;
-    buf_puts(&p, "{\"status\":{\"phase\":");
-    if (phase == PHASE_NONE) buf_puts(&p, "null");
-    else buf_put_json_string(&p, phase_name(phase));
-    buf_puts(&p, ",\"backendRuntime\":");
-    if (backend && *backend) buf_put_json_string(&p, backend);
-    else buf_puts(&p, "null");
-    buf_puts(&p, ",\"message\":");
-    buf_put_json_string(&p, clean_msg);
-    buf_puts(&p, ",\"containerState\":");
-    if (d->container_state) buf_put_json_string(&p, d->container_state);
-    else buf_puts(&p, "null");
-    buf_printf(&p, ",\"observedGeneration\":%" PRId64 ",\"instance\":", observed_gen);
+    buf_puts(p, "{\"status\":{\"phase\":");
+    if (phase == PHASE_NONE) buf_puts(p, "null");
+    else buf_put_json_string(p, phase_name(phase));
+    buf_puts(p, ",\"backendRuntime\":");
+    if (backend && *backend) buf_put_json_string(p, backend);
+    else buf_puts(p, "null");
+    buf_puts(p, ",\"message\":");
+    buf_put_json_string(p, clean_msg);
+    buf_puts(p, ",\"containerState\":");
+    if (d->container_state) buf_put_json_string(p, d->container_state);
+    else buf_puts(p, "null");
+    buf_printf(p, ",\"observedGeneration\":%" PRId64 ",\"instance\":", observed_gen);
     if (d->instance.kind) {
-        buf_puts(&p, "{\"kind\":");
-        buf_put_json_string(&p, d->instance.kind);
+        buf_puts(p, "{\"kind\":");
+        buf_put_json_string(p, d->instance.kind);
         const char *fields[3][2] = {{"name", d->instance.name}, {"claimName", d->instance.claim_name}, {"podIP", d->instance.pod_ip}};
         for (int i = 0; i < 3; i++) {
-            buf_printf(&p, ",\"%s\":", fields[i][0]);
-            if (fields[i][1]) buf_put_json_string(&p, fields[i][1]);
-            else buf_puts(&p, "null");
+            buf_printf(p, ",\"%s\":", fields[i][0]);
+            if (fields[i][1]) buf_put_json_string(p, fields[i][1]);
+            else buf_puts(p, "null");
         }
-        buf_putc(&p, '}');
+        buf_putc(p, '}');
     } else {
-        buf_puts(&p, "null");
+        buf_puts(p, "null");
     }
     if (d->deps_path) { /* absent from the patch: kept */
-        buf_puts(&p, ",\"workerDepsPath\":");
-        buf_put_json_string(&p, d->deps_path);
+        buf_puts(p, ",\"workerDepsPath\":");
+        buf_put_json_string(p, d->deps_path);
     }
-    buf_puts(&p, ",\"conditions\":[");
-    json_condition(&p, a, "Ready", &d->ready, &w->ready, w->generation);
-    buf_putc(&p, ',');
-    json_condition(&p, a, "Synced", &d->synced, &w->synced, w->generation);
+    buf_puts(p, ",\"conditions\":[");
+    json_condition(p, a, "Ready", &d->ready, &w->ready, w->generation, now);
+    buf_putc(p, ',');
+    json_condition(p, a, "Synced", &d->synced, &w->synced, w->generation, now);
     const cJSON *cond;
     cJSON_ArrayForEach(cond, cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(obj, "status"), "conditions")) {
         const char *t = json_str(cond, "type");
         if (t && (strcmp(t, "Ready") == 0 || strcmp(t, "Synced") == 0)) continue;
         char *s = cJSON_PrintUnformatted(cond);
-        buf_putc(&p, ',');
-        buf_puts(&p, s);
+        buf_putc(p, ',');
+        buf_puts(p, s);
         free(s);
     }
-    buf_puts(&p, "]}}");
+    buf_puts(p, "]}}");
+    free(clean_msg);
+}
+
+/* Writes this controller's status fields as a merge patch — only when they differ from what
+ * the Worker already says, so a steady fleet causes no writes at all. */
+static int write_status(controller *c, arena *a, const cJSON *obj, const worker *w, const decision *d,
+                        int64_t observed_gen, wc_err *err) {
+    if (status_same(w, d, observed_gen)) return 0;
+    buf p = BUF_INIT;
+    status_patch_render(&p, a, obj, w, d, observed_gen, time(NULL));
     int rc = kube_patch(c->kc, &KUBE_WORKERS, w->namespace, w->name, "status", KUBE_PATCH_MERGE, p.data, NULL, 0, 0, NULL, err);
     buf_free(&p);
-    free(clean_msg);
     return rc;
 }
 

@@ -361,25 +361,32 @@ static int sandbox_create_claim(controller *c, exec_ctx *x, const char *name, wc
     return rc;
 }
 
+/* The warm pool's SandboxSet: one container `worker` whose env tells the agent runtime where the
+ * env file is mounted. */
+static void sandbox_pool_render(buf *b, const char *pool, const char *ns, const char *controller_name,
+                                const char *agent_image, int64_t replicas, const char *cpu, const char *mem) {
+    buf_puts(b, "{\"apiVersion\":\"agents.kruise.io/v1alpha1\",\"kind\":\"SandboxSet\",\"metadata\":{\"name\":");
+    buf_put_json_string(b, pool);
+    buf_puts(b, ",\"namespace\":");
+    buf_put_json_string(b, ns);
+    buf_puts(b, ",\"labels\":{\"app.kubernetes.io/managed-by\":\"worker-controller\",\"" LABEL_CONTROLLER "\":");
+    buf_put_json_string(b, controller_name);
+    buf_printf(b, "}},\"spec\":{\"replicas\":%" PRId64 ",\"runtimes\":[{\"name\":\"csi\"},{\"name\":\"agent-runtime\"}],", replicas);
+    buf_puts(b, "\"template\":{\"spec\":{\"automountServiceAccountToken\":false,\"containers\":[{\"name\":\"worker\",\"image\":");
+    buf_put_json_string(b, agent_image);
+    buf_puts(b, ",\"env\":[{\"name\":\"HICLAW_WORKER_ENV_MOUNT_DIR\",\"value\":\"/mnt/hiclaw/env\"},"
+                 "{\"name\":\"HICLAW_WORKER_ENV_MOUNT_REQUIRED\",\"value\":\"1\"}],\"resources\":{\"requests\":{\"cpu\":\"100m\",\"memory\":\"256Mi\"},\"limits\":{\"cpu\":");
+    buf_put_json_string(b, cpu);
+    buf_puts(b, ",\"memory\":");
+    buf_put_json_string(b, mem);
+    buf_puts(b, "}}}]}}}}");
+}
+
 /* The warm pool, server-side applied at start when the controller manages it. */
 static int sandbox_apply_pool(controller *c, const char *ns, const char *agent_image, int64_t replicas,
                               const char *cpu, const char *mem, wc_err *err) {
     buf b = BUF_INIT;
-    buf_puts(&b, "{\"apiVersion\":\"agents.kruise.io/v1alpha1\",\"kind\":\"SandboxSet\",\"metadata\":{\"name\":");
-    buf_put_json_string(&b, c->pool);
-    buf_puts(&b, ",\"namespace\":");
-    buf_put_json_string(&b, ns);
-    buf_puts(&b, ",\"labels\":{\"app.kubernetes.io/managed-by\":\"worker-controller\",\"" LABEL_CONTROLLER "\":");
-    buf_put_json_string(&b, c->controller_name);
-    buf_printf(&b, "}},\"spec\":{\"replicas\":%" PRId64 ",\"runtimes\":[{\"name\":\"csi\"},{\"name\":\"agent-runtime\"}],", replicas);
-    buf_puts(&b, "\"template\":{\"spec\":{\"automountServiceAccountToken\":false,\"containers\":[{\"name\":\"worker\",\"image\":");
-    buf_put_json_string(&b, agent_image);
-    buf_puts(&b, ",\"env\":[{\"name\":\"HICLAW_WORKER_ENV_MOUNT_DIR\",\"value\":\"/mnt/hiclaw/env\"},"
-                 "{\"name\":\"HICLAW_WORKER_ENV_MOUNT_REQUIRED\",\"value\":\"1\"}],\"resources\":{\"requests\":{\"cpu\":\"100m\",\"memory\":\"256Mi\"},\"limits\":{\"cpu\":");
-    buf_put_json_string(&b, cpu);
-    buf_puts(&b, ",\"memory\":");
-    buf_put_json_string(&b, mem);
-    buf_puts(&b, "}}}]}}}}");
+    sandbox_pool_render(&b, c->pool, ns, c->controller_name, agent_image, replicas, cpu, mem);
     int rc = kube_patch(c->kc, &KUBE_SANDBOXSETS, ns, c->pool, NULL, KUBE_PATCH_APPLY, b.data, "worker-controller", 1, 0, NULL, err);
     buf_free(&b);
     return rc;

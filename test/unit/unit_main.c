@@ -17,6 +17,7 @@
 #include "test_packaging.c"
 #include "test_hostile.c"
 #include "test_shell.c"
+#include "test_golden.c"
 
 int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
