@@ -251,8 +251,8 @@ static int token_request(kube_client *kc, const char *ns, const char *sa, const 
     int rc = kube_create(kc, &KUBE_SERVICEACCOUNTS, ns, sa, "token", body.data, &resp, err);
     buf_free(&body);
     if (rc < 0) return err_wrap(err, "TokenRequest for ServiceAccount %s", sa);
-    const char *tok = kube_json_str(resp, "status.token");
-    const char *exp = kube_json_str(resp, "status.expirationTimestamp");
+    const char *tok = json_str_at(resp, "status.token");
+    const char *exp = json_str_at(resp, "status.expirationTimestamp");
     if (!tok || !*tok) {
         cJSON_Delete(resp);
         return err_set(err, WC_EPARSE, "TokenRequest for ServiceAccount %s: no token in the response", sa);
@@ -261,7 +261,7 @@ static int token_request(kube_client *kc, const char *ns, const char *sa, const 
     out->token = xstrdup(tok);
     out->expires = rfc3339_to_unix(exp);
     if (!out->expires) out->expires = (int64_t)time(NULL) + ttl_s;
-    secure_zero(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(resp, "status"), "token")->valuestring,
+    secure_zero(json_get(json_get(resp, "status"), "token")->valuestring,
                 strlen(tok));
     cJSON_Delete(resp);
     return 0;

@@ -208,14 +208,14 @@ static void pod_spec_hash(arena *a, const worker *w, const env_list *env, const 
  * the spec-hash annotation. Everything else of metadata is dropped: it is most of the bytes. */
 static cJSON *instance_project_metadata(const cJSON *obj) {
     cJSON *out = cJSON_CreateObject();
-    const cJSON *md = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
+    const cJSON *md = json_get(obj, "metadata");
     cJSON *m = cJSON_AddObjectToObject(out, "metadata");
     static const char *mkeys[] = {"name", "namespace", "uid", "resourceVersion", "deletionTimestamp"};
     for (size_t i = 0; i < sizeof mkeys / sizeof *mkeys; i++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(md, mkeys[i]);
+        const cJSON *v = json_get(md, mkeys[i]);
         if (v) cJSON_AddItemToObject(m, mkeys[i], cJSON_Duplicate(v, 1));
     }
-    const cJSON *labels = cJSON_GetObjectItemCaseSensitive(md, "labels");
+    const cJSON *labels = json_get(md, "labels");
     cJSON *ml = cJSON_AddObjectToObject(m, "labels");
     static const char *lkeys[] = {LABEL_WORKER, LABEL_BACKEND, LABEL_SPEC_HASH, "agents.kruise.io/claim-name",
                                   LABEL_WORKER_UID};
@@ -223,13 +223,13 @@ static cJSON *instance_project_metadata(const cJSON *obj) {
         const char *v = json_str(labels, lkeys[i]);
         if (v) cJSON_AddStringToObject(ml, lkeys[i], v);
     }
-    const char *hash = json_str(cJSON_GetObjectItemCaseSensitive(md, "annotations"), ANNOTATION_SPEC_HASH);
+    const char *hash = json_str(json_get(md, "annotations"), ANNOTATION_SPEC_HASH);
     if (hash) cJSON_AddStringToObject(cJSON_AddObjectToObject(m, "annotations"), ANNOTATION_SPEC_HASH, hash);
     /* The controller ownerReference, reduced to kind and UID: it tells a Worker's own Pod from
      * the Pod a sandbox controller made for a Sandbox (which carries the same labels). */
     const cJSON *ref;
-    cJSON_ArrayForEach(ref, cJSON_GetObjectItemCaseSensitive(md, "ownerReferences")) {
-        if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ref, "controller"))) continue;
+    cJSON_ArrayForEach(ref, json_get(md, "ownerReferences")) {
+        if (!cJSON_IsTrue(json_get(ref, "controller"))) continue;
         cJSON *o = cJSON_AddObjectToObject(m, "owner");
         const char *kind = json_str(ref, "kind"), *uid = json_str(ref, "uid");
         if (kind) cJSON_AddStringToObject(o, "kind", kind);
@@ -264,10 +264,10 @@ static int pod_is_worker_instance(const char *backend_label, const char *owner_k
  * label) are this Worker's by their labels. */
 static int instance_of_other_worker(const cJSON *md, const char *worker_uid) {
     if (!worker_uid || !*worker_uid) return 0;
-    const cJSON *owner = cJSON_GetObjectItemCaseSensitive(md, "owner");
+    const cJSON *owner = json_get(md, "owner");
     const char *kind = json_str(owner, "kind"), *uid = json_str(owner, "uid");
     if (kind && strcmp(kind, "Worker") == 0 && uid && strcmp(uid, worker_uid) != 0) return 1;
-    const char *label = json_str(cJSON_GetObjectItemCaseSensitive(md, "labels"), LABEL_WORKER_UID);
+    const char *label = json_str(json_get(md, "labels"), LABEL_WORKER_UID);
     return label && *label && strcmp(label, worker_uid) != 0;
 }
 
@@ -278,12 +278,12 @@ static int instance_of_other_worker(const cJSON *md, const char *worker_uid) {
  * reporting it beats taking it for success and waiting forever for an instance that is not ours. */
 static const char *instance_name_conflict(arena *a, const cJSON *obj, const worker *w, const char *controller,
                                           const char *kind_name) {
-    const cJSON *md = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
+    const cJSON *md = json_get(obj, "metadata");
     const char *name = json_str(md, "name");
-    const char *lctl = json_str(cJSON_GetObjectItemCaseSensitive(md, "labels"), LABEL_CONTROLLER);
+    const char *lctl = json_str(json_get(md, "labels"), LABEL_CONTROLLER);
     const cJSON *ref;
-    cJSON_ArrayForEach(ref, cJSON_GetObjectItemCaseSensitive(md, "ownerReferences")) {
-        if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ref, "controller"))) continue;
+    cJSON_ArrayForEach(ref, json_get(md, "ownerReferences")) {
+        if (!cJSON_IsTrue(json_get(ref, "controller"))) continue;
         const char *k = json_str(ref, "kind"), *uid = json_str(ref, "uid"), *n = json_str(ref, "name");
         if (k && strcmp(k, "Worker") == 0 && uid && w->uid && strcmp(uid, w->uid) == 0) {
             /* This Worker's — but made under another controller (the Worker was relabelled):
@@ -303,7 +303,7 @@ static const char *instance_name_conflict(arena *a, const cJSON *obj, const work
                                 "it is left alone; remove or rename it",
                              kind_name, name ? name : "?", k ? k : "?", n ? n : "?", uid ? uid : "?");
     }
-    const cJSON *labels = cJSON_GetObjectItemCaseSensitive(md, "labels");
+    const cJSON *labels = json_get(md, "labels");
     const char *lw = json_str(labels, LABEL_WORKER), *lc = json_str(labels, LABEL_CONTROLLER);
     const char *luid = json_str(labels, LABEL_WORKER_UID);
     if (lw && strcmp(lw, w->name) == 0 && lc && strcmp(lc, controller) == 0 && (!luid || !w->uid || strcmp(luid, w->uid) == 0))
@@ -315,22 +315,22 @@ static const char *instance_name_conflict(arena *a, const cJSON *obj, const work
 
 static cJSON *pod_project(const cJSON *pod) {
     cJSON *out = instance_project_metadata(pod);
-    const cJSON *st = cJSON_GetObjectItemCaseSensitive(pod, "status");
+    const cJSON *st = json_get(pod, "status");
     cJSON *s = cJSON_AddObjectToObject(out, "status");
     const char *phase = json_str(st, "phase"), *ip = json_str(st, "podIP");
     if (phase) cJSON_AddStringToObject(s, "phase", phase);
     if (ip) cJSON_AddStringToObject(s, "podIP", ip);
     const cJSON *c;
-    cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(st, "conditions")) {
+    cJSON_ArrayForEach(c, json_get(st, "conditions")) {
         const char *t = json_str(c, "type");
         if (t && strcmp(t, "Ready") == 0) cJSON_AddBoolToObject(s, "ready", json_str(c, "status") && strcmp(json_str(c, "status"), "True") == 0);
     }
-    cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(st, "containerStatuses")) {
+    cJSON_ArrayForEach(c, json_get(st, "containerStatuses")) {
         const char *n = json_str(c, "name");
         if (!n || strcmp(n, "worker") != 0) continue;
-        const cJSON *state = cJSON_GetObjectItemCaseSensitive(c, "state");
-        const cJSON *waiting = cJSON_GetObjectItemCaseSensitive(state, "waiting");
-        const cJSON *term = cJSON_GetObjectItemCaseSensitive(state, "terminated");
+        const cJSON *state = json_get(c, "state");
+        const cJSON *waiting = json_get(state, "waiting");
+        const cJSON *term = json_get(state, "terminated");
         if (waiting) {
             const char *r = json_str(waiting, "reason"), *msg = json_str(waiting, "message");
             if (r) cJSON_AddStringToObject(s, "waitingReason", r);
@@ -352,26 +352,26 @@ static void instance_observe_identity(const cJSON *md, const char **name, const 
 /* Reads a projection back into the decide() input. Strings borrow from proj. */
 static void pod_observe(const cJSON *proj, obs_pod *p) {
     memset(p, 0, sizeof *p);
-    const cJSON *md = cJSON_GetObjectItemCaseSensitive(proj, "metadata");
-    const cJSON *st = cJSON_GetObjectItemCaseSensitive(proj, "status");
+    const cJSON *md = json_get(proj, "metadata");
+    const cJSON *st = json_get(proj, "status");
     instance_observe_identity(md, &p->name, &p->uid, &p->deleting);
-    p->spec_hash = json_str(cJSON_GetObjectItemCaseSensitive(md, "annotations"), ANNOTATION_SPEC_HASH);
+    p->spec_hash = json_str(json_get(md, "annotations"), ANNOTATION_SPEC_HASH);
     p->phase = json_str(st, "phase");
     p->pod_ip = json_str(st, "podIP");
-    p->ready = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(st, "ready"));
+    p->ready = cJSON_IsTrue(json_get(st, "ready"));
     p->waiting_reason = json_str(st, "waitingReason");
     p->waiting_message = json_str(st, "waitingMessage");
     p->terminated_reason = json_str(st, "terminatedReason");
-    const cJSON *owner = cJSON_GetObjectItemCaseSensitive(md, "owner");
-    p->is_instance = pod_is_worker_instance(json_str(cJSON_GetObjectItemCaseSensitive(md, "labels"), LABEL_BACKEND),
+    const cJSON *owner = json_get(md, "owner");
+    p->is_instance = pod_is_worker_instance(json_str(json_get(md, "labels"), LABEL_BACKEND),
                                             json_str(owner, "kind"));
 }
 
 /* Index key of an instance: "namespace/<hiclaw.io/worker label>", the Worker's queue key. */
 static char *instance_index(const cJSON *proj) {
-    const cJSON *md = cJSON_GetObjectItemCaseSensitive(proj, "metadata");
+    const cJSON *md = json_get(proj, "metadata");
     const char *ns = json_str(md, "namespace");
-    const char *w = json_str(cJSON_GetObjectItemCaseSensitive(md, "labels"), LABEL_WORKER);
+    const char *w = json_str(json_get(md, "labels"), LABEL_WORKER);
     if (!ns || !w) return NULL;
     buf k = BUF_INIT;
     buf_printf(&k, "%s/%s", ns, w);

@@ -166,7 +166,7 @@ static int read_worker_secret(controller *c, arena *a, const worker *w, kv_list 
     cJSON *sec = NULL;
     memset(out, 0, sizeof *out);
     if (kube_get(c->kc, &KUBE_SECRETS, w->namespace, name, NULL, &sec, err) < 0) return kube_err_not_found(err) ? 1 : -1;
-    const cJSON *data = cJSON_GetObjectItemCaseSensitive(sec, "data");
+    const cJSON *data = json_get(sec, "data");
     size_t n = cJSON_IsObject(data) ? (size_t)cJSON_GetArraySize(data) : 0;
     out->items = arena_alloc(a, (n ? n : 1) * sizeof(kv));
     const cJSON *it;
@@ -242,11 +242,11 @@ static int live_instances(controller *c, const worker *w, unsigned what, size_t 
         cJSON *list = NULL;
         if (kube_list_page(c->kc, &KUBE_PODS, w->namespace, psel, NULL, 0, NULL, &list, err) < 0) return -1;
         const cJSON *it;
-        cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(list, "items")) {
+        cJSON_ArrayForEach(it, json_get(list, "items")) {
             cJSON *proj = pod_project(it);
             obs_pod p;
             pod_observe(proj, &p);
-            if (p.is_instance && !instance_of_other_worker(cJSON_GetObjectItemCaseSensitive(proj, "metadata"), w->uid)) {
+            if (p.is_instance && !instance_of_other_worker(json_get(proj, "metadata"), w->uid)) {
                 if (names) buf_printf(names, "%sPod %s", names->len ? ", " : "", p.name ? p.name : "?");
                 (*n)++;
             }
@@ -261,9 +261,9 @@ static int live_instances(controller *c, const worker *w, unsigned what, size_t 
         cJSON *list = NULL;
         if (kube_list_page(c->kc, rs[i], w->namespace, sel, NULL, 0, NULL, &list, err) < 0) return -1;
         const cJSON *it;
-        cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(list, "items")) {
+        cJSON_ArrayForEach(it, json_get(list, "items")) {
             cJSON *proj = instance_project_metadata(it);
-            const cJSON *md = cJSON_GetObjectItemCaseSensitive(proj, "metadata");
+            const cJSON *md = json_get(proj, "metadata");
             if (!instance_of_other_worker(md, w->uid)) {
                 if (names) buf_printf(names, "%s%s %s", names->len ? ", " : "", rs[i]->kind, json_str(md, "name"));
                 (*n)++;
@@ -307,12 +307,12 @@ static int delete_leftover_sandbox_pods(controller *c, exec_ctx *x, wc_err *err)
     size_t n = 0;
     int rc = 0;
     const cJSON *it;
-    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(list, "items")) {
-        const char *name = kube_json_str(it, "metadata.name"), *uid = kube_json_str(it, "metadata.uid");
+    cJSON_ArrayForEach(it, json_get(list, "items")) {
+        const char *name = json_str_at(it, "metadata.name"), *uid = json_str_at(it, "metadata.uid");
         if (!name) continue;
         n++;
         buf_printf(&names, "%s%s", names.len ? ", " : "", name);
-        if (kube_json_str(it, "metadata.deletionTimestamp")) continue;
+        if (json_str_at(it, "metadata.deletionTimestamp")) continue;
         wc_err derr;
         err_clear(&derr);
         int d = kube_delete(c->kc, &KUBE_PODS, w->namespace, name, uid, NULL, "Background", &derr);
@@ -534,7 +534,7 @@ static void status_patch_render(buf *p, arena *a, const cJSON *obj, const worker
     buf_putc(p, ',');
     json_condition(p, a, "Synced", &d->synced, &w->synced, w->generation, now);
     const cJSON *cond;
-    cJSON_ArrayForEach(cond, cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(obj, "status"), "conditions")) {
+    cJSON_ArrayForEach(cond, json_get(json_get(obj, "status"), "conditions")) {
         const char *t = json_str(cond, "type");
         if (t && (strcmp(t, "Ready") == 0 || strcmp(t, "Synced") == 0)) continue;
         char *s = cJSON_PrintUnformatted(cond);
@@ -569,7 +569,7 @@ static void observe_pods(controller *c, arena *a, const worker *w, const char *k
     cJSON_ArrayForEach(it, arr) {
         pod_observe(it, &pods[i]);
         /* a sandbox's own Pod belongs to the sandbox instance; another Worker UID's is not ours */
-        if (pods[i].is_instance && !instance_of_other_worker(cJSON_GetObjectItemCaseSensitive(it, "metadata"), w->uid)) i++;
+        if (pods[i].is_instance && !instance_of_other_worker(json_get(it, "metadata"), w->uid)) i++;
     }
     o->pods = pods;
     o->npods = i;

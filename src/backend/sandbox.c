@@ -16,8 +16,8 @@ static void sandbox_observe_deps(controller *c, arena *a, const worker *w, obser
 /* The informer keeps this much of a SandboxClaim. */
 static cJSON *claim_project(const cJSON *obj) {
     cJSON *out = instance_project_metadata(obj);
-    const cJSON *spec = cJSON_GetObjectItemCaseSensitive(obj, "spec");
-    const cJSON *st = cJSON_GetObjectItemCaseSensitive(obj, "status");
+    const cJSON *spec = json_get(obj, "spec");
+    const cJSON *st = json_get(obj, "status");
     cJSON *s = cJSON_AddObjectToObject(out, "status");
     const char *phase = json_str(st, "phase"), *msg = json_str(st, "message");
     if (phase) cJSON_AddStringToObject(s, "phase", phase);
@@ -26,7 +26,7 @@ static cJSON *claim_project(const cJSON *obj) {
     cJSON_AddNumberToObject(s, "replicas", (double)json_int(spec, "replicas", 1));
     /* The worker-deps dir the sandbox mounts: the token mount's sub-path without "token". */
     const cJSON *m;
-    cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(spec, "dynamicVolumesMount")) {
+    cJSON_ArrayForEach(m, json_get(spec, "dynamicVolumesMount")) {
         const char *mp = json_str(m, "mountPath"), *sub = json_str(m, "subPath");
         size_t n = sub ? strlen(sub) : 0;
         if (mp && strcmp(mp, WORKER_TOKEN_DIR) == 0 && n >= 5 && strcmp(sub + n - 5, "token") == 0) {
@@ -41,10 +41,10 @@ static cJSON *claim_project(const cJSON *obj) {
 
 static void claim_observe(const cJSON *proj, obs_claim *c) {
     memset(c, 0, sizeof *c);
-    const cJSON *md = cJSON_GetObjectItemCaseSensitive(proj, "metadata");
-    const cJSON *st = cJSON_GetObjectItemCaseSensitive(proj, "status");
+    const cJSON *md = json_get(proj, "metadata");
+    const cJSON *st = json_get(proj, "status");
     instance_observe_identity(md, &c->name, &c->uid, &c->deleting);
-    c->spec_hash = json_str(cJSON_GetObjectItemCaseSensitive(md, "annotations"), ANNOTATION_SPEC_HASH);
+    c->spec_hash = json_str(json_get(md, "annotations"), ANNOTATION_SPEC_HASH);
     c->phase = json_str(st, "phase");
     c->message = json_str(st, "message");
     c->claimed = json_int(st, "claimedReplicas", 0);
@@ -55,41 +55,41 @@ static void claim_observe(const cJSON *proj, obs_claim *c) {
 /* The informer keeps this much of a Sandbox. */
 static cJSON *sandbox_project(const cJSON *obj) {
     cJSON *out = instance_project_metadata(obj);
-    const cJSON *st = cJSON_GetObjectItemCaseSensitive(obj, "status");
-    const cJSON *spec = cJSON_GetObjectItemCaseSensitive(obj, "spec");
+    const cJSON *st = json_get(obj, "status");
+    const cJSON *spec = json_get(obj, "spec");
     cJSON *s = cJSON_AddObjectToObject(out, "status");
     const char *phase = json_str(st, "phase");
     if (phase) cJSON_AddStringToObject(s, "phase", phase);
-    const cJSON *podinfo = cJSON_GetObjectItemCaseSensitive(st, "podInfo");
+    const cJSON *podinfo = json_get(st, "podInfo");
     const char *ip = json_str(podinfo, "podIP");
     if (ip) cJSON_AddStringToObject(s, "podIP", ip);
     const cJSON *c;
-    cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(st, "conditions")) {
+    cJSON_ArrayForEach(c, json_get(st, "conditions")) {
         const char *t = json_str(c, "type");
         if (!t || strcmp(t, "Ready") != 0) continue;
         cJSON_AddBoolToObject(s, "ready", str_eq(json_str(c, "status"), "True"));
         if (json_str(c, "reason")) cJSON_AddStringToObject(s, "readyReason", json_str(c, "reason"));
         if (json_str(c, "message")) cJSON_AddStringToObject(s, "readyMessage", json_str(c, "message"));
     }
-    cJSON_AddBoolToObject(s, "paused", cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(spec, "paused")));
+    cJSON_AddBoolToObject(s, "paused", cJSON_IsTrue(json_get(spec, "paused")));
     return out;
 }
 
 static void sandbox_observe_one(const cJSON *proj, obs_sandbox *s) {
     memset(s, 0, sizeof *s);
-    const cJSON *md = cJSON_GetObjectItemCaseSensitive(proj, "metadata");
-    const cJSON *st = cJSON_GetObjectItemCaseSensitive(proj, "status");
-    const cJSON *labels = cJSON_GetObjectItemCaseSensitive(md, "labels");
+    const cJSON *md = json_get(proj, "metadata");
+    const cJSON *st = json_get(proj, "status");
+    const cJSON *labels = json_get(md, "labels");
     instance_observe_identity(md, &s->name, &s->uid, &s->deleting);
     s->claim_name = json_str(labels, LABEL_CLAIM_NAME);
     s->spec_hash = json_str(labels, LABEL_SPEC_HASH);
     s->phase = json_str(st, "phase");
-    const cJSON *ready = cJSON_GetObjectItemCaseSensitive(st, "ready");
+    const cJSON *ready = json_get(st, "ready");
     s->ready_known = ready != NULL;
     s->ready = cJSON_IsTrue(ready);
     s->ready_reason = json_str(st, "readyReason");
     s->ready_message = json_str(st, "readyMessage");
-    s->paused = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(st, "paused"));
+    s->paused = cJSON_IsTrue(json_get(st, "paused"));
     s->pod_ip = json_str(st, "podIP");
 }
 
@@ -108,10 +108,10 @@ static void sandbox_observe(controller *c, arena *a, const worker *w, const char
     /* another Worker UID's claims and Sandboxes (same name, older Worker object) are not ours */
     o->nclaims = o->nsandboxes = 0;
     cJSON_ArrayForEach(it, *claims_json)
-        if (!instance_of_other_worker(cJSON_GetObjectItemCaseSensitive(it, "metadata"), w->uid))
+        if (!instance_of_other_worker(json_get(it, "metadata"), w->uid))
             claim_observe(it, &claims[o->nclaims++]);
     cJSON_ArrayForEach(it, *sbx_json)
-        if (!instance_of_other_worker(cJSON_GetObjectItemCaseSensitive(it, "metadata"), w->uid))
+        if (!instance_of_other_worker(json_get(it, "metadata"), w->uid))
             sandbox_observe_one(it, &sbx[o->nsandboxes++]);
     o->claims = claims;
     o->sandboxes = sbx;

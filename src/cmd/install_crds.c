@@ -39,10 +39,10 @@ static int manifest_name(const struct embedded_asset *a, char *out, size_t outsz
 }
 
 static int crd_condition_true(const cJSON *crd, const char *type) {
-    const cJSON *conds = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(crd, "status"), "conditions");
+    const cJSON *conds = json_get(json_get(crd, "status"), "conditions");
     const cJSON *c;
     cJSON_ArrayForEach(c, conds) {
-        const char *t = kube_json_str(c, "type"), *s = kube_json_str(c, "status");
+        const char *t = json_str_at(c, "type"), *s = json_str_at(c, "status");
         if (t && s && strcmp(t, type) == 0) return strcmp(s, "True") == 0;
     }
     return 0;
@@ -130,7 +130,7 @@ static int cmd_install_crds(int argc, char **argv) {
             rc = WC_EXIT_FAILURE;
             break;
         }
-        const char *rv = kube_json_str(applied, "metadata.resourceVersion");
+        const char *rv = json_str_at(applied, "metadata.resourceVersion");
         printf("customresourcedefinition.apiextensions.k8s.io/%s %s (resourceVersion %s)\n", name,
                server_dry_run ? "validated (server dry run)" : "applied", rv ? rv : "?");
         cJSON_Delete(applied);

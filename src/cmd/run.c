@@ -159,14 +159,14 @@ static int count_unlabelled_workers(kube_client *kc, const char *ns, long limit,
     cJSON *list = NULL;
     if (kube_list_page(kc, &KUBE_WORKERS, ns, "!" LABEL_CONTROLLER, NULL, limit, NULL, &list, err) < 0) return -1;
     const cJSON *it;
-    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(list, "items")) {
-        const char *name = kube_json_str(it, "metadata.name");
+    cJSON_ArrayForEach(it, json_get(list, "items")) {
+        const char *name = json_str_at(it, "metadata.name");
         if (name && strlen(u->names) + strlen(name) + 3 < sizeof u->names)
             snprintf(u->names + strlen(u->names), sizeof u->names - strlen(u->names), "%s%s", u->count ? "," : "", name);
         u->count++;
     }
-    const cJSON *md = cJSON_GetObjectItemCaseSensitive(list, "metadata");
-    const cJSON *rest = cJSON_GetObjectItemCaseSensitive(md, "remainingItemCount");
+    const cJSON *md = json_get(list, "metadata");
+    const cJSON *rest = json_get(md, "remainingItemCount");
     if (cJSON_IsNumber(rest) && rest->valuedouble > 0) u->count += (long)rest->valuedouble;
     else if (json_str(md, "continue") && *json_str(md, "continue")) u->at_least = 1;
     cJSON_Delete(list);
@@ -219,7 +219,7 @@ static void render_worker_gauge(buf *b, kube_informer *workers) {
     char **keys = kube_informer_keys(workers, &n);
     for (size_t i = 0; i < n; i++) {
         cJSON *w = kube_informer_get(workers, keys[i]);
-        const char *phase = kube_json_str(w, "status.phase"), *backend = kube_json_str(w, "status.backendRuntime");
+        const char *phase = json_str_at(w, "status.phase"), *backend = json_str_at(w, "status.backendRuntime");
         char k[128];
         snprintf(k, sizeof k, "phase=\"%s\",backend=\"%s\"", phase ? phase : "", backend && *backend ? backend : "pod");
         strmap_put(&counts, k, (void *)((intptr_t)strmap_get(&counts, k) + 1));

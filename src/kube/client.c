@@ -179,8 +179,8 @@ static int kube_error_from_response(const char *method, const char *path, const 
         st = NULL;
     }
     if (st) {
-        const cJSON *r = cJSON_GetObjectItemCaseSensitive(st, "reason");
-        const cJSON *m = cJSON_GetObjectItemCaseSensitive(st, "message");
+        const cJSON *r = json_get(st, "reason");
+        const cJSON *m = json_get(st, "message");
         if (cJSON_IsString(r)) reason = r->valuestring;
         if (cJSON_IsString(m)) message = m->valuestring;
     }
@@ -373,23 +373,6 @@ static int kube_patch(kube_client *c, const kube_resource *r, const char *ns, co
 static int kube_err_is(const wc_err *err, int status) { return err->code == WC_EHTTP && err->http_status == status; }
 static int kube_err_not_found(const wc_err *err) { return kube_err_is(err, 404); }
 static int kube_err_conflict(const wc_err *err) { return kube_err_is(err, 409); }
-
-/* Reads a string at a dotted path ("metadata.name") of a JSON object; NULL when absent. */
-static const char *kube_json_str(const cJSON *obj, const char *dotted) {
-    char key[128];
-    const cJSON *cur = obj;
-    const char *p = dotted;
-    while (cur && *p) {
-        const char *dot = strchr(p, '.');
-        size_t n = dot ? (size_t)(dot - p) : strlen(p);
-        if (n >= sizeof key) return NULL;
-        memcpy(key, p, n);
-        key[n] = '\0';
-        cur = cJSON_GetObjectItemCaseSensitive(cur, key);
-        p = dot ? dot + 1 : p + n;
-    }
-    return cJSON_IsString(cur) ? cur->valuestring : NULL;
-}
 
 /* Replaces an object (PUT). The body's metadata.resourceVersion makes it a compare-and-swap:
  * a stale write fails with 409 instead of overwriting someone else's change. */

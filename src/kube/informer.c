@@ -87,11 +87,11 @@ typedef struct kube_informer {
 /* The default projection: identity and labels only. */
 static cJSON *kube_project_metadata(const cJSON *obj) {
     cJSON *out = cJSON_CreateObject();
-    const cJSON *md = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
+    const cJSON *md = json_get(obj, "metadata");
     cJSON *m = cJSON_AddObjectToObject(out, "metadata");
     static const char *keep[] = {"name", "namespace", "uid", "resourceVersion", "labels", "deletionTimestamp"};
     for (size_t i = 0; i < sizeof keep / sizeof *keep; i++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(md, keep[i]);
+        const cJSON *v = json_get(md, keep[i]);
         if (v) cJSON_AddItemToObject(m, keep[i], cJSON_Duplicate(v, 1));
     }
     return out;
@@ -99,8 +99,8 @@ static cJSON *kube_project_metadata(const cJSON *obj) {
 
 /* "namespace/name" (or "name" for cluster-scoped objects), the workqueue key shape. */
 static char *kube_object_key(const cJSON *obj) {
-    const char *ns = kube_json_str(obj, "metadata.namespace");
-    const char *name = kube_json_str(obj, "metadata.name");
+    const char *ns = json_str_at(obj, "metadata.namespace");
+    const char *name = json_str_at(obj, "metadata.name");
     if (!name) return NULL;
     buf k = BUF_INIT;
     if (ns && *ns) buf_printf(&k, "%s/%s", ns, name);
@@ -253,7 +253,7 @@ static void kube_informer_apply(kube_informer *inf, kube_watch_type type, const 
 #endif
     char *key = kube_object_key(obj);
     if (!key) return;
-    const char *rv = kube_json_str(obj, "metadata.resourceVersion");
+    const char *rv = json_str_at(obj, "metadata.resourceVersion");
     if (type == KUBE_WATCH_DELETED) {
         cJSON *old = kube_cache_remove(inf, key);
         /* A delete for an object never seen still tells handlers; give them the final state. */
@@ -275,7 +275,7 @@ static void kube_informer_apply(kube_informer *inf, kube_watch_type type, const 
 static void kube_informer_list_item(kube_informer *inf, strmap *listed, const cJSON *item) {
     char *key = kube_object_key(item);
     if (!key) return;
-    const char *irv = kube_json_str(item, "metadata.resourceVersion");
+    const char *irv = json_str_at(item, "metadata.resourceVersion");
     strmap_put(listed, key, (void *)1);
     pthread_rwlock_rdlock(&inf->mu);
     kube_cache_entry *cur = strmap_get(&inf->cache, key);
@@ -333,14 +333,14 @@ static int kube_informer_list(kube_informer *inf, wc_err *err) {
             rc = kube_err_is(err, 410) ? 1 : -1;
             break;
         }
-        const char *prv = kube_json_str(page, "metadata.resourceVersion");
-        const char *pcont = kube_json_str(page, "metadata.continue");
+        const char *prv = json_str_at(page, "metadata.resourceVersion");
+        const char *pcont = json_str_at(page, "metadata.continue");
         free(rv);
         rv = xstrdup(prv ? prv : "");
         free(cont);
         cont = pcont && *pcont ? xstrdup(pcont) : NULL;
         const cJSON *item;
-        cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(page, "items")) kube_informer_list_item(inf, &listed, item);
+        cJSON_ArrayForEach(item, json_get(page, "items")) kube_informer_list_item(inf, &listed, item);
         json_scratch_end(&scratch);
     } while (cont && !atomic_load(&inf->stop));
     json_scratch_free(&scratch);
@@ -369,8 +369,8 @@ typedef struct kube_watch_ctx {
 
 /* The bookmark that closes a streamed list's initial events. */
 static int kube_is_initial_events_end(const cJSON *obj) {
-    const cJSON *md = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
-    const cJSON *a = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(md, "annotations"),
+    const cJSON *md = json_get(obj, "metadata");
+    const cJSON *a = json_get(json_get(md, "annotations"),
                                                       "k8s.io/initial-events-end");
     return cJSON_IsString(a) && strcmp(a->valuestring, "true") == 0;
 }
@@ -378,7 +378,7 @@ static int kube_is_initial_events_end(const cJSON *obj) {
 static int kube_watch_on_event(void *ud, const kube_watch_event *ev, wc_err *err) {
     kube_watch_ctx *w = ud;
     kube_informer *inf = w->inf;
-    const char *rv = kube_json_str(ev->object, "metadata.resourceVersion");
+    const char *rv = json_str_at(ev->object, "metadata.resourceVersion");
     switch (ev->type) {
     case KUBE_WATCH_ERROR:
         if (ev->status_code == 410) w->gone = 1;

@@ -25,15 +25,15 @@ static void kube_lease_free(kube_lease *l) {
 
 static void kube_lease_from_json(kube_lease *l, const cJSON *obj) {
     memset(l, 0, sizeof *l);
-    const cJSON *spec = cJSON_GetObjectItemCaseSensitive(obj, "spec");
-    l->holder = xstrdup(kube_json_str(spec, "holderIdentity"));
-    l->acquire_time = xstrdup(kube_json_str(spec, "acquireTime"));
-    l->renew_time = xstrdup(kube_json_str(spec, "renewTime"));
-    const cJSON *d = cJSON_GetObjectItemCaseSensitive(spec, "leaseDurationSeconds");
-    const cJSON *t = cJSON_GetObjectItemCaseSensitive(spec, "leaseTransitions");
+    const cJSON *spec = json_get(obj, "spec");
+    l->holder = xstrdup(json_str_at(spec, "holderIdentity"));
+    l->acquire_time = xstrdup(json_str_at(spec, "acquireTime"));
+    l->renew_time = xstrdup(json_str_at(spec, "renewTime"));
+    const cJSON *d = json_get(spec, "leaseDurationSeconds");
+    const cJSON *t = json_get(spec, "leaseTransitions");
     l->duration_s = cJSON_IsNumber(d) ? d->valueint : 0;
     l->transitions = cJSON_IsNumber(t) ? t->valueint : 0;
-    l->resource_version = xstrdup(kube_json_str(obj, "metadata.resourceVersion"));
+    l->resource_version = xstrdup(json_str_at(obj, "metadata.resourceVersion"));
 }
 
 /* Gets the Lease. Returns 0 (found), 1 (absent: *l is zeroed), -1 on error. */
@@ -69,7 +69,7 @@ static int kube_lease_write(kube_client *kc, const char *ns, const char *name, k
                                  : kube_create(kc, &KUBE_LEASES, ns, NULL, NULL, body.data, &out, err);
     if (rc == 0) {
         free(l->resource_version);
-        l->resource_version = xstrdup(kube_json_str(out, "metadata.resourceVersion"));
+        l->resource_version = xstrdup(json_str_at(out, "metadata.resourceVersion"));
     }
     cJSON_Delete(out);
     buf_free(&body);

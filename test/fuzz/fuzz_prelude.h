@@ -37,6 +37,7 @@ static void wc_oom(void);
 #include "base/arena.c"
 #include "base/json_scratch.c"
 #include "base/buf.c"
+#include "base/json.c"
 #include "base/timeutil.c"
 #include "base/log.c"
 #include "base/base64.c"

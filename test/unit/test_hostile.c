@@ -100,7 +100,7 @@ static void hostile_check_recovers(kube_client *kc) {
     cJSON *page = NULL;
     int rc = kube_list_page(kc, &KUBE_PODS, "ns", NULL, NULL, 0, NULL, &page, &err);
     if (rc != 0) unit_fail(__FILE__, __LINE__, "list after the failure: %s", err.msg);
-    CHECK_STR_EQ(kube_json_str(page, "metadata.resourceVersion"), "10");
+    CHECK_STR_EQ(json_str_at(page, "metadata.resourceVersion"), "10");
     cJSON_Delete(page);
 }
 

@@ -385,7 +385,7 @@ TEST(shell_reconcile_worker_runs_against_the_fake) {
     cJSON *pod = fake_get(NS_PODS "/hiclaw-worker-alice");
     CHECK(pod != NULL);
     cJSON *wk = shell_worker_now();
-    CHECK_STR_EQ(kube_json_str(wk, "status.phase"), "Pending");
+    CHECK_STR_EQ(json_str_at(wk, "status.phase"), "Pending");
     CHECK_STR_EQ(cond_field(wk, "Synced", "status"), "True");
     cJSON_Delete(wk);
     cJSON_Delete(pod);
@@ -413,7 +413,7 @@ TEST(shell_pod_of_another_worker_uid_is_neither_deleted_nor_adopted) {
     CHECK_INT_EQ(res.error, 1);
     cJSON *pod = fake_get(NS_PODS "/hiclaw-worker-alice");
     CHECK(pod != NULL); /* still there, still the old one */
-    CHECK_STR_EQ(kube_json_str(pod, "metadata.uid"), "pod-hiclaw-worker-alice");
+    CHECK_STR_EQ(json_str_at(pod, "metadata.uid"), "pod-hiclaw-worker-alice");
     char *log = fake_log();
     CHECK_NOT_CONTAINS(log, "DELETE " NS_PODS);
     free(log);
@@ -422,7 +422,7 @@ TEST(shell_pod_of_another_worker_uid_is_neither_deleted_nor_adopted) {
     CHECK_STR_EQ(cond_field(wk, "Synced", "reason"), "PodNameConflict");
     CHECK_CONTAINS(cond_field(wk, "Synced", "message"), "u-old");
     CHECK_CONTAINS(cond_field(wk, "Synced", "message"), "hiclaw-worker-alice");
-    CHECK(kube_json_str(wk, "status.instance.name") == NULL); /* not described as ours */
+    CHECK(json_str_at(wk, "status.instance.name") == NULL); /* not described as ours */
     cJSON_Delete(wk);
     cJSON_Delete(pod);
     shell_informers_free(&ctl);
@@ -494,7 +494,7 @@ TEST(shell_claim_and_sandbox_of_another_worker_uid_are_not_ours) {
     CHECK_INT_EQ(res.error, 1);
     cJSON *claim = fake_get(NS_CLAIMS "/hiclaw-worker-alice");
     CHECK(claim != NULL);
-    CHECK_STR_EQ(kube_json_str(claim, "metadata.uid"), "claim-1");
+    CHECK_STR_EQ(json_str_at(claim, "metadata.uid"), "claim-1");
     cJSON_Delete(claim);
     char *log = fake_log();
     CHECK_NOT_CONTAINS(log, "DELETE " NS_CLAIMS);
@@ -523,8 +523,8 @@ TEST(shell_claim_and_sandbox_of_another_worker_uid_are_not_ours) {
     shell_both(ctl.sandboxes, NS_SANDBOXES, buf3);
     res = reconcile_worker(&ctl, "ns/alice");
     wk = shell_worker_now();
-    CHECK_STR_EQ(kube_json_str(wk, "status.phase"), "Running");
-    CHECK_STR_EQ(kube_json_str(wk, "status.instance.name"), "pool-mine");
+    CHECK_STR_EQ(json_str_at(wk, "status.phase"), "Running");
+    CHECK_STR_EQ(json_str_at(wk, "status.instance.name"), "pool-mine");
     CHECK(!str_eq(cond_field(wk, "Synced", "reason"), "MultipleSandboxes"));
     cJSON_Delete(wk);
     log = fake_log();
@@ -614,10 +614,10 @@ TEST(shell_completed_claim_without_sandbox_is_deleted_only_when_the_api_server_a
         cJSON *wk = shell_worker_now();
         if (lag) {
             CHECK(claim != NULL);
-            CHECK_STR_EQ(kube_json_str(wk, "status.phase"), "Starting");
+            CHECK_STR_EQ(json_str_at(wk, "status.phase"), "Starting");
         } else {
             CHECK(claim == NULL);
-            CHECK_STR_EQ(kube_json_str(wk, "status.phase"), "Failed");
+            CHECK_STR_EQ(json_str_at(wk, "status.phase"), "Failed");
             CHECK_STR_EQ(cond_field(wk, "Synced", "reason"), "SandboxLost");
         }
         cJSON_Delete(claim);
@@ -670,7 +670,7 @@ TEST(shell_deps_written_namespaced_and_owned) {
     free(cj);
     cJSON_Delete(claim);
     cJSON *wk = shell_worker_now();
-    CHECK_STR_EQ(kube_json_str(wk, "status.workerDepsPath"), "p/workers-deps/ns/alice/");
+    CHECK_STR_EQ(json_str_at(wk, "status.workerDepsPath"), "p/workers-deps/ns/alice/");
     cJSON_Delete(wk);
     shell_informers_free(&ctl);
     SHELL_TEARDOWN();
@@ -786,7 +786,7 @@ TEST(shell_deps_moved_by_a_workername_change_are_removed) {
     CHECK(n != NULL);
     cJSON_Delete(n);
     cJSON *wk = shell_worker_now();
-    CHECK_STR_EQ(kube_json_str(wk, "status.workerDepsPath"), "p/workers-deps/ns/al2/");
+    CHECK_STR_EQ(json_str_at(wk, "status.workerDepsPath"), "p/workers-deps/ns/al2/");
     cJSON_Delete(wk);
     shell_informers_free(&ctl);
     SHELL_TEARDOWN();
