@@ -65,6 +65,7 @@ static void wc_oom(void);
 #include "net/tls.c"
 #include "net/http.c"
 #include "net/httpd.c"
+#include "net/s3.c"
 
 /* kube/ */
 #include "kube/workqueue.c"
@@ -76,6 +77,7 @@ static void wc_oom(void);
 #include "kube/events.c"
 #include "kube/lease.c"
 #include "kube/leader.c"
+#include "kube/token.c"
 
 /* worker/ */
 #include "worker/quantity.c"

@@ -212,14 +212,14 @@ static int sandbox_write_token(controller *c, exec_ctx *x, const char *dir, wc_e
     deps_keys_in(dir, &k);
     /* checked before the TokenRequest too: no credential is minted for a key we may not write */
     if (deps_check_owner(c->s3, k.token, w->uid, err) < 0) return -1;
-    worker_token t;
+    kube_token t;
     char sa[300];
     snprintf(sa, sizeof sa, "%sworker-%s", c->dc.prefix, w->name);
-    if (token_request(c->kc, w->namespace, sa, c->ps.audience, c->token_ttl_s, &t, err) < 0) return -1;
+    if (kube_token_request(c->kc, w->namespace, sa, c->ps.audience, c->token_ttl_s, &t, err) < 0) return -1;
     deps_owner_meta own;
     sandbox_deps_owner(w, &own);
     int rc = deps_write_token(c->s3, &k, &t, &own, w->uid, err);
-    worker_token_free(&t);
+    kube_token_free(&t);
     return rc;
 }
 

@@ -33,6 +33,14 @@ static void wc_rfc3339_micro(char out[40]) {
     snprintf(out, 40, "%s.%06ldZ", base, (long)(ts.tv_nsec / 1000));
 }
 
+/* Parses "2026-11-24T23:08:32Z" into Unix seconds; 0 when it is not one. */
+static int64_t wc_rfc3339_parse(const char *s) {
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    if (!s || !strptime(s, "%Y-%m-%dT%H:%M:%S", &tm)) return 0;
+    return (int64_t)timegm(&tm);
+}
+
 static void wc_sleep_ms(int64_t ms) {
     if (ms <= 0) return;
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
