@@ -314,6 +314,23 @@ static int kube_create(kube_client *c, const kube_resource *r, const char *ns, c
     return rc;
 }
 
+/* DeleteOptions: uid and resource_version (optional) as preconditions, the propagation policy. */
+static void kube_delete_options_render(buf *body, const char *uid, const char *resource_version, const char *propagation) {
+    buf_puts(body, "{\"kind\":\"DeleteOptions\",\"apiVersion\":\"v1\"");
+    if (uid || resource_version) {
+        buf_puts(body, ",\"preconditions\":{");
+        if (uid) buf_puts(body, "\"uid\":"), buf_put_json_string(body, uid);
+        if (resource_version) {
+            if (uid) buf_putc(body, ',');
+            buf_puts(body, "\"resourceVersion\":");
+            buf_put_json_string(body, resource_version);
+        }
+        buf_putc(body, '}');
+    }
+    if (propagation) buf_puts(body, ",\"propagationPolicy\":"), buf_put_json_string(body, propagation);
+    buf_putc(body, '}');
+}
+
 /* Deletes an object. uid/resource_version (optional) become DeleteOptions preconditions, so a
  * delete never removes a newer object of the same name. propagation: NULL, "Background",
  * "Foreground" or "Orphan". A 404 is reported as an error: callers treat it as done. */
@@ -321,19 +338,7 @@ static int kube_delete(kube_client *c, const kube_resource *r, const char *ns, c
                        const char *resource_version, const char *propagation, wc_err *err) {
     buf path = BUF_INIT, body = BUF_INIT;
     kube_path(&path, r, ns, name, NULL);
-    buf_puts(&body, "{\"kind\":\"DeleteOptions\",\"apiVersion\":\"v1\"");
-    if (uid || resource_version) {
-        buf_puts(&body, ",\"preconditions\":{");
-        if (uid) buf_puts(&body, "\"uid\":"), buf_put_json_string(&body, uid);
-        if (resource_version) {
-            if (uid) buf_putc(&body, ',');
-            buf_puts(&body, "\"resourceVersion\":");
-            buf_put_json_string(&body, resource_version);
-        }
-        buf_putc(&body, '}');
-    }
-    if (propagation) buf_puts(&body, ",\"propagationPolicy\":"), buf_put_json_string(&body, propagation);
-    buf_putc(&body, '}');
+    kube_delete_options_render(&body, uid, resource_version, propagation);
     kube_call call = {.method = "DELETE", .path = path.data, .content_type = "application/json",
                       .body = body.data, .body_len = body.len};
     int rc = kube_do_json(c, &call, NULL, err);

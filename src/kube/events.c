@@ -101,6 +101,36 @@ static void kube_recorder_sweep(kube_recorder *r) {
     pthread_mutex_unlock(&r->mu);
 }
 
+/* An events.k8s.io/v1 Event named `name` about ref, as first recorded at ts. */
+static void kube_event_render(buf *body, const char *controller, const char *instance, const kube_event_ref *ref,
+                              const char *name, const char *ts, const char *type, const char *reason,
+                              const char *action, const char *note) {
+    buf_puts(body, "{\"apiVersion\":\"events.k8s.io/v1\",\"kind\":\"Event\",\"metadata\":{\"name\":");
+    buf_put_json_string(body, name);
+    if (ref->namespace) buf_puts(body, ",\"namespace\":"), buf_put_json_string(body, ref->namespace);
+    buf_printf(body, "},\"eventTime\":\"%s\",\"reportingController\":", ts);
+    buf_put_json_string(body, controller);
+    buf_puts(body, ",\"reportingInstance\":");
+    buf_put_json_string(body, instance);
+    buf_puts(body, ",\"type\":");
+    buf_put_json_string(body, type);
+    buf_puts(body, ",\"reason\":");
+    buf_put_json_string(body, reason);
+    buf_puts(body, ",\"action\":");
+    buf_put_json_string(body, action);
+    buf_puts(body, ",\"note\":");
+    buf_put_json_string(body, note);
+    buf_puts(body, ",\"regarding\":{\"apiVersion\":");
+    buf_put_json_string(body, ref->api_version);
+    buf_puts(body, ",\"kind\":");
+    buf_put_json_string(body, ref->kind);
+    buf_puts(body, ",\"name\":");
+    buf_put_json_string(body, ref->name);
+    if (ref->namespace) buf_puts(body, ",\"namespace\":"), buf_put_json_string(body, ref->namespace);
+    if (ref->uid) buf_puts(body, ",\"uid\":"), buf_put_json_string(body, ref->uid);
+    buf_puts(body, "}}");
+}
+
 /* Records an Event about `ref`. type is "Normal" or "Warning"; reason is CamelCase; action
  * says what the controller did or tried ("Create", "Delete", "Reconcile"). Failures are
  * logged and counted, never returned: an Event is best effort and must not fail a reconcile. */
@@ -156,30 +186,7 @@ static void kube_record(kube_recorder *r, const kube_event_ref *ref, const char 
         snprintf(suffix, sizeof suffix, "%llx", (unsigned long long)((uint64_t)time(NULL) * 1000000ULL + (uint64_t)(now % 1000000) + (uint64_t)rand()));
         buf name = BUF_INIT, body = BUF_INIT;
         buf_printf(&name, "%s.%s", ref->name, suffix);
-        buf_puts(&body, "{\"apiVersion\":\"events.k8s.io/v1\",\"kind\":\"Event\",\"metadata\":{\"name\":");
-        buf_put_json_string(&body, name.data);
-        if (ref->namespace) buf_puts(&body, ",\"namespace\":"), buf_put_json_string(&body, ref->namespace);
-        buf_printf(&body, "},\"eventTime\":\"%s\",\"reportingController\":", ts);
-        buf_put_json_string(&body, r->controller);
-        buf_puts(&body, ",\"reportingInstance\":");
-        buf_put_json_string(&body, r->instance);
-        buf_puts(&body, ",\"type\":");
-        buf_put_json_string(&body, type);
-        buf_puts(&body, ",\"reason\":");
-        buf_put_json_string(&body, reason);
-        buf_puts(&body, ",\"action\":");
-        buf_put_json_string(&body, action);
-        buf_puts(&body, ",\"note\":");
-        buf_put_json_string(&body, note);
-        buf_puts(&body, ",\"regarding\":{\"apiVersion\":");
-        buf_put_json_string(&body, ref->api_version);
-        buf_puts(&body, ",\"kind\":");
-        buf_put_json_string(&body, ref->kind);
-        buf_puts(&body, ",\"name\":");
-        buf_put_json_string(&body, ref->name);
-        if (ref->namespace) buf_puts(&body, ",\"namespace\":"), buf_put_json_string(&body, ref->namespace);
-        if (ref->uid) buf_puts(&body, ",\"uid\":"), buf_put_json_string(&body, ref->uid);
-        buf_puts(&body, "}}");
+        kube_event_render(&body, r->controller, r->instance, ref, name.data, ts, type, reason, action, note);
         if (kube_create(r->kc, &KUBE_EVENTS, ref->namespace, NULL, NULL, body.data, NULL, &err) == 0) {
             atomic_fetch_add(&r->created, 1);
             kube_event_series *ns = xcalloc(1, sizeof *ns + name.len + 1);

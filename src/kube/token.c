@@ -15,14 +15,19 @@ static void kube_token_free(kube_token *t) {
     t->token = NULL;
 }
 
+/* The TokenRequest: one audience, the lifetime asked for. */
+static void kube_token_request_render(buf *body, const char *audience, int64_t ttl_s) {
+    buf_puts(body, "{\"apiVersion\":\"authentication.k8s.io/v1\",\"kind\":\"TokenRequest\",\"spec\":{\"audiences\":[");
+    buf_put_json_string(body, audience);
+    buf_printf(body, "],\"expirationSeconds\":%" PRId64 "}}", ttl_s);
+}
+
 /* TokenRequest for the Worker's ServiceAccount (serviceaccounts/<sa>/token). */
 static int kube_token_request(kube_client *kc, const char *ns, const char *sa, const char *audience, int64_t ttl_s,
                          kube_token *out, wc_err *err) {
     memset(out, 0, sizeof *out);
     buf body = BUF_INIT;
-    buf_puts(&body, "{\"apiVersion\":\"authentication.k8s.io/v1\",\"kind\":\"TokenRequest\",\"spec\":{\"audiences\":[");
-    buf_put_json_string(&body, audience);
-    buf_printf(&body, "],\"expirationSeconds\":%" PRId64 "}}", ttl_s);
+    kube_token_request_render(&body, audience, ttl_s);
     cJSON *resp = NULL;
     int rc = kube_create(kc, &KUBE_SERVICEACCOUNTS, ns, sa, "token", body.data, &resp, err);
     buf_free(&body);

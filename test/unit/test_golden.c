@@ -5,7 +5,8 @@
  * Workers (plain, every optional field set, hostile values) and compared with the files under
  * test/unit/data/golden/: the Pod, its ServiceAccount, the SandboxClaim, the SandboxSet, the
  * status and finalizer merge patches, the sandbox env file, and the spec hashes (a changed hash
- * recreates every instance of a fleet on upgrade). A refactoring of the renderers must leave
+ * recreates every instance of a fleet on upgrade); and the client core's Event, Lease,
+ * DeleteOptions and TokenRequest. A refactoring of the renderers must leave
  * every byte as it is; a change that is meant must show up here as a reviewed file diff.
  *
  *     WC_GOLDEN_UPDATE=1 build/unit-tests golden    rewrites the files from the current code
@@ -239,4 +240,40 @@ TEST(golden_status_patches_are_byte_identical) {
     }
     buf_free(&b);
     td_release(&a);
+}
+
+/* The client core's own bodies: an Event, a Lease (new and replaced), DeleteOptions, a
+ * TokenRequest. */
+TEST(golden_kube_bodies_are_byte_identical) {
+    buf b = BUF_INIT;
+    kube_event_ref ref = {"hiclaw.io/v1beta1", "Worker", "ns", "alice", "u1"};
+    kube_event_render(&b, "hiclaw.io/worker-controller", "ctl-host", &ref, "alice.18a2b3c4d5e6f", "2027-01-15T08:00:00.123456Z",
+                      "Warning", "PodFailed", "Reconcile", "Pod \"x\" failed:\nOOMKilled \x01 \xc3\xa9");
+    GOLDEN("event.json", &b);
+    buf_reset(&b);
+    kube_event_ref cluster = {"v1", "Node", NULL, "n1", NULL};
+    kube_event_render(&b, "c", "i", &cluster, "n1.1", "2027-01-15T08:00:00.000000Z", "Normal", "R", "A", "");
+    GOLDEN("event-cluster.json", &b);
+    buf_reset(&b);
+    kube_lease l = {.holder = "host_1a2b", .duration_s = 15, .acquire_time = "2027-01-15T08:00:00.000001Z",
+                    .renew_time = "2027-01-15T08:00:02.000001Z", .transitions = 3, .resource_version = "991"};
+    kube_lease_body(&b, "hiclaw", "hiclaw-controller-leader", &l);
+    GOLDEN("lease.json", &b);
+    buf_reset(&b);
+    kube_lease released = {.duration_s = 1, .renew_time = "2027-01-15T08:00:09.5Z"};
+    kube_lease_body(&b, "hiclaw", "hiclaw-controller-leader", &released);
+    GOLDEN("lease-released.json", &b);
+    buf_reset(&b);
+    kube_delete_options_render(&b, "0b6f-uid", NULL, "Background");
+    GOLDEN("deleteoptions-uid.json", &b);
+    buf_reset(&b);
+    kube_delete_options_render(&b, "u", "42", NULL);
+    GOLDEN("deleteoptions-uid-rv.json", &b);
+    buf_reset(&b);
+    kube_delete_options_render(&b, NULL, NULL, NULL);
+    GOLDEN("deleteoptions.json", &b);
+    buf_reset(&b);
+    kube_token_request_render(&b, "hiclaw-controller", 86400);
+    GOLDEN("tokenrequest.json", &b);
+    buf_free(&b);
 }
