@@ -54,23 +54,52 @@ static kv_list instance_labels(arena *a, const worker *w, const char *controller
     return l;
 }
 
-static void json_kv_object(buf *b, const kv_list *l) {
-    buf_putc(b, '{');
-    for (size_t i = 0; i < l->n; i++) {
-        if (i) buf_putc(b, ',');
-        buf_put_json_string(b, l->items[i].key);
-        buf_putc(b, ':');
-        buf_put_json_string(b, l->items[i].value);
-    }
-    buf_putc(b, '}');
+static cJSON *json_add_labels(cJSON *obj, const char *key, const kv_list *l) {
+    cJSON *o = json_add_object(obj, key);
+    for (size_t i = 0; i < l->n; i++) json_add_str(o, l->items[i].key, l->items[i].value);
+    return o;
 }
 
-static void json_owner_reference(buf *b, const worker *w) {
-    buf_puts(b, "\"ownerReferences\":[{\"apiVersion\":\"hiclaw.io/v1beta1\",\"kind\":\"Worker\",\"name\":");
-    buf_put_json_string(b, w->name);
-    buf_puts(b, ",\"uid\":");
-    buf_put_json_string(b, w->uid ? w->uid : "");
-    buf_puts(b, ",\"controller\":true,\"blockOwnerDeletion\":true}]");
+/* The metadata every object made for a Worker starts with, rendered in one place: name,
+ * namespace, labels, the spec hash (when the object is an instance: hash non-NULL), and the
+ * Worker as controlling owner (when owner is non-NULL), so the garbage collector and the
+ * instance checks (instance_of_other_worker) tie the object to exactly this Worker object. */
+static cJSON *instance_metadata(cJSON *obj, const char *name, const char *ns, const kv_list *labels, const char *hash,
+                                const worker *owner) {
+    cJSON *md = json_add_object(obj, "metadata");
+    json_add_str(md, "name", name);
+    json_add_str(md, "namespace", ns);
+    json_add_labels(md, "labels", labels);
+    if (hash) json_add_str(json_add_object(md, "annotations"), ANNOTATION_SPEC_HASH, hash);
+    if (owner) {
+        cJSON *ref = json_push_object(json_add_array(md, "ownerReferences"));
+        json_add_str(ref, "apiVersion", "hiclaw.io/v1beta1");
+        json_add_str(ref, "kind", "Worker");
+        json_add_str(ref, "name", owner->name);
+        json_add_str(ref, "uid", owner->uid ? owner->uid : "");
+        json_add_bool(ref, "controller", 1);
+        json_add_bool(ref, "blockOwnerDeletion", 1);
+    }
+    return md;
+}
+
+/* A new object of apiVersion/kind (the members every body starts with). */
+static cJSON *instance_object(const char *api_version, const char *kind) {
+    cJSON *o = json_object();
+    json_add_str(o, "apiVersion", api_version);
+    json_add_str(o, "kind", kind);
+    return o;
+}
+
+/* {"requests":{cpu,memory},"limits":{cpu,memory}} */
+static void json_add_resources(cJSON *obj, const char *req_cpu, const char *req_mem, const char *lim_cpu,
+                               const char *lim_mem) {
+    cJSON *r = json_add_object(obj, "resources");
+    cJSON *req = json_add_object(r, "requests"), *lim = json_add_object(r, "limits");
+    json_add_str(req, "cpu", req_cpu);
+    json_add_str(req, "memory", req_mem);
+    json_add_str(lim, "cpu", lim_cpu);
+    json_add_str(lim, "memory", lim_mem);
 }
 
 static const char *worker_workdir(arena *a, const worker *w) {
@@ -82,15 +111,10 @@ static const char *worker_workdir(arena *a, const worker *w) {
 static void pod_render_serviceaccount(buf *b, arena *a, const worker *w, const pod_settings *s) {
     kv sys[] = {{LABEL_APP, WORKER_APP_LABEL_VALUE}, {LABEL_CONTROLLER, s->controller_name}, {LABEL_WORKER, w->name}};
     kv_list labels = {sys, 3};
-    buf_puts(b, "{\"apiVersion\":\"v1\",\"kind\":\"ServiceAccount\",\"metadata\":{\"name\":");
-    buf_put_json_string(b, arena_sprintf(a, "%sworker-%s", s->prefix, w->name));
-    buf_puts(b, ",\"namespace\":");
-    buf_put_json_string(b, w->namespace);
-    buf_puts(b, ",\"labels\":");
-    json_kv_object(b, &labels);
-    buf_putc(b, ',');
-    json_owner_reference(b, w);
-    buf_puts(b, "},\"automountServiceAccountToken\":false}");
+    cJSON *sa = instance_object("v1", "ServiceAccount");
+    instance_metadata(sa, arena_sprintf(a, "%sworker-%s", s->prefix, w->name), w->namespace, &labels, NULL, w);
+    json_add_bool(sa, "automountServiceAccountToken", 0);
+    json_render_free(b, sa);
 }
 
 /* A literal env value as the kubelet must receive it: it expands $(VAR) references in `value`
@@ -109,68 +133,62 @@ static const char *pod_env_literal(arena *a, const char *v) {
     return out;
 }
 
-static void json_env(buf *b, arena *a, const env_list *env, const char *secret_name) {
-    buf_putc(b, '[');
+/* The container's env: literal values, and credentials only as secretKeyRefs to the Worker's
+ * Secret (optional, so a Secret created later needs no spec change). */
+static void pod_add_env(cJSON *container, arena *a, const env_list *env, const char *secret_name) {
+    cJSON *arr = json_add_array(container, "env");
     for (size_t i = 0; i < env->n; i++) {
         const env_entry *e = &env->items[i];
-        if (i) buf_putc(b, ',');
-        buf_puts(b, "{\"name\":");
-        buf_put_json_string(b, e->name);
+        cJSON *item = json_push_object(arr);
+        json_add_str(item, "name", e->name);
         if (e->secret_key) {
-            buf_puts(b, ",\"valueFrom\":{\"secretKeyRef\":{\"name\":");
-            buf_put_json_string(b, secret_name);
-            buf_puts(b, ",\"key\":");
-            buf_put_json_string(b, e->secret_key);
-            buf_puts(b, ",\"optional\":true}}}");
+            cJSON *ref = json_add_object(json_add_object(item, "valueFrom"), "secretKeyRef");
+            json_add_str(ref, "name", secret_name);
+            json_add_str(ref, "key", e->secret_key);
+            json_add_bool(ref, "optional", 1);
         } else {
-            buf_puts(b, ",\"value\":");
-            buf_put_json_string(b, pod_env_literal(a, e->value));
-            buf_putc(b, '}');
+            json_add_str(item, "value", pod_env_literal(a, e->value));
         }
     }
-    buf_putc(b, ']');
 }
 
-static void json_resources(buf *b, const worker *w) {
-    buf_puts(b, "{\"requests\":{\"cpu\":");
-    buf_put_json_string(b, w->req_cpu);
-    buf_puts(b, ",\"memory\":");
-    buf_put_json_string(b, w->req_mem);
-    buf_puts(b, "},\"limits\":{\"cpu\":");
-    buf_put_json_string(b, w->lim_cpu);
-    buf_puts(b, ",\"memory\":");
-    buf_put_json_string(b, w->lim_mem);
-    buf_puts(b, "}}");
+/* The Pod spec: one container `worker` running the Worker's image as its ServiceAccount, the
+ * token projected read-only at WORKER_TOKEN_DIR. Also what a backend that wraps a Pod template
+ * embeds. */
+static cJSON *pod_spec(arena *a, const worker *w, const env_list *env, const pod_settings *s, const char *name) {
+    cJSON *spec = json_object();
+    json_add_str(spec, "serviceAccountName", name);
+    json_add_bool(spec, "automountServiceAccountToken", 0);
+    json_add_str(spec, "restartPolicy", "Always");
+    cJSON *c = json_push_object(json_add_array(spec, "containers"));
+    json_add_str(c, "name", "worker");
+    json_add_str(c, "image", w->image);
+    json_add_str(c, "imagePullPolicy", "IfNotPresent");
+    json_add_str(c, "workingDir", worker_workdir(a, w));
+    pod_add_env(c, a, env, arena_sprintf(a, WORKER_CREDS_SECRET_PREFIX "%s", w->name));
+    json_add_resources(c, w->req_cpu, w->req_mem, w->lim_cpu, w->lim_mem);
+    cJSON *mount = json_push_object(json_add_array(c, "volumeMounts"));
+    json_add_str(mount, "name", "hiclaw-token");
+    json_add_str(mount, "mountPath", WORKER_TOKEN_DIR);
+    json_add_bool(mount, "readOnly", 1);
+    cJSON *vol = json_push_object(json_add_array(spec, "volumes"));
+    json_add_str(vol, "name", "hiclaw-token");
+    cJSON *src = json_push_object(json_add_array(json_add_object(vol, "projected"), "sources"));
+    cJSON *tok = json_add_object(src, "serviceAccountToken");
+    json_add_str(tok, "audience", s->audience && *s->audience ? s->audience : WORKER_AUDIENCE_DEFAULT);
+    json_add_int(tok, "expirationSeconds", POD_TOKEN_EXPIRATION_S);
+    json_add_str(tok, "path", "token");
+    return spec;
 }
 
 /* The Worker's Pod. */
 static void pod_render(buf *b, arena *a, const worker *w, const env_list *env, const pod_settings *s, const char *hash) {
     const char *name = arena_sprintf(a, "%sworker-%s", s->prefix, w->name);
     kv_list labels = instance_labels(a, w, s->controller_name, BACKEND_POD);
-    buf_puts(b, "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":");
-    buf_put_json_string(b, name);
-    buf_puts(b, ",\"namespace\":");
-    buf_put_json_string(b, w->namespace);
-    buf_puts(b, ",\"labels\":");
-    json_kv_object(b, &labels);
-    buf_puts(b, ",\"annotations\":{\"" ANNOTATION_SPEC_HASH "\":");
-    buf_put_json_string(b, hash);
-    buf_puts(b, "},");
-    json_owner_reference(b, w);
-    buf_puts(b, "},\"spec\":{\"serviceAccountName\":");
-    buf_put_json_string(b, name);
-    buf_puts(b, ",\"automountServiceAccountToken\":false,\"restartPolicy\":\"Always\",\"containers\":[{\"name\":\"worker\",\"image\":");
-    buf_put_json_string(b, w->image);
-    buf_puts(b, ",\"imagePullPolicy\":\"IfNotPresent\",\"workingDir\":");
-    buf_put_json_string(b, worker_workdir(a, w));
-    buf_puts(b, ",\"env\":");
-    json_env(b, a, env, arena_sprintf(a, WORKER_CREDS_SECRET_PREFIX "%s", w->name));
-    buf_puts(b, ",\"resources\":");
-    json_resources(b, w);
-    buf_puts(b, ",\"volumeMounts\":[{\"name\":\"hiclaw-token\",\"mountPath\":\"" WORKER_TOKEN_DIR "\",\"readOnly\":true}]}],");
-    buf_puts(b, "\"volumes\":[{\"name\":\"hiclaw-token\",\"projected\":{\"sources\":[{\"serviceAccountToken\":{\"audience\":");
-    buf_put_json_string(b, s->audience && *s->audience ? s->audience : WORKER_AUDIENCE_DEFAULT);
-    buf_printf(b, ",\"expirationSeconds\":%d,\"path\":\"token\"}}]}}]}}", POD_TOKEN_EXPIRATION_S);
+    cJSON *pod = instance_object("v1", "Pod");
+    instance_metadata(pod, name, w->namespace, &labels, hash, w);
+    cJSON_AddItemToObject(pod, "spec", pod_spec(a, w, env, s, name));
+    json_render_free(b, pod);
 }
 
 /* Everything that shapes a Pod, hashed (see hash.c). */

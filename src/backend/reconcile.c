@@ -193,21 +193,14 @@ static int read_worker_secret(controller *c, arena *a, const worker *w, kv_list 
 /* The finalizer list without ours, plus ours when add; resourceVersion makes the patch a
  * compare-and-swap, so another writer's finalizer is never lost. */
 static void finalizer_patch_render(buf *p, const worker *w, int add) {
-    buf_puts(p, "{\"metadata\":{\"resourceVersion\":");
-    buf_put_json_string(p, w->resource_version ? w->resource_version : "");
-    buf_puts(p, ",\"finalizers\":[");
-    int first = 1;
-    for (size_t i = 0; i < w->nfinalizers; i++) {
-        if (strcmp(w->finalizers[i], WORKER_FINALIZER) == 0) continue;
-        if (!first) buf_putc(p, ',');
-        buf_put_json_string(p, w->finalizers[i]);
-        first = 0;
-    }
-    if (add) {
-        if (!first) buf_putc(p, ',');
-        buf_put_json_string(p, WORKER_FINALIZER);
-    }
-    buf_puts(p, "]}}");
+    cJSON *patch = json_object();
+    cJSON *md = json_add_object(patch, "metadata");
+    json_add_str(md, "resourceVersion", w->resource_version ? w->resource_version : "");
+    cJSON *fins = json_add_array(md, "finalizers");
+    for (size_t i = 0; i < w->nfinalizers; i++)
+        if (strcmp(w->finalizers[i], WORKER_FINALIZER) != 0) json_push_str(fins, w->finalizers[i]);
+    if (add) json_push_str(fins, WORKER_FINALIZER);
+    json_render_free(p, patch);
 }
 
 static int finalizer_patch(controller *c, const worker *w, int add, wc_err *err) {
@@ -445,21 +438,18 @@ static const char *cond_transition_time(arena *a, const wcond *old, const char *
     return arena_strdup(a, ts);
 }
 
-static void json_condition(buf *b, arena *a, const char *type, const decided_cond *d, const wcond *old, int64_t gen,
-                           time_t now) {
-    buf_puts(b, "{\"type\":");
-    buf_put_json_string(b, type);
-    buf_puts(b, ",\"status\":");
-    buf_put_json_string(b, d->status);
-    buf_puts(b, ",\"reason\":");
-    buf_put_json_string(b, d->reason);
-    buf_puts(b, ",\"message\":");
+/* One metav1.Condition of ours; its message as redacted as the status message. */
+static void status_push_condition(cJSON *conds, arena *a, const char *type, const decided_cond *d, const wcond *old,
+                                  int64_t gen, time_t now) {
+    cJSON *c = json_push_object(conds);
+    json_add_str(c, "type", type);
+    json_add_str(c, "status", d->status);
+    json_add_str(c, "reason", d->reason);
     char *clean = log_redact(d->message);
-    buf_put_json_string(b, clean);
+    json_add_str(c, "message", clean);
     free(clean);
-    buf_printf(b, ",\"observedGeneration\":%" PRId64 ",\"lastTransitionTime\":", gen);
-    buf_put_json_string(b, cond_transition_time(a, old, d->status, now));
-    buf_putc(b, '}');
+    json_add_int(c, "observedGeneration", gen);
+    json_add_str(c, "lastTransitionTime", cond_transition_time(a, old, d->status, now));
 }
 
 static int str_eq(const char *a, const char *b) { return strcmp(a ? a : "", b ? b : "") == 0; }
@@ -494,56 +484,42 @@ static int status_same(const worker *w, const decision *d, int64_t observed_gen)
 
 /* The status merge patch: this controller's fields, with the conditions of other types
  * (someone else's) carried over unchanged, since a merge patch replaces the list. now: the
- * lastTransitionTime of a condition whose status changes. */
+ * lastTransitionTime of a condition whose status changes. A field set to null is removed. */
 static void status_patch_render(buf *p, arena *a, const cJSON *obj, const worker *w, const decision *d,
                                 int64_t observed_gen, time_t now) {
     worker_phase phase = d->phase != PHASE_NONE ? d->phase : w->phase;
     const char *backend = d->backend ? d->backend : w->status_backend;
+    cJSON *patch = json_object();
+    cJSON *st = json_add_object(patch, "status");
+    json_add_str_or_null(st, "phase", phase == PHASE_NONE ? NULL : phase_name(phase));
+    json_add_str_or_null(st, "backendRuntime", backend && *backend ? backend : NULL);
     char *clean_msg = log_redact(d->message ? d->message : "");
-    buf_puts(p, "{\"status\":{\"phase\":");
-    if (phase == PHASE_NONE) buf_puts(p, "null");
-    else buf_put_json_string(p, phase_name(phase));
-    buf_puts(p, ",\"backendRuntime\":");
-    if (backend && *backend) buf_put_json_string(p, backend);
-    else buf_puts(p, "null");
-    buf_puts(p, ",\"message\":");
-    buf_put_json_string(p, clean_msg);
-    buf_puts(p, ",\"containerState\":");
-    if (d->container_state) buf_put_json_string(p, d->container_state);
-    else buf_puts(p, "null");
-    buf_printf(p, ",\"observedGeneration\":%" PRId64 ",\"instance\":", observed_gen);
+    json_add_str(st, "message", clean_msg);
+    free(clean_msg);
+    json_add_str_or_null(st, "containerState", d->container_state);
+    json_add_int(st, "observedGeneration", observed_gen);
     if (d->instance.kind) {
-        buf_puts(p, "{\"kind\":");
-        buf_put_json_string(p, d->instance.kind);
-        const char *fields[3][2] = {{"name", d->instance.name}, {"claimName", d->instance.claim_name}, {"podIP", d->instance.pod_ip}};
-        for (int i = 0; i < 3; i++) {
-            buf_printf(p, ",\"%s\":", fields[i][0]);
-            if (fields[i][1]) buf_put_json_string(p, fields[i][1]);
-            else buf_puts(p, "null");
-        }
-        buf_putc(p, '}');
+        cJSON *inst = json_add_object(st, "instance");
+        json_add_str(inst, "kind", d->instance.kind);
+        json_add_str_or_null(inst, "name", d->instance.name);
+        json_add_str_or_null(inst, "claimName", d->instance.claim_name);
+        json_add_str_or_null(inst, "podIP", d->instance.pod_ip);
     } else {
-        buf_puts(p, "null");
+        json_add_str_or_null(st, "instance", NULL);
     }
-    if (d->deps_path) { /* absent from the patch: kept */
-        buf_puts(p, ",\"workerDepsPath\":");
-        buf_put_json_string(p, d->deps_path);
-    }
-    buf_puts(p, ",\"conditions\":[");
-    json_condition(p, a, "Ready", &d->ready, &w->ready, w->generation, now);
-    buf_putc(p, ',');
-    json_condition(p, a, "Synced", &d->synced, &w->synced, w->generation, now);
+    if (d->deps_path) json_add_str(st, "workerDepsPath", d->deps_path); /* absent from the patch: kept */
+    cJSON *conds = json_add_array(st, "conditions");
+    status_push_condition(conds, a, "Ready", &d->ready, &w->ready, w->generation, now);
+    status_push_condition(conds, a, "Synced", &d->synced, &w->synced, w->generation, now);
     const cJSON *cond;
     cJSON_ArrayForEach(cond, json_get(json_get(obj, "status"), "conditions")) {
         const char *t = json_str(cond, "type");
         if (t && (strcmp(t, "Ready") == 0 || strcmp(t, "Synced") == 0)) continue;
-        char *s = cJSON_PrintUnformatted(cond);
-        buf_putc(p, ',');
-        buf_puts(p, s);
+        char *s = cJSON_PrintUnformatted(cond); /* someone else's: their bytes, as they wrote them */
+        json_push_raw(conds, s);
         free(s);
     }
-    buf_puts(p, "]}}");
-    free(clean_msg);
+    json_render_free(p, patch);
 }
 
 /* Writes this controller's status fields as a merge patch — only when they differ from what

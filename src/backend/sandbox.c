@@ -285,57 +285,40 @@ static int sandbox_delete_deps(controller *c, exec_ctx *x, const char *dir, int 
     return 0;
 }
 
-static void json_duration_s(buf *b, int64_t ms) { buf_printf(b, "\"%" PRId64 "s\"", ms / 1000 > 0 ? ms / 1000 : 1); }
+/* A duration as a claim takes it ("300s"), at least one second. */
+static const char *claim_duration(arena *a, int64_t ms) { return arena_sprintf(a, "%" PRId64 "s", ms / 1000 > 0 ? ms / 1000 : 1); }
 
 /* The SandboxClaim: claims one sandbox from the pool, mounts the worker-deps sub-paths. */
 static void claim_render(buf *b, arena *a, controller *c, const worker *w, const char *name, const char *hash) {
     kv_list labels = instance_labels(a, w, c->controller_name, BACKEND_SANDBOX);
-    buf_puts(b, "{\"apiVersion\":\"agents.kruise.io/v1alpha1\",\"kind\":\"SandboxClaim\",\"metadata\":{\"name\":");
-    buf_put_json_string(b, name);
-    buf_puts(b, ",\"namespace\":");
-    buf_put_json_string(b, w->namespace);
-    buf_puts(b, ",\"labels\":");
-    json_kv_object(b, &labels);
-    buf_puts(b, ",\"annotations\":{\"" ANNOTATION_SPEC_HASH "\":");
-    buf_put_json_string(b, hash);
-    buf_puts(b, "},");
-    json_owner_reference(b, w);
-    buf_puts(b, "},\"spec\":{\"templateName\":");
-    buf_put_json_string(b, c->pool);
-    buf_puts(b, ",\"replicas\":1,\"claimTimeout\":");
-    json_duration_s(b, c->claim_timeout_ms);
-    buf_puts(b, ",\"waitReadyTimeout\":");
-    json_duration_s(b, c->wait_ready_timeout_ms);
-    buf_puts(b, ",\"ttlAfterCompleted\":\"-1s\",\"inplaceUpdate\":{\"image\":");
-    buf_put_json_string(b, w->image);
-    /* The Sandbox inherits these labels: the worker label maps it back, the hash tells whether
-     * it still matches the Worker after the claim is gone. */
-    buf_puts(b, "},\"labels\":{");
-    for (size_t i = 0; i < labels.n; i++) {
-        buf_put_json_string(b, labels.items[i].key);
-        buf_putc(b, ':');
-        buf_put_json_string(b, labels.items[i].value);
-        buf_putc(b, ',');
-    }
-    buf_puts(b, "\"" LABEL_WORKER_UID "\":");
-    buf_put_json_string(b, w->uid ? w->uid : "");
-    buf_puts(b, ",\"" LABEL_SPEC_HASH "\":");
-    buf_put_json_string(b, hash);
-    buf_puts(b, "},\"dynamicVolumesMount\":[");
+    cJSON *claim = instance_object("agents.kruise.io/v1alpha1", "SandboxClaim");
+    instance_metadata(claim, name, w->namespace, &labels, hash, w);
+    cJSON *spec = json_add_object(claim, "spec");
+    json_add_str(spec, "templateName", c->pool);
+    json_add_int(spec, "replicas", 1);
+    json_add_str(spec, "claimTimeout", claim_duration(a, c->claim_timeout_ms));
+    json_add_str(spec, "waitReadyTimeout", claim_duration(a, c->wait_ready_timeout_ms));
+    json_add_str(spec, "ttlAfterCompleted", "-1s");
+    json_add_str(json_add_object(spec, "inplaceUpdate"), "image", w->image);
+    /* The Sandbox inherits these labels: the worker label maps it back, the UID names the Worker
+     * object (a Sandbox has no owner), the hash tells whether it still matches the Worker after
+     * the claim is gone. */
+    cJSON *sl = json_add_labels(spec, "labels", &labels);
+    json_add_str(sl, LABEL_WORKER_UID, w->uid ? w->uid : "");
+    json_add_str(sl, LABEL_SPEC_HASH, hash);
     /* the sub-paths are the deps keys' directories (deps_keys_in), under the same path */
     const char *dir = sandbox_deps_path(c, a, w);
-    const char *mounts[3][3] = {{"token", WORKER_TOKEN_DIR, "true"}, {"env", "/mnt/hiclaw/env", "true"}, {"data", "/mnt/hiclaw/data", "false"}};
-    for (int i = 0; i < 3; i++) {
-        if (i) buf_putc(b, ',');
-        buf_puts(b, "{\"pvName\":");
-        buf_put_json_string(b, c->deps_pv);
-        buf_puts(b, ",\"subPath\":");
-        buf_put_json_string(b, arena_sprintf(a, "%s%s", dir, mounts[i][0]));
-        buf_puts(b, ",\"mountPath\":");
-        buf_put_json_string(b, mounts[i][1]);
-        buf_printf(b, ",\"readOnly\":%s}", mounts[i][2]);
+    static const struct { const char *sub, *path; int ro; } mounts[] = {
+        {"token", WORKER_TOKEN_DIR, 1}, {"env", "/mnt/hiclaw/env", 1}, {"data", "/mnt/hiclaw/data", 0}};
+    cJSON *arr = json_add_array(spec, "dynamicVolumesMount");
+    for (size_t i = 0; i < sizeof mounts / sizeof *mounts; i++) {
+        cJSON *m = json_push_object(arr);
+        json_add_str(m, "pvName", c->deps_pv);
+        json_add_str(m, "subPath", arena_sprintf(a, "%s%s", dir, mounts[i].sub));
+        json_add_str(m, "mountPath", mounts[i].path);
+        json_add_bool(m, "readOnly", mounts[i].ro);
     }
-    buf_puts(b, "]}}");
+    json_render_free(b, claim);
 }
 
 static int sandbox_create_claim(controller *c, exec_ctx *x, const char *name, wc_err *err) {
@@ -365,21 +348,30 @@ static int sandbox_create_claim(controller *c, exec_ctx *x, const char *name, wc
  * env file is mounted. */
 static void sandbox_pool_render(buf *b, const char *pool, const char *ns, const char *controller_name,
                                 const char *agent_image, int64_t replicas, const char *cpu, const char *mem) {
-    buf_puts(b, "{\"apiVersion\":\"agents.kruise.io/v1alpha1\",\"kind\":\"SandboxSet\",\"metadata\":{\"name\":");
-    buf_put_json_string(b, pool);
-    buf_puts(b, ",\"namespace\":");
-    buf_put_json_string(b, ns);
-    buf_puts(b, ",\"labels\":{\"app.kubernetes.io/managed-by\":\"worker-controller\",\"" LABEL_CONTROLLER "\":");
-    buf_put_json_string(b, controller_name);
-    buf_printf(b, "}},\"spec\":{\"replicas\":%" PRId64 ",\"runtimes\":[{\"name\":\"csi\"},{\"name\":\"agent-runtime\"}],", replicas);
-    buf_puts(b, "\"template\":{\"spec\":{\"automountServiceAccountToken\":false,\"containers\":[{\"name\":\"worker\",\"image\":");
-    buf_put_json_string(b, agent_image);
-    buf_puts(b, ",\"env\":[{\"name\":\"HICLAW_WORKER_ENV_MOUNT_DIR\",\"value\":\"/mnt/hiclaw/env\"},"
-                 "{\"name\":\"HICLAW_WORKER_ENV_MOUNT_REQUIRED\",\"value\":\"1\"}],\"resources\":{\"requests\":{\"cpu\":\"100m\",\"memory\":\"256Mi\"},\"limits\":{\"cpu\":");
-    buf_put_json_string(b, cpu);
-    buf_puts(b, ",\"memory\":");
-    buf_put_json_string(b, mem);
-    buf_puts(b, "}}}]}}}}");
+    kv sys[] = {{"app.kubernetes.io/managed-by", "worker-controller"}, {LABEL_CONTROLLER, controller_name}};
+    kv_list labels = {sys, 2};
+    cJSON *set = instance_object("agents.kruise.io/v1alpha1", "SandboxSet");
+    instance_metadata(set, pool, ns, &labels, NULL, NULL);
+    cJSON *spec = json_add_object(set, "spec");
+    json_add_int(spec, "replicas", replicas);
+    cJSON *runtimes = json_add_array(spec, "runtimes");
+    json_add_str(json_push_object(runtimes), "name", "csi");
+    json_add_str(json_push_object(runtimes), "name", "agent-runtime");
+    cJSON *tspec = json_add_object(json_add_object(spec, "template"), "spec");
+    json_add_bool(tspec, "automountServiceAccountToken", 0);
+    cJSON *c = json_push_object(json_add_array(tspec, "containers"));
+    json_add_str(c, "name", "worker");
+    json_add_str(c, "image", agent_image);
+    cJSON *env = json_add_array(c, "env");
+    static const char *const vars[][2] = {{"HICLAW_WORKER_ENV_MOUNT_DIR", "/mnt/hiclaw/env"},
+                                          {"HICLAW_WORKER_ENV_MOUNT_REQUIRED", "1"}};
+    for (size_t i = 0; i < 2; i++) {
+        cJSON *v = json_push_object(env);
+        json_add_str(v, "name", vars[i][0]);
+        json_add_str(v, "value", vars[i][1]);
+    }
+    json_add_resources(c, "100m", "256Mi", cpu, mem);
+    json_render_free(b, set);
 }
 
 /* The warm pool, server-side applied at start when the controller manages it. */

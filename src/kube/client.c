@@ -316,19 +316,16 @@ static int kube_create(kube_client *c, const kube_resource *r, const char *ns, c
 
 /* DeleteOptions: uid and resource_version (optional) as preconditions, the propagation policy. */
 static void kube_delete_options_render(buf *body, const char *uid, const char *resource_version, const char *propagation) {
-    buf_puts(body, "{\"kind\":\"DeleteOptions\",\"apiVersion\":\"v1\"");
+    cJSON *o = json_object();
+    json_add_str(o, "kind", "DeleteOptions");
+    json_add_str(o, "apiVersion", "v1");
     if (uid || resource_version) {
-        buf_puts(body, ",\"preconditions\":{");
-        if (uid) buf_puts(body, "\"uid\":"), buf_put_json_string(body, uid);
-        if (resource_version) {
-            if (uid) buf_putc(body, ',');
-            buf_puts(body, "\"resourceVersion\":");
-            buf_put_json_string(body, resource_version);
-        }
-        buf_putc(body, '}');
+        cJSON *pre = json_add_object(o, "preconditions");
+        if (uid) json_add_str(pre, "uid", uid);
+        if (resource_version) json_add_str(pre, "resourceVersion", resource_version);
     }
-    if (propagation) buf_puts(body, ",\"propagationPolicy\":"), buf_put_json_string(body, propagation);
-    buf_putc(body, '}');
+    if (propagation) json_add_str(o, "propagationPolicy", propagation);
+    json_render_free(body, o);
 }
 
 /* Deletes an object. uid/resource_version (optional) become DeleteOptions preconditions, so a

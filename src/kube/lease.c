@@ -46,17 +46,22 @@ static int kube_lease_get(kube_client *kc, const char *ns, const char *name, kub
     return 0;
 }
 
+/* The Lease as written: optional members left out when unset (a released lease has no holder). */
 static void kube_lease_body(buf *b, const char *ns, const char *name, const kube_lease *l) {
-    buf_puts(b, "{\"apiVersion\":\"coordination.k8s.io/v1\",\"kind\":\"Lease\",\"metadata\":{\"name\":");
-    buf_put_json_string(b, name);
-    buf_puts(b, ",\"namespace\":");
-    buf_put_json_string(b, ns);
-    if (l->resource_version) buf_puts(b, ",\"resourceVersion\":"), buf_put_json_string(b, l->resource_version);
-    buf_puts(b, "},\"spec\":{");
-    if (l->holder) buf_puts(b, "\"holderIdentity\":"), buf_put_json_string(b, l->holder), buf_putc(b, ',');
-    if (l->acquire_time) buf_puts(b, "\"acquireTime\":"), buf_put_json_string(b, l->acquire_time), buf_putc(b, ',');
-    if (l->renew_time) buf_puts(b, "\"renewTime\":"), buf_put_json_string(b, l->renew_time), buf_putc(b, ',');
-    buf_printf(b, "\"leaseDurationSeconds\":%d,\"leaseTransitions\":%d}}", l->duration_s, l->transitions);
+    cJSON *o = json_object();
+    json_add_str(o, "apiVersion", "coordination.k8s.io/v1");
+    json_add_str(o, "kind", "Lease");
+    cJSON *md = json_add_object(o, "metadata");
+    json_add_str(md, "name", name);
+    json_add_str(md, "namespace", ns);
+    if (l->resource_version) json_add_str(md, "resourceVersion", l->resource_version);
+    cJSON *spec = json_add_object(o, "spec");
+    if (l->holder) json_add_str(spec, "holderIdentity", l->holder);
+    if (l->acquire_time) json_add_str(spec, "acquireTime", l->acquire_time);
+    if (l->renew_time) json_add_str(spec, "renewTime", l->renew_time);
+    json_add_int(spec, "leaseDurationSeconds", l->duration_s);
+    json_add_int(spec, "leaseTransitions", l->transitions);
+    json_render_free(b, o);
 }
 
 /* Creates (no resource_version) or replaces (compare-and-swap on resource_version) the Lease;

@@ -17,9 +17,13 @@ static void kube_token_free(kube_token *t) {
 
 /* The TokenRequest: one audience, the lifetime asked for. */
 static void kube_token_request_render(buf *body, const char *audience, int64_t ttl_s) {
-    buf_puts(body, "{\"apiVersion\":\"authentication.k8s.io/v1\",\"kind\":\"TokenRequest\",\"spec\":{\"audiences\":[");
-    buf_put_json_string(body, audience);
-    buf_printf(body, "],\"expirationSeconds\":%" PRId64 "}}", ttl_s);
+    cJSON *tr = json_object();
+    json_add_str(tr, "apiVersion", "authentication.k8s.io/v1");
+    json_add_str(tr, "kind", "TokenRequest");
+    cJSON *spec = json_add_object(tr, "spec");
+    json_push_str(json_add_array(spec, "audiences"), audience);
+    json_add_int(spec, "expirationSeconds", ttl_s);
+    json_render_free(body, tr);
 }
 
 /* TokenRequest for the Worker's ServiceAccount (serviceaccounts/<sa>/token). */
