@@ -286,7 +286,7 @@ build_unit() {
   build_deps
   ensure_tools
   gen_embed
-  compile build/unit-tests test/unit/unit_main.c -O1 -g -DWC_UNIT_TEST -Itest/unit
+  compile build/unit-tests test/unit/unit_main.c -O1 -g -Itest/unit
 }
 
 run_unit() {
@@ -361,7 +361,7 @@ run_asan() {
   rm -rf "$ASAN_DIR" && mkdir -p "$ASAN_DIR/reports"
   local san=(-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
              -DWC_SANITIZE_LOG="\"$ROOT/$ASAN_DIR/reports/report\"")
-  compile "$ASAN_DIR/unit-tests" test/unit/unit_main.c "${san[@]}" -DWC_UNIT_TEST -Itest/unit
+  compile "$ASAN_DIR/unit-tests" test/unit/unit_main.c "${san[@]}" -Itest/unit
   compile "$ASAN_DIR/worker-controller" worker-controller.c "${san[@]}" -DWC_FAILPOINTS
   compile "$ASAN_DIR/wc-probe" test/e2e/probe.c "${san[@]}"
   local rc=0
@@ -434,23 +434,23 @@ build_fuzz() {
     unpack "$src" libyaml
     touch "$src/.complete-$LOCK_HASH"
   fi
-  # BearSSL's SHA-256 (the spec hash) and the curl/BearSSL headers (types only: fuzz_apierror
-  # includes net/http.c but calls no libcurl function) come from the same verified sources.
-  if [ ! -f "$src/.complete-tls-$LOCK_HASH" ]; then
-    rm -rf "$src/bearssl" "$src/curl"
-    unpack "$src" bearssl
-    unpack "$src" curl
-    touch "$src/.complete-tls-$LOCK_HASH"
-  fi
-  local brsha=("$src/bearssl/src/hash/sha2small.c" "$src/bearssl/src/codec/dec32be.c" "$src/bearssl/src/codec/enc32be.c"
-               "$src/bearssl/src/codec/enc64be.c")
-  local t
+  # cJSON and libyaml from the verified sources, instrumented like the targets; libcurl and
+  # BearSSL from the glibc dependency build. Every target is the whole program (fuzz_prelude.h).
+  use_glibc_deps
+  build_deps
+  gen_embed
+  local vobj=build/fuzz-vendor t
+  mkdir -p "$vobj"
+  local fz=(-g -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined)
+  clang-14 "${fz[@]}" -c "$src/cjson/cJSON.c" -o "$vobj/cJSON.o" || die "building cJSON for fuzzing failed"
+  for t in "$src"/libyaml/src/*.c; do
+    clang-14 "${fz[@]}" -I"$src/libyaml/include" -DYAML_VERSION_MAJOR=0 -DYAML_VERSION_MINOR=2 -DYAML_VERSION_PATCH=5 \
+      -DYAML_VERSION_STRING='"0.2.5"' -c "$t" -o "$vobj/yaml-$(basename "${t%.c}").o" || die "building libyaml for fuzzing failed"
+  done
   for t in "${FUZZ_TARGETS[@]}"; do
     clang-14 -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-      -Wno-unused-function -Isrc -I"$src/cjson" -I"$src/libyaml/include" -I"$src/bearssl/inc" -I"$src/bearssl/src" \
-      -I"$src/curl/include" \
-      -DYAML_VERSION_MAJOR=0 -DYAML_VERSION_MINOR=2 -DYAML_VERSION_PATCH=5 -DYAML_VERSION_STRING='"0.2.5"' \
-      -o "build/fuzz-$t" "test/fuzz/fuzz_$t.c" "$src/cjson/cJSON.c" "$src"/libyaml/src/*.c "${brsha[@]}" -lpthread ||
+      -Wno-unused-function -I"$DEPS/include" -I"$GEN" -Isrc -DWC_VERSION="\"$PROJECT_VERSION\"" \
+      -o "build/fuzz-$t" "test/fuzz/fuzz_$t.c" "$vobj"/*.o -L"$DEPS/lib" -lcurl -lbearssl -lpthread ||
       die "building fuzz target $t failed"
   done
 }
@@ -460,7 +460,7 @@ build_fuzz() {
 run_fuzz() {
   local secs=${1:-20} t pass=0 fail=0
   mkdir -p "$RESULTS"
-  build_fuzz
+  (build_fuzz) || return 1  # a subshell: the glibc flavour must not leak into later steps
   for t in "${FUZZ_TARGETS[@]}"; do
     mkdir -p "build/fuzz-corpus-$t"
     if (cd build && "./fuzz-$t" -max_total_time="$secs" -max_len=65536 -timeout=10 -rss_limit_mb=1024 \

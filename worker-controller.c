@@ -9,7 +9,7 @@
  *   net/     HTTP over libcurl, TLS (CA blobs, client certificates via BearSSL), a tiny HTTP server
  *   kube/    the Kubernetes client core: config, requests, watch decoding, informers, events, leases
  *   worker/  the Worker API, config, RBAC, env rendering and the pure decision function
- *   backend/ the I/O shell: pod and sandbox backends, worker-deps storage, the reconciler
+ *   backend/ the backends (pod, sandbox) behind one interface, worker-deps storage, the reconcile shell
  *   cmd/     the subcommands and main()
  */
 #include <assert.h>
@@ -89,10 +89,15 @@ static void wc_oom(void);
 #include "worker/decide.c"
 
 /* backend/ */
-#include "backend/pod.c"
+#include "backend/instance.c"
+#include "backend/backend.c"
 #include "backend/deps.c"
-#include "backend/reconcile.c"
+#include "backend/pod.c"
+#include "backend/sandbox_policy.c"
 #include "backend/sandbox.c"
+#include "backend/registry.c"
+#include "backend/status.c"
+#include "backend/reconcile.c"
 
 /* cmd/ */
 #include "cmd/cli.c"

@@ -10,14 +10,12 @@
  * must say why without touching anything.
  */
 
-typedef enum backend_kind { BACKEND_POD = 0, BACKEND_SANDBOX = 1 } backend_kind;
 typedef enum worker_state { STATE_RUNNING = 0, STATE_SLEEPING, STATE_STOPPED } worker_state;
 typedef enum worker_phase {
     PHASE_NONE = 0, PHASE_PENDING, PHASE_STARTING, PHASE_RUNNING, PHASE_SLEEPING,
     PHASE_STOPPING, PHASE_STOPPED, PHASE_FAILED, PHASE_UPDATING,
 } worker_phase;
 
-static const char *backend_name(backend_kind b) { return b == BACKEND_SANDBOX ? "sandbox" : "pod"; }
 static const char *state_name(worker_state s) {
     return s == STATE_SLEEPING ? "Sleeping" : s == STATE_STOPPED ? "Stopped" : "Running";
 }
@@ -65,8 +63,9 @@ typedef struct worker {
     int has_finalizer;
     kv_list meta_labels;
     /* spec, defaults resolved */
-    int backend_given;
-    backend_kind backend;     /* desired (D) */
+    const char *backend;      /* desired (D): spec.backendRuntime, "pod" when absent; decide() maps
+                                 a name no backend has to the first backend (pod), as before the
+                                 name was known */
     worker_state state;
     const char *runtime;
     const char *image;
@@ -202,8 +201,7 @@ static int worker_parse(arena *a, const cJSON *obj, const worker_defaults *d, wo
 
     /* spec */
     const char *backend = json_str(spec, "backendRuntime");
-    w->backend_given = backend != NULL;
-    w->backend = backend && strcmp(backend, "sandbox") == 0 ? BACKEND_SANDBOX : BACKEND_POD;
+    w->backend = backend ? backend : "pod";
     const char *state = json_str(spec, "state");
     w->state = !state || strcmp(state, "Running") == 0 ? STATE_RUNNING
              : strcmp(state, "Sleeping") == 0        ? STATE_SLEEPING
@@ -252,6 +250,46 @@ static int worker_parse(arena *a, const cJSON *obj, const worker_defaults *d, wo
         w->instance.pod_ip = json_str(inst, "podIP");
     }
     return 0;
+}
+
+/* ---- the cache's copy ---- */
+
+/* Copies obj's members into a new object, except those named in drop[] (and managedFields and
+ * annotations for metadata): built member by member, so the parts left out are never copied. */
+static cJSON *json_copy_except(const cJSON *obj, const char *const *drop, size_t ndrop) {
+    cJSON *out = cJSON_CreateObject();
+    const cJSON *it;
+    cJSON_ArrayForEach(it, obj) {
+        size_t i = 0;
+        if (!it->string) continue;
+        while (i < ndrop && strcmp(it->string, drop[i]) != 0) i++;
+        if (i == ndrop) cJSON_AddItemToObject(out, it->string, cJSON_Duplicate(it, 1));
+    }
+    return out;
+}
+
+/* The Worker as the cache keeps it (the Worker informer's projection): everything the reconciler reads, minus managedFields,
+ * annotations, creationTimestamp, apiVersion/kind (constant), and the spec/status fields other
+ * components own (they change often and never matter to the instance). */
+static cJSON *worker_project(const cJSON *obj) {
+    static const char *const mdrop[] = {"managedFields", "annotations", "creationTimestamp"};
+    static const char *const drop[] = {"model", "identity", "soul", "agents", "skills", "remoteSkills", "mcpServers",
+                                       "package", "expose", "channelPolicy", "accessEntries"};
+    static const char *const sdrop[] = {"matrixUserID", "roomID", "lastHeartbeat", "exposedPorts"};
+    cJSON *out = cJSON_CreateObject();
+    const cJSON *it;
+    cJSON_ArrayForEach(it, obj) {
+        if (!it->string) continue;
+        if (strcmp(it->string, "metadata") == 0 && cJSON_IsObject(it))
+            cJSON_AddItemToObject(out, "metadata", json_copy_except(it, mdrop, sizeof mdrop / sizeof *mdrop));
+        else if (strcmp(it->string, "spec") == 0 && cJSON_IsObject(it))
+            cJSON_AddItemToObject(out, "spec", json_copy_except(it, drop, sizeof drop / sizeof *drop));
+        else if (strcmp(it->string, "status") == 0 && cJSON_IsObject(it))
+            cJSON_AddItemToObject(out, "status", json_copy_except(it, sdrop, sizeof sdrop / sizeof *sdrop));
+        else if (strcmp(it->string, "apiVersion") != 0 && strcmp(it->string, "kind") != 0)
+            cJSON_AddItemToObject(out, it->string, cJSON_Duplicate(it, 1));
+    }
+    return out;
 }
 
 /* A label value: at most 63 of [A-Za-z0-9._-], starting and ending alphanumeric (or empty). */

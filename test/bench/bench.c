@@ -23,7 +23,7 @@
  * Bench parameters come from the environment: BENCH_N, BENCH_BACKEND (pod|sandbox),
  * BENCH_THREADS, BENCH_SECONDS (hard time limit of every role), BENCH_PREFIX (Worker names).
  */
-#define WC_UNIT_TEST 1
+#define WC_NO_MAIN 1
 #include "../../worker-controller.c"
 
 #include <poll.h>
@@ -504,7 +504,9 @@ static int cmd_watch(void) {
 }
 
 /* ---- floor ---- */
-static controller F;           /* the product's controller struct, configured as `run` does */
+static controller F;           /* the product's controller struct, set up as `run` does */
+static int f_pod;              /* BENCH_BACKEND=pod */
+static kube_informer *f_inst;  /* the instances: Pods or claims */
 /* BENCH_FLOOR_EXTRAS=1: also the requests the controller makes beyond the issue's list — the
  * credentials Secret GET before each of the two writes passes and the "Created" Event — to show
  * how much of the gap to the floor is requests rather than logic. */
@@ -515,7 +517,7 @@ static void floor_extras_secret(const worker *w) {
     wc_err err;
     char name[300];
     snprintf(name, sizeof name, WORKER_CREDS_SECRET_PREFIX "%s", w->name);
-    kube_get(F.kc, &KUBE_SECRETS, w->namespace, name, NULL, &sec, &err);
+    kube_get(F.host.kc, &KUBE_SECRETS, w->namespace, name, NULL, &sec, &err);
     cJSON_Delete(sec);
 }
 static jobq fq;
@@ -536,7 +538,7 @@ static void floor_on_instance(void *ud, const char *key, const cJSON *o, const c
     (void)ud, (void)o, (void)key;
     if (!n) return;
     const char *ph = proj_phase(n);
-    int pod = F.claims == NULL;
+    int pod = f_pod;
     if (!ph || strcmp(ph, pod ? "Running" : "Completed") != 0 || (pod && !proj_ready(n))) return;
     const char *wn = json_str(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(n, "metadata"), "labels"),
                               LABEL_WORKER);
@@ -548,7 +550,7 @@ static void floor_on_instance(void *ud, const char *key, const cJSON *o, const c
 }
 
 static void floor_status(arena *a, const cJSON *obj, const worker *w, int running, const char *inst_name, const char *ip) {
-    int pod = F.claims == NULL;
+    int pod = f_pod;
     decision d;
     memset(&d, 0, sizeof d);
     d.phase = running ? PHASE_RUNNING : PHASE_STARTING;
@@ -563,7 +565,7 @@ static void floor_status(arena *a, const cJSON *obj, const worker *w, int runnin
     d.synced = (decided_cond){"True", "ReconcileSuccess", ""};
     wc_err err;
     err_clear(&err);
-    if (write_status(&F, a, obj, w, &d, w->generation, &err) < 0) {
+    if (write_status(F.host.kc, a, obj, w, &d, w->generation, &err) < 0) {
         atomic_fetch_add(&f_errors, 1);
         fprintf(stderr, "floor: status %s: %s\n", w->name, err.msg);
     }
@@ -578,33 +580,34 @@ static void floor_create(const char *key) {
     wc_err err;
     err_clear(&err);
     if (worker_parse(&a, obj, &F.wd, &w, &err) < 0) goto out;
-    kv_list secret = {NULL, 0};
     env_list env;
-    env_build(&a, &w, &F.envc, NULL, 1, &env);
+    env_build(&a, &w, &F.host.envc, NULL, 1, &env);
     char pod_hash[17], sandbox_hash[17] = "";
-    pod_spec_hash(&a, &w, &env, &F.ps, pod_hash);
-    sandbox_spec_hash(&F, &a, &w, NULL, sandbox_hash);
-    exec_ctx x = {&a, &w, &env, pod_hash, sandbox_hash, NULL, NULL};
-    (void)secret;
+    backend *sbx = &F.backends[1];
+    pod_spec_hash(&a, &w, &env, &F.host.names, pod_hash);
+    sandbox_spec_hash(sbx, &a, &w, NULL, sandbox_hash);
+    observed o;
+    memset(&o, 0, sizeof o);
+    exec_ctx x = {.a = &a, .w = &w, .key = key, .o = &o, .hashes = {pod_hash, sandbox_hash}};
     const char *name = arena_sprintf(&a, "%sworker-%s", F.dc.prefix, w.name);
     buf body = BUF_INIT;
     floor_extras_secret(&w);
     int rc = finalizer_patch(&F, &w, 1, &err);
     if (rc == 0) {
-        pod_render_serviceaccount(&body, &a, &w, &F.ps);
-        rc = kube_create(F.kc, &KUBE_SERVICEACCOUNTS, w.namespace, NULL, NULL, body.data, NULL, &err);
+        serviceaccount_render(&body, &a, &w, &F.host.names);
+        rc = kube_create(F.host.kc, &KUBE_SERVICEACCOUNTS, w.namespace, NULL, NULL, body.data, NULL, &err);
         if (rc < 0 && kube_err_conflict(&err)) rc = 0;
     }
-    if (rc == 0 && F.claims == NULL) {
+    if (rc == 0 && f_pod) {
         buf_reset(&body);
-        pod_render(&body, &a, &w, &env, &F.ps, pod_hash);
-        rc = kube_create(F.kc, &KUBE_PODS, w.namespace, NULL, NULL, body.data, NULL, &err);
+        pod_render(&body, &a, &w, &env, &F.host.names, pod_hash);
+        rc = kube_create(F.host.kc, &KUBE_PODS, w.namespace, NULL, NULL, body.data, NULL, &err);
     } else if (rc == 0) {
-        rc = sandbox_write_deps(&F, &x, sandbox_deps_path(&F, &a, &w), &err);
+        rc = sandbox_write_deps(sbx, &x, sandbox_deps_path(sbx, &a, &w), &err);
         if (rc == 0) {
             buf_reset(&body);
-            claim_render(&body, &a, &F, &w, name, sandbox_hash);
-            rc = kube_create(F.kc, &KUBE_SANDBOXCLAIMS, w.namespace, NULL, NULL, body.data, NULL, &err);
+            claim_render(&body, &a, sbx, &w, name, sandbox_hash);
+            rc = kube_create(F.host.kc, &KUBE_SANDBOXCLAIMS, w.namespace, NULL, NULL, body.data, NULL, &err);
         }
     }
     buf_free(&body);
@@ -613,7 +616,9 @@ static void floor_create(const char *key) {
         fprintf(stderr, "floor: %s: %s\n", key, err.msg);
         goto out;
     }
-    if (f_extras) record(&F, &w, "Normal", "Created", "Create", arena_sprintf(&a, "created %s %s", F.claims ? "SandboxClaim" : "Pod", name));
+    if (f_extras)
+        backend_record(&F.host, &w, "Normal", "Created", "Create",
+                       arena_sprintf(&a, "created %s %s", f_pod ? "Pod" : "SandboxClaim", name));
     floor_status(&a, obj, &w, 0, name, NULL);
 out:
     cJSON_Delete(obj);
@@ -642,7 +647,7 @@ static void floor_running(char *job) {
     worker w;
     wc_err err;
     if (worker_parse(&a, obj, &F.wd, &w, &err) == 0 && (floor_extras_secret(&w), 1))
-        floor_status(&a, obj, &w, 1, F.claims ? inst : arena_sprintf(&a, "%sworker-%s", F.dc.prefix, w.name),
+        floor_status(&a, obj, &w, 1, !f_pod ? inst : arena_sprintf(&a, "%sworker-%s", F.dc.prefix, w.name),
                      ip && strcmp(ip, "-") != 0 ? ip : NULL);
     cJSON_Delete(obj);
     arena_free(&a);
@@ -669,28 +674,26 @@ static int cmd_floor(void) {
     jobq_init(&fq);
     strset_init(&f_started);
     strset_init(&f_running);
-    F.kc = B.kc;
-    controller_configure(&F, &B.conf, B.ns);
     f_extras = env_long("BENCH_FLOOR_EXTRAS", 0) != 0;
-    F.rec = kube_recorder_new(B.kc, "hiclaw.io/worker-controller", "bench-floor");
-    pthread_mutex_init(&F.backoff_mu, NULL);
-    int sandbox = strcmp(B.backend, "sandbox") == 0;
+    F.host.kc = B.kc;
+    F.host.rec = kube_recorder_new(B.kc, "hiclaw.io/worker-controller", "bench-floor");
+    F.host.namespace = B.ns;
+    f_pod = strcmp(B.backend, "sandbox") != 0;
     wc_err err;
     err_clear(&err);
-    if (sandbox) {
-        F.s3 = s3_client_new(B.conf.worker_deps_endpoint, B.conf.worker_deps_bucket, B.conf.worker_deps_region,
-                             B.conf.worker_deps_access_key_id, B.conf.worker_deps_secret_access_key,
-                             B.conf.worker_deps_ca_pem, &err);
-        if (!F.s3) {
-            fprintf(stderr, "floor: s3: %s\n", err.msg);
-            return 1;
-        }
+    if (controller_setup(&F, wc_backend_table, WC_NBACKENDS, &B.conf, &err) < 0) {
+        fprintf(stderr, "floor: setup: %s\n", err.msg);
+        return 1;
+    }
+    if (!f_pod && !sbx_state(&F.backends[1])->s3) {
+        fprintf(stderr, "floor: the sandbox bench needs worker-deps storage\n");
+        return 1;
     }
     char sel[300];
     snprintf(sel, sizeof sel, LABEL_CONTROLLER "=%s", B.conf.controller_name);
-    /* Instance informer first, so F.claims tells the backend before any event arrives. */
-    if (sandbox) F.claims = start_informer("sandboxclaims", &KUBE_SANDBOXCLAIMS, sel, project_phase, floor_on_instance, NULL);
-    else F.pods = start_informer("pods", &KUBE_PODS, sel, project_phase, floor_on_instance, NULL);
+    /* Instance informer first, so f_inst sees every instance before its Worker's first event. */
+    if (!f_pod) f_inst = start_informer("sandboxclaims", &KUBE_SANDBOXCLAIMS, sel, project_phase, floor_on_instance, NULL);
+    else f_inst = start_informer("pods", &KUBE_PODS, sel, project_phase, floor_on_instance, NULL);
     F.workers = start_informer("workers", &KUBE_WORKERS, NULL, worker_project, floor_on_worker, NULL);
     wait_synced(F.workers);
     int64_t t_synced = epoch_ms();
@@ -706,9 +709,9 @@ static int cmd_floor(void) {
     fflush(stdout);
     atomic_store(&B.kc->cancel, 1);
     kube_informer_free(F.workers);
-    kube_informer_free(F.pods);
-    kube_informer_free(F.claims);
-    s3_client_free(F.s3);
+    kube_informer_free(f_inst);
+    controller_release(&F);
+    kube_recorder_free(F.host.rec);
     return atomic_load(&f_running.n) >= B.n ? 0 : 1;
 }
 

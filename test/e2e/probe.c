@@ -20,7 +20,7 @@
  *
  * Connection flags as the product's: --kubeconfig, --context, --server, --token-file, --ca-file.
  */
-#define WC_UNIT_TEST 1
+#define WC_NO_MAIN 1
 #include "../../worker-controller.c"
 
 static const struct { const char *name; const kube_resource *r; } probe_resources[] = {

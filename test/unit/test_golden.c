@@ -88,20 +88,23 @@ static const golden_case GOLDEN_CASES[] = {
       {"WORKER_MINIO_PASSWORD", "pw$$`x`"}}, 1},
 };
 
-/* A controller configured as `run` would be for these settings (the sandbox backend on). */
-static void golden_controller(controller *c) {
-    memset(c, 0, sizeof *c);
-    c->controller_name = "ctl";
-    c->dc = (decide_config){"hiclaw-", 1, 0, 1};
-    c->ps = (pod_settings){"ctl", "hiclaw-", "hiclaw-controller"};
-    c->envc = GOLDEN_ENV;
-    c->wd = TD_DEFAULTS;
-    c->deps_prefix = "deps/";
-    c->deps_pv = "hiclaw-worker-deps";
-    c->pool = "hiclaw-worker-pool";
-    c->token_ttl_s = 86400;
-    c->claim_timeout_ms = 300000;
-    c->wait_ready_timeout_ms = 90500;
+/* The shell's names and env and a sandbox backend with these settings, as `run` would set them
+ * up (without a cluster: no setup call, nothing served or stored). */
+typedef struct golden_setup {
+    backend_host host;
+    decide_config dc;
+    sandbox_state sst;
+    backend sandbox;
+} golden_setup;
+
+static void golden_setup_init(golden_setup *g) {
+    memset(g, 0, sizeof *g);
+    g->host.names = (instance_settings){.controller_name = "ctl", .prefix = "hiclaw-", .audience = "hiclaw-controller"};
+    g->host.envc = GOLDEN_ENV;
+    g->dc = (decide_config){.prefix = "hiclaw-"};
+    g->sst.set = (sandbox_settings){.deps_prefix = "deps/", .deps_pv = "hiclaw-worker-deps", .pool = "hiclaw-worker-pool",
+                                    .token_ttl_s = 86400, .claim_timeout_ms = 300000, .wait_ready_timeout_ms = 90500};
+    g->sandbox = (backend){.ops = &sandbox_backend_ops, .host = &g->host, .index = 1, .state = &g->sst};
 }
 
 static void golden_secret(arena *a, const golden_case *gc, kv_list *out) {
@@ -116,8 +119,8 @@ static void golden_secret(arena *a, const golden_case *gc, kv_list *out) {
 }
 
 TEST(golden_instance_bodies_are_byte_identical) {
-    controller ctl;
-    golden_controller(&ctl);
+    golden_setup g;
+    golden_setup_init(&g);
     for (size_t i = 0; i < sizeof GOLDEN_CASES / sizeof *GOLDEN_CASES; i++) {
         const golden_case *gc = &GOLDEN_CASES[i];
         arena a;
@@ -129,27 +132,27 @@ TEST(golden_instance_bodies_are_byte_identical) {
         golden_secret(&a, gc, &secret);
         const kv_list *sec = gc->have_secret ? &secret : NULL;
         env_list env;
-        env_build(&a, &w, &ctl.envc, sec, 1, &env);
+        env_build(&a, &w, &g.host.envc, sec, 1, &env);
         char pod_hash[17], sandbox_hash[17], file_hash[17];
-        pod_spec_hash(&a, &w, &env, &ctl.ps, pod_hash);
-        sandbox_spec_hash(&ctl, &a, &w, sec, sandbox_hash);
+        pod_spec_hash(&a, &w, &env, &g.host.names, pod_hash);
+        sandbox_spec_hash(&g.sandbox, &a, &w, sec, sandbox_hash);
         char file[128];
         buf b = BUF_INIT;
 
-        pod_render(&b, &a, &w, &env, &ctl.ps, pod_hash);
+        pod_render(&b, &a, &w, &env, &g.host.names, pod_hash);
         snprintf(file, sizeof file, "%s.pod.json", gc->name);
         GOLDEN(file, &b);
         buf_reset(&b);
-        pod_render_serviceaccount(&b, &a, &w, &ctl.ps);
+        serviceaccount_render(&b, &a, &w, &g.host.names);
         snprintf(file, sizeof file, "%s.serviceaccount.json", gc->name);
         GOLDEN(file, &b);
         buf_reset(&b);
-        claim_render(&b, &a, &ctl, &w, instance_name(&a, &w, &ctl.dc), sandbox_hash);
+        claim_render(&b, &a, &g.sandbox, &w, instance_name(&a, &w, &g.dc), sandbox_hash);
         snprintf(file, sizeof file, "%s.sandboxclaim.json", gc->name);
         GOLDEN(file, &b);
         buf_reset(&b);
         env_list file_env;
-        env_build(&a, &w, &ctl.envc, sec, 0, &file_env);
+        env_build(&a, &w, &g.host.envc, sec, 0, &file_env);
         env_file_write(&b, &file_env);
         deps_env_hash(&b, file_hash);
         snprintf(file, sizeof file, "%s.envfile", gc->name);

@@ -152,8 +152,11 @@ static cJSON *fake_get(const char *path) {
 
 #define FAKE_BUCKET "deps"
 
-/* A controller whose Kubernetes client and S3 client talk to the fake, configured like `run`
- * with the sandbox backend on (controller "ctl", prefix "hiclaw-", deps prefix "p/"). */
+/* A controller whose Kubernetes client and S3 client talk to the fake, set up like `run` from
+ * this configuration (controller "ctl", prefix "hiclaw-", the sandbox backend on, deps prefix
+ * "p/"), with the real backend table. */
+static wc_cfg g_fake_conf;
+
 static void fake_controller(controller *c) {
     memset(c, 0, sizeof *c);
     kube_config cfg;
@@ -164,38 +167,55 @@ static void fake_controller(controller *c) {
     cfg.token = xstrdup("fake-test-token-Qz4");
     buf_puts(&cfg.ca_pem, FAKE_UNUSED_CA);
     wc_err err;
-    c->kc = kube_client_new(&cfg, &err);
+    c->host.kc = kube_client_new(&cfg, &err);
     kube_config_free(&cfg);
     char ep[128];
+    snprintf(ep, sizeof ep, "HICLAW_WORKER_DEPS_ENDPOINT=http://127.0.0.1:%d", g_fake.port);
+    char *env[] = {"HICLAW_CONTROLLER_NAME=ctl", ep, "HICLAW_WORKER_DEPS_BUCKET=" FAKE_BUCKET,
+                   "HICLAW_WORKER_DEPS_PREFIX=p/", "HICLAW_WORKER_DEPS_ACCESS_KEY_ID=AKIDFAKE",
+                   "HICLAW_WORKER_DEPS_SECRET_ACCESS_KEY=fake-secret-key-9Xw",
+                   "HICLAW_WORKER_DEPS_ALLOW_PLAINTEXT_HTTP=true", "HICLAW_SANDBOX_DEPS_PV=deps-pv",
+                   "HICLAW_SANDBOX_POOL=pool", "HICLAW_SANDBOX_TOKEN_TTL=3600", "HICLAW_SANDBOX_CLAIM_TIMEOUT=60s",
+                   "HICLAW_SANDBOX_WAIT_READY_TIMEOUT=60s", "HICLAW_WORKER_IMAGE=img/openclaw:1",
+                   "HICLAW_COPAW_WORKER_IMAGE=img/copaw:1", "HICLAW_HERMES_WORKER_IMAGE=img/hermes:1",
+                   "HICLAW_K8S_WORKER_CPU=1", "HICLAW_K8S_WORKER_MEMORY=2Gi", NULL};
+    if (cfg_load(&g_fake_conf, env, 0, NULL, &err) < 0) unit_fail(__FILE__, __LINE__, "config: %s", err.msg);
+    c->host.rec = kube_recorder_new(c->host.kc, "hiclaw.io/worker-controller", "ctl-test");
+    c->host.namespace = "ns";
+    if (controller_setup(c, wc_backend_table, WC_NBACKENDS, &g_fake_conf, &err) < 0) {
+        unit_fail(__FILE__, __LINE__, "controller_setup: %s", err.msg);
+        return;
+    }
+    /* The fake serves S3 under /s3 (an endpoint with a path, which the configuration refuses):
+     * the sandbox backend's client is swapped for one that points there, wired as setup wires it. */
+    sandbox_state *st = sbx_state(&c->backends[1]);
+    s3_client_free(st->s3);
     snprintf(ep, sizeof ep, "http://127.0.0.1:%d/s3", g_fake.port);
-    c->s3 = s3_client_new(ep, FAKE_BUCKET, "us-east-1", "AKIDFAKE", "fake-secret-key-9Xw", FAKE_UNUSED_CA, &err);
-    c->rec = kube_recorder_new(c->kc, "hiclaw.io/worker-controller", "ctl-test");
-    c->controller_name = "ctl";
-    c->wd = TD_DEFAULTS;
-    c->dc = (decide_config){"hiclaw-", 1, 0, 1};
-    c->ps = (pod_settings){"ctl", "hiclaw-", "hiclaw-controller"};
-    c->deps_prefix = "p/";
-    c->deps_pv = "deps-pv";
-    c->pool = "pool";
-    c->token_ttl_s = 3600;
-    c->claim_timeout_ms = 60000;
-    c->wait_ready_timeout_ms = 60000;
-    pthread_mutex_init(&c->backoff_mu, NULL);
+    st->s3 = s3_client_new(ep, FAKE_BUCKET, "us-east-1", "AKIDFAKE", "fake-secret-key-9Xw", FAKE_UNUSED_CA, &err);
+    if (st->s3) st->s3->cancel = &c->host.kc->cancel;
 }
 
 static void fake_controller_free(controller *c) {
-    kube_recorder_free(c->rec);
-    kube_client_free(c->kc);
-    s3_client_free(c->s3);
-    pthread_mutex_destroy(&c->backoff_mu);
+    controller_release(c);
+    kube_recorder_free(c->host.rec);
+    kube_client_free(c->host.kc);
+    cfg_free(&g_fake_conf);
 }
+
+/* The backends of the real table, and their caches. */
+#define SHELL_POD(c) (&(c)->backends[0])
+#define SHELL_SBX(c) (&(c)->backends[1])
+#define SHELL_PODS(c) (SHELL_POD(c)->informers[0])
+#define SHELL_CLAIMS(c) (SHELL_SBX(c)->informers[0])
+#define SHELL_SANDBOXES(c) (SHELL_SBX(c)->informers[1])
+#define SHELL_S3(c) (sbx_state(SHELL_SBX(c))->s3)
 
 #define SHELL_SETUP()                     \
     REQUIRE(fake_server() == 0);          \
     fake_reset();                         \
     controller ctl;                       \
     fake_controller(&ctl);                \
-    REQUIRE(ctl.kc && ctl.s3);            \
+    REQUIRE(ctl.host.kc && SHELL_S3(&ctl)); \
     arena a;                              \
     arena_init(&a);                       \
     wc_err err;                           \
@@ -217,21 +237,24 @@ static void fake_controller_free(controller *c) {
  * which is the point of several tests. */
 static void shell_informers(controller *c) {
     kube_informer_options ow = {.resource = &KUBE_WORKERS, .namespace = "ns", .project = worker_project};
-    kube_informer_options op = {.resource = &KUBE_PODS, .namespace = "ns", .project = pod_project, .index = instance_index};
-    kube_informer_options oc = {.resource = &KUBE_SANDBOXCLAIMS, .namespace = "ns", .project = claim_project,
-                                .index = instance_index};
-    kube_informer_options os = {.resource = &KUBE_SANDBOXES, .namespace = "ns", .project = sandbox_project,
-                                .index = instance_index};
-    c->workers = kube_informer_new(c->kc, "workers", &ow);
-    c->pods = kube_informer_new(c->kc, "pods", &op);
-    c->claims = kube_informer_new(c->kc, "sandboxclaims", &oc);
-    c->sandboxes = kube_informer_new(c->kc, "sandboxes", &os);
+    c->workers = kube_informer_new(c->host.kc, "workers", &ow);
+    for (size_t i = 0; i < c->nbackends; i++)
+        for (size_t k = 0; k < c->backends[i].ncaches; k++) {
+            const backend_cache *bc = &c->backends[i].caches[k];
+            kube_informer_options o = {.resource = bc->resource, .namespace = "ns", .project = bc->project,
+                                       .index = instance_index};
+            c->backends[i].informers[k] = kube_informer_new(c->host.kc, bc->name, &o);
+        }
 }
 
 static void shell_informers_free(controller *c) {
-    kube_informer *all[4] = {c->workers, c->pods, c->claims, c->sandboxes};
-    for (int i = 0; i < 4; i++) kube_informer_free(all[i]);
-    c->workers = c->pods = c->claims = c->sandboxes = NULL;
+    kube_informer_free(c->workers);
+    c->workers = NULL;
+    for (size_t i = 0; i < c->nbackends; i++)
+        for (size_t k = 0; k < c->backends[i].ncaches; k++) {
+            kube_informer_free(c->backends[i].informers[k]);
+            c->backends[i].informers[k] = NULL;
+        }
 }
 
 /* Puts an object (single quotes for double) into a cache, as a watch ADDED event would. */
@@ -274,12 +297,11 @@ static const char *cond_field(const cJSON *w, const char *type, const char *fiel
     return NULL;
 }
 
-/* Runs one action of the shell for Worker w (env built like reconcile_worker builds it). */
+/* Runs one action of the shell for Worker w (the spec hashes TD_HASH and TD_SHASH). */
 static int shell_exec(controller *c, arena *a, const worker *w, action_kind k, const char *name, const char *uid,
                       exec_ctx *x_out, wc_err *err) {
-    env_list *env = arena_calloc(a, sizeof *env);
-    env_build(a, w, &c->envc, NULL, 1, env);
-    exec_ctx x = {a, w, env, TD_HASH, TD_SHASH, NULL, NULL};
+    observed *o = arena_calloc(a, sizeof *o);
+    exec_ctx x = {.a = a, .w = w, .key = "ns/alice", .o = o, .hashes = {TD_HASH, TD_SHASH}};
     action act = {k, name, uid, 0};
     err_clear(err);
     int rc = exec_action(c, &x, &act, err);
@@ -305,9 +327,14 @@ TEST(shell_fake_server_creates_a_pod_through_exec_action) {
 TEST(run_watches_only_workers_labelled_for_this_controller) {
     run_selectors s;
     run_selectors_for("ctl-a", &s);
+    backend pod = {.ops = &pod_backend_ops};
+    wc_err err;
+    REQUIRE(pod.ops->setup(&pod, NULL, &err) == 0);
+    char pods[400];
+    run_cache_selector("ctl-a", &pod.caches[0], pods, sizeof pods);
     CHECK_STR_EQ(s.workers, "hiclaw.io/controller=ctl-a");
     CHECK_STR_EQ(s.instances, "hiclaw.io/controller=ctl-a");
-    CHECK_CONTAINS(s.pods, "hiclaw.io/controller=ctl-a,");
+    CHECK_CONTAINS(pods, "hiclaw.io/controller=ctl-a,");
 }
 
 /* At start the controller says once how many Workers of its namespace carry no
@@ -319,7 +346,7 @@ TEST(run_counts_unlabelled_workers_with_one_small_list) {
     fake_seed(NS_WORKERS, "{'metadata':{'name':'orphan-1','namespace':'ns'}}");
     fake_seed(NS_WORKERS, "{'metadata':{'name':'orphan-2','namespace':'ns','labels':{'team':'x'}}}");
     unlabelled_workers u;
-    REQUIRE(count_unlabelled_workers(ctl.kc, "ns", 100, &u, &err) == 0);
+    REQUIRE(count_unlabelled_workers(ctl.host.kc, "ns", 100, &u, &err) == 0);
     CHECK_INT_EQ(u.count, 2);
     CHECK_INT_EQ(u.at_least, 0);
     CHECK_CONTAINS(u.names, "orphan-1");
@@ -334,7 +361,7 @@ TEST(run_counts_unlabelled_workers_with_one_small_list) {
         snprintf(o, sizeof o, "{'metadata':{'name':'w%d','namespace':'ns'}}", i);
         fake_seed(NS_WORKERS, o);
     }
-    REQUIRE(count_unlabelled_workers(ctl.kc, "ns", 3, &u, &err) == 0);
+    REQUIRE(count_unlabelled_workers(ctl.host.kc, "ns", 3, &u, &err) == 0);
     CHECK_INT_EQ(u.count, 3);
     CHECK_INT_EQ(u.at_least, 1);
     log = fake_log();
@@ -353,7 +380,6 @@ TEST(lease_loss_stops_every_write_at_once) {
     td_worker(&a, "{" W_BASE ",'spec':{'model':'m'}}", &w);
     run_state *r = xcalloc(1, sizeof *r);
     r->ctl = ctl;
-    ctl.s3->cancel = &ctl.kc->cancel; /* as run wires it */
     sigset_t term, old;
     sigemptyset(&term);
     sigaddset(&term, SIGTERM);
@@ -366,7 +392,7 @@ TEST(lease_loss_stops_every_write_at_once) {
     CHECK_INT_EQ(shell_exec(&r->ctl, &a, &w, ACT_CREATE_POD, "hiclaw-worker-alice", NULL, NULL, &err), -1);
     CHECK_CONTAINS(err.msg, "cancelled");
     err_clear(&err);
-    CHECK(s3_put(r->ctl.s3, "k", "v", 1, NULL, 0, &err) < 0);
+    CHECK(s3_put(SHELL_S3(&r->ctl), "k", "v", 1, NULL, 0, &err) < 0);
     char *log = fake_log();
     CHECK_NOT_CONTAINS(log, "POST");
     CHECK_NOT_CONTAINS(log, "PUT");
@@ -408,7 +434,7 @@ TEST(shell_pod_of_another_worker_uid_is_neither_deleted_nor_adopted) {
     SHELL_SETUP();
     shell_informers(&ctl);
     shell_worker(&ctl, NULL, "{'model':'m'}", NULL);
-    shell_both(ctl.pods, NS_PODS, POD_SQ("hiclaw-worker-alice", OWNED_BY("u-old")));
+    shell_both(SHELL_PODS(&ctl), NS_PODS, POD_SQ("hiclaw-worker-alice", OWNED_BY("u-old")));
     reconcile_result res = reconcile_worker(&ctl, "ns/alice");
     CHECK_INT_EQ(res.error, 1);
     cJSON *pod = fake_get(NS_PODS "/hiclaw-worker-alice");
@@ -489,7 +515,7 @@ TEST(shell_claim_and_sandbox_of_another_worker_uid_are_not_ours) {
     shell_informers(&ctl);
     const char *sbx_spec = "{'model':'m','backendRuntime':'sandbox'}";
     shell_worker(&ctl, NULL, sbx_spec, "{'backendRuntime':'sandbox'}");
-    shell_both(ctl.claims, NS_CLAIMS, CLAIM_SQ("u-old", "0123456789abcdef"));
+    shell_both(SHELL_CLAIMS(&ctl), NS_CLAIMS, CLAIM_SQ("u-old", "0123456789abcdef"));
     reconcile_result res = reconcile_worker(&ctl, "ns/alice");
     CHECK_INT_EQ(res.error, 1);
     cJSON *claim = fake_get(NS_CLAIMS "/hiclaw-worker-alice");
@@ -513,14 +539,14 @@ TEST(shell_claim_and_sandbox_of_another_worker_uid_are_not_ours) {
     worker w;
     cJSON *wobj = kube_informer_get(ctl.workers, "ns/alice");
     REQUIRE(worker_parse(&a, wobj, &ctl.wd, &w, &err) == 0);
-    sandbox_spec_hash(&ctl, &a, &w, NULL, hash);
+    sandbox_spec_hash(SHELL_SBX(&ctl), &a, &w, NULL, hash);
     char buf1[2048], buf2[2048], buf3[2048];
     snprintf(buf1, sizeof buf1, CLAIM_SQ("u1", "%s"), hash);
     snprintf(buf2, sizeof buf2, SBX_SQ("pool-mine", ",'hiclaw.io/worker-uid':'u1'", "%s"), hash);
     snprintf(buf3, sizeof buf3, SBX_SQ("pool-theirs", ",'hiclaw.io/worker-uid':'u-old'", "%s"), hash);
-    shell_both(ctl.claims, NS_CLAIMS, buf1);
-    shell_both(ctl.sandboxes, NS_SANDBOXES, buf2);
-    shell_both(ctl.sandboxes, NS_SANDBOXES, buf3);
+    shell_both(SHELL_CLAIMS(&ctl), NS_CLAIMS, buf1);
+    shell_both(SHELL_SANDBOXES(&ctl), NS_SANDBOXES, buf2);
+    shell_both(SHELL_SANDBOXES(&ctl), NS_SANDBOXES, buf3);
     res = reconcile_worker(&ctl, "ns/alice");
     wk = shell_worker_now();
     CHECK_STR_EQ(json_str_at(wk, "status.phase"), "Running");
@@ -604,10 +630,10 @@ TEST(shell_completed_claim_without_sandbox_is_deleted_only_when_the_api_server_a
         worker w;
         cJSON *wobj = kube_informer_get(ctl.workers, "ns/alice");
         REQUIRE(worker_parse(&a, wobj, &ctl.wd, &w, &err) == 0);
-        sandbox_spec_hash(&ctl, &a, &w, NULL, hash);
+        sandbox_spec_hash(SHELL_SBX(&ctl), &a, &w, NULL, hash);
         snprintf(c1, sizeof c1, CLAIM_SQ("u1", "%s"), hash);
         snprintf(s1, sizeof s1, SBX_SQ("pool-new", ",'hiclaw.io/worker-uid':'u1'", "%s"), hash);
-        shell_both(ctl.claims, NS_CLAIMS, c1);
+        shell_both(SHELL_CLAIMS(&ctl), NS_CLAIMS, c1);
         if (lag) fake_seed(NS_SANDBOXES, s1); /* the API server has it; the cache not yet */
         reconcile_worker(&ctl, "ns/alice");
         cJSON *claim = fake_get(NS_CLAIMS "/hiclaw-worker-alice");
@@ -744,11 +770,11 @@ TEST(shell_lost_env_object_is_rewritten_without_touching_the_sandbox) {
     worker w;
     cJSON *wobj = kube_informer_get(ctl.workers, "ns/alice");
     REQUIRE(worker_parse(&a, wobj, &ctl.wd, &w, &err) == 0);
-    sandbox_spec_hash(&ctl, &a, &w, NULL, hash);
+    sandbox_spec_hash(SHELL_SBX(&ctl), &a, &w, NULL, hash);
     snprintf(c1, sizeof c1, CLAIM_SQ("u1", "%s"), hash);
     snprintf(s1, sizeof s1, SBX_SQ("pool-a", ",'hiclaw.io/worker-uid':'u1'", "%s"), hash);
-    shell_both(ctl.claims, NS_CLAIMS, c1);
-    shell_both(ctl.sandboxes, NS_SANDBOXES, s1);
+    shell_both(SHELL_CLAIMS(&ctl), NS_CLAIMS, c1);
+    shell_both(SHELL_SANDBOXES(&ctl), NS_SANDBOXES, s1);
     fake_s3_seed(KEY_NOW "token/token", "tok",
                  "{'x-amz-meta-hiclaw-owner-uid':'u1','x-amz-meta-hiclaw-issued':'1900000000',"
                  "'x-amz-meta-hiclaw-expires':'1900086400'}");
@@ -799,25 +825,25 @@ TEST(sandbox_spec_hash_covers_deps_location_pv_and_pool) {
     worker w;
     td_worker(&a, "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox'}}", &w);
     char base[17], h[17];
-    sandbox_spec_hash(&ctl, &a, &w, NULL, base);
-    ctl.deps_prefix = "q/";
-    sandbox_spec_hash(&ctl, &a, &w, NULL, h);
+    sandbox_spec_hash(SHELL_SBX(&ctl), &a, &w, NULL, base);
+    sbx_state(SHELL_SBX(&ctl))->set.deps_prefix = "q/";
+    sandbox_spec_hash(SHELL_SBX(&ctl), &a, &w, NULL, h);
     CHECK(strcmp(h, base) != 0);
-    ctl.deps_prefix = "p/";
-    ctl.deps_pv = "other-pv";
-    sandbox_spec_hash(&ctl, &a, &w, NULL, h);
+    sbx_state(SHELL_SBX(&ctl))->set.deps_prefix = "p/";
+    sbx_state(SHELL_SBX(&ctl))->set.deps_pv = "other-pv";
+    sandbox_spec_hash(SHELL_SBX(&ctl), &a, &w, NULL, h);
     CHECK(strcmp(h, base) != 0);
-    ctl.deps_pv = "deps-pv";
-    ctl.pool = "other-pool";
-    sandbox_spec_hash(&ctl, &a, &w, NULL, h);
+    sbx_state(SHELL_SBX(&ctl))->set.deps_pv = "deps-pv";
+    sbx_state(SHELL_SBX(&ctl))->set.pool = "other-pool";
+    sandbox_spec_hash(SHELL_SBX(&ctl), &a, &w, NULL, h);
     CHECK(strcmp(h, base) != 0);
-    ctl.pool = "pool";
+    sbx_state(SHELL_SBX(&ctl))->set.pool = "pool";
     worker w2;
     td_worker(&a, "{'metadata':{'name':'alice','namespace':'ns2','uid':'u1','generation':2},"
                   "'spec':{'model':'m','backendRuntime':'sandbox'}}", &w2);
-    sandbox_spec_hash(&ctl, &a, &w2, NULL, h);
+    sandbox_spec_hash(SHELL_SBX(&ctl), &a, &w2, NULL, h);
     CHECK(strcmp(h, base) != 0);
-    sandbox_spec_hash(&ctl, &a, &w, NULL, h);
+    sandbox_spec_hash(SHELL_SBX(&ctl), &a, &w, NULL, h);
     CHECK_STR_EQ(h, base);
     SHELL_TEARDOWN();
 }

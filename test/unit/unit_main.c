@@ -2,6 +2,7 @@
  * unit_main.c — the unit test binary: the whole program (without its main) plus the tests, one
  * translation unit, so tests can reach every static function.
  */
+#define WC_NO_MAIN 1
 #include "../../worker-controller.c"
 #include "unit.h"
 
