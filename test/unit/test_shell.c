@@ -134,6 +134,14 @@ static cJSON *fake_s3_get(const char *key) {
     return o;
 }
 
+/* Whether the fake holds an object at an API path. */
+static int fake_get_exists(const char *path) {
+    buf b = BUF_INIT;
+    long st = fake_call("GET", path, NULL, &b);
+    buf_free(&b);
+    return st == 200;
+}
+
 /* The request log ("METHOD path" lines) since the last reset; caller frees. */
 static char *fake_log(void) {
     buf b = BUF_INIT;
@@ -157,7 +165,7 @@ static cJSON *fake_get(const char *path) {
  * "p/"), with the real backend table. */
 static wc_cfg g_fake_conf;
 
-static void fake_controller(controller *c) {
+static void fake_controller_with(controller *c, const backend_ops *const *table, size_t n) {
     memset(c, 0, sizeof *c);
     kube_config cfg;
     memset(&cfg, 0, sizeof cfg);
@@ -182,7 +190,7 @@ static void fake_controller(controller *c) {
     if (cfg_load(&g_fake_conf, env, 0, NULL, &err) < 0) unit_fail(__FILE__, __LINE__, "config: %s", err.msg);
     c->host.rec = kube_recorder_new(c->host.kc, "hiclaw.io/worker-controller", "ctl-test");
     c->host.namespace = "ns";
-    if (controller_setup(c, wc_backend_table, WC_NBACKENDS, &g_fake_conf, &err) < 0) {
+    if (controller_setup(c, table, n, &g_fake_conf, &err) < 0) {
         unit_fail(__FILE__, __LINE__, "controller_setup: %s", err.msg);
         return;
     }
@@ -194,6 +202,8 @@ static void fake_controller(controller *c) {
     st->s3 = s3_client_new(ep, FAKE_BUCKET, "us-east-1", "AKIDFAKE", "fake-secret-key-9Xw", FAKE_UNUSED_CA, &err);
     if (st->s3) st->s3->cancel = &c->host.kc->cancel;
 }
+
+static void fake_controller(controller *c) { fake_controller_with(c, wc_backend_table, WC_NBACKENDS); }
 
 static void fake_controller_free(controller *c) {
     controller_release(c);

@@ -19,6 +19,7 @@
 #include "test_hostile.c"
 #include "test_shell.c"
 #include "test_golden.c"
+#include "test_backend.c"
 
 int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
