@@ -73,6 +73,7 @@ static void wc_oom(void);
 #include "kube/watch.c"
 #include "kube/config.c"
 #include "kube/client.c"
+#include "kube/cache.c"
 #include "kube/informer.c"
 #include "kube/events.c"
 #include "kube/lease.c"
@@ -81,7 +82,9 @@ static void wc_oom(void);
 
 /* worker/ */
 #include "worker/quantity.c"
+#include "worker/config_check.c"
 #include "worker/config.c"
+#include "worker/config_help.c"
 #include "worker/rbac.c"
 #include "worker/worker.c"
 #include "worker/env.c"

@@ -192,3 +192,109 @@ static int64_t deps_token_refresh_in_ms(int64_t issued, int64_t expires, int64_t
     int64_t refresh_at = expires - (expires - issued) / 3;
     return refresh_at <= now ? 0 : (refresh_at - now) * 1000;
 }
+
+/* ---- a Worker's worker-deps, written and removed ---- */
+
+/* What writing a Worker's worker-deps takes: the storage, the shell's TokenRequest client and
+ * names (the token is its ServiceAccount's), the env every instance gets. */
+typedef struct deps_store {
+    s3_client *s3;                 /* NULL: no storage configured */
+    const backend_host *host;
+    int64_t token_ttl_s;
+} deps_store;
+
+/* The env file a sandbox sources: the same env as a Pod's, credentials as values (the only
+ * place they are written). Caller wipes. */
+static void deps_env_file(const deps_store *st, exec_ctx *x, buf *file) {
+    env_list env;
+    env_build(x->a, x->w, &st->host->envc, x->secret, 0, &env);
+    env_file_write(file, &env);
+}
+
+/* The owner metadata of this Worker's objects. */
+static void deps_owner_of(const worker *w, deps_owner_meta *m) { deps_owner_meta_for(w->uid, w->namespace, w->name, m); }
+
+/* Another Worker's objects: the action fails with reason WorkerDepsConflict (nothing written). */
+static int deps_failed(exec_ctx *x, const wc_err *err) {
+    x->failure_reason = err->code == WC_ECONFLICT ? "WorkerDepsConflict" : "WorkerDepsFailed";
+    return -1;
+}
+
+/* Requests a token for the Worker's ServiceAccount and writes it (verified) to <dir>token/token. */
+static int deps_write_token_at(const deps_store *st, exec_ctx *x, const char *dir, wc_err *err) {
+    const worker *w = x->w;
+    if (!st->s3) return err_set(err, WC_EINVAL, "no worker-deps storage configured");
+    deps_keys k;
+    deps_keys_in(dir, &k);
+    /* checked before the TokenRequest too: no credential is minted for a key we may not write */
+    if (deps_check_owner(st->s3, k.token, w->uid, err) < 0) return -1;
+    kube_token t;
+    char sa[300];
+    snprintf(sa, sizeof sa, "%sworker-%s", st->host->names.prefix, w->name);
+    if (kube_token_request(st->host->kc, w->namespace, sa, st->host->names.audience, st->token_ttl_s, &t, err) < 0)
+        return -1;
+    deps_owner_meta own;
+    deps_owner_of(w, &own);
+    int rc = deps_write_token(st->s3, &k, &t, &own, w->uid, err);
+    kube_token_free(&t);
+    return rc;
+}
+
+/* The env file (verified, with its content hash) at <dir>env/env. */
+static int deps_write_env_at(const deps_store *st, exec_ctx *x, const char *dir, wc_err *err) {
+    if (!st->s3) return err_set(err, WC_EINVAL, "no worker-deps storage configured");
+    deps_keys k;
+    deps_keys_in(dir, &k);
+    buf file = BUF_INIT;
+    deps_env_file(st, x, &file);
+    deps_owner_meta own;
+    deps_owner_of(x->w, &own);
+    int rc = deps_write_env(st->s3, &k, &file, &own, x->w->uid, err);
+    buf_free_secret(&file); /* it holds the credentials */
+    return rc;
+}
+
+/* The create sequence's first half: env file, token, data marker — each written and verified,
+ * each refused if another Worker owns it. Any failure stops here: no claim is made (Synced=False
+ * WorkerDepsFailed, or WorkerDepsConflict). */
+static int deps_write_all(const deps_store *st, exec_ctx *x, const char *dir, wc_err *err) {
+    const worker *w = x->w;
+    x->failure_reason = "WorkerDepsFailed";
+    if (!st->s3) return err_set(err, WC_EINVAL, "no worker-deps storage configured");
+    deps_keys k;
+    deps_keys_in(dir, &k);
+    deps_owner_meta own;
+    deps_owner_of(w, &own);
+    /* every key first: a conflict on the last must not leave the first two half-written */
+    if (deps_check_owner(st->s3, k.env, w->uid, err) < 0 || deps_check_owner(st->s3, k.token, w->uid, err) < 0 ||
+        deps_check_owner(st->s3, k.data, w->uid, err) < 0)
+        return deps_failed(x, err);
+    if (deps_write_env_at(st, x, dir, err) < 0) return deps_failed(x, err);
+    if (deps_write_token_at(st, x, dir, err) < 0) return deps_failed(x, err);
+    if (deps_put_owned(st->s3, k.data, "", 0, &own, NULL, 0, w->uid, err) < 0) return deps_failed(x, err);
+    log_info("wrote worker-deps", "worker", w->name, "namespace", w->namespace, "backend", "sandbox", "envObject", k.env);
+    x->failure_reason = NULL;
+    return 0;
+}
+
+/* Deletes this Worker's objects among token, env (and data when `data`) under dir; another
+ * Worker's are left, with a log line and a Warning Event saying whose (they are not ours to
+ * delete, and must not block this Worker's own cleanup). */
+static int deps_delete_at(const deps_store *st, exec_ctx *x, const char *dir, int env, int data, wc_err *err) {
+    const worker *w = x->w;
+    deps_keys k;
+    deps_keys_in(dir, &k);
+    const char *keys[3] = {k.token, env ? k.env : NULL, data ? k.data : NULL};
+    for (int i = 0; i < 3; i++) {
+        if (!keys[i]) continue;
+        char why[700];
+        int rc = deps_delete_owned(st->s3, keys[i], w->uid, why, sizeof why, err);
+        if (rc < 0) return -1;
+        if (rc == 1) {
+            log_warn("worker-deps object of another Worker left alone", "worker", w->name, "namespace", w->namespace,
+                     "reason", why);
+            backend_record(st->host, w, "Warning", "WorkerDepsConflict", "Delete", why);
+        }
+    }
+    return 0;
+}

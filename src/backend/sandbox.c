@@ -29,7 +29,7 @@ typedef struct sandbox_settings {
 typedef struct sandbox_state {
     sandbox_settings set;
     sandbox_policy_cfg policy;
-    s3_client *s3;                  /* worker-deps storage; NULL when there is none */
+    deps_store deps;                /* worker-deps storage (deps.s3 NULL when there is none) */
     int watching;                   /* OpenKruise serves claims and Sandboxes: informers 0 and 1 */
 } sandbox_state;
 
@@ -156,12 +156,6 @@ static void sandbox_spec_hash(backend *b, arena *a, const worker *w, const kv_li
     spec_hash_final(&h, out);
 }
 
-/* The env file a sandbox sources: the same env as a Pod's, credentials as values. Caller wipes. */
-static void sandbox_env_file(backend *b, exec_ctx *x, buf *file) {
-    env_list env;
-    env_build(x->a, x->w, &b->host->envc, x->secret, 0, &env);
-    env_file_write(file, &env);
-}
 
 /* A duration as a claim takes it ("300s"), at least one second. */
 static const char *claim_duration(arena *a, int64_t ms) { return arena_sprintf(a, "%" PRId64 "s", ms / 1000 > 0 ? ms / 1000 : 1); }
@@ -230,104 +224,6 @@ static void sandbox_pool_render(buf *b, const char *pool, const char *ns, const 
     json_render_free(b, set);
 }
 
-/* ---- worker-deps ---- */
-
-/* The owner metadata of this Worker's objects. */
-static void sandbox_deps_owner(const worker *w, deps_owner_meta *m) { deps_owner_meta_for(w->uid, w->namespace, w->name, m); }
-
-/* A deps action's path: the action's (decide() names it), else where the deps belong now. */
-static const char *sandbox_action_path(backend *b, exec_ctx *x, const action *act) {
-    return act->name && *act->name ? act->name : sandbox_deps_path(b, x->a, x->w);
-}
-
-/* Another Worker's objects: the action fails with reason WorkerDepsConflict (nothing written). */
-static int sandbox_deps_failed(exec_ctx *x, const wc_err *err) {
-    x->failure_reason = err->code == WC_ECONFLICT ? "WorkerDepsConflict" : "WorkerDepsFailed";
-    return -1;
-}
-
-/* Requests a token for the Worker's ServiceAccount and writes it (verified) to <dir>token/token. */
-static int sandbox_write_token(backend *b, exec_ctx *x, const char *dir, wc_err *err) {
-    const worker *w = x->w;
-    sandbox_state *st = sbx_state(b);
-    if (!st->s3) return err_set(err, WC_EINVAL, "no worker-deps storage configured");
-    deps_keys k;
-    deps_keys_in(dir, &k);
-    /* checked before the TokenRequest too: no credential is minted for a key we may not write */
-    if (deps_check_owner(st->s3, k.token, w->uid, err) < 0) return -1;
-    kube_token t;
-    char sa[300];
-    snprintf(sa, sizeof sa, "%sworker-%s", b->host->names.prefix, w->name);
-    if (kube_token_request(b->host->kc, w->namespace, sa, b->host->names.audience, st->set.token_ttl_s, &t, err) < 0)
-        return -1;
-    deps_owner_meta own;
-    sandbox_deps_owner(w, &own);
-    int rc = deps_write_token(st->s3, &k, &t, &own, w->uid, err);
-    kube_token_free(&t);
-    return rc;
-}
-
-/* The env file (verified, with its content hash) at <dir>env/env. */
-static int sandbox_write_env(backend *b, exec_ctx *x, const char *dir, wc_err *err) {
-    sandbox_state *st = sbx_state(b);
-    if (!st->s3) return err_set(err, WC_EINVAL, "no worker-deps storage configured");
-    deps_keys k;
-    deps_keys_in(dir, &k);
-    buf file = BUF_INIT;
-    sandbox_env_file(b, x, &file);
-    deps_owner_meta own;
-    sandbox_deps_owner(x->w, &own);
-    int rc = deps_write_env(st->s3, &k, &file, &own, x->w->uid, err);
-    buf_free_secret(&file); /* it holds the credentials */
-    return rc;
-}
-
-/* The create sequence's first half: env file, token, data marker — each written and verified,
- * each refused if another Worker owns it. Any failure stops here: no claim is made (Synced=False
- * WorkerDepsFailed, or WorkerDepsConflict). */
-static int sandbox_write_deps(backend *b, exec_ctx *x, const char *dir, wc_err *err) {
-    const worker *w = x->w;
-    sandbox_state *st = sbx_state(b);
-    x->failure_reason = "WorkerDepsFailed";
-    if (!st->s3) return err_set(err, WC_EINVAL, "no worker-deps storage configured");
-    deps_keys k;
-    deps_keys_in(dir, &k);
-    deps_owner_meta own;
-    sandbox_deps_owner(w, &own);
-    /* every key first: a conflict on the last must not leave the first two half-written */
-    if (deps_check_owner(st->s3, k.env, w->uid, err) < 0 || deps_check_owner(st->s3, k.token, w->uid, err) < 0 ||
-        deps_check_owner(st->s3, k.data, w->uid, err) < 0)
-        return sandbox_deps_failed(x, err);
-    if (sandbox_write_env(b, x, dir, err) < 0) return sandbox_deps_failed(x, err);
-    if (sandbox_write_token(b, x, dir, err) < 0) return sandbox_deps_failed(x, err);
-    if (deps_put_owned(st->s3, k.data, "", 0, &own, NULL, 0, w->uid, err) < 0) return sandbox_deps_failed(x, err);
-    log_info("wrote worker-deps", "worker", w->name, "namespace", w->namespace, "backend", "sandbox", "envObject", k.env);
-    x->failure_reason = NULL;
-    return 0;
-}
-
-/* Deletes this Worker's objects among token, env (and data when `data`) under dir; another
- * Worker's are left, with a log line and a Warning Event saying whose (they are not ours to
- * delete, and must not block this Worker's own cleanup). */
-static int sandbox_delete_deps(backend *b, exec_ctx *x, const char *dir, int env, int data, wc_err *err) {
-    const worker *w = x->w;
-    deps_keys k;
-    deps_keys_in(dir, &k);
-    const char *keys[3] = {k.token, env ? k.env : NULL, data ? k.data : NULL};
-    for (int i = 0; i < 3; i++) {
-        if (!keys[i]) continue;
-        char why[700];
-        int rc = deps_delete_owned(sbx_state(b)->s3, keys[i], w->uid, why, sizeof why, err);
-        if (rc < 0) return -1;
-        if (rc == 1) {
-            log_warn("worker-deps object of another Worker left alone", "worker", w->name, "namespace", w->namespace,
-                     "reason", why);
-            backend_record(b->host, w, "Warning", "WorkerDepsConflict", "Delete", why);
-        }
-    }
-    return 0;
-}
-
 /* The worker-deps as storage has them, for Workers of the sandbox backend (or that were): two
  * HEADs at the path their sandbox mounts (token/token: lifetime; env/env: content hash), never a
  * read of a credential. Who owns them too: objects of another Worker are a conflict decide()
@@ -336,7 +232,7 @@ static int sandbox_delete_deps(backend *b, exec_ctx *x, const char *dir, int env
 static void sandbox_observe_deps(backend *b, exec_ctx *x, obs_sandboxes *s) {
     sandbox_state *st = sbx_state(b);
     const worker *w = x->w;
-    if (!st->s3) return;
+    if (!st->deps.s3) return;
     s->deps_path = sandbox_deps_path(b, x->a, w);
     int sandbox_worker = strcmp(w->backend, "sandbox") == 0 || (w->status_backend && strcmp(w->status_backend, "sandbox") == 0) ||
                          (w->status_deps_path && *w->status_deps_path);
@@ -346,7 +242,7 @@ static void sandbox_observe_deps(backend *b, exec_ctx *x, obs_sandboxes *s) {
     deps_head token, env;
     wc_err err;
     err_clear(&err);
-    if (deps_head_read(st->s3, k.token, &token, &err) < 0 || deps_head_read(st->s3, k.env, &env, &err) < 0) {
+    if (deps_head_read(st->deps.s3, k.token, &token, &err) < 0 || deps_head_read(st->deps.s3, k.env, &env, &err) < 0) {
         log_warn("cannot read worker-deps metadata", "worker", w->name, "namespace", w->namespace, "error", err.msg);
         s->token_present = 1;
         s->token_refresh_in_ms = 30000;
@@ -362,7 +258,7 @@ static void sandbox_observe_deps(backend *b, exec_ctx *x, obs_sandboxes *s) {
     const char *keys[2] = {k.token, k.env};
     const deps_head *heads[2] = {&token, &env};
     for (int i = 0; i < 2 && !s->deps_conflict; i++)
-        if (heads[i]->present && !deps_owner_allows(&heads[i]->owner, w->uid, st->s3->bucket, keys[i], why, sizeof why))
+        if (heads[i]->present && !deps_owner_allows(&heads[i]->owner, w->uid, st->deps.s3->bucket, keys[i], why, sizeof why))
             s->deps_conflict = arena_strdup(x->a, why);
 }
 
@@ -422,16 +318,16 @@ static int sandbox_setup_storage(backend *b, const wc_cfg *conf, wc_err *err) {
     sandbox_state *st = sbx_state(b);
     int have_storage = *conf->worker_deps_endpoint && *conf->worker_deps_bucket && *conf->worker_deps_access_key_id;
     if (!conf->sandbox_enabled && !have_storage) return 0;
-    st->s3 = s3_client_new(conf->worker_deps_endpoint, conf->worker_deps_bucket, conf->worker_deps_region,
+    st->deps.s3 = s3_client_new(conf->worker_deps_endpoint, conf->worker_deps_bucket, conf->worker_deps_region,
                            conf->worker_deps_access_key_id, conf->worker_deps_secret_access_key, conf->worker_deps_ca_pem,
                            err);
-    if (!st->s3 && conf->sandbox_enabled) {
+    if (!st->deps.s3 && conf->sandbox_enabled) {
         log_error("cannot set up worker-deps storage", "error", err->msg);
         err->code = WC_EINVAL;
         return -1;
     }
-    if (!st->s3) log_warn("cannot set up worker-deps storage; deleted Workers' worker-deps objects stay", "error", err->msg);
-    else st->s3->cancel = &b->host->kc->cancel;
+    if (!st->deps.s3) log_warn("cannot set up worker-deps storage; deleted Workers' worker-deps objects stay", "error", err->msg);
+    else st->deps.s3->cancel = &b->host->kc->cancel;
     return 0;
 }
 
@@ -451,8 +347,9 @@ static int sandbox_setup(backend *b, const wc_cfg *conf, wc_err *err) {
         .cpu = conf->worker_cpu.canon,
         .memory = conf->worker_memory.canon,
     };
+    st->deps = (deps_store){.host = b->host, .token_ttl_s = conf->sandbox_token_ttl_s};
     if (sandbox_setup_caches(b, conf->sandbox_enabled, err) < 0 || sandbox_setup_storage(b, conf, err) < 0) return -1;
-    st->policy = (sandbox_policy_cfg){.pause = conf->sandbox_pause, .deps_storage = st->s3 != NULL};
+    st->policy = (sandbox_policy_cfg){.pause = conf->sandbox_pause, .deps_storage = st->deps.s3 != NULL};
     b->policy = (backend_policy)SANDBOX_POLICY(conf->sandbox_enabled, &st->policy);
     return 0;
 }
@@ -460,7 +357,7 @@ static int sandbox_setup(backend *b, const wc_cfg *conf, wc_err *err) {
 static void sandbox_release(backend *b) {
     sandbox_state *st = sbx_state(b);
     if (!st) return;
-    s3_client_free(st->s3);
+    s3_client_free(st->deps.s3);
     free(st);
     b->state = NULL;
 }
@@ -518,7 +415,7 @@ static void sandbox_render(backend *b, exec_ctx *x, char hash[17]) {
     obs_sandboxes *s = x->own[b->index];
     if (!s || !s->deps_observed) return;
     buf file = BUF_INIT;
-    sandbox_env_file(b, x, &file);
+    deps_env_file(&sbx_state(b)->deps, x, &file);
     char *want = arena_alloc(x->a, 17);
     deps_env_hash(&file, want);
     buf_free_secret(&file);
@@ -548,19 +445,19 @@ static int sandbox_set_paused(backend *b, exec_ctx *x, const action *act, wc_err
 /* The deps actions: written (and where, for status.workerDepsPath) or deleted. */
 static int sandbox_execute_deps(backend *b, exec_ctx *x, const action *act, wc_err *err) {
     const worker *w = x->w;
-    const char *dir = sandbox_action_path(b, x, act);
+    const char *dir = act->name && *act->name ? act->name : sandbox_deps_path(b, x->a, x->w); /* decide() names it */
     int rc = 0;
     if (act->kind == ACT_WRITE_DEPS) {
-        rc = sandbox_write_deps(b, x, dir, err);
+        rc = deps_write_all(&sbx_state(b)->deps, x, dir, err);
     } else if (act->kind == ACT_REFRESH_TOKEN) {
-        if ((rc = sandbox_write_token(b, x, dir, err)) < 0) return sandbox_deps_failed(x, err);
+        if ((rc = deps_write_token_at(&sbx_state(b)->deps, x, dir, err)) < 0) return deps_failed(x, err);
         log_info("refreshed worker-deps token", "worker", w->name, "namespace", w->namespace, "backend", "sandbox");
     } else if (act->kind == ACT_WRITE_ENV) {
-        if ((rc = sandbox_write_env(b, x, dir, err)) < 0) return sandbox_deps_failed(x, err);
+        if ((rc = deps_write_env_at(&sbx_state(b)->deps, x, dir, err)) < 0) return deps_failed(x, err);
         log_info("rewrote worker-deps env file", "worker", w->name, "namespace", w->namespace, "backend", "sandbox");
     } else {
-        if (!sbx_state(b)->s3) return 0;
-        if (sandbox_delete_deps(b, x, dir, act->kind != ACT_DELETE_DEPS_TOKEN, act->kind == ACT_DELETE_DEPS_ALL, err) < 0)
+        if (!sbx_state(b)->deps.s3) return 0;
+        if (deps_delete_at(&sbx_state(b)->deps, x, dir, act->kind != ACT_DELETE_DEPS_TOKEN, act->kind == ACT_DELETE_DEPS_ALL, err) < 0)
             return -1;
         log_info(act->kind == ACT_DELETE_DEPS_ALL     ? "deleted worker-deps objects"
                  : act->kind == ACT_DELETE_DEPS_MOVED ? "deleted worker-deps token and env file at a path no longer used"

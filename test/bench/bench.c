@@ -603,7 +603,7 @@ static void floor_create(const char *key) {
         pod_render(&body, &a, &w, &env, &F.host.names, pod_hash);
         rc = kube_create(F.host.kc, &KUBE_PODS, w.namespace, NULL, NULL, body.data, NULL, &err);
     } else if (rc == 0) {
-        rc = sandbox_write_deps(sbx, &x, sandbox_deps_path(sbx, &a, &w), &err);
+        rc = deps_write_all(&sbx_state(sbx)->deps, &x, sandbox_deps_path(sbx, &a, &w), &err);
         if (rc == 0) {
             buf_reset(&body);
             claim_render(&body, &a, sbx, &w, name, sandbox_hash);
@@ -685,7 +685,7 @@ static int cmd_floor(void) {
         fprintf(stderr, "floor: setup: %s\n", err.msg);
         return 1;
     }
-    if (!f_pod && !sbx_state(&F.backends[1])->s3) {
+    if (!f_pod && !sbx_state(&F.backends[1])->deps.s3) {
         fprintf(stderr, "floor: the sandbox bench needs worker-deps storage\n");
         return 1;
     }

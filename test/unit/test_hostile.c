@@ -11,6 +11,14 @@
  * (and the same informer) keeps working: the next request succeeds. The wrong-certificate
  * case reuses test_http.c's TLS server.
  */
+
+/* How many objects an informer's cache holds. */
+static size_t kube_informer_len(kube_informer *inf) {
+    pthread_rwlock_rdlock(&inf->cache.mu);
+    size_t n = inf->cache.entries.len;
+    pthread_rwlock_unlock(&inf->cache.mu);
+    return n;
+}
 #include <sys/resource.h>
 
 static struct {

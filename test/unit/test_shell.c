@@ -197,10 +197,10 @@ static void fake_controller_with(controller *c, const backend_ops *const *table,
     /* The fake serves S3 under /s3 (an endpoint with a path, which the configuration refuses):
      * the sandbox backend's client is swapped for one that points there, wired as setup wires it. */
     sandbox_state *st = sbx_state(&c->backends[1]);
-    s3_client_free(st->s3);
+    s3_client_free(st->deps.s3);
     snprintf(ep, sizeof ep, "http://127.0.0.1:%d/s3", g_fake.port);
-    st->s3 = s3_client_new(ep, FAKE_BUCKET, "us-east-1", "AKIDFAKE", "fake-secret-key-9Xw", FAKE_UNUSED_CA, &err);
-    if (st->s3) st->s3->cancel = &c->host.kc->cancel;
+    st->deps.s3 = s3_client_new(ep, FAKE_BUCKET, "us-east-1", "AKIDFAKE", "fake-secret-key-9Xw", FAKE_UNUSED_CA, &err);
+    if (st->deps.s3) st->deps.s3->cancel = &c->host.kc->cancel;
 }
 
 static void fake_controller(controller *c) { fake_controller_with(c, wc_backend_table, WC_NBACKENDS); }
@@ -218,7 +218,7 @@ static void fake_controller_free(controller *c) {
 #define SHELL_PODS(c) (SHELL_POD(c)->informers[0])
 #define SHELL_CLAIMS(c) (SHELL_SBX(c)->informers[0])
 #define SHELL_SANDBOXES(c) (SHELL_SBX(c)->informers[1])
-#define SHELL_S3(c) (sbx_state(SHELL_SBX(c))->s3)
+#define SHELL_S3(c) (sbx_state(SHELL_SBX(c))->deps.s3)
 
 #define SHELL_SETUP()                     \
     REQUIRE(fake_server() == 0);          \
