@@ -77,14 +77,6 @@ static int buf_printf(buf *b, const char *fmt, ...) {
     return rc;
 }
 
-/* Removes the first n bytes (a consumed line of a stream), keeping the rest. */
-static void buf_consume(buf *b, size_t n) {
-    assert(n <= b->len);
-    memmove(b->data, b->data + n, b->len - n);
-    b->len -= n;
-    if (b->data) b->data[b->len] = '\0';
-}
-
 /* Hands the bytes to the caller (who must free them) and leaves the buffer empty. */
 static char *buf_steal(buf *b) {
     char *p = b->data ? b->data : xstrdup("");

@@ -28,8 +28,6 @@ static int64_t json_int(const cJSON *obj, const char *key, int64_t dflt) {
     return (int64_t)v->valuedouble;
 }
 
-static int json_true(const cJSON *obj, const char *key) { return cJSON_IsTrue(json_get(obj, key)); }
-
 /* The member at a dotted path ("status.podInfo.podIP"), or NULL. */
 static const cJSON *json_at(const cJSON *obj, const char *dotted) {
     char key[128];

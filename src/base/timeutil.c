@@ -28,7 +28,7 @@ static void wc_rfc3339_micro(char out[40]) {
     clock_gettime(CLOCK_REALTIME, &ts);
     struct tm tm;
     gmtime_r(&ts.tv_sec, &tm);
-    char base[32];
+    char base[20]; /* "2026-11-23T23:08:32": exactly */
     strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(out, 40, "%s.%06ldZ", base, (long)(ts.tv_nsec / 1000));
 }

@@ -51,7 +51,7 @@ static int crd_condition_true(const cJSON *crd, const char *type) {
 /* Polls until the CRD is Established and NamesAccepted, or the deadline passes. */
 static int crd_wait_established(kube_client *kc, const char *name, int64_t timeout_ms, wc_err *err) {
     int64_t deadline = wc_now_ms() + timeout_ms;
-    char last[256] = "not observed yet";
+    char last[WC_ERR_MSG_MAX] = "not observed yet";
     for (;;) {
         cJSON *crd = NULL;
         if (kube_get(kc, &KUBE_CRDS, NULL, name, NULL, &crd, err) == 0) {

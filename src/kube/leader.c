@@ -175,15 +175,6 @@ static int leader_start(leader_elector *e, wc_err *err) {
     return 0;
 }
 
-/* Blocks until we lead, or stop_flag becomes non-zero (returns 0 then), or the elector ends. */
-static int leader_wait(leader_elector *e, const atomic_int *stop_flag) {
-    while (!atomic_load(&e->leading)) {
-        if ((stop_flag && atomic_load(stop_flag)) || atomic_load(&e->stop) || atomic_load(&e->lost)) return 0;
-        leader_sleep(e, 100);
-    }
-    return 1;
-}
-
 /* Stops electing; releases the lease if we hold it. */
 static void leader_stop(leader_elector *e) {
     if (!e) return;

@@ -140,4 +140,3 @@ static int kube_watch_decoder_finish(kube_watch_decoder *d, wc_err *err) {
     return rc;
 }
 
-static void kube_watch_decoder_reset(kube_watch_decoder *d) { buf_reset(&d->line); }

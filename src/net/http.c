@@ -130,6 +130,7 @@ static int http_response_header(const http_response *r, const char *name, char *
 
 /* CURLOPT_SSL_CTX_FUNCTION: see tls.c for why this is the only way to present a certificate. */
 static CURLcode http_ssl_ctx_cb(CURL *curl, void *ssl_ctx, void *userptr) {
+    (void)curl;
     const http_client *c = userptr;
     if (c->identity) tls_identity_install(c->identity, ssl_ctx);
     return CURLE_OK;
@@ -336,6 +337,7 @@ static int http_cancelled(const http_request *req) {
 /* Also called while data flows, between our own poll iterations. */
 static int http_xferinfo_cb(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
                             curl_off_t ulnow) {
+    (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow; /* only the chance to look at the cancel flag matters */
     http_xfer *x = ud;
     if (http_cancelled(x->req)) {
         x->resp->cancelled = 1;

@@ -262,7 +262,7 @@ static strset s_pods_done, s_claims_done;
 static kube_informer *s_claims_inf;
 
 static void standin_on_pod(void *ud, const char *key, const cJSON *o, const cJSON *n) {
-    (void)ud, (void)o;
+    (void)ud, (void)o, (void)key;
     if (!n || proj_deleting(n)) return;
     const char *ph = proj_phase(n);
     if (ph && strcmp(ph, "Pending") != 0) return;

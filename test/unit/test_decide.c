@@ -1,7 +1,6 @@
 /* test_decide.c — the pure decision function: every row of the status table (SPEC section 3)
  * and every branch of the backend switch guard, without a cluster. */
 
-static const worker_defaults TD_DEFAULTS = {"openclaw", "img/openclaw:1", "img/copaw:1", "img/hermes:1", "1", "2Gi"};
 /* The tests' configuration: the real backend table's policies, configured by these settings. */
 typedef struct td_cfg {
     const char *prefix;
@@ -12,37 +11,6 @@ typedef struct td_cfg {
 
 static const td_cfg TD_POD = {"hiclaw-", 1, 0, 1};
 static const td_cfg TD_PAUSE = {"hiclaw-", 1, 1, 1};
-#define TD_HASH "aaaaaaaaaaaaaaaa"
-#define TD_SHASH "bbbbbbbbbbbbbbbb"
-
-static cJSON *td_objs[256];
-static size_t td_nobjs;
-
-/* Parses a Worker from a JSON literal written with single quotes for readability. */
-static void td_worker(arena *a, const char *json_sq, worker *w) {
-    char *j = arena_strdup(a, json_sq);
-    for (char *p = j; *p; p++)
-        if (*p == '\'') *p = '"';
-    cJSON *obj = cJSON_Parse(j);
-    assert(obj);
-    wc_err err;
-    int rc = worker_parse(a, obj, &TD_DEFAULTS, w, &err);
-    assert(rc == 0);
-    (void)rc;
-    worker_validate(a, w, "hiclaw-");
-    /* strings in w borrow from obj: keep it until the test's td_release() */
-    assert(td_nobjs < sizeof td_objs / sizeof *td_objs);
-    td_objs[td_nobjs++] = obj;
-}
-
-static void td_release(arena *a) {
-    for (size_t i = 0; i < td_nobjs; i++) cJSON_Delete(td_objs[i]);
-    td_nobjs = 0;
-    arena_free(a);
-}
-
-#define W_BASE "'metadata':{'name':'alice','namespace':'ns','uid':'u1','resourceVersion':'7','generation':2,'finalizers':['hiclaw.io/cleanup']}"
-
 static obs_pod td_pod(const char *phase, int ready, const char *waiting) {
     obs_pod p = {0};
     p.name = "hiclaw-worker-alice";

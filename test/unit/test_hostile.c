@@ -19,7 +19,6 @@ static size_t kube_informer_len(kube_informer *inf) {
     pthread_rwlock_unlock(&inf->cache.mu);
     return n;
 }
-#include <sys/resource.h>
 
 static struct {
     int tried, ok;

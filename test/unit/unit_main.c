@@ -3,8 +3,12 @@
  * translation unit, so tests can reach every static function.
  */
 #define WC_NO_MAIN 1
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include "../../worker-controller.c"
 #include "unit.h"
+#include "support.c"
 
 #include "test_base.c"
 #include "test_http.c"
