@@ -111,5 +111,9 @@ static int unit_run(int argc, char **argv) {
         else passed++;
     }
     printf("%d passed, %d failed\n", passed, failed);
+    /* The test runner (scripts/test.sh) reads the counts from here, not from the output. */
+    const char *results = getenv("WC_TEST_RESULTS");
+    FILE *rf = results && *results ? fopen(results, "w") : NULL;
+    if (rf) fprintf(rf, "%d %d 0\n", passed, failed), fclose(rf);
     return failed ? 1 : 0;
 }
