@@ -20,6 +20,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -59,6 +60,7 @@ static void wc_oom(void);
 #include "base/fileutil.c"
 #include "base/parse.c"
 #include "base/strmap.c"
+#include "base/thread.c"
 #include "base/testhooks.c"
 
 /* net/ */

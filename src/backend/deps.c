@@ -75,16 +75,22 @@ static void deps_owner_meta_for(const char *uid, const char *ns, const char *nam
     snprintf(m->name, sizeof m->name, DEPS_META_OWNER_NAME ": %s", name ? name : "");
 }
 
+/* Whose an object is (a HEAD): 0 read into *o, 1 absent, -1 error. */
+static int deps_owner_of_key(s3_client *s, const char *key, deps_owner *o, wc_err *err) {
+    http_response h;
+    int rc = s3_head(s, key, NULL, &h, err);
+    if (rc != 0) return rc;
+    deps_owner_read(&h, o);
+    http_response_free(&h);
+    return 0;
+}
+
 /* Checks an object's owner before this Worker writes or deletes it: 0 may (absent, own, or
  * unowned), -1 with err (WC_ECONFLICT when another Worker owns it). */
 static int deps_check_owner(s3_client *s, const char *key, const char *uid, wc_err *err) {
-    http_response h;
-    int rc = s3_head(s, key, NULL, &h, err);
-    if (rc < 0) return -1;
-    if (rc == 1) return 0;
     deps_owner o;
-    deps_owner_read(&h, &o);
-    http_response_free(&h);
+    int rc = deps_owner_of_key(s, key, &o, err);
+    if (rc != 0) return rc < 0 ? -1 : 0;
     char why[700];
     if (deps_owner_allows(&o, uid, s->bucket, key, why, sizeof why)) return 0;
     err_set(err, WC_ECONFLICT, "%s", why);
@@ -122,13 +128,9 @@ static int deps_put_owned(s3_client *s, const char *key, const void *body, size_
 /* Deletes one of a Worker's objects unless another Worker owns it: 0 deleted or absent, 1 left
  * alone (another's: *why filled), -1 error. */
 static int deps_delete_owned(s3_client *s, const char *key, const char *uid, char *why, size_t n, wc_err *err) {
-    http_response h;
-    int rc = s3_head(s, key, NULL, &h, err);
-    if (rc < 0) return -1;
-    if (rc == 1) return 0;
     deps_owner o;
-    deps_owner_read(&h, &o);
-    http_response_free(&h);
+    int rc = deps_owner_of_key(s, key, &o, err);
+    if (rc != 0) return rc < 0 ? -1 : 0;
     if (!deps_owner_allows(&o, uid, s->bucket, key, why, n)) return 1;
     return s3_delete(s, key, err);
 }

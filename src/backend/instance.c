@@ -150,12 +150,17 @@ static cJSON *instance_project_metadata(const cJSON *obj, const char *own_label)
     return out;
 }
 
-/* The identity part every instance observation shares (Pod, claim, Sandbox): from the
- * projection's metadata; strings borrow from it. */
-static void instance_observe_identity(const cJSON *md, const char **name, const char **uid, int *deleting) {
+/* What every instance observation starts with: identity, and the spec-hash annotation (when
+ * spec_hash is given), from a projection; strings borrow from it. Returns the projection's
+ * status object, where each backend reads the rest. */
+static const cJSON *instance_observe_identity(const cJSON *proj, const char **name, const char **uid, int *deleting,
+                                              const char **spec_hash) {
+    const cJSON *md = json_get(proj, "metadata");
     *name = json_str(md, "name");
     *uid = json_str(md, "uid");
     *deleting = json_str(md, "deletionTimestamp") != NULL;
+    if (spec_hash) *spec_hash = json_str(json_get(md, "annotations"), ANNOTATION_SPEC_HASH);
+    return json_get(proj, "status");
 }
 
 /* Is this instance (a projection's metadata) another Worker object's? SPEC 3: an instance

@@ -319,9 +319,7 @@ static cJSON *pod_project(const cJSON *pod) {
 static void pod_observe(const cJSON *proj, obs_pod *p) {
     memset(p, 0, sizeof *p);
     const cJSON *md = json_get(proj, "metadata");
-    const cJSON *st = json_get(proj, "status");
-    instance_observe_identity(md, &p->name, &p->uid, &p->deleting);
-    p->spec_hash = json_str(json_get(md, "annotations"), ANNOTATION_SPEC_HASH);
+    const cJSON *st = instance_observe_identity(proj, &p->name, &p->uid, &p->deleting, &p->spec_hash);
     p->phase = json_str(st, "phase");
     p->pod_ip = json_str(st, "podIP");
     p->ready = cJSON_IsTrue(json_get(st, "ready"));
@@ -400,12 +398,6 @@ static int pod_live(backend *b, const worker *w, size_t *n, buf *names, wc_err *
                              err);
 }
 
-static const backend_ops pod_backend_ops = {
-    .name = "pod",
-    .setup = pod_setup,
-    .release = pod_release,
-    .observe = pod_observe_op,
-    .render = pod_render_op,
-    .execute = pod_execute,
-    .live = pod_live,
-};
+static const backend_ops pod_backend_ops = {.name = "pod", .setup = pod_setup, .release = pod_release,
+                                            .observe = pod_observe_op, .render = pod_render_op,
+                                            .execute = pod_execute, .live = pod_live};

@@ -59,11 +59,7 @@ static int controller_setup(controller *c, const backend_ops *const *table, size
     assert(n >= 1 && n <= DECIDE_MAX_BACKENDS);
     c->host.names = (instance_settings){
         .controller_name = conf->controller_name, .prefix = conf->resource_prefix, .audience = conf->auth_audience};
-    c->host.envc = (worker_env_config){
-        .controller_url = conf->controller_url, .matrix_url = conf->matrix_url, .matrix_domain = conf->matrix_domain,
-        .ai_gateway_url = conf->ai_gateway_url, .fs_endpoint = conf->fs_endpoint, .fs_bucket = conf->fs_bucket,
-        .storage_prefix = conf->storage_prefix, .region = conf->region, .yolo = conf->yolo,
-        .matrix_debug = conf->matrix_debug};
+    c->host.envc = worker_env_config_of(conf);
     c->wd = (worker_defaults){
         .default_runtime = conf->default_worker_runtime, .image_openclaw = conf->worker_image,
         .image_copaw = conf->copaw_worker_image, .image_hermes = conf->hermes_worker_image,

@@ -65,10 +65,7 @@ static cJSON *claim_project(const cJSON *obj) {
 
 static void claim_observe(const cJSON *proj, obs_claim *c) {
     memset(c, 0, sizeof *c);
-    const cJSON *md = json_get(proj, "metadata");
-    const cJSON *st = json_get(proj, "status");
-    instance_observe_identity(md, &c->name, &c->uid, &c->deleting);
-    c->spec_hash = json_str(json_get(md, "annotations"), ANNOTATION_SPEC_HASH);
+    const cJSON *st = instance_observe_identity(proj, &c->name, &c->uid, &c->deleting, &c->spec_hash);
     c->phase = json_str(st, "phase");
     c->message = json_str(st, "message");
     c->claimed = json_int(st, "claimedReplicas", 0);
@@ -101,10 +98,8 @@ static cJSON *sandbox_project(const cJSON *obj) {
 
 static void sandbox_observe_one(const cJSON *proj, obs_sandbox *s) {
     memset(s, 0, sizeof *s);
-    const cJSON *md = json_get(proj, "metadata");
-    const cJSON *st = json_get(proj, "status");
-    const cJSON *labels = json_get(md, "labels");
-    instance_observe_identity(md, &s->name, &s->uid, &s->deleting);
+    const cJSON *st = instance_observe_identity(proj, &s->name, &s->uid, &s->deleting, NULL);
+    const cJSON *labels = json_get(json_get(proj, "metadata"), "labels");
     s->claim_name = json_str(labels, LABEL_CLAIM_NAME);
     s->spec_hash = json_str(labels, LABEL_SPEC_HASH);
     s->phase = json_str(st, "phase");
@@ -544,14 +539,7 @@ static int sandbox_start(backend *b, wc_err *err) {
     return rc;
 }
 
-static const backend_ops sandbox_backend_ops = {
-    .name = "sandbox",
-    .setup = sandbox_setup,
-    .release = sandbox_release,
-    .observe = sandbox_observe,
-    .render = sandbox_render,
-    .execute = sandbox_execute,
-    .live = sandbox_live,
-    .gone = sandbox_gone,
-    .start = sandbox_start,
-};
+static const backend_ops sandbox_backend_ops = {.name = "sandbox", .setup = sandbox_setup, .release = sandbox_release,
+                                                .observe = sandbox_observe, .render = sandbox_render,
+                                                .execute = sandbox_execute, .live = sandbox_live,
+                                                .gone = sandbox_gone, .start = sandbox_start};

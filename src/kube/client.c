@@ -302,16 +302,23 @@ static int kube_list_page(kube_client *c, const kube_resource *r, const char *ns
     return rc;
 }
 
-/* Creates an object from JSON text. *out (optional) receives the created object. */
-static int kube_create(kube_client *c, const kube_resource *r, const char *ns, const char *sub_name,
-                       const char *sub, const char *json, cJSON **out, wc_err *err) {
+/* Sends a JSON body (POST or PUT) to an object's or collection's path; *out (optional)
+ * receives what the server answers. */
+static int kube_send(kube_client *c, const char *method, const kube_resource *r, const char *ns, const char *name,
+                     const char *sub, const char *json, cJSON **out, wc_err *err) {
     buf path = BUF_INIT;
-    kube_path(&path, r, ns, sub_name, sub);
-    kube_call call = {.method = "POST", .path = path.data, .content_type = "application/json",
+    kube_path(&path, r, ns, name, sub);
+    kube_call call = {.method = method, .path = path.data, .content_type = "application/json",
                       .body = json, .body_len = strlen(json)};
     int rc = kube_do_json(c, &call, out, err);
     buf_free(&path);
     return rc;
+}
+
+/* Creates an object from JSON text. *out (optional) receives the created object. */
+static int kube_create(kube_client *c, const kube_resource *r, const char *ns, const char *sub_name,
+                       const char *sub, const char *json, cJSON **out, wc_err *err) {
+    return kube_send(c, "POST", r, ns, sub_name, sub, json, out, err);
 }
 
 /* DeleteOptions: uid and resource_version (optional) as preconditions, the propagation policy. */
@@ -380,11 +387,5 @@ static int kube_err_conflict(const wc_err *err) { return kube_err_is(err, 409); 
  * a stale write fails with 409 instead of overwriting someone else's change. */
 static int kube_replace(kube_client *c, const kube_resource *r, const char *ns, const char *name, const char *sub,
                         const char *json, cJSON **out, wc_err *err) {
-    buf path = BUF_INIT;
-    kube_path(&path, r, ns, name, sub);
-    kube_call call = {.method = "PUT", .path = path.data, .content_type = "application/json",
-                      .body = json, .body_len = strlen(json)};
-    int rc = kube_do_json(c, &call, out, err);
-    buf_free(&path);
-    return rc;
+    return kube_send(c, "PUT", r, ns, name, sub, json, out, err);
 }

@@ -53,14 +53,10 @@ typedef struct kube_informer {
     kube_informer_options o;
     kube_client *kc;
     char *name;                  /* for logs: "workers", "pods" */
-    pthread_t thread;
-    int started;
-    atomic_int stop;
+    wc_thread thread;            /* the list/watch loop */
     atomic_int synced;
     kube_cache cache;
     char *last_rv;
-    pthread_mutex_t wait_mu;     /* sleeping between retries, woken by stop */
-    pthread_cond_t wait_cv;
     kube_informer_stats stats;
     int stream_refused;          /* the server would not stream a list: page from now on */
     unsigned seed;
@@ -102,8 +98,7 @@ static kube_informer *kube_informer_new(kube_client *kc, const char *name, const
     inf->kc = kc;
     inf->name = xstrdup(name);
     kube_cache_init(&inf->cache, inf->o.index);
-    pthread_mutex_init(&inf->wait_mu, NULL);
-    pthread_cond_init(&inf->wait_cv, NULL);
+    wc_thread_init(&inf->thread);
     inf->seed = (unsigned)(wc_now_ms() ^ (int64_t)(uintptr_t)inf);
     return inf;
 }
@@ -214,10 +209,10 @@ static int kube_informer_list(kube_informer *inf, wc_err *err) {
         const cJSON *item;
         cJSON_ArrayForEach(item, json_get(page, "items")) kube_informer_list_item(inf, &listed, item);
         json_scratch_end(&scratch);
-    } while (cont && !atomic_load(&inf->stop));
+    } while (cont && !wc_thread_stopping(&inf->thread));
     json_scratch_free(&scratch);
     free(cont);
-    if (rc != 0 || atomic_load(&inf->stop)) {
+    if (rc != 0 || wc_thread_stopping(&inf->thread)) {
         strmap_free(&listed, NULL);
         free(rv);
         return rc;
@@ -367,19 +362,6 @@ static int kube_informer_watch(kube_informer *inf, int list, int *healthy, wc_er
     return result;
 }
 
-/* Sleeps up to ms, returning early when the informer is stopped. */
-static void kube_informer_sleep(kube_informer *inf, int64_t ms) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
-    pthread_mutex_lock(&inf->wait_mu);
-    while (!atomic_load(&inf->stop))
-        if (pthread_cond_timedwait(&inf->wait_cv, &inf->wait_mu, &ts) != 0) break;
-    pthread_mutex_unlock(&inf->wait_mu);
-}
-
 /* ---- the state machine ---- */
 
 typedef enum kube_informer_state {
@@ -403,7 +385,7 @@ static kube_informer_state kube_informer_list_paged(kube_informer *inf, kube_inf
         inf->stats.relists_gone++;
         return INFORMER_LIST;
     }
-    if (!atomic_load(&inf->stop)) log_warn("informer list failed", "informer", inf->name, "error", l->err.msg);
+    if (!wc_thread_stopping(&inf->thread)) log_warn("informer list failed", "informer", inf->name, "error", l->err.msg);
     l->resume = INFORMER_LIST;
     return INFORMER_BACKOFF;
 }
@@ -440,7 +422,7 @@ static kube_informer_state kube_informer_stream(kube_informer *inf, kube_informe
     default:
         break;
     }
-    if (!atomic_load(&inf->stop)) log_warn("watch failed", "informer", inf->name, "error", l->err.msg);
+    if (!wc_thread_stopping(&inf->thread)) log_warn("watch failed", "informer", inf->name, "error", l->err.msg);
     l->resume = listed ? INFORMER_WATCH : INFORMER_LIST;
     return INFORMER_BACKOFF;
 }
@@ -448,7 +430,7 @@ static kube_informer_state kube_informer_stream(kube_informer *inf, kube_informe
 /* BACKOFF: jitter within [backoff/2, backoff] keeps many informers from reconnecting in step. */
 static kube_informer_state kube_informer_backoff(kube_informer *inf, kube_informer_loop *l) {
     int64_t sleep_ms = l->backoff_ms / 2 + (int64_t)(rand_r(&inf->seed) % (unsigned)(l->backoff_ms / 2 + 1));
-    kube_informer_sleep(inf, sleep_ms);
+    wc_thread_sleep(&inf->thread, sleep_ms);
     l->backoff_ms = l->backoff_ms * 2 > inf->o.backoff_max_ms ? inf->o.backoff_max_ms : l->backoff_ms * 2;
     return l->resume;
 }
@@ -458,7 +440,7 @@ static void *kube_informer_main(void *arg) {
     kube_informer *inf = arg;
     kube_informer_loop l = {.resume = INFORMER_LIST, .backoff_ms = inf->o.backoff_min_ms};
     kube_informer_state st = INFORMER_LIST;
-    while (!atomic_load(&inf->stop)) {
+    while (!wc_thread_stopping(&inf->thread)) {
         err_clear(&l.err);
         switch (st) {
         case INFORMER_LIST:
@@ -472,29 +454,20 @@ static void *kube_informer_main(void *arg) {
 }
 
 static int kube_informer_start(kube_informer *inf, wc_err *err) {
-    int e = pthread_create(&inf->thread, NULL, kube_informer_main, inf);
-    if (e) return err_set(err, WC_EIO, "informer %s: pthread_create: %s", inf->name, strerror(e));
-    inf->started = 1;
-    return 0;
+    char what[300];
+    snprintf(what, sizeof what, "informer %s", inf->name);
+    return wc_thread_start(&inf->thread, kube_informer_main, inf, what, err);
 }
 
 /* Stops the thread. In-flight requests are aborted through the client's cancel flag, which the
  * caller sets at shutdown; here we only stop looping and wake a sleeping backoff. */
-static void kube_informer_stop(kube_informer *inf) {
-    atomic_store(&inf->stop, 1);
-    pthread_mutex_lock(&inf->wait_mu);
-    pthread_cond_broadcast(&inf->wait_cv);
-    pthread_mutex_unlock(&inf->wait_mu);
-    if (inf->started) pthread_join(inf->thread, NULL);
-    inf->started = 0;
-}
+static void kube_informer_stop(kube_informer *inf) { wc_thread_stop(&inf->thread); }
 
 static void kube_informer_free(kube_informer *inf) {
     if (!inf) return;
     kube_informer_stop(inf);
     kube_cache_free(&inf->cache);
-    pthread_mutex_destroy(&inf->wait_mu);
-    pthread_cond_destroy(&inf->wait_cv);
+    wc_thread_destroy(&inf->thread);
     free(inf->last_rv);
     free(inf->name);
     free(inf);
@@ -506,7 +479,7 @@ static int kube_informer_synced(kube_informer *inf) { return atomic_load(&inf->s
 static int kube_informer_wait_synced(kube_informer *inf, int64_t timeout_ms) {
     int64_t deadline = wc_now_ms() + timeout_ms;
     while (!kube_informer_synced(inf)) {
-        if (wc_now_ms() >= deadline || atomic_load(&inf->stop)) return -1;
+        if (wc_now_ms() >= deadline || wc_thread_stopping(&inf->thread)) return -1;
         wc_sleep_ms(10);
     }
     return 0;

@@ -366,28 +366,29 @@ static void wq_free(wq *q) {
     free(q);
 }
 
-/* Queues a key now. Returns WQ_OK (also when merged into a pending add) or WQ_SHUTDOWN. */
-static wq_status wq_add(wq *q, const char *key) {
+/* Takes the lock for an add: the key's entry, or NULL (lock not held) once shutting down. */
+static wq_entry *wq_lock_for_add(wq *q, const char *key) {
     assert(key);
     pthread_mutex_lock(&q->mu);
-    if (q->shutting_down) {
-        pthread_mutex_unlock(&q->mu);
-        return WQ_SHUTDOWN;
-    }
-    wq_add_locked(q, wq_intern(q, key));
+    if (!q->shutting_down) return wq_intern(q, key);
+    pthread_mutex_unlock(&q->mu);
+    return NULL;
+}
+
+/* Queues a key now. Returns WQ_OK (also when merged into a pending add) or WQ_SHUTDOWN. */
+static wq_status wq_add(wq *q, const char *key) {
+    wq_entry *e = wq_lock_for_add(q, key);
+    if (!e) return WQ_SHUTDOWN;
+    wq_add_locked(q, e);
     pthread_mutex_unlock(&q->mu);
     return WQ_OK;
 }
 
 /* Queues a key after delay_ms (<= 0 means now): periodic resyncs and "requeue after". */
 static wq_status wq_add_after(wq *q, const char *key, int64_t delay_ms) {
-    assert(key);
-    pthread_mutex_lock(&q->mu);
-    if (q->shutting_down) {
-        pthread_mutex_unlock(&q->mu);
-        return WQ_SHUTDOWN;
-    }
-    wq_add_after_locked(q, wq_intern(q, key), wc_now_ms(), delay_ms);
+    wq_entry *e = wq_lock_for_add(q, key);
+    if (!e) return WQ_SHUTDOWN;
+    wq_add_after_locked(q, e, wc_now_ms(), delay_ms);
     pthread_mutex_unlock(&q->mu);
     return WQ_OK;
 }
@@ -395,14 +396,9 @@ static wq_status wq_add_after(wq *q, const char *key, int64_t delay_ms) {
 /* Queues a key after the rate limiter's delay: the path for a failed reconcile. Counts a
  * retry and a failure for the key. */
 static wq_status wq_add_rate_limited(wq *q, const char *key) {
-    assert(key);
-    pthread_mutex_lock(&q->mu);
-    if (q->shutting_down) {
-        pthread_mutex_unlock(&q->mu);
-        return WQ_SHUTDOWN;
-    }
+    wq_entry *e = wq_lock_for_add(q, key);
+    if (!e) return WQ_SHUTDOWN;
     int64_t now = wc_now_ms();
-    wq_entry *e = wq_intern(q, key);
     int64_t delay = wq_limiter_when(&q->bucket, &q->limits, &e->failures, now);
     q->retries++;
     wq_add_after_locked(q, e, now, delay);

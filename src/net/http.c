@@ -21,8 +21,6 @@
  * line from this file; messages carry the method, the URL and curl's own error text.
  */
 
-#include <stdatomic.h>
-
 #define HTTP_DEFAULT_TIMEOUT_MS 30000L
 #define HTTP_DEFAULT_CONNECT_TIMEOUT_MS 10000L
 #define HTTP_DEFAULT_MAX_BODY ((size_t)16 << 20)

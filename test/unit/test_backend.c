@@ -103,8 +103,7 @@ static int tb_observe(backend *b, exec_ctx *x, int live) {
         const cJSON *md = json_get(it, "metadata");
         if (instance_of_other_worker(md, x->w->uid)) continue;
         tb_cm *cm = &cms[t->n++];
-        instance_observe_identity(md, &cm->name, &cm->uid, &cm->deleting);
-        cm->spec_hash = json_str(json_get(md, "annotations"), ANNOTATION_SPEC_HASH);
+        instance_observe_identity(it, &cm->name, &cm->uid, &cm->deleting, &cm->spec_hash);
     }
     t->cms = cms;
     x->o->of[b->index] = t;
