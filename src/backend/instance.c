@@ -48,6 +48,7 @@ static kv_list instance_labels(arena *a, const worker *w, const char *controller
             size_t j = 0;
             while (j < l.n && strcmp(l.items[j].key, src[i].key) != 0) j++;
             if (j == l.n) l.n++;
+            assert(l.n <= cap);
             l.items[j] = src[i];
         }
     }

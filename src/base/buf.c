@@ -31,7 +31,10 @@ static void buf_reset(buf *b) {
     if (b->data) b->data[0] = '\0';
 }
 
-static const char *buf_cstr(const buf *b) { return b->data ? b->data : ""; }
+static const char *buf_cstr(const buf *b) {
+    assert(!b->data || (b->len < b->cap && b->data[b->len] == '\0')); /* always NUL-terminated */
+    return b->data ? b->data : "";
+}
 
 /* Makes room for n more bytes. Returns -1 (nothing changed) when the limit would be passed. */
 static int buf_reserve(buf *b, size_t n) {

@@ -199,6 +199,7 @@ static void wq_release_if_unused(wq *q, wq_entry *e) {
 }
 
 static void wq_ring_push(wq *q, wq_entry *e) {
+    assert((e->flags & (WQ_F_DIRTY | WQ_F_PROCESSING)) == WQ_F_DIRTY); /* the ring holds exactly these */
     if (q->ring_len == q->ring_cap) {
         size_t cap = q->ring_cap * 2;
         wq_entry **r = xmalloc(cap * sizeof *r);

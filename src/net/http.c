@@ -233,7 +233,7 @@ static void http_slot_put(http_client *c, http_slot *s, int reusable) {
     if (reusable) {
         pthread_mutex_lock(&c->mu);
         if (c->nidle < c->pool_max) {
-            c->idle[c->nidle++] = *s;
+            c->idle[c->nidle++] = *s; /* the pool never holds more than pool_max slots */
             pthread_mutex_unlock(&c->mu);
             return;
         }

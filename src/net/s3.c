@@ -115,6 +115,7 @@ static long s3_do(s3_client *s, const char *method, const char *key, const void 
     snprintf(hdr_hash, sizeof hdr_hash, "x-amz-content-sha256: %s", hash);
     const char *headers[12];
     size_t nh = 0;
+    assert(nextra < sizeof headers / sizeof *headers - 1); /* the hash header plus every extra one */
     headers[nh++] = hdr_hash;
     for (size_t i = 0; i < nextra && nh < 11; i++) headers[nh++] = extra[i];
     http_request req;
