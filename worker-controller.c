@@ -5,9 +5,10 @@
  * module may use only what was included before it. Everything is `static`: the compiler sees
  * the whole program, and no symbol leaks between modules by accident.
  *
- *   base/    memory, errors, buffers, time, logging, test-only hooks (failpoints, sanitizer options)
- *   net/     HTTP over libcurl, TLS (CA blobs, client certificates via BearSSL), a tiny HTTP server
- *   kube/    the Kubernetes client core: config, requests, watch decoding, informers, events, leases
+ *   base/    memory, errors, buffers, JSON, the hash table, threads, time, logging, test-only hooks
+ *   net/     HTTP over libcurl, TLS (CA blobs, client certificates via BearSSL), a tiny HTTP server, S3
+ *   kube/    the Kubernetes client core: config, requests, watch decoding, informers, events, leases,
+ *            TokenRequest
  *   worker/  the Worker API, config, RBAC, env rendering and the pure decision function
  *   backend/ the backends (pod, sandbox) behind one interface, worker-deps storage, the reconcile shell
  *   cmd/     the subcommands and main()
