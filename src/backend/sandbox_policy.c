@@ -7,16 +7,20 @@
  * half is sandbox.c.
  */
 
-static const action_type ACT_WRITE_DEPS[1] = {{.name = "write-deps", .backend = "sandbox"}}; /* env file + token + data marker, each verified */
-static const action_type ACT_REFRESH_TOKEN[1] = {{.name = "refresh-token", .backend = "sandbox"}}; /* token only, the sandbox untouched */
-static const action_type ACT_WRITE_ENV[1] = {{.name = "write-env", .backend = "sandbox"}}; /* env/env only (lost or changed) */
+/* The sandbox backend's actions. write-deps: the env file, the token and the data marker, each
+ * verified; refresh-token and write-env: that object alone, the sandbox untouched;
+ * delete-deps-all: token, env and data (Worker deletion); delete-deps-moved: token and env at a
+ * path the Worker no longer uses. set-sandbox-paused's flag is the value. */
+static const action_type ACT_WRITE_DEPS[1] = {{.name = "write-deps", .backend = "sandbox"}};
+static const action_type ACT_REFRESH_TOKEN[1] = {{.name = "refresh-token", .backend = "sandbox"}};
+static const action_type ACT_WRITE_ENV[1] = {{.name = "write-env", .backend = "sandbox"}};
 static const action_type ACT_CREATE_CLAIM[1] = {{.name = "create-claim", .backend = "sandbox", .creates = "SandboxClaim"}};
 static const action_type ACT_DELETE_CLAIM[1] = {{.name = "delete-claim", .backend = "sandbox"}};
 static const action_type ACT_DELETE_SANDBOX[1] = {{.name = "delete-sandbox", .backend = "sandbox"}};
-static const action_type ACT_SET_SANDBOX_PAUSED[1] = {{.name = "set-sandbox-paused", .backend = "sandbox"}}; /* flag: the value */
+static const action_type ACT_SET_SANDBOX_PAUSED[1] = {{.name = "set-sandbox-paused", .backend = "sandbox"}};
 static const action_type ACT_DELETE_DEPS_TOKEN[1] = {{.name = "delete-deps-token", .backend = "sandbox"}};
-static const action_type ACT_DELETE_DEPS_ALL[1] = {{.name = "delete-deps-all", .backend = "sandbox"}}; /* token, env, data: Worker deletion */
-static const action_type ACT_DELETE_DEPS_MOVED[1] = {{.name = "delete-deps-moved", .backend = "sandbox"}}; /* token and env at a path no longer used */
+static const action_type ACT_DELETE_DEPS_ALL[1] = {{.name = "delete-deps-all", .backend = "sandbox"}};
+static const action_type ACT_DELETE_DEPS_MOVED[1] = {{.name = "delete-deps-moved", .backend = "sandbox"}};
 
 /* ---- observations ---- */
 
@@ -205,9 +209,7 @@ static void sbx_decide_upkeep(const worker *w, const obs_sandboxes *s, decision 
 }
 
 /* A failed claim or a lost Sandbox: the claim goes, a new one after the backoff. */
-static void sbx_decide_reclaim(const worker *w, const obs_claim *claim, const char *reason, const char *message,
-                               decision *d) {
-    (void)w;
+static void sbx_decide_reclaim(const obs_claim *claim, const char *reason, const char *message, decision *d) {
     d->phase = PHASE_FAILED;
     d->message = message;
     set_ready(d, "False", reason, message);
@@ -218,12 +220,11 @@ static void sbx_decide_reclaim(const worker *w, const obs_claim *claim, const ch
 }
 
 /* A claim without a Sandbox (yet). */
-static void sbx_decide_claim_only(arena *a, const worker *w, const obs_sandboxes *s, const obs_claim *claim,
-                                  decision *d) {
+static void sbx_decide_claim_only(arena *a, const obs_sandboxes *s, const obs_claim *claim, decision *d) {
     const char *cp = claim->phase ? claim->phase : "";
     d->container_state = cp[0] ? cp : "Claiming";
     if (strcmp(cp, "Completed") == 0 && claim->claimed < (claim->replicas ? claim->replicas : 1)) {
-        sbx_decide_reclaim(w, claim, "ClaimFailed",
+        sbx_decide_reclaim(claim, "ClaimFailed",
                            arena_sprintf(a, "claim %s failed: %s; retrying with backoff", claim->name,
                                          claim->message && *claim->message ? claim->message : "no sandbox was claimed"),
                            d);
@@ -246,7 +247,7 @@ static void sbx_decide_claim_only(arena *a, const worker *w, const obs_sandboxes
             d->requeue_after_ms = 2000;
             return;
         }
-        sbx_decide_reclaim(w, claim, "SandboxLost",
+        sbx_decide_reclaim(claim, "SandboxLost",
                            arena_sprintf(a, "the Sandbox of claim %s is gone (deleted outside the controller, or lost "
                                             "with its node); deleting the claim and claiming a sandbox again with backoff",
                                          claim->name),
@@ -345,7 +346,7 @@ static void sbx_decide_running(arena *a, const worker *w, const obs_sandboxes *s
         return;
     }
     sbx_decide_upkeep(w, s, d);
-    if (claim && !sbx) sbx_decide_claim_only(a, w, s, claim, d);
+    if (claim && !sbx) sbx_decide_claim_only(a, s, claim, d);
     else sbx_decide_bound(a, s, claim, sbx, d);
 }
 

@@ -49,12 +49,20 @@ enum cfg_check {
  * left out), the second only when set. These lists are the one place the names are written:
  * the configuration table, the configuration struct, the Worker env settings (worker/env.c)
  * and the copy between them expand them. X(field, NAME, flag, Helm value under hiclaw.) */
-#define WC_PASS_ENDPOINTS(X)                                                                          \
-    X(controller_url, CONTROLLER_URL, "controller-url", controllerURL) X(matrix_url, MATRIX_URL, "matrix-url", matrixURL) \
-    X(matrix_domain, MATRIX_DOMAIN, "matrix-domain", matrixDomain)                                    \
-    X(ai_gateway_url, AI_GATEWAY_URL, "ai-gateway-url", aiGatewayURL) X(fs_endpoint, FS_ENDPOINT, "fs-endpoint", fsEndpoint) \
-    X(fs_bucket, FS_BUCKET, "fs-bucket", fsBucket) X(storage_prefix, STORAGE_PREFIX, "storage-prefix", storagePrefix)
-#define WC_PASS_OPTIONAL(X) X(region, REGION, "region", region) X(yolo, YOLO, "yolo", yolo) X(matrix_debug, MATRIX_DEBUG, "matrix-debug", matrixDebug)
+#define WC_PASS_SERVICES(X)                                                                  \
+    X(controller_url, CONTROLLER_URL, "controller-url", controllerURL)                        \
+    X(matrix_url, MATRIX_URL, "matrix-url", matrixURL)                                        \
+    X(matrix_domain, MATRIX_DOMAIN, "matrix-domain", matrixDomain)                            \
+    X(ai_gateway_url, AI_GATEWAY_URL, "ai-gateway-url", aiGatewayURL)
+#define WC_PASS_STORAGE(X)                                                                   \
+    X(fs_endpoint, FS_ENDPOINT, "fs-endpoint", fsEndpoint)                                    \
+    X(fs_bucket, FS_BUCKET, "fs-bucket", fsBucket)                                            \
+    X(storage_prefix, STORAGE_PREFIX, "storage-prefix", storagePrefix)
+#define WC_PASS_ENDPOINTS(X) WC_PASS_SERVICES(X) WC_PASS_STORAGE(X)
+#define WC_PASS_OPTIONAL(X)                                                                  \
+    X(region, REGION, "region", region)                                                       \
+    X(yolo, YOLO, "yolo", yolo)                                                               \
+    X(matrix_debug, MATRIX_DEBUG, "matrix-debug", matrixDebug)
 #define WC_PASS_ALL(X) WC_PASS_ENDPOINTS(X) WC_PASS_OPTIONAL(X)
 
 typedef struct wc_cfg {
