@@ -180,29 +180,40 @@ static void td_release(arena *a) {
 
 /* ---- the fake API server and S3, and a controller against it ---- */
 
-static struct {
+/* A Python helper server (fake_server.py, hostile_server.py): started once on first use, told
+ * its port by a "READY <port>" line, stopped at exit by closing its stdin. */
+typedef struct py_server {
+    const char *script;
     int tried, ok;
     pid_t pid;
     int stdin_fd;
     int port;
-} g_fake = {0, 0, -1, -1, 0};
+} py_server;
 
-static void fake_server_stop(void) {
-    if (g_fake.pid <= 0) return;
-    close(g_fake.stdin_fd);
-    for (int i = 0; i < 100; i++) {
-        if (waitpid(g_fake.pid, NULL, WNOHANG) == g_fake.pid) goto reaped;
-        wc_sleep_ms(20);
+static py_server *g_py_servers[4];
+static int g_py_nservers;
+
+static void py_servers_stop(void) {
+    for (int k = 0; k < g_py_nservers; k++) {
+        py_server *s = g_py_servers[k];
+        if (s->pid <= 0) continue;
+        close(s->stdin_fd);
+        int reaped = 0;
+        for (int i = 0; i < 100 && !reaped; i++) {
+            reaped = waitpid(s->pid, NULL, WNOHANG) == s->pid;
+            if (!reaped) wc_sleep_ms(20);
+        }
+        if (!reaped) {
+            kill(s->pid, SIGKILL);
+            waitpid(s->pid, NULL, 0);
+        }
+        s->pid = -1;
     }
-    kill(g_fake.pid, SIGKILL);
-    waitpid(g_fake.pid, NULL, 0);
-reaped:
-    g_fake.pid = -1;
 }
 
-static int fake_server(void) {
-    if (g_fake.tried) return g_fake.ok ? 0 : -1;
-    g_fake.tried = 1;
+static int py_server_start(py_server *s) {
+    if (s->tried) return s->ok ? 0 : -1;
+    s->tried = 1;
     int in[2], out[2];
     if (pipe(in) < 0 || pipe(out) < 0) return -1;
     pid_t parent = getpid();
@@ -214,22 +225,28 @@ static int fake_server(void) {
         dup2(in[0], 0);
         dup2(out[1], 1);
         close(in[0]); close(in[1]); close(out[0]); close(out[1]);
-        execlp("python3", "python3", "test/unit/fake_server.py", (char *)NULL);
+        execlp("python3", "python3", s->script, (char *)NULL);
         _exit(127);
     }
     close(in[0]);
     close(out[1]);
     fcntl(in[1], F_SETFD, FD_CLOEXEC);
-    g_fake.pid = pid;
-    g_fake.stdin_fd = in[1];
-    atexit(fake_server_stop);
+    s->pid = pid;
+    s->stdin_fd = in[1];
+    assert(g_py_nservers < (int)(sizeof g_py_servers / sizeof g_py_servers[0]));
+    if (g_py_nservers == 0) atexit(py_servers_stop);
+    g_py_servers[g_py_nservers++] = s;
     FILE *f = fdopen(out[0], "r");
     char line[128];
-    g_fake.ok = f && fgets(line, sizeof line, f) && sscanf(line, "READY %d", &g_fake.port) == 1;
+    s->ok = f && fgets(line, sizeof line, f) && sscanf(line, "READY %d", &s->port) == 1;
     if (f) fclose(f);
-    if (!g_fake.ok) fprintf(stdout, "    fake_server.py did not start\n");
-    return g_fake.ok ? 0 : -1;
+    if (!s->ok) fprintf(stdout, "    %s did not start\n", s->script);
+    return s->ok ? 0 : -1;
 }
+
+static py_server g_fake = {.script = "test/unit/fake_server.py", .pid = -1, .stdin_fd = -1};
+
+static int fake_server(void) { return py_server_start(&g_fake); }
 
 /* The http client insists on a trust bundle whatever the scheme; plain http never uses it. */
 #define FAKE_UNUSED_CA "-----BEGIN CERTIFICATE-----\nunused for http://\n-----END CERTIFICATE-----\n"
