@@ -297,7 +297,8 @@ static cJSON *pod_project(const cJSON *pod) {
     const cJSON *c;
     cJSON_ArrayForEach(c, json_get(st, "conditions")) {
         const char *t = json_str(c, "type");
-        if (t && strcmp(t, "Ready") == 0) cJSON_AddBoolToObject(s, "ready", json_str(c, "status") && strcmp(json_str(c, "status"), "True") == 0);
+        const char *cs = json_str(c, "status");
+        if (t && strcmp(t, "Ready") == 0) cJSON_AddBoolToObject(s, "ready", cs && strcmp(cs, "True") == 0);
     }
     cJSON_ArrayForEach(c, json_get(st, "containerStatuses")) {
         const char *n = json_str(c, "name");

@@ -255,7 +255,8 @@ static int metrics_handler(void *ud, const char *path, buf *b, const char **ctyp
                wc.depth, wc.adds, wc.retries);
     kube_client *kc = r->ctl.host.kc;
     if (kc) metrics_rest_render(b, &kc->rest, kc->server + (strncmp(kc->server, "https://", 8) == 0 ? 8 : 7));
-    buf_printf(b, "# HELP leader_election_master_status Gauge of if the reporting system is master of the relevant lease, 0 indicates backup, 1 indicates master.\n"
+    buf_printf(b, "# HELP leader_election_master_status Gauge of if the reporting system is master of the relevant "
+                  "lease, 0 indicates backup, 1 indicates master.\n"
                   "# TYPE leader_election_master_status gauge\nleader_election_master_status{name=\"%s-leader\"} %d\n",
                r->conf.controller_name, r->elector ? atomic_load(&r->elector->leading) : 1);
     render_worker_gauge(b, r->ctl.workers);

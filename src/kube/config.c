@@ -347,7 +347,9 @@ static int kube_config_load(const kube_connect_opts *o, kube_config *out, wc_err
         rc = kube_config_in_cluster(out, getenv("WORKER_CONTROLLER_SA_DIR"), err);
     } else {
         const char *home = getenv("HOME");
-        if (!home) return err_set(err, WC_ENOTFOUND, "no cluster configured: give --kubeconfig or --server, set KUBECONFIG, or run in a pod");
+        if (!home)
+            return err_set(err, WC_ENOTFOUND,
+                           "no cluster configured: give --kubeconfig or --server, set KUBECONFIG, or run in a pod");
         char path[PATH_MAX];
         snprintf(path, sizeof path, "%s/.kube/config", home);
         rc = kube_config_from_kubeconfig(out, path, o->context, err);

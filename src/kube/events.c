@@ -179,7 +179,8 @@ static void kube_record(kube_recorder *r, const kube_event_ref *ref, const char 
     }
     {
         char suffix[20];
-        snprintf(suffix, sizeof suffix, "%llx", (unsigned long long)((uint64_t)time(NULL) * 1000000ULL + (uint64_t)(now % 1000000) + (uint64_t)rand()));
+        uint64_t unique = (uint64_t)time(NULL) * 1000000ULL + (uint64_t)(now % 1000000) + (uint64_t)rand();
+        snprintf(suffix, sizeof suffix, "%llx", (unsigned long long)unique);
         buf name = BUF_INIT, body = BUF_INIT;
         buf_printf(&name, "%s.%s", ref->name, suffix);
         kube_event_render(&body, r->controller, r->instance, ref, name.data, ts, type, reason, action, note);

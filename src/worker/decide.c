@@ -193,8 +193,8 @@ static const char *instance_name(arena *a, const worker *w, const decide_config 
 static int decide_backing_off(arena *a, const observed *o, decision *d) {
     if (o->recreate_backoff_ms <= 0) return 0;
     d->phase = PHASE_FAILED;
-    d->message = arena_sprintf(a, "%s; retrying in %" PRId64 " s", o->last_failure && *o->last_failure ? o->last_failure : "instance failed",
-                               (o->recreate_backoff_ms + 999) / 1000);
+    const char *why = o->last_failure && *o->last_failure ? o->last_failure : "instance failed";
+    d->message = arena_sprintf(a, "%s; retrying in %" PRId64 " s", why, (o->recreate_backoff_ms + 999) / 1000);
     const char *reason = o->last_failure_reason && *o->last_failure_reason ? o->last_failure_reason : "BackOff";
     set_ready(d, "False", reason, d->message);
     set_synced(d, "False", reason, d->message); /* the last attempt failed; the retry is pending */
