@@ -10,6 +10,7 @@
 #   ./build.sh fuzz [S]   build the libFuzzer targets and run each for S seconds (default 60)
 #   ./build.sh bench [--full]  benchmarks vs the floor + footprint (short: N=200; see BENCHMARKS.md)
 #   ./build.sh soak [--valgrind]  10,000 reconciles, RSS sampled (valgrind: leak check; RELIABILITY.md)
+#   ./build.sh soak-chaos [--minutes N] [--seed S]  churn + faults + invariant checker (RELIABILITY.md)
 #   ./build.sh deps       fetch, verify and build the static dependencies only (deps-glibc: the
 #                         sanitizer flavour)
 #   ./build.sh clean      remove build outputs (the dependency cache stays; see --help)
@@ -500,6 +501,21 @@ run_bench() {
   python3 test/bench/bench.py "$@"
 }
 
+# Chaos soak (test/soak/chaos.py, RELIABILITY.md): churn + faults on a bed of its own (its
+# faults kill the bed's API server, OpenKruise, controller-manager and MinIO), an invariant
+# checker throughout. Arguments go to chaos.py (--minutes, --seed, --workers, --binary).
+# "passed failed" into build/results/chaos.
+run_chaos() {
+  mkdir -p "$RESULTS"
+  local bed=${WC_CHAOS_TESTBED:-/tmp/wc-bed-chaos} rc=0
+  WC_TESTBED=$bed test/cluster/up.sh || { echo "0 1" >"$RESULTS/chaos"; return 1; }
+  WC_TESTBED=$bed "$(test/e2e/venv.sh)/bin/python" test/soak/chaos.py --binary "$ROOT/$BIN" \
+    --json build/chaos.json "$@" || rc=$?
+  WC_TESTBED=$bed test/cluster/down.sh || rc=1
+  if [ $rc -eq 0 ]; then echo "1 0" >"$RESULTS/chaos"; else echo "0 1" >"$RESULTS/chaos"; fi
+  return $rc
+}
+
 summary() {
   local p=0 f=0 s=0 tier a b c
   for tier in "$@"; do
@@ -511,7 +527,7 @@ summary() {
   [ "$f" -eq 0 ]
 }
 
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
 
 cmd=${1:-all}
 case "$cmd" in
@@ -549,6 +565,10 @@ case "$cmd" in
     exit $rc ;;
   bench) shift; run_bench "$@" ;;
   soak) shift; run_soak "$@" ;;
+  soak-chaos)
+    shift; rm -rf "$RESULTS"; build_bin; rc=0
+    run_chaos "$@" || rc=1
+    summary chaos || rc=1; exit $rc ;;
   clean) rm -rf build "$BIN"; log "removed build outputs (dependency cache kept in $CACHE; remove it by hand to rebuild from source)" ;;
   -h | --help | help) usage ;;
   *) usage >&2; exit 2 ;;

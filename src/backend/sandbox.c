@@ -427,10 +427,11 @@ static int sandbox_exec_action(controller *c, exec_ctx *x, const action *act, wc
     case ACT_DELETE_DEPS_ALL: {
         if (!c->s3) return 0;
         const char *dir = sandbox_action_path(c, x, act);
-        if (sandbox_delete_deps(c, x, dir, act->kind != ACT_DELETE_DEPS_TOKEN, act->kind == ACT_DELETE_DEPS_ALL, err) < 0)
+        int all = act->kind != ACT_DELETE_DEPS_TOKEN; /* a moved path or a deleted Worker: all three */
+        if (sandbox_delete_deps(c, x, dir, all, all, err) < 0)
             return -1;
         log_info(act->kind == ACT_DELETE_DEPS_ALL     ? "deleted worker-deps objects"
-                 : act->kind == ACT_DELETE_DEPS_MOVED ? "deleted worker-deps token and env file at a path no longer used"
+                 : act->kind == ACT_DELETE_DEPS_MOVED ? "deleted worker-deps objects at a path no longer used"
                                                       : "deleted worker-deps token",
                  "worker", w->name, "namespace", w->namespace, "backend", "sandbox", "path", dir);
         return 0;

@@ -108,7 +108,7 @@ typedef enum action_kind {
     ACT_DELETE_DEPS_ALL,        /* token, env, data: Worker deletion */
     ACT_CONFIRM_INSTANCES_GONE, /* fails while the API server (not the cache) still has an instance */
     ACT_WRITE_ENV,              /* env/env only (lost or changed), the sandbox untouched */
-    ACT_DELETE_DEPS_MOVED,      /* token and env at a path the Worker no longer uses */
+    ACT_DELETE_DEPS_MOVED,      /* token, env, data marker at a path the Worker no longer uses */
     ACT_KIND_COUNT
 } action_kind;
 
@@ -442,8 +442,9 @@ static void decide_sandbox(arena *a, const worker *w, const observed *o, const d
             return;
         }
         /* The deps move (workerName, prefix or key layout changed): the old token and env file
-         * are credentials nobody mounts any more — removed (this Worker's own only) first. The
-         * data stays: it is the agent's state, not the controller's to throw away. */
+         * are credentials nobody mounts any more, and the old data marker would be forgotten
+         * (a deletion later only knows the paths in use) — all three removed (this Worker's own
+         * only) first. Files the agent wrote under data/ are never the controller's: untouched. */
         const char *rec = w->status_deps_path;
         if (rec && *rec && o->deps_path && *o->deps_path && strcmp(rec, o->deps_path) != 0)
             decide_action(d, ACT_DELETE_DEPS_MOVED, rec, NULL, 0);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Start the test bed: a small real cluster on loopback — etcd, kube-apiserver,
 # kube-controller-manager, kube-scheduler, kwok "running" the Pods of fake Nodes (pod IPs in
-# 127.1.0.0/16), the real OpenKruise agents controller, MinIO (S3, SigV4, TLS), and the one
+# a 127.N.0.0/16 of its own), the real OpenKruise agents controller, MinIO (S3, SigV4, TLS), and the one
 # played part: the in-sandbox agent-runtime (agent_runtime.py). Throw-away PKI. Builds the
 # binaries first if the cache is cold.
 #
@@ -170,7 +170,23 @@ S3_SECRET_KEY=$(rnd 20)
 S3_BUCKET=hiclaw-test
 S3_REGION=us-east-1
 SA_ISSUER=https://kubernetes.default.svc.cluster.local
-POD_CIDR=127.1.0.0/16                 # kwok's pod IPs: loopback only
+# kwok's pod IPs: loopback only, a /16 of 127/8 of this bed's own (127.N.0.0/16, N random in
+# 16..254, not one another bed on this host recorded): the played agent-runtime binds each
+# sandbox Pod's IP, so two beds must never hand out the same addresses.
+POD_CIDR=$(python3 - "$(dirname "$S")" <<'EOF'
+import glob, random, sys
+taken = set()
+for env in glob.glob(sys.argv[1] + "/*/env") + glob.glob("/tmp/*/env"):
+    try:
+        for line in open(env):
+            if line.startswith("export WC_POD_CIDR="):
+                taken.add(line.split("=", 1)[1].strip().strip("'\""))
+    except OSError:
+        pass
+free = [n for n in range(16, 255) if f"127.{n}.0.0/16" not in taken]
+print(f"127.{random.choice(free)}.0.0/16")
+EOF
+)
 KWOK_NODES=(kwok-node-0 kwok-node-1)
 DEPS_PV=hiclaw-worker-deps            # the worker-deps PV (HICLAW_SANDBOX_DEPS_PV's default)
 DEPS_CSI_DRIVER=s3.csi.wc.test        # its CSI driver: the played agent-runtime performs the mount
