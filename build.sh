@@ -2,8 +2,8 @@
 # worker-controller build script: dependencies, embedded assets, the static binary, tests.
 #
 #   ./build.sh            build ./worker-controller (deps are fetched/built once and cached)
-#   ./build.sh test       everything: build, chart drift, unit, fuzz (short), e2e, then unit+e2e
-#                         again under ASan+UBSan; ends with "N passed, N failed"
+#   ./build.sh test       everything: build, chart drift, unit, fuzz (short), e2e, a short chaos soak,
+#                         then unit+e2e again under ASan+UBSan; ends with "N passed, N failed"
 #   ./build.sh unit       build and run the unit tests only
 #   ./build.sh e2e        run the e2e tier only (brings the test bed up and down)
 #   ./build.sh test-asan  the unit and e2e tiers under ASan+UBSan+LSan (glibc build)
@@ -560,8 +560,9 @@ case "$cmd" in
     run_unit || rc=1
     run_fuzz "${WC_FUZZ_SECONDS:-20}" || rc=1
     run_e2e_product || rc=1
+    run_chaos --minutes "${WC_CHAOS_MINUTES:-4}" --seed 20261202 || rc=1  # the short chaos soak, fixed seed
     run_asan || rc=1
-    summary unit fuzz e2e asan-unit asan-e2e || rc=1
+    summary unit fuzz e2e chaos asan-unit asan-e2e || rc=1
     exit $rc ;;
   bench) shift; run_bench "$@" ;;
   soak) shift; run_soak "$@" ;;
