@@ -93,8 +93,9 @@ table is the one source of truth. */}}
 
 {{/* The controller Pods' labels: the chart's labels, then podLabels, then the selector labels.
 Later wins, so podLabels may add labels or replace the informational ones (component, part-of,
-...), but never app.kubernetes.io/name or app.kubernetes.io/instance: the Deployment's selector
-and the metrics Service select the Pods by those two. One map, so a key is never written twice. */}}
+...), but never app.kubernetes.io/name or app.kubernetes.io/instance: the Deployment's selector,
+the metrics Service and the PodDisruptionBudget select the Pods by those two. One map, so a key
+is never written twice. */}}
 {{- define "worker-controller.podLabels" -}}
 {{- $labels := fromYaml (include "worker-controller.labels" .) }}
 {{- $labels = mergeOverwrite $labels (deepCopy (.Values.podLabels | default dict)) }}
