@@ -127,3 +127,11 @@ the controller Pods' selector labels (without one it would count no Pods and spr
 {{- end }}
 {{- toYaml $out }}
 {{- end }}
+
+{{/* The ServiceMonitor's labels: the chart's, then serviceMonitor.labels (e.g. the release label
+a Prometheus' serviceMonitorSelector matches). One map, so a key is never written twice. */}}
+{{- define "worker-controller.serviceMonitorLabels" -}}
+{{- $labels := fromYaml (include "worker-controller.labels" .) }}
+{{- $labels = mergeOverwrite $labels (deepCopy (.Values.serviceMonitor.labels | default dict)) }}
+{{- toYaml $labels }}
+{{- end }}
