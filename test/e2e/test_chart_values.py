@@ -19,32 +19,8 @@ import yaml
 import ops_support as ops
 
 NS, RELEASE, FULLNAME = "hiclaw", "rel", "rel-worker-controller"
-SELECTOR = {"app.kubernetes.io/name": "worker-controller", "app.kubernetes.io/instance": RELEASE}
-
-# Every new value set (and resources changed), as a user's values file would.
-FULL = {
-    "imagePullSecrets": [{"name": "regcred"}, {"name": "mirror"}],
-    "podAnnotations": {"example.com/owner": "platform", "checksum/worker-deps": "hijacked"},
-    # the last two try to take over the selector labels; they must not
-    "podLabels": {"team": "agents", "app.kubernetes.io/component": "hiclaw-controller",
-                  "app.kubernetes.io/name": "evil", "app.kubernetes.io/instance": "other"},
-    "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": 2, "memory": "512Mi"}},
-    "nodeSelector": {"kubernetes.io/os": "linux", "node-role.example.com/infra": "true"},
-    "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "infra", "effect": "NoSchedule"},
-                    {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute",
-                     "tolerationSeconds": 30}],
-    "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
-        {"weight": 100, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
-                                            "labelSelector": {"matchLabels": SELECTOR}}}]}},
-    "topologySpreadConstraints": [
-        {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway"},
-        {"maxSkew": 2, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule",
-         "labelSelector": {"matchLabels": {"team": "agents"}}, "minDomains": 2}],
-    "priorityClassName": "hiclaw-critical",
-    "podDisruptionBudget": {"enabled": True, "minAvailable": 1},
-    "serviceMonitor": {"enabled": True, "namespace": "monitoring", "interval": "30s", "scrapeTimeout": "10s",
-                       "labels": {"release": "kube-prometheus-stack"}},
-}
+SELECTOR = ops.chart_selector(RELEASE)
+FULL = ops.chart_knobs(RELEASE)        # every deployment knob set, as a user's values file would
 
 NEW_POD_KEYS = ("nodeSelector", "tolerations", "affinity", "topologySpreadConstraints", "priorityClassName",
                 "imagePullSecrets")
