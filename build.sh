@@ -2,8 +2,8 @@
 # worker-controller build script: dependencies, embedded assets, the static binary, tests.
 #
 #   ./build.sh            build ./worker-controller (deps are fetched/built once and cached)
-#   ./build.sh test       everything: build, chart drift, unit, fuzz (short), e2e, then unit+e2e
-#                         again under ASan+UBSan; ends with "N passed, N failed"
+#   ./build.sh test       everything: build, chart drift, unit, fuzz (short), e2e, a short chaos soak,
+#                         then unit+e2e again under ASan+UBSan; ends with "N passed, N failed"
 #   ./build.sh unit       build and run the unit tests only
 #   ./build.sh e2e        run the e2e tier only (brings the test bed up and down)
 #   ./build.sh e2e-bins   build what test/e2e/run.sh needs (product, probe, failpoint build)
@@ -11,6 +11,7 @@
 #   ./build.sh fuzz [S]   build the libFuzzer targets and run each for S seconds (default 60)
 #   ./build.sh bench [--full]  benchmarks vs the floor + footprint (short: N=200; see BENCHMARKS.md)
 #   ./build.sh soak [--valgrind]  10,000 reconciles, RSS sampled (valgrind: leak check; RELIABILITY.md)
+#   ./build.sh soak-chaos [--minutes N] [--seed S]  churn + faults + invariant checker (RELIABILITY.md)
 #   ./build.sh deps       fetch, verify and build the static dependencies only (deps-glibc: the
 #                         sanitizer flavour)
 #   ./build.sh clean      remove build outputs (the dependency cache stays; see --help)
@@ -132,7 +133,7 @@ build_fuzz() {
 
 # ---------------------------------------------------------------------------------------------
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
 
 cmd=${1:-all}
 case "$cmd" in
@@ -165,11 +166,16 @@ case "$cmd" in
     tier_unit || rc=1
     tier_fuzz "${WC_FUZZ_SECONDS:-20}" || rc=1
     tier_e2e_product || rc=1
+    tier_chaos --minutes "${WC_CHAOS_MINUTES:-4}" --seed 20261202 || rc=1  # the short chaos soak, fixed seed
     tier_asan || rc=1
-    summary unit fuzz e2e asan-unit asan-e2e || rc=1
+    summary unit fuzz e2e chaos asan-unit asan-e2e || rc=1
     exit $rc ;;
   bench) shift; run_bench "$@" ;;
   soak) shift; run_soak "$@" ;;
+  soak-chaos)
+    shift; rm -rf "$RESULTS"; build_bin; rc=0
+    tier_chaos "$@" || rc=1
+    summary chaos || rc=1; exit $rc ;;
   clean) rm -rf build "$BIN"; log "removed build outputs (dependency cache kept in $CACHE; remove it by hand to rebuild from source)" ;;
   -h | --help | help) usage ;;
   *) usage >&2; exit 2 ;;

@@ -1,5 +1,5 @@
-# scripts/test.sh — the test runner: the tiers of `./build.sh test` (unit, fuzz, e2e, and unit +
-# e2e again under ASan/UBSan), the benchmarks and the soak. Every tier leaves one file
+# scripts/test.sh — the test runner: the tiers of `./build.sh test` (unit, fuzz, e2e, a short chaos
+# soak, and unit + e2e again under ASan/UBSan), the benchmarks and the soaks. Every tier leaves one file
 # build/results/<tier> holding "passed failed skipped", written by the tier itself (the unit
 # binary, the fuzz loop, the e2e suite's JUnit file); `summary` adds them up into the last line,
 # "N passed, N failed". Nothing is read back from a tier's console output. Sourced by build.sh.
@@ -117,6 +117,19 @@ asan_reports() {
 
 # The chart's generated files (env template, RBAC rule files, CRDs) must equal what the binary
 # generates from its tables; `worker-controller helm-env --sync-chart chart` regenerates them.
+# Chaos soak (test/soak/chaos.py, RELIABILITY.md): churn + faults on a bed of its own (its
+# faults kill the bed's API server, OpenKruise, controller-manager and MinIO), an invariant
+# checker throughout. Arguments go to chaos.py (--minutes, --seed, --workers, --binary).
+tier_chaos() {
+  local bed=${WC_CHAOS_TESTBED:-/tmp/wc-bed-chaos} rc=0
+  WC_TESTBED=$bed test/cluster/up.sh || { tier_result chaos 0 1; return 1; }
+  WC_TESTBED=$bed "$(test/e2e/venv.sh)/bin/python" test/soak/chaos.py --binary "$ROOT/$BIN" \
+    --json build/chaos.json "$@" || rc=$?
+  WC_TESTBED=$bed test/cluster/down.sh || rc=1
+  if [ $rc -eq 0 ]; then tier_result chaos 1 0; else tier_result chaos 0 1; fi
+  return $rc
+}
+
 check_chart_drift() {
   "./$BIN" helm-env --check-chart chart || { log "chart/ drifted from the binary (see above)"; return 1; }
 }

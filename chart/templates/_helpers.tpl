@@ -90,3 +90,48 @@ table is the one source of truth. */}}
 {{- end }}
 {{- toYaml $rules }}
 {{- end }}
+
+{{/* The controller Pods' labels: the chart's labels, then podLabels, then the selector labels.
+Later wins, so podLabels may add labels or replace the informational ones (component, part-of,
+...), but never app.kubernetes.io/name or app.kubernetes.io/instance: the Deployment's selector,
+the metrics Service and the PodDisruptionBudget select the Pods by those two. One map, so a key
+is never written twice. */}}
+{{- define "worker-controller.podLabels" -}}
+{{- $labels := fromYaml (include "worker-controller.labels" .) }}
+{{- $labels = mergeOverwrite $labels (deepCopy (.Values.podLabels | default dict)) }}
+{{- $labels = mergeOverwrite $labels (fromYaml (include "worker-controller.selectorLabels" .)) }}
+{{- toYaml $labels }}
+{{- end }}
+
+{{/* The controller Pods' annotations: podAnnotations, then the chart's checksum/worker-deps,
+which rolls the Pods when the chart-managed worker-deps Secret changes (a podAnnotation of the
+same name cannot switch that off). */}}
+{{- define "worker-controller.podAnnotations" -}}
+{{- $annotations := deepCopy (.Values.podAnnotations | default dict) }}
+{{- $checksum := printf "%v%v" .Values.workerDeps.accessKeyID .Values.workerDeps.secretAccessKey | sha256sum | trunc 16 }}
+{{- $_ := set $annotations "checksum/worker-deps" $checksum }}
+{{- toYaml $annotations }}
+{{- end }}
+
+{{/* topologySpreadConstraints as given, except that a constraint without a labelSelector gets
+the controller Pods' selector labels (without one it would count no Pods and spread nothing). */}}
+{{- define "worker-controller.topologySpreadConstraints" -}}
+{{- $selector := fromYaml (include "worker-controller.selectorLabels" .) }}
+{{- $out := list }}
+{{- range .Values.topologySpreadConstraints }}
+{{- $c := deepCopy . }}
+{{- if not (hasKey $c "labelSelector") }}
+{{- $_ := set $c "labelSelector" (dict "matchLabels" $selector) }}
+{{- end }}
+{{- $out = append $out $c }}
+{{- end }}
+{{- toYaml $out }}
+{{- end }}
+
+{{/* The ServiceMonitor's labels: the chart's, then serviceMonitor.labels (e.g. the release label
+a Prometheus' serviceMonitorSelector matches). One map, so a key is never written twice. */}}
+{{- define "worker-controller.serviceMonitorLabels" -}}
+{{- $labels := fromYaml (include "worker-controller.labels" .) }}
+{{- $labels = mergeOverwrite $labels (deepCopy (.Values.serviceMonitor.labels | default dict)) }}
+{{- toYaml $labels }}
+{{- end }}

@@ -452,10 +452,10 @@ static int sandbox_execute_deps(backend *b, exec_ctx *x, const action *act, wc_e
         log_info("rewrote worker-deps env file", "worker", w->name, "namespace", w->namespace, "backend", "sandbox");
     } else {
         if (!sbx_state(b)->deps.s3) return 0;
-        if (deps_delete_at(&sbx_state(b)->deps, x, dir, act->kind != ACT_DELETE_DEPS_TOKEN, act->kind == ACT_DELETE_DEPS_ALL, err) < 0)
-            return -1;
+        int all = act->kind != ACT_DELETE_DEPS_TOKEN; /* a moved path or a deleted Worker: all three */
+        if (deps_delete_at(&sbx_state(b)->deps, x, dir, all, all, err) < 0) return -1;
         log_info(act->kind == ACT_DELETE_DEPS_ALL     ? "deleted worker-deps objects"
-                 : act->kind == ACT_DELETE_DEPS_MOVED ? "deleted worker-deps token and env file at a path no longer used"
+                 : act->kind == ACT_DELETE_DEPS_MOVED ? "deleted worker-deps objects at a path no longer used"
                                                       : "deleted worker-deps token",
                  "worker", w->name, "namespace", w->namespace, "backend", "sandbox", "path", dir);
         return 0;

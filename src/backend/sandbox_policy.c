@@ -9,8 +9,8 @@
 
 /* The sandbox backend's actions. write-deps: the env file, the token and the data marker, each
  * verified; refresh-token and write-env: that object alone, the sandbox untouched;
- * delete-deps-all: token, env and data (Worker deletion); delete-deps-moved: token and env at a
- * path the Worker no longer uses. set-sandbox-paused's flag is the value. */
+ * delete-deps-all: token, env and data (Worker deletion); delete-deps-moved: token, env and data
+ * marker at a path the Worker no longer uses. set-sandbox-paused's flag is the value. */
 static const action_type ACT_WRITE_DEPS[1] = {{.name = "write-deps", .backend = "sandbox"}};
 static const action_type ACT_REFRESH_TOKEN[1] = {{.name = "refresh-token", .backend = "sandbox"}};
 static const action_type ACT_WRITE_ENV[1] = {{.name = "write-env", .backend = "sandbox"}};
@@ -176,8 +176,9 @@ static void sbx_decide_create(arena *a, const worker *w, const observed *o, cons
         return;
     }
     /* The deps move (workerName, prefix or key layout changed): the old token and env file
-     * are credentials nobody mounts any more — removed (this Worker's own only) first. The
-     * data stays: it is the agent's state, not the controller's to throw away. */
+     * are credentials nobody mounts any more, and the old data marker would be forgotten
+     * (a deletion later only knows the paths in use) — all three removed (this Worker's own
+     * only) first. Files the agent wrote under data/ are never the controller's: untouched. */
     const char *rec = w->status_deps_path;
     if (rec && *rec && s->deps_path && *s->deps_path && strcmp(rec, s->deps_path) != 0)
         decide_action(d, ACT_DELETE_DEPS_MOVED, rec, NULL, 0);

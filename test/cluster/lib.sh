@@ -10,10 +10,10 @@ case $WC_TESTBED in /*) ;; *) WC_TESTBED=$PWD/$WC_TESTBED ;; esac
 WC_TESTBED=${WC_TESTBED%/}
 TB_MARKER=$WC_TESTBED/.wc-testbed
 # The bed's processes in start order (down.sh stops them in reverse): storage, the API server,
-# the cluster's own controllers, OpenKruise, and the played agent-runtime.
-TB_PROCESSES=(etcd kube-apiserver minio kube-controller-manager kube-scheduler kwok openkruise agent-runtime)
+# the cluster's own controllers, OpenKruise, agent-sandbox, and the played agent-runtime.
+TB_PROCESSES=(etcd kube-apiserver minio kube-controller-manager kube-scheduler kwok openkruise agent-sandbox agent-runtime)
 # The ones that talk to the API server, each under an identity of its own.
-TB_COMPONENTS=(kube-controller-manager kube-scheduler kwok openkruise agent-runtime)
+TB_COMPONENTS=(kube-controller-manager kube-scheduler kwok openkruise agent-sandbox agent-runtime)
 TB_LOCK=$WC_TESTBED.lock
 
 tb_log() { printf '[testbed] %s\n' "$*" >&2; }

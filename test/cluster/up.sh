@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Start the test bed: a small real cluster on loopback — etcd, kube-apiserver,
 # kube-controller-manager, kube-scheduler, kwok "running" the Pods of fake Nodes (pod IPs in
-# 127.1.0.0/16), the real OpenKruise agents controller, MinIO (S3, SigV4, TLS), and the one
+# a 127.N.0.0/16 of its own), the real OpenKruise agents controller, MinIO (S3, SigV4, TLS), and the one
 # played part: the in-sandbox agent-runtime (agent_runtime.py). Throw-away PKI. Builds the
 # binaries first if the cache is cold.
 #
@@ -26,6 +26,10 @@ VENV=$("$TB_REPO_ROOT/test/e2e/venv.sh")
 KRUISE_DIR=${WC_KRUISE_DIR:-$TB_REPO_ROOT/../shared/kruise}
 [[ -x $KRUISE_DIR/agent-sandbox-controller ]] || tb_die "OpenKruise agents controller not found in $KRUISE_DIR (set WC_KRUISE_DIR)"
 (cd "$KRUISE_DIR" && sha256sum --quiet -c SHA256SUMS) >&2 || tb_die "$KRUISE_DIR does not match its SHA256SUMS"
+# The real kubernetes-sigs agent-sandbox controller and its CRDs (same rules: verified, unchanged).
+AGENT_SANDBOX_DIR=${WC_AGENT_SANDBOX_DIR:-$TB_REPO_ROOT/../shared/agent-sandbox}
+[[ -x $AGENT_SANDBOX_DIR/agent-sandbox-controller ]] || tb_die "agent-sandbox controller not found in $AGENT_SANDBOX_DIR (set WC_AGENT_SANDBOX_DIR)"
+(cd "$AGENT_SANDBOX_DIR" && sha256sum --quiet -c SHA256SUMS) >&2 || tb_die "$AGENT_SANDBOX_DIR does not match its SHA256SUMS"
 
 tb_lock
 
@@ -77,7 +81,7 @@ chmod 700 "$S"
 # Free ports BELOW the kernel's ephemeral range (ip_local_port_range, 32768-60999 here): a
 # server the tests restart (kube-apiserver, MinIO) must get its port back, and a port in the
 # ephemeral range can meanwhile be taken as the local end of some outgoing connection.
-read -r ETCD_PORT ETCD_PEER_PORT API_PORT S3_PORT S3_CONSOLE_PORT KRUISE_HEALTH_PORT RUNTIME_CONTROL_PORT < <(python3 - <<'EOF'
+read -r ETCD_PORT ETCD_PEER_PORT API_PORT S3_PORT S3_CONSOLE_PORT KRUISE_HEALTH_PORT RUNTIME_CONTROL_PORT AS_HEALTH_PORT < <(python3 - <<'EOF'
 import random, socket
 lo = 32768
 try:
@@ -93,12 +97,12 @@ for port in random.sample(range(max(1024, lo - 12000), lo), 400):
         s.close()
         continue
     socks.append(s); ports.append(port)
-    if len(ports) == 7:
+    if len(ports) == 8:
         break
 print(*ports)
 EOF
 )
-[[ -n ${RUNTIME_CONTROL_PORT:-} ]] || tb_die "could not find 7 free ports below the ephemeral range"
+[[ -n ${AS_HEALTH_PORT:-} ]] || tb_die "could not find 8 free ports below the ephemeral range"
 cat >"$S/ports" <<EOF
 $ETCD_PORT
 $ETCD_PEER_PORT
@@ -107,6 +111,7 @@ $S3_PORT
 $S3_CONSOLE_PORT
 $KRUISE_HEALTH_PORT
 $RUNTIME_CONTROL_PORT
+$AS_HEALTH_PORT
 EOF
 
 # ---- PKI -------------------------------------------------------------------------------
@@ -170,7 +175,23 @@ S3_SECRET_KEY=$(rnd 20)
 S3_BUCKET=hiclaw-test
 S3_REGION=us-east-1
 SA_ISSUER=https://kubernetes.default.svc.cluster.local
-POD_CIDR=127.1.0.0/16                 # kwok's pod IPs: loopback only
+# kwok's pod IPs: loopback only, a /16 of 127/8 of this bed's own (127.N.0.0/16, N random in
+# 16..254, not one another bed on this host recorded): the played agent-runtime binds each
+# sandbox Pod's IP, so two beds must never hand out the same addresses.
+POD_CIDR=$(python3 - "$(dirname "$S")" <<'EOF'
+import glob, random, sys
+taken = set()
+for env in glob.glob(sys.argv[1] + "/*/env") + glob.glob("/tmp/*/env"):
+    try:
+        for line in open(env):
+            if line.startswith("export WC_POD_CIDR="):
+                taken.add(line.split("=", 1)[1].strip().strip("'\""))
+    except OSError:
+        pass
+free = [n for n in range(16, 255) if f"127.{n}.0.0/16" not in taken]
+print(f"127.{random.choice(free)}.0.0/16")
+EOF
+)
 KWOK_NODES=(kwok-node-0 kwok-node-1)
 DEPS_PV=hiclaw-worker-deps            # the worker-deps PV (HICLAW_SANDBOX_DEPS_PV's default)
 DEPS_CSI_DRIVER=s3.csi.wc.test        # its CSI driver: the played agent-runtime performs the mount
@@ -335,7 +356,9 @@ q() { printf '%q' "$1"; }
         "WC_DEPS_CSI_DRIVER=$DEPS_CSI_DRIVER" \
         "WC_KRUISE_HEALTH_URL=http://127.0.0.1:$KRUISE_HEALTH_PORT/healthz" \
         "WC_RUNTIME_URL=http://127.0.0.1:$RUNTIME_CONTROL_PORT" \
-        "WC_KRUISE_DIR=$KRUISE_DIR"; do
+        "WC_KRUISE_DIR=$KRUISE_DIR" \
+        "WC_AGENT_SANDBOX_DIR=$AGENT_SANDBOX_DIR" \
+        "WC_AGENT_SANDBOX_HEALTH_URL=http://127.0.0.1:$AS_HEALTH_PORT/healthz"; do
         echo "export ${kv%%=*}=$(q "${kv#*=}")"
     done
 } >"$ENV_FILE.tmp"
@@ -480,6 +503,30 @@ ENABLE_WEBHOOKS=false DYNAMIC_STORAGE_DRIVER_LIST=$DEPS_CSI_DRIVER POD_NAMESPACE
     --health-probe-bind-address "127.0.0.1:$KRUISE_HEALTH_PORT" --metrics-bind-address 0 \
     --leader-elect=false --zap-devel=false --zap-log-level info
 
+# ---- the kubernetes-sigs agent-sandbox controller -------------------------------------------------
+# Its CRDs declare a conversion webhook; the controller runs without webhooks (they would listen
+# on every interface), so they are installed with conversion strategy None — their versions are
+# served as stored. Sandboxes only (no --extensions: no claims, templates or warm pools here).
+mkdir -p "$S/agent-sandbox-crds"
+python3 - "$AGENT_SANDBOX_DIR/crds" "$S/agent-sandbox-crds" <<'EOF'
+import os, re, sys
+src, dst = sys.argv[1:]
+for f in sorted(os.listdir(src)):
+    text = open(os.path.join(src, f)).read()
+    # the `conversion:` block under spec: replaced up to the next key at its indentation
+    text, n = re.subn(r"(?m)^(  conversion:\n)(?:    .*\n)+", r"\1    strategy: None\n", text)
+    assert n <= 1, f
+    open(os.path.join(dst, f), "w").write(text)
+EOF
+kubectl apply --server-side --field-manager wc-testbed -f "$S/agent-sandbox-crds" >"$S/logs/agent-sandbox-crds.log" 2>&1 ||
+    { cat "$S/logs/agent-sandbox-crds.log" >&2; tb_die "installing the agent-sandbox CRDs failed"; }
+kubectl wait --for condition=Established --timeout 60s -f "$S/agent-sandbox-crds" >>"$S/logs/agent-sandbox-crds.log" 2>&1 ||
+    { cat "$S/logs/agent-sandbox-crds.log" >&2; tb_die "agent-sandbox CRDs not Established"; }
+tb_log "starting the agent-sandbox controller ($AGENT_SANDBOX_DIR)"
+launch agent-sandbox "$AGENT_SANDBOX_DIR/agent-sandbox-controller" --kubeconfig "$S/kubeconfig-agent-sandbox" \
+    --enable-webhook=false --manage-webhook-certs=false --leader-elect=false \
+    --health-probe-bind-address "127.0.0.1:$AS_HEALTH_PORT" --metrics-bind-address 0
+
 # ---- the played agent-runtime -------------------------------------------------------------------
 tb_log "starting the played agent-runtime (control 127.0.0.1:$RUNTIME_CONTROL_PORT)"
 WC_RUNTIME_S3_ACCESS_KEY=$S3_ACCESS_KEY WC_RUNTIME_S3_SECRET_KEY=$S3_SECRET_KEY \
@@ -501,6 +548,8 @@ sa_ready() { alive kube-controller-manager; kubectl -n wc-test get serviceaccoun
 wait_for "the default ServiceAccount (kube-controller-manager)" 60 sa_ready
 kruise_ready() { alive openkruise; curl -fsS --max-time 2 "http://127.0.0.1:$KRUISE_HEALTH_PORT/healthz"; }
 wait_for "the OpenKruise agents controller" 60 kruise_ready
+as_ready() { alive agent-sandbox; curl -fsS --max-time 2 "http://127.0.0.1:$AS_HEALTH_PORT/healthz"; }
+wait_for "the agent-sandbox controller" 60 as_ready
 runtime_ready() { alive agent-runtime; curl -fsS --max-time 2 "http://127.0.0.1:$RUNTIME_CONTROL_PORT/healthz"; }
 wait_for "the played agent-runtime" 60 runtime_ready
 # One Pod through the scheduler and kwok: scheduled, Running, Ready, a loopback pod IP.

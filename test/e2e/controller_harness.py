@@ -146,11 +146,29 @@ class ControllerProcess:
         self.proc: Optional[subprocess.Popen] = None
         self.starts = 0
         self.token = ""
+        self.sa_name: Optional[str] = None  # None: the ServiceAccount named like the controller
 
     # -- identity -------------------------------------------------------------------------
     @property
     def username(self) -> str:
-        return f"system:serviceaccount:{self.namespace}:{self.name}"
+        return f"system:serviceaccount:{self.namespace}:{self.sa_name or self.name}"
+
+    def setup_replica_identity(self, sa_name: str) -> None:
+        """Run as a ServiceAccount of its own bound to the same Role (render-rbac's, applied by
+        another ControllerProcess of this controller name): a second replica whose API requests
+        the audit log tells apart from the first's."""
+        self.sa_name = sa_name
+        self.core.create_namespaced_service_account(self.namespace, client.V1ServiceAccount(
+            metadata=client.V1ObjectMeta(name=sa_name)))
+        client.RbacAuthorizationV1Api(self.core.api_client).create_namespaced_role_binding(
+            self.namespace, client.V1RoleBinding(
+                metadata=client.V1ObjectMeta(name=sa_name),
+                role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name=self.name),
+                subjects=[client.RbacV1Subject(kind="ServiceAccount", name=sa_name, namespace=self.namespace)]))
+        self.token = request_token(self.core, self.namespace, sa_name, 3600)
+        fd = os.open(self.token_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(self.token)
 
     def setup_identity(self) -> None:
         _NAMESPACE_CONTROLLER[self.namespace] = self.name

@@ -50,6 +50,40 @@ def helm_template(tb, namespace: str, release: str = "wc", sets: Optional[dict] 
     return [d for d in yaml.safe_load_all(r.stdout) if d]
 
 
+def chart_selector(release: str) -> dict:
+    """The labels the chart's Deployment, metrics Service and PodDisruptionBudget select on."""
+    return {"app.kubernetes.io/name": "worker-controller", "app.kubernetes.io/instance": release}
+
+
+def chart_knobs(release: str) -> dict:
+    """Values setting every deployment knob of the chart (scheduling, Pod metadata, resources,
+    PodDisruptionBudget, ServiceMonitor), as a user's values file would. The podLabels include
+    two that try to take over the selector labels, and a podAnnotation the chart's checksum."""
+    selector = chart_selector(release)
+    return {
+        "imagePullSecrets": [{"name": "regcred"}, {"name": "mirror"}],
+        "podAnnotations": {"example.com/owner": "platform", "checksum/worker-deps": "hijacked"},
+        "podLabels": {"team": "agents", "app.kubernetes.io/component": "hiclaw-controller",
+                      "app.kubernetes.io/name": "evil", "app.kubernetes.io/instance": "other"},
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": 2, "memory": "512Mi"}},
+        "nodeSelector": {"kubernetes.io/os": "linux", "node-role.example.com/infra": "true"},
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "infra", "effect": "NoSchedule"},
+                        {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute",
+                         "tolerationSeconds": 30}],
+        "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 100, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
+                                                "labelSelector": {"matchLabels": selector}}}]}},
+        "topologySpreadConstraints": [
+            {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway"},
+            {"maxSkew": 2, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule",
+             "labelSelector": {"matchLabels": {"team": "agents"}}, "minDomains": 2}],
+        "priorityClassName": "hiclaw-critical",
+        "podDisruptionBudget": {"enabled": True, "minAvailable": 1},
+        "serviceMonitor": {"enabled": True, "namespace": "monitoring", "interval": "30s", "scrapeTimeout": "10s",
+                           "labels": {"release": "kube-prometheus-stack"}},
+    }
+
+
 def kinds(docs: list[dict], *ks: str) -> list[dict]:
     return [d for d in docs if d.get("kind") in ks]
 
@@ -66,6 +100,14 @@ def kubectl_apply_docs(tb, docs: list[dict]) -> None:
     r = run([os.path.join(tb.WC_TESTBIN, "kubectl"), "apply", "--server-side", "--force-conflicts",
              "--field-manager", "e2e-ops", "-f", "-"], input=text, env=env)
     assert r.returncode == 0, f"kubectl apply failed: {r.stderr}"
+
+
+def kubectl_dry_run_docs(tb, docs: list[dict]) -> subprocess.CompletedProcess:
+    """Server-side dry-run create of docs: the API server validates and admits them, stores nothing."""
+    text = "---\n".join(yaml.safe_dump(d) for d in docs)
+    env = dict(os.environ, KUBECONFIG=tb.KUBECONFIG)
+    return run([os.path.join(tb.WC_TESTBIN, "kubectl"), "create", "--dry-run=server", "-o", "name", "-f", "-"],
+               input=text, env=env)
 
 
 def rule_set(rules: list[dict]) -> set:

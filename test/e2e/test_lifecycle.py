@@ -18,11 +18,11 @@ UP = os.path.join(REPO_ROOT, "test", "cluster", "up.sh")
 DOWN = os.path.join(REPO_ROOT, "test", "cluster", "down.sh")
 RUN = os.path.join(REPO_ROOT, "test", "e2e", "run.sh")
 COMPONENTS = ("etcd", "kube-apiserver", "minio", "kube-controller-manager", "kube-scheduler", "kwok", "openkruise",
-              "agent-runtime")
+              "agent-sandbox", "agent-runtime")
 
 
 def sh(cmd, bed, timeout=300, cwd="/"):
-    keep = ("WC_CACHE", "WC_TESTBIN_JOBS", "WC_KRUISE_DIR")
+    keep = ("WC_CACHE", "WC_TESTBIN_JOBS", "WC_KRUISE_DIR", "WC_AGENT_SANDBOX_DIR")
     env = {k: v for k, v in os.environ.items() if (not k.startswith("WC_") or k in keep) and k != "KUBECONFIG"}
     env["WC_TESTBED"] = str(bed)
     t0 = time.monotonic()
@@ -79,8 +79,9 @@ def test_second_bed_up_idempotent_down_clean(tb, bed):
     assert env["WC_TESTBED"] == str(bed)
     assert readyz(env) == "ok"
     my_ports, my_pids = ports(bed), pids(bed)
-    # etcd, peer, api, s3, s3 console, OpenKruise health, the agent-runtime's control port
-    assert len(set(my_ports)) == 7 and all(listening(x) for x in my_ports[:4] + my_ports[5:])
+    # etcd, peer, api, s3, s3 console, OpenKruise health, the agent-runtime's control port,
+    # agent-sandbox health
+    assert len(set(my_ports)) == 8 and all(listening(x) for x in my_ports[:4] + my_ports[5:])
     main_env_ports = {int(tb.WC_APISERVER_PORT), int(tb.WC_S3_PORT)}
     assert not main_env_ports & set(my_ports), "second bed must not reuse the main bed's ports"
 

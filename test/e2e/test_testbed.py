@@ -188,7 +188,7 @@ def test_every_bed_process_listens_on_loopback_only(tb):
 
     pids = _bed_pids(tb)
     assert set(pids) >= {"etcd", "kube-apiserver", "minio", "kube-controller-manager", "kube-scheduler", "kwok",
-                         "openkruise", "agent-runtime"}, pids
+                         "openkruise", "agent-sandbox", "agent-runtime"}, pids
     inodes = {}
     for name, pid in pids.items():
         for fd in os.listdir(f"/proc/{pid}/fd"):
@@ -419,3 +419,34 @@ def test_s3_tls_is_signed_by_test_ca(tb):
     r = subprocess.run(["curl", "-fsS", "-o", "/dev/null", "--max-time", "5", "--cacert", tb.WC_CA_FILE,
                         f"{tb.WC_S3_ENDPOINT}/minio/health/live"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_agent_sandbox_runs_suspends_and_resumes_a_sandbox(tb, core, custom, namespace):
+    """The real kubernetes-sigs agent-sandbox controller: a Sandbox created directly gets a Pod
+    named like it, owned by it, run by kwok; operatingMode Suspended deletes the Pod, Running
+    makes a new one."""
+    from conftest import wait_for
+    import bed
+
+    g, v = "agents.x-k8s.io", "v1beta1"
+    custom.create_namespaced_custom_object(g, v, namespace, "sandboxes", {
+        "apiVersion": f"{g}/{v}", "kind": "Sandbox", "metadata": {"name": "as"},
+        "spec": {"podTemplate": {"metadata": {"labels": {"e2e": "as"}}, "spec": {
+            "automountServiceAccountToken": False, "containers": [{"name": "worker", "image": "img/as:1"}]}}}})
+
+    def cond(t):
+        sb = custom.get_namespaced_custom_object(g, v, namespace, "sandboxes", "as")
+        return {c["type"]: c for c in (sb.get("status") or {}).get("conditions") or []}.get(t, {})
+
+    wait_for(lambda: cond("Ready").get("status") == "True", 30, what="Sandbox Ready")
+    pod = core.read_namespaced_pod("as", namespace)
+    assert pod.metadata.owner_references[0].kind == "Sandbox" and pod.metadata.labels["e2e"] == "as"
+    assert bed.pod_ip_in_bed_range(tb, pod.status.pod_ip)
+    uid = pod.metadata.uid
+    custom.patch_namespaced_custom_object(g, v, namespace, "sandboxes", "as", {"spec": {"operatingMode": "Suspended"}})
+    wait_for(lambda: cond("Suspended").get("status") == "True", 30, what="Suspended")
+    wait_for(lambda: not core.list_namespaced_pod(namespace, field_selector="metadata.name=as").items, 30,
+             what="its Pod deleted")
+    custom.patch_namespaced_custom_object(g, v, namespace, "sandboxes", "as", {"spec": {"operatingMode": "Running"}})
+    wait_for(lambda: cond("Ready").get("status") == "True", 30, what="Ready again")
+    assert core.read_namespaced_pod("as", namespace).metadata.uid != uid
