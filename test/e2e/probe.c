@@ -22,6 +22,7 @@
  */
 #define WC_NO_MAIN 1
 #include "../../worker-controller.c"
+#include "../err_names.h"
 
 static const struct { const char *name; const kube_resource *r; } probe_resources[] = {
     {"workers", &KUBE_WORKERS},   {"pods", &KUBE_PODS},     {"serviceaccounts", &KUBE_SERVICEACCOUNTS},
@@ -137,7 +138,7 @@ static int probe_request(kube_client *kc, int argc, char **argv) {
     err_clear(&err);
     int rc = kube_do(kc, &call, &resp, &err);
     printf("STATUS %ld\n%s\n", resp.status, buf_cstr(&resp.body));
-    if (rc < 0) fprintf(stderr, "error: %s (code %d, http %d)\n", err.msg, err.code, err.http_status);
+    if (rc < 0) fprintf(stderr, "error: %s (code %s, http %d)\n", err.msg, err_code_name(err.code), err.http_status);
     http_response_free(&resp);
     return rc < 0 ? 1 : 0;
 }
@@ -152,7 +153,7 @@ static int probe_whoami(kube_client *kc, int n, int interval_ms) {
         cJSON *out = NULL;
         wc_err err;
         if (kube_do_json(kc, &call, &out, &err) < 0) {
-            fprintf(stderr, "error: %s (code %d, http %d)\n", err.msg, err.code, err.http_status);
+            fprintf(stderr, "error: %s (code %s, http %d)\n", err.msg, err_code_name(err.code), err.http_status);
             return 1;
         }
         const char *user = json_str_at(out, "status.userInfo.username");

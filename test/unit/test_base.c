@@ -163,6 +163,7 @@ TEST(err_set_and_wrap_keep_outer_context) {
     CHECK_STR_EQ(e.msg, "create SandboxClaim hiclaw-worker-alice: 422 Invalid: spec.replicas");
     CHECK_INT_EQ(e.code, WC_EHTTP);
     CHECK_INT_EQ(e.http_status, 422);
+    CHECK_STR_EQ(err_code_name(e.code), "http");
     /* Very long inner messages are truncated at the end; the outer context survives. */
     char longmsg[3000];
     memset(longmsg, 'z', sizeof longmsg - 1);

@@ -7,6 +7,7 @@
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include "../../worker-controller.c"
+#include "../err_names.h"
 #include "unit.h"
 #include "support.c"
 
