@@ -7,7 +7,8 @@
 #   ./build.sh unit       build and run the unit tests only
 #   ./build.sh e2e        run the e2e tier only (brings the test bed up and down)
 #   ./build.sh e2e-bins   build what test/e2e/run.sh needs (product, probe, failpoint build)
-#   ./build.sh test-asan  the unit and e2e tiers under ASan+UBSan+LSan (glibc build)
+#   ./build.sh test-asan  the unit and e2e tiers under ASan+UBSan+LSan (glibc build; unit-asan:
+#                         the unit tier alone)
 #   ./build.sh fuzz [S]   build the libFuzzer targets and run each for S seconds (default 60)
 #   ./build.sh bench [--full]  benchmarks vs the floor + footprint (short: N=200; see BENCHMARKS.md)
 #   ./build.sh soak [--valgrind]  10,000 reconciles, RSS sampled (valgrind: leak check; RELIABILITY.md)
@@ -133,7 +134,7 @@ build_fuzz() {
 
 # ---------------------------------------------------------------------------------------------
 
-usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
 
 cmd=${1:-all}
 case "$cmd" in
@@ -154,6 +155,10 @@ case "$cmd" in
     rm -rf "$RESULTS"; build_bin; rc=0
     tier_e2e_product || rc=1
     summary e2e || rc=1; exit $rc ;;
+  unit-asan)
+    rm -rf "$RESULTS"; rc=0
+    tier_asan_unit || rc=1
+    summary asan-unit || rc=1; exit $rc ;;
   test-asan)
     rm -rf "$RESULTS"; rc=0
     build_bin  # the chart drift check and a few e2e helpers use the product binary

@@ -78,7 +78,7 @@ tier_e2e_product() {
 # report fails the tier even when the test that caused it passed. The e2e run leaves out the
 # one test that mostly waits (a real token's lifetime: 5 minutes) — the product run covers it.
 ASAN_DIR=build/asan
-tier_asan() {
+tier_asan_unit() {
   use_glibc_deps
   build_deps
   ensure_tools
@@ -94,6 +94,12 @@ tier_asan() {
   tier_result_or_failed asan-unit
   [ "$rc" -eq 0 ] || tail -30 "$ASAN_DIR/unit.log" >&2
   asan_reports asan-unit || rc=1
+  return $rc
+}
+
+tier_asan() {
+  local rc=0
+  tier_asan_unit || rc=1
   WC_SANITIZED=1 tier_e2e asan-e2e "$ROOT/$ASAN_DIR/worker-controller" "$ROOT/$ASAN_DIR/wc-probe" \
     "$ROOT/$ASAN_DIR/worker-controller" -k "not test_sandbox_token_refresh" || rc=1
   asan_reports asan-e2e || rc=1
