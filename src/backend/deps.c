@@ -209,7 +209,16 @@ typedef struct deps_store {
  * place they are written). Caller wipes. */
 static void deps_env_file(const deps_store *st, exec_ctx *x, buf *file) {
     env_list env;
-    env_build(x->a, x->w, &st->host->envc, x->secret, 0, &env);
+    const worker *w = x->w;
+#ifdef WC_FAILPOINTS
+    worker other;
+    if (failpoint_armed("break-foreign-deps")) { /* the env file of another Worker (chaos checker test) */
+        other = *x->w;
+        other.name = arena_sprintf(x->a, "%s-other", x->w->name);
+        w = &other;
+    }
+#endif
+    env_build(x->a, w, &st->host->envc, x->secret, 0, &env);
     env_file_write(file, &env);
 }
 

@@ -381,6 +381,26 @@ static void pod_render_op(backend *b, exec_ctx *x, char hash[17]) {
     pod_spec_hash(x->a, x->w, &env, &b->host->names, hash);
 }
 
+#ifdef WC_FAILPOINTS
+/* break-duplicate-pod (chaos checker test): every Pod is made twice, the twin named <name>-twin. */
+static void pod_create_twin(backend *b, exec_ctx *x, const buf *body, const char *name) {
+    cJSON *pod = cJSON_Parse(body->data);
+    cJSON *md = pod ? cJSON_GetObjectItem(pod, "metadata") : NULL;
+    if (!md) {
+        cJSON_Delete(pod);
+        return;
+    }
+    cJSON_ReplaceItemInObject(md, "name", cJSON_CreateString(arena_sprintf(x->a, "%s-twin", name)));
+    buf twin = BUF_INIT;
+    json_render_free(&twin, pod);
+    wc_err err;
+    err_clear(&err);
+    if (kube_create(b->host->kc, &KUBE_PODS, x->w->namespace, NULL, NULL, twin.data, NULL, &err) < 0)
+        log_warn("break-duplicate-pod: twin not created", "error", err.msg);
+    buf_free(&twin);
+}
+#endif
+
 static int pod_execute(backend *b, exec_ctx *x, const action *act, wc_err *err) {
     if (act->kind == ACT_DELETE_POD) return backend_delete(b, x, &KUBE_PODS, act, err);
     assert(act->kind == ACT_CREATE_POD);
@@ -390,6 +410,9 @@ static int pod_execute(backend *b, exec_ctx *x, const action *act, wc_err *err) 
     pod_render(&body, x->a, x->w, &env, &b->host->names, x->hashes[b->index]);
     int rc = backend_create(b, x, &KUBE_PODS, act->name, &body, arena_sprintf(x->a, "created Pod %s", act->name),
                             "PodNameConflict", NULL, err);
+#ifdef WC_FAILPOINTS
+    if (rc == 0 && failpoint_armed("break-duplicate-pod")) pod_create_twin(b, x, &body, act->name);
+#endif
     buf_free(&body);
     return rc;
 }

@@ -250,7 +250,11 @@ static int exec_action(controller *c, exec_ctx *x, const action *act, wc_err *er
     const worker *w = x->w;
     backend *b = backend_named(c, act->kind->backend);
     if (b) {
-        if (act->kind->creates && switch_guard_live(c, x, b, act, err) < 0) return -1;
+        int guard = act->kind->creates != NULL;
+#ifdef WC_FAILPOINTS
+        guard &= !failpoint_armed("break-switch-guard");
+#endif
+        if (guard && switch_guard_live(c, x, b, act, err) < 0) return -1;
         return b->ops->execute(b, x, act, err);
     }
     assert(!act->kind->backend && "an action of a backend the table does not have");
@@ -300,6 +304,52 @@ static void reconcile_schedule(reconcile_result *res, const decision *d, int del
     }
 }
 
+#ifdef WC_FAILPOINTS
+/* The chaos checker's own tests (test/e2e/test_chaos_invariants.py) need the defects it exists
+ * to catch. Each break-* failpoint bends one decision the way such a defect would; the test
+ * shows the checker names the invariant broken. Failpoint builds only, never the product. */
+static void failpoint_bend_decision(controller *c, exec_ctx *x, decision *d) {
+    const worker *w = x->w;
+    if (failpoint_armed("break-skip-cleanup") && w->deleting && w->has_finalizer) {
+        /* the finalizer goes at once: no teardown, nothing confirmed, nothing deleted */
+        d->nactions = 0;
+        decide_action(d, ACT_REMOVE_FINALIZER, NULL, NULL, 0);
+        d->done_deleting = 1;
+    } else if (failpoint_armed("break-switch-guard") && d->synced.reason &&
+               strcmp(d->synced.reason, "BackendSwitchBlocked") == 0) {
+        /* the desired backend acts as if the applied one had nothing */
+        size_t desired = decide_backend_named(&c->dc, w->backend);
+        const backend_policy *p = c->dc.backends[desired];
+        decision forced;
+        memset(&forced, 0, sizeof forced);
+        p->decide(p, x->a, w, x->o, NULL, &c->dc, x->hashes[desired], &forced);
+        for (size_t i = 0; i < forced.nactions; i++)
+            decide_action(d, forced.actions[i].kind, forced.actions[i].name, forced.actions[i].uid, forced.actions[i].flag);
+    } else if (failpoint_armed("break-leak-secret") && x->secret && x->secret->n) {
+        d->message = arena_sprintf(x->a, "credential %s=%s", x->secret->items[0].key, x->secret->items[0].value);
+    } else if (failpoint_armed("break-status-running") && !w->deleting && w->state == STATE_RUNNING) {
+        d->phase = PHASE_RUNNING; /* whatever runs */
+    }
+}
+
+/* break-deps-after-claim: a claim is created before its env and token are written (which come
+ * 3 s later), as a reordering defect would. */
+static void failpoint_claim_first(decision *d) {
+    if (!failpoint_armed("break-deps-after-claim")) return;
+    action deps[DECIDE_MAX_ACTIONS], rest[DECIDE_MAX_ACTIONS];
+    size_t nd = 0, nr = 0, claim = d->nactions;
+    for (size_t i = 0; i < d->nactions; i++) {
+        const char *k = d->actions[i].kind->name;
+        if (strcmp(k, "create-claim") == 0) claim = i;
+        if (claim == d->nactions && (strcmp(k, "write-deps") == 0 || strcmp(k, "write-env") == 0)) deps[nd++] = d->actions[i];
+        else rest[nr++] = d->actions[i];
+    }
+    if (claim == d->nactions || !nd) return;
+    memcpy(d->actions, rest, nr * sizeof(action));
+    memcpy(d->actions + nr, deps, nd * sizeof(action));
+}
+#endif
+
 /* Observes, reads the Secret when an instance may need its values, renders, decides. Returns
  * -1 when the Secret cannot be read: d then says so (decide_unknown), nothing is to be done. */
 static int reconcile_decide(controller *c, exec_ctx *x, kv_list *secret, decision *d, wc_err *err) {
@@ -324,12 +374,18 @@ static int reconcile_decide(controller *c, exec_ctx *x, kv_list *secret, decisio
      * shows (a Sandbox maybe only late); decide again only when that changed something. */
     if (d->recheck && d->acting >= 0 && c->backends[d->acting].ops->observe(&c->backends[d->acting], x, 1))
         decide(x->a, w, x->o, &c->dc, x->hashes, d);
+#ifdef WC_FAILPOINTS
+    failpoint_bend_decision(c, x, d);
+#endif
     return 0;
 }
 
 /* Executes the actions in order, stopping at the first failure. Returns the index of the
  * failed action, or -1 when all ran. */
-static long reconcile_act(controller *c, exec_ctx *x, const decision *d, wc_err *err) {
+static long reconcile_act(controller *c, exec_ctx *x, decision *d, wc_err *err) {
+#ifdef WC_FAILPOINTS
+    failpoint_claim_first(d);
+#endif
     for (size_t i = 0; i < d->nactions; i++) {
         int rc = exec_action(c, x, &d->actions[i], err);
 #ifdef WC_FAILPOINTS
@@ -337,6 +393,7 @@ static long reconcile_act(controller *c, exec_ctx *x, const decision *d, wc_err 
             char point[64];
             snprintf(point, sizeof point, "after-%s", action_kind_name(d->actions[i].kind));
             FAILPOINT(point);
+            if (d->actions[i].kind == ACT_CREATE_CLAIM && failpoint_armed("break-deps-after-claim")) sleep(3);
         }
 #endif
         if (rc < 0) return (long)i;

@@ -7,7 +7,11 @@
  * reliably. A failpoint build reads WC_FAILPOINT=<name>[@<n>] once and SIGKILLs itself the
  * n-th time (default: the first) it passes the point of that name. Without -DWC_FAILPOINTS
  * FAILPOINT() expands to nothing. failpoint_armed(name) instead bends a behaviour while
- * WC_FAILPOINT names it (see its users).
+ * WC_FAILPOINT names it (see its users): freeze-cache-<informer> stops an informer following
+ * the API server; the break-* ones are the defects the chaos soak's invariant checker must
+ * catch (test/e2e/test_chaos_invariants.py): break-switch-guard, break-duplicate-pod,
+ * break-skip-cleanup, break-deps-after-claim, break-foreign-deps, break-leak-secret,
+ * break-ignore-lease-loss, break-status-running.
  *
  * Sanitizer defaults (-DWC_SANITIZE_LOG="<dir>/report"). The e2e harness gives the controller
  * a scrubbed environment, so ASAN_OPTIONS would not reach it; the sanitizer runtimes ask

@@ -135,6 +135,13 @@ static void *leader_main(void *arg) {
                 log_info("became leader", "lease", e->name, "identity", e->identity);
             }
         } else if (atomic_load(&e->leading) && now - last_renew > e->renew_deadline_ms) {
+#ifdef WC_FAILPOINTS
+            if (failpoint_armed("break-ignore-lease-loss")) { /* chaos checker test: leads on regardless */
+                last_renew = now;
+                wc_thread_sleep(&e->thread, e->retry_ms);
+                continue;
+            }
+#endif
             /* Could not renew in time: another replica may take over any moment. Stop acting. */
             atomic_store(&e->leading, 0);
             atomic_store(&e->lost, 1);
