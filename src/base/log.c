@@ -4,7 +4,9 @@
  * Secrets are kept out of logs by three independent nets, because any single one can be
  * defeated by a careless call site:
  *   1. fields whose name says "secret" (token, password, secret, authorization, credential)
- *      never print their value;
+ *      never print their value — except in a line whose caller redacted every value by what
+ *      it is (log_event_vetted: the configuration summary, where the table marks the secrets;
+ *      a token's lifetime or a key file's path is no secret);
  *   2. every secret value the process learns (bearer token, S3 secret key, a Worker's
  *      credentials) is registered with log_register_secret() and scrubbed from every line,
  *      including free-text messages such as API error strings;
@@ -218,7 +220,7 @@ static int text_needs_quotes(const char *s) {
 }
 
 /* Formats one event. Fields are name/value string pairs ending with NULL. */
-static void log_format_line(buf *line, enum log_format fmt, enum log_level level, const char *msg,
+static void log_format_line(buf *line, enum log_format fmt, enum log_level level, int names_vetted, const char *msg,
                             va_list fields) {
     char ts[40];
     wc_rfc3339_micro(ts);
@@ -238,7 +240,7 @@ static void log_format_line(buf *line, enum log_format fmt, enum log_level level
         const char *v = va_arg(fields, const char *);
         if (!v) continue; /* absent optional field */
         buf_reset(&clean);
-        if (log_field_is_secret(k)) buf_puts(&clean, LOG_REDACTED);
+        if (!names_vetted && log_field_is_secret(k)) buf_puts(&clean, LOG_REDACTED);
         else log_redact_into(&clean, v);
         if (fmt == LOG_FORMAT_JSON) {
             buf_putc(line, ',');
@@ -264,14 +266,10 @@ static void log_format_line(buf *line, enum log_format fmt, enum log_level level
     buf_puts(line, fmt == LOG_FORMAT_JSON ? "}\n" : "\n");
 }
 
-/* log_event(LOG_INFO, "created Pod", "worker", "alice", "namespace", "ns", NULL) */
-static void log_event(enum log_level level, const char *msg, ...) {
+static void log_vevent(enum log_level level, int names_vetted, const char *msg, va_list ap) {
     if (!log_enabled(level)) return;
     buf line = BUF_INIT;
-    va_list ap;
-    va_start(ap, msg);
-    log_format_line(&line, g_log.format, level, msg, ap);
-    va_end(ap);
+    log_format_line(&line, g_log.format, level, names_vetted, msg, ap);
     pthread_mutex_lock(&g_log.mu);
     size_t off = 0;
     while (off < line.len) {
@@ -282,6 +280,23 @@ static void log_event(enum log_level level, const char *msg, ...) {
     }
     pthread_mutex_unlock(&g_log.mu);
     buf_free(&line);
+}
+
+/* log_event(LOG_INFO, "created Pod", "worker", "alice", "namespace", "ns", NULL) */
+static void log_event(enum log_level level, const char *msg, ...) {
+    va_list ap;
+    va_start(ap, msg);
+    log_vevent(level, 0, msg, ap);
+    va_end(ap);
+}
+
+/* Like log_event, for a caller that redacted each value by what it is: field names do not
+ * redact (registered secrets and JWT/bearer shapes are still scrubbed from every value). */
+static void log_event_vetted(enum log_level level, const char *msg, ...) {
+    va_list ap;
+    va_start(ap, msg);
+    log_vevent(level, 1, msg, ap);
+    va_end(ap);
 }
 
 #define log_debug(...) log_event(LOG_DEBUG, __VA_ARGS__, NULL)

@@ -110,8 +110,9 @@ _Static_assert(CFG_NFIELDS <= CFG_LOG_PAIRS, "cfg_log_summary passes at most 64 
 /*
  * Logs the effective configuration as one line, one field per row keyed by the flag name.
  * log_event() only takes a NULL-terminated varargs list, so the fields go through a fixed
- * array of 128 slots; slots after the last row are NULL and end the list. Secrets are
- * redacted here, and again by the logger (registered values, secret-looking field names).
+ * array of 128 slots; slots after the last row are NULL and end the list. Secret values (the
+ * table's CFG_SECRET rows) are redacted here, and again by the logger's value nets (registered
+ * secrets, JWT and bearer shapes); field names redact nothing here (a TTL is no secret).
  */
 static void cfg_log_summary(const wc_cfg *c) {
     const char *kv[2 * CFG_LOG_PAIRS + 1] = {0};
@@ -123,5 +124,5 @@ static void cfg_log_summary(const wc_cfg *c) {
         kv[2 * i] = cfg_fields[i].flag;
         kv[2 * i + 1] = vals[i];
     }
-    log_event(LOG_INFO, "configuration", CFG_KV64(0), CFG_KV64(64), NULL);
+    log_event_vetted(LOG_INFO, "configuration", CFG_KV64(0), CFG_KV64(64), NULL);
 }

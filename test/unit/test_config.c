@@ -484,6 +484,43 @@ TEST(cfg_plaintext_worker_deps_endpoint_is_refused_unless_allowed) {
 static wc_cfg *summary_cfg;
 static void emit_summary(void) { cfg_log_summary(summary_cfg); }
 
+/* Issue 19: the summary redacts secret values, not every field whose name says "token" or
+ * "secret": a token lifetime and a key file's path are not secrets. A registered secret that
+ * lands in any field is still scrubbed (the logger's value net). */
+TEST(cfg_summary_redacts_values_not_field_names) {
+    char *env[] = {"HICLAW_WORKER_DEPS_ENDPOINT=https://minio:9000", "HICLAW_WORKER_DEPS_BUCKET=deps",
+                   "HICLAW_WORKER_DEPS_ACCESS_KEY_ID=AKIA-NAMES-ID-5", "HICLAW_SANDBOX_TOKEN_TTL=7200",
+                   "HICLAW_WORKER_DEPS_SECRET_ACCESS_KEY_FILE=/tmp/wc-unit-secret-key-file", NULL};
+    char *argv[] = {"run", NULL};
+    wc_cfg c;
+    wc_err e;
+    const char *path = "/tmp/wc-unit-secret-key-file";
+    FILE *f = fopen(path, "w");
+    REQUIRE(f != NULL);
+    fputs("names-secret-value-8\n", f);
+    fclose(f);
+    REQUIRE(load(&c, env, 1, argv, &e) == 0);
+    summary_cfg = &c;
+    char *out = capture_log(LOG_FORMAT_JSON, emit_summary);
+    REQUIRE(out != NULL);
+    cJSON *j = cJSON_Parse(out);
+    REQUIRE(j != NULL);
+    const cJSON *v = cJSON_GetObjectItem(j, "sandbox-token-ttl");
+    CHECK(cJSON_IsString(v) && strcmp(v->valuestring, "7200") == 0);
+    v = cJSON_GetObjectItem(j, "worker-deps-secret-access-key-file");
+    CHECK(cJSON_IsString(v) && strcmp(v->valuestring, path) == 0);
+    v = cJSON_GetObjectItem(j, "worker-deps-secret-access-key");
+    CHECK(cJSON_IsString(v) && strcmp(v->valuestring, LOG_REDACTED) == 0);
+    v = cJSON_GetObjectItem(j, "worker-deps-access-key-id");
+    CHECK(cJSON_IsString(v) && strcmp(v->valuestring, LOG_REDACTED) == 0);
+    CHECK_NOT_CONTAINS(out, "names-secret-value-8");
+    CHECK_NOT_CONTAINS(out, "AKIA-NAMES-ID-5");
+    cJSON_Delete(j);
+    free(out);
+    cfg_free(&c);
+    unlink(path);
+}
+
 TEST(cfg_secrets_stay_out_of_logs_and_help) {
     char *env[] = {"HICLAW_WORKER_DEPS_ENDPOINT=https://minio:9000", "HICLAW_WORKER_DEPS_BUCKET=deps",
                    "HICLAW_WORKER_DEPS_ACCESS_KEY_ID=AKIA-SUMMARY-ID-77",
