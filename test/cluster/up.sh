@@ -15,6 +15,22 @@ source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
 S=$WC_TESTBED
 ENV_FILE=$S/env
+# WC_BED_FAST=1 (the benchmarks' bed, test/bench/): the bed's own components must not be what
+# limits a run of thousands of Pods, so kube-scheduler and kube-controller-manager get no
+# client-side rate limit (their defaults are 50 QPS/100 burst and 20/30: a scheduler binding 50
+# Pods a second would set the pace of every run) and kwok plays 32 Pod stages at once instead of 8.
+# Every client of the bed (the controller, its peer, the floor) then runs against the same faster
+# bed. Off by default: the e2e beds are unchanged. Recorded in the env file; a running bed whose
+# setting differs from the one asked for is restarted.
+BED_FAST=${WC_BED_FAST:-0}
+[[ $BED_FAST == 0 || $BED_FAST == 1 ]] || { echo "[testbed] ERROR: WC_BED_FAST must be 0 or 1" >&2; exit 2; }
+if [[ $BED_FAST == 1 ]]; then
+    CLIENT_FAST=(--kube-api-qps 5000 --kube-api-burst 10000)
+    KWOK_POD_PARALLELISM=32
+else
+    CLIENT_FAST=()
+    KWOK_POD_PARALLELISM=8
+fi
 
 tb_need openssl:openssl curl:curl python3:python3 flock:util-linux
 
@@ -38,7 +54,8 @@ bed_healthy() {
     local p
     for p in "${TB_PROCESSES[@]}"; do tb_pid_ours "$S/$p.pid" || return 1; done
     # shellcheck disable=SC1090
-    (source "$ENV_FILE" && curl -fsS --max-time 5 --cacert "$WC_CA_FILE" -H "Authorization: Bearer $WC_ADMIN_TOKEN" \
+    (unset WC_BED_FAST; source "$ENV_FILE" && [[ ${WC_BED_FAST:-0} == "$BED_FAST" ]] &&
+        curl -fsS --max-time 5 --cacert "$WC_CA_FILE" -H "Authorization: Bearer $WC_ADMIN_TOKEN" \
         "$WC_APISERVER_URL/readyz" >/dev/null)
 }
 
@@ -358,7 +375,8 @@ q() { printf '%q' "$1"; }
         "WC_RUNTIME_URL=http://127.0.0.1:$RUNTIME_CONTROL_PORT" \
         "WC_KRUISE_DIR=$KRUISE_DIR" \
         "WC_AGENT_SANDBOX_DIR=$AGENT_SANDBOX_DIR" \
-        "WC_AGENT_SANDBOX_HEALTH_URL=http://127.0.0.1:$AS_HEALTH_PORT/healthz"; do
+        "WC_AGENT_SANDBOX_HEALTH_URL=http://127.0.0.1:$AS_HEALTH_PORT/healthz" \
+        "WC_BED_FAST=$BED_FAST"; do
         echo "export ${kv%%=*}=$(q "${kv#*=}")"
     done
 } >"$ENV_FILE.tmp"
@@ -408,9 +426,9 @@ launch kube-controller-manager kube-controller-manager --kubeconfig "$S/kubeconf
     --leader-elect=false --secure-port=0 --controllers='*' \
     --service-account-private-key-file "$P/sa.key" --root-ca-file "$P/ca.crt" \
     --use-service-account-credentials=false --allocate-node-cidrs=false \
-    --concurrent-gc-syncs=10
+    --concurrent-gc-syncs=10 "${CLIENT_FAST[@]}"
 launch kube-scheduler kube-scheduler --kubeconfig "$S/kubeconfig-kube-scheduler" \
-    --leader-elect=false --secure-port=0
+    --leader-elect=false --secure-port=0 "${CLIENT_FAST[@]}"
 
 # ---- kwok: fake Nodes whose Pods "run" ----------------------------------------------------------
 # kwok manages the Nodes annotated kwok.x-k8s.io/node=fake. Node stages come from the kwok
@@ -426,7 +444,7 @@ options:
   manageNodesWithAnnotationSelector: kwok.x-k8s.io/node=fake
   cidr: $POD_CIDR
   nodeIP: 127.0.0.1
-  podPlayStageParallelism: 8
+  podPlayStageParallelism: $KWOK_POD_PARALLELISM
   nodePlayStageParallelism: 2
   nodeLeaseParallelism: 2
   podsOnNodeSyncParallelism: 2
