@@ -18,7 +18,8 @@ ENV_FILE=$S/env
 # WC_BED_FAST=1 (the benchmarks' bed, test/bench/): the bed's own components must not be what
 # limits a run of thousands of Pods, so kube-scheduler and kube-controller-manager get no
 # client-side rate limit (their defaults are 50 QPS/100 burst and 20/30: a scheduler binding 50
-# Pods a second would set the pace of every run) and kwok plays 32 Pod stages at once instead of 8.
+# Pods a second would set the pace of every run), kwok plays 32 Pod stages at once instead of 8,
+# and the played agent-runtime writes its state file at most every 2 s instead of after every call.
 # Every client of the bed (the controller, its peer, the floor) then runs against the same faster
 # bed. Off by default: the e2e beds are unchanged. Recorded in the env file; a running bed whose
 # setting differs from the one asked for is restarted.
@@ -27,9 +28,11 @@ BED_FAST=${WC_BED_FAST:-0}
 if [[ $BED_FAST == 1 ]]; then
     CLIENT_FAST=(--kube-api-qps 5000 --kube-api-burst 10000)
     KWOK_POD_PARALLELISM=32
+    RUNTIME_FAST=(--save-interval 2)
 else
     CLIENT_FAST=()
     KWOK_POD_PARALLELISM=8
+    RUNTIME_FAST=()
 fi
 
 tb_need openssl:openssl curl:curl python3:python3 flock:util-linux
@@ -551,7 +554,7 @@ WC_RUNTIME_S3_ACCESS_KEY=$S3_ACCESS_KEY WC_RUNTIME_S3_SECRET_KEY=$S3_SECRET_KEY 
     launch agent-runtime "$VENV/bin/python" "$TB_SCRIPT_DIR/agent_runtime.py" \
     --kubeconfig "$S/kubeconfig-agent-runtime" --state-dir "$S/agent-runtime" \
     --control-port "$RUNTIME_CONTROL_PORT" --cidr "$POD_CIDR" --driver "$DEPS_CSI_DRIVER" \
-    --s3-endpoint "https://localhost:$S3_PORT" --s3-region "$S3_REGION" --ca-file "$P/ca.crt"
+    --s3-endpoint "https://localhost:$S3_PORT" --s3-region "$S3_REGION" --ca-file "$P/ca.crt" "${RUNTIME_FAST[@]}"
 
 # ---- namespace, and readiness of the whole bed --------------------------------------------------
 kubectl create namespace wc-test --dry-run=client -o yaml | kubectl apply -f - >/dev/null
