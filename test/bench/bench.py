@@ -468,16 +468,17 @@ def render_table(R: dict) -> str:
     modes = [m for m in MODES if any(r["mode"] == m for r in R["runs"])]
     if ns:
         out.append("### Pod Workers: converge time (seconds from start to the N-th Worker Running; median, every round)\n")
+        pairs = [(a, b) for a, b in (("controller", "floor"), ("peer", "floor"), ("controller", "peer"))
+                 if a in modes and b in modes]
         hdr = "| N | rounds | create N Workers (s) | " + " | ".join(LABEL[m] for m in modes) + \
-              " | product / floor | peer / floor | product / peer |"
+              "".join(f" | {LABEL[a]} / {LABEL[b]}" for a, b in pairs) + " |"
         out += [hdr, "|" + "---|" * (hdr.count("|") - 1)]
         for n in ns:
             rs = [r for r in R["runs"] if r["backend"] == "pod" and r["n"] == n]
             rounds = len({r["round"] for r in rs})
             cells = [values_cell(runs_of(R, "pod", n, m), "t_running_s") for m in modes]
-            out.append(f"| {n} | {rounds} | {fmt(med([r.get('create_s') for r in rs]))} | " + " | ".join(cells) + " | "
-                       + " | ".join(ratio_cell(per_round(R, "pod", n, a, b, "t_running_s"))
-                                    for a, b in (("controller", "floor"), ("peer", "floor"), ("controller", "peer"))) + " |")
+            out.append(f"| {n} | {rounds} | {fmt(med([r.get('create_s') for r in rs]))} | " + " | ".join(cells)
+                       + "".join(f" | {ratio_cell(per_round(R, 'pod', n, a, b, 't_running_s'))}" for a, b in pairs) + " |")
         out.append("")
         out.append("### Pod Workers: what it costs (product vs peer; median of the rounds, each round in parentheses)\n")
         out.append("| N | who | peak RSS (MiB) | steady RSS (MiB) | CPU s to converge | requests / Worker | writes / Worker "
@@ -504,16 +505,31 @@ def render_table(R: dict) -> str:
                 for k in sorted({k for r in runs_of(R, 'pod', n, m) for k in (r.get('requests_converge') or {})}))
             for n in ns for m in ("controller", "peer") if runs_of(R, "pod", n, m)) + "\n")
         ratio_rows = []
-        for n in ns:
+        for n in (ns if "peer" in modes and "controller" in modes else []):
             def rr(field):
                 return ratio_cell(per_round(R, "pod", n, "controller", "peer", field))
             ratio_rows.append(f"| {n} | {rr('t_running_s')} | {rr('peak_rss_kib')} | {rr('steady_rss_kib')} | "
                               f"{rr('converge_cpu_s')} | {rr('requests_per_worker')} | {rr(restart_ready)} |")
-        out.append("### Ratios, product / peer (per round, median first; below 1: the product is faster or smaller)\n")
-        out.append("| N | converge time | peak RSS | steady RSS | CPU to converge | requests / Worker | ready after restart |")
-        out.append("|---|---|---|---|---|---|---|")
-        out += ratio_rows
-        out.append("")
+        if ratio_rows:
+            out.append("### Ratios, product / peer (per round, median first; below 1: the product is faster or smaller)\n")
+            out.append("| N | converge time | peak RSS | steady RSS | CPU to converge | requests / Worker | ready after restart |")
+            out.append("|---|---|---|---|---|---|---|")
+            out += ratio_rows
+            out.append("")
+        if R.get("kind") == "n50k":
+            out.append("### Scale run (product)\n")
+            out.append("| N | create (s) | create rate (Workers/s) | all Running (s) | peak RSS (MiB) | steady RSS (MiB) "
+                       "| CPU s to converge | API requests (per Worker) | steady CPU s/min | ready after restart (s) |")
+            out.append("|---|---|---|---|---|---|---|---|---|---|")
+            for n in ns:
+                for r in runs_of(R, "pod", n, "controller"):
+                    rq = sum((r.get("requests_converge") or {}).values())
+                    rate = r["created"] / r["create_s"] if r.get("create_s") else None
+                    out.append(f"| {n} | {fmt(r.get('create_s'))} | {fmt(rate, 0)} | {fmt(r.get('t_running_s'))} | "
+                               f"{fmt_kib(r.get('peak_rss_kib'))} | {fmt_kib(r.get('steady_rss_kib'))} | "
+                               f"{fmt(r.get('converge_cpu_s'))} | {rq:.0f} ({fmt(r.get('requests_per_worker'))}) | "
+                               f"{fmt(r.get('steady_cpu_s_per_min'), 3)} | {fmt(restart_ready(r), 3)} |")
+            out.append("")
     rst = [r for r in R["runs"] if r.get("restart")]
     if rst:
         out.append("### Ready after a restart on the converged Workers (exec → /readyz 200)\n")
@@ -634,6 +650,7 @@ def main() -> int:
     ap.add_argument("--no-idle", action="store_true", help="skip the N=0 runs")
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--deadline-min", type=float, default=None, help="stop starting new runs after this many minutes")
+    ap.add_argument("--converge-cap", type=float, default=3600, help="longest wait for one run to converge (s)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--controller", default=None, help="product binary (default build/bench/worker-controller)")
     ap.add_argument("--peer", default=None, help="peer binary (default build/bench/wc-bench-peer)")
@@ -704,7 +721,7 @@ def main() -> int:
             json.dump(R, f, indent=1, default=str)
 
     def one(mode: str, backend: str, n: int, rnd: int, restart: bool, steady_s: float):
-        timeout = min(max(120, n * 0.6), 3600)
+        timeout = min(max(120, n * 0.6), a.converge_cap)
         ns = nsname(f"{backend[0]}{mode[0]}")
         rec: dict = {"mode": mode, "backend": backend, "n": n, "round": rnd, "ns": ns, "load": os.getloadavg()[0]}
         try:
