@@ -5,11 +5,12 @@
  * module may use only what was included before it. Everything is `static`: the compiler sees
  * the whole program, and no symbol leaks between modules by accident.
  *
- *   base/    memory, errors, buffers, time, logging, test-only hooks (failpoints, sanitizer options)
- *   net/     HTTP over libcurl, TLS (CA blobs, client certificates via BearSSL), a tiny HTTP server
- *   kube/    the Kubernetes client core: config, requests, watch decoding, informers, events, leases
+ *   base/    memory, errors, buffers, JSON, the hash table, threads, time, logging, test-only hooks
+ *   net/     HTTP over libcurl, TLS (CA blobs, client certificates via BearSSL), a tiny HTTP server, S3
+ *   kube/    the Kubernetes client core: config, requests, watch decoding, informers, events, leases,
+ *            TokenRequest
  *   worker/  the Worker API, config, RBAC, env rendering and the pure decision function
- *   backend/ the I/O shell: pod and sandbox backends, worker-deps storage, the reconciler
+ *   backend/ the backends (pod, sandbox) behind one interface, worker-deps storage, the reconcile shell
  *   cmd/     the subcommands and main()
  */
 #include <assert.h>
@@ -20,6 +21,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -52,18 +54,21 @@ static void wc_oom(void);
 #include "base/arena.c"
 #include "base/json_scratch.c"
 #include "base/buf.c"
+#include "base/json.c"
 #include "base/timeutil.c"
 #include "base/log.c"
 #include "base/base64.c"
 #include "base/fileutil.c"
 #include "base/parse.c"
 #include "base/strmap.c"
+#include "base/thread.c"
 #include "base/testhooks.c"
 
 /* net/ */
 #include "net/tls.c"
 #include "net/http.c"
 #include "net/httpd.c"
+#include "net/s3.c"
 
 /* kube/ */
 #include "kube/workqueue.c"
@@ -71,14 +76,18 @@ static void wc_oom(void);
 #include "kube/watch.c"
 #include "kube/config.c"
 #include "kube/client.c"
+#include "kube/cache.c"
 #include "kube/informer.c"
 #include "kube/events.c"
 #include "kube/lease.c"
 #include "kube/leader.c"
+#include "kube/token.c"
 
 /* worker/ */
 #include "worker/quantity.c"
+#include "worker/config_check.c"
 #include "worker/config.c"
+#include "worker/config_help.c"
 #include "worker/rbac.c"
 #include "worker/worker.c"
 #include "worker/env.c"
@@ -86,10 +95,15 @@ static void wc_oom(void);
 #include "worker/decide.c"
 
 /* backend/ */
-#include "backend/pod.c"
+#include "backend/instance.c"
+#include "backend/backend.c"
 #include "backend/deps.c"
-#include "backend/reconcile.c"
+#include "backend/pod.c"
+#include "backend/sandbox_policy.c"
 #include "backend/sandbox.c"
+#include "backend/registry.c"
+#include "backend/status.c"
+#include "backend/reconcile.c"
 
 /* cmd/ */
 #include "cmd/cli.c"

@@ -1,12 +1,8 @@
 /*
  * deps.c — worker-deps: what a sandbox Worker needs before its claim may exist (SPEC 5, 7).
  *
- *   s3_*        a small S3 client: PUT/HEAD/GET/DELETE, path-style, SigV4 signed by libcurl,
- *               TLS verified, retried with backoff on 5xx and transport errors; error messages
- *               carry the S3 error code and message, never a credential.
- *   token_*     the TokenRequest API for the Worker's ServiceAccount.
- *   deps_*      the three objects under <prefix>workers-deps/<namespace>/<workerName>/:
- *               token/token, env/env, data/.keep — each written, then verified with HEAD.
+ * The three objects under <prefix>workers-deps/<namespace>/<workerName>/ — token/token,
+ * env/env, data/.keep — each written through the S3 client (net/s3.c), then verified with HEAD.
  *
  * Every object carries, as object metadata, the Worker it belongs to (x-amz-meta-hiclaw-owner-
  * uid, -namespace, -name), so a Worker never writes or deletes another Worker's objects: two
@@ -16,256 +12,6 @@
  * Unix seconds) and env/env the hash of its content (x-amz-meta-hiclaw-env-hash), so the
  * reconciler decides refreshes and rewrites with a HEAD, never reading a credential back.
  */
-
-typedef struct s3_client {
-    http_client *http;
-    char *endpoint;     /* scheme://host[:port], no trailing slash */
-    char *bucket;
-    char *access_key;
-    char *secret_key;
-    char sigv4[160];    /* "aws:amz:<region>:s3" */
-    int attempts;       /* per operation, for 5xx and transport errors */
-    int64_t backoff_ms; /* first retry delay, doubled each time */
-    long timeout_ms;
-    const atomic_int *cancel; /* shared with the Kubernetes client: shutdown aborts S3 calls too */
-} s3_client;
-
-static void s3_client_free(s3_client *s) {
-    if (!s) return;
-    http_client_free(s->http);
-    free(s->endpoint);
-    free(s->bucket);
-    if (s->access_key) secure_zero(s->access_key, strlen(s->access_key));
-    if (s->secret_key) secure_zero(s->secret_key, strlen(s->secret_key));
-    free(s->access_key);
-    free(s->secret_key);
-    free(s);
-}
-
-/* ca_pem NULL: the endpoint must be plain http (allowed by configuration only with
- * HICLAW_WORKER_DEPS_ALLOW_PLAINTEXT_HTTP), or its CA is unknown to a scratch image. */
-static s3_client *s3_client_new(const char *endpoint, const char *bucket, const char *region, const char *access_key,
-                                const char *secret_key, const char *ca_pem, wc_err *err) {
-    if (strncmp(endpoint, "https://", 8) == 0 && !ca_pem) {
-        err_set(err, WC_EINVAL, "worker-deps endpoint %s is https but no CA is configured (HICLAW_WORKER_DEPS_CA_FILE)", endpoint);
-        return NULL;
-    }
-    http_client_options o;
-    memset(&o, 0, sizeof o);
-    o.ca_pem = ca_pem;
-    /* plain http has no TLS to verify: without this the http client would ask for a CA */
-    o.insecure_skip_verify = strncmp(endpoint, "http://", 7) == 0;
-    o.pool_max = 4;
-    http_client *h = http_client_new(&o, err);
-    if (!h) return NULL;
-    s3_client *s = xcalloc(1, sizeof *s);
-    s->http = h;
-    s->endpoint = xstrdup(endpoint);
-    size_t n = strlen(s->endpoint);
-    while (n && s->endpoint[n - 1] == '/') s->endpoint[--n] = '\0';
-    s->bucket = xstrdup(bucket);
-    s->access_key = xstrdup(access_key);
-    s->secret_key = xstrdup(secret_key);
-    log_register_secret(secret_key);
-    snprintf(s->sigv4, sizeof s->sigv4, "aws:amz:%s:s3", region && *region ? region : "us-east-1");
-    s->attempts = 3;
-    s->backoff_ms = 200;
-    s->timeout_ms = 15000;
-    return s;
-}
-
-/* Path-style URL; keys are restricted to a safe alphabet by validation, but encode anyway. */
-static void s3_url(const s3_client *s, const char *key, buf *out) {
-    static const char hex[] = "0123456789ABCDEF";
-    buf_printf(out, "%s/%s/", s->endpoint, s->bucket);
-    for (const char *p = key; *p; p++) {
-        unsigned char c = (unsigned char)*p;
-        if (isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || c == '/') buf_putc(out, (char)c);
-        else {
-            char e[3] = {'%', hex[c >> 4], hex[c & 15]};
-            buf_append(out, e, 3);
-        }
-    }
-}
-
-static void sha256_hex(const void *data, size_t n, char out[65]) {
-    br_sha256_context c;
-    unsigned char d[32];
-    static const char hex[] = "0123456789abcdef";
-    br_sha256_init(&c);
-    br_sha256_update(&c, data, n);
-    br_sha256_out(&c, d);
-    for (int i = 0; i < 32; i++) {
-        out[2 * i] = hex[d[i] >> 4];
-        out[2 * i + 1] = hex[d[i] & 15];
-    }
-    out[64] = '\0';
-}
-
-/* Pulls <Code> and <Message> out of an S3 XML error body. */
-static void s3_error_detail(const buf *body, char *out, size_t outsz) {
-    const char *b = buf_cstr(body);
-    const char *c1 = strstr(b, "<Code>"), *c2 = c1 ? strstr(c1, "</Code>") : NULL;
-    const char *m1 = strstr(b, "<Message>"), *m2 = m1 ? strstr(m1, "</Message>") : NULL;
-    if (c1 && c2) {
-        snprintf(out, outsz, "%.*s%s%.*s", (int)(c2 - c1 - 6), c1 + 6, m1 && m2 ? ": " : "",
-                 m1 && m2 ? (int)(m2 - m1 - 9) : 0, m1 && m2 ? m1 + 9 : "");
-    } else {
-        out[0] = '\0';
-    }
-}
-
-/* One S3 request with retries. Returns the HTTP status (>= 100) of the last attempt, or -1
- * with err set when no response came. 4xx is not retried: it will not get better. */
-static long s3_do(s3_client *s, const char *method, const char *key, const void *body, size_t len,
-                  const char *const *extra, size_t nextra, http_response *resp, wc_err *err) {
-    buf url = BUF_INIT;
-    s3_url(s, key, &url);
-    char hash[65], hdr_hash[100];
-    sha256_hex(body ? body : "", body ? len : 0, hash);
-    /* curl 7.88 signs with this header when present; MinIO and AWS require it for S3. */
-    snprintf(hdr_hash, sizeof hdr_hash, "x-amz-content-sha256: %s", hash);
-    const char *headers[12];
-    size_t nh = 0;
-    headers[nh++] = hdr_hash;
-    for (size_t i = 0; i < nextra && nh < 11; i++) headers[nh++] = extra[i];
-    http_request req;
-    memset(&req, 0, sizeof req);
-    req.method = method;
-    req.url = url.data;
-    req.headers = headers;
-    req.nheaders = nh;
-    req.body = body;
-    req.body_len = len;
-    req.timeout_ms = s->timeout_ms;
-    req.cancel = s->cancel;
-    req.max_body = 1u << 20;
-    req.aws_sigv4 = s->sigv4;
-    req.aws_access_key = s->access_key;
-    req.aws_secret_key = s->secret_key;
-    long status = -1;
-    int64_t delay = s->backoff_ms;
-    for (int attempt = 1; attempt <= s->attempts; attempt++) {
-        http_response_init(resp);
-        if (http_do(s->http, &req, resp, err) == 0) {
-            status = resp->status;
-            if (status < 500) break;
-        } else {
-            status = -1;
-        }
-        if (attempt < s->attempts && !(s->cancel && atomic_load(s->cancel))) {
-            wc_sleep_ms(delay);
-            delay *= 2;
-            http_response_free(resp);
-        }
-    }
-    if (status >= 300 && !(status == 404 && (strcmp(method, "HEAD") == 0 || strcmp(method, "DELETE") == 0))) {
-        char detail[512];
-        s3_error_detail(&resp->body, detail, sizeof detail);
-        char *clean = log_redact(detail);
-        err_set(err, WC_EHTTP, "%s s3://%s/%s: %ld%s%s", method, s->bucket, key, status, clean[0] ? " " : "", clean);
-        err->http_status = (int)status;
-        free(clean);
-    } else if (status < 0) {
-        err_wrap(err, "%s s3://%s/%s", method, s->bucket, key);
-    }
-    buf_free(&url);
-    return status;
-}
-
-static int s3_put(s3_client *s, const char *key, const void *body, size_t len, const char *const *meta, size_t nmeta,
-                  wc_err *err) {
-    http_response resp;
-    long st = s3_do(s, "PUT", key, body, len, meta, nmeta, &resp, err);
-    http_response_free(&resp);
-    return st >= 200 && st < 300 ? 0 : -1;
-}
-
-/* HEAD: 0 exists (size, and the response headers when asked), 1 absent, -1 error. */
-static int s3_head(s3_client *s, const char *key, long long *size, http_response *headers_out, wc_err *err) {
-    http_response resp;
-    long st = s3_do(s, "HEAD", key, NULL, 0, NULL, 0, &resp, err);
-    int rc;
-    if (st == 404) rc = 1;
-    else if (st >= 200 && st < 300) {
-        rc = 0;
-        char v[64];
-        if (size) *size = http_response_header(&resp, "Content-Length", v, sizeof v) ? atoll(v) : -1;
-        if (headers_out) {
-            *headers_out = resp;
-            return rc; /* the caller frees */
-        }
-    } else rc = -1;
-    http_response_free(&resp);
-    return rc;
-}
-
-static int s3_get(s3_client *s, const char *key, buf *out, wc_err *err) {
-    http_response resp;
-    long st = s3_do(s, "GET", key, NULL, 0, NULL, 0, &resp, err);
-    int rc = st >= 200 && st < 300 ? 0 : -1;
-    if (rc == 0) buf_append(out, resp.body.data ? resp.body.data : "", resp.body.len);
-    buf_free_secret(&resp.body);
-    http_response_free(&resp);
-    return rc;
-}
-
-/* DELETE: absent already is success. */
-static int s3_delete(s3_client *s, const char *key, wc_err *err) {
-    http_response resp;
-    long st = s3_do(s, "DELETE", key, NULL, 0, NULL, 0, &resp, err);
-    http_response_free(&resp);
-    return (st >= 200 && st < 300) || st == 404 ? 0 : -1;
-}
-
-/* ---- the Worker's token ---- */
-
-typedef struct worker_token {
-    char *token;         /* secret: wipe with worker_token_free */
-    int64_t expires;     /* Unix seconds */
-} worker_token;
-
-static void worker_token_free(worker_token *t) {
-    if (t->token) secure_zero(t->token, strlen(t->token));
-    free(t->token);
-    t->token = NULL;
-}
-
-/* Parses "2026-11-24T23:08:32Z" into Unix seconds. */
-static int64_t rfc3339_to_unix(const char *s) {
-    struct tm tm;
-    memset(&tm, 0, sizeof tm);
-    if (!s || !strptime(s, "%Y-%m-%dT%H:%M:%S", &tm)) return 0;
-    return (int64_t)timegm(&tm);
-}
-
-/* TokenRequest for the Worker's ServiceAccount (serviceaccounts/<sa>/token). */
-static int token_request(kube_client *kc, const char *ns, const char *sa, const char *audience, int64_t ttl_s,
-                         worker_token *out, wc_err *err) {
-    memset(out, 0, sizeof *out);
-    buf body = BUF_INIT;
-    buf_puts(&body, "{\"apiVersion\":\"authentication.k8s.io/v1\",\"kind\":\"TokenRequest\",\"spec\":{\"audiences\":[");
-    buf_put_json_string(&body, audience);
-    buf_printf(&body, "],\"expirationSeconds\":%" PRId64 "}}", ttl_s);
-    cJSON *resp = NULL;
-    int rc = kube_create(kc, &KUBE_SERVICEACCOUNTS, ns, sa, "token", body.data, &resp, err);
-    buf_free(&body);
-    if (rc < 0) return err_wrap(err, "TokenRequest for ServiceAccount %s", sa);
-    const char *tok = kube_json_str(resp, "status.token");
-    const char *exp = kube_json_str(resp, "status.expirationTimestamp");
-    if (!tok || !*tok) {
-        cJSON_Delete(resp);
-        return err_set(err, WC_EPARSE, "TokenRequest for ServiceAccount %s: no token in the response", sa);
-    }
-    log_register_secret(tok);
-    out->token = xstrdup(tok);
-    out->expires = rfc3339_to_unix(exp);
-    if (!out->expires) out->expires = (int64_t)time(NULL) + ttl_s;
-    secure_zero(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(resp, "status"), "token")->valuestring,
-                strlen(tok));
-    cJSON_Delete(resp);
-    return 0;
-}
 
 /* ---- worker-deps objects ---- */
 
@@ -329,16 +75,22 @@ static void deps_owner_meta_for(const char *uid, const char *ns, const char *nam
     snprintf(m->name, sizeof m->name, DEPS_META_OWNER_NAME ": %s", name ? name : "");
 }
 
+/* Whose an object is (a HEAD): 0 read into *o, 1 absent, -1 error. */
+static int deps_owner_of_key(s3_client *s, const char *key, deps_owner *o, wc_err *err) {
+    http_response h;
+    int rc = s3_head(s, key, NULL, &h, err);
+    if (rc != 0) return rc;
+    deps_owner_read(&h, o);
+    http_response_free(&h);
+    return 0;
+}
+
 /* Checks an object's owner before this Worker writes or deletes it: 0 may (absent, own, or
  * unowned), -1 with err (WC_ECONFLICT when another Worker owns it). */
 static int deps_check_owner(s3_client *s, const char *key, const char *uid, wc_err *err) {
-    http_response h;
-    int rc = s3_head(s, key, NULL, &h, err);
-    if (rc < 0) return -1;
-    if (rc == 1) return 0;
     deps_owner o;
-    deps_owner_read(&h, &o);
-    http_response_free(&h);
+    int rc = deps_owner_of_key(s, key, &o, err);
+    if (rc != 0) return rc < 0 ? -1 : 0;
     char why[700];
     if (deps_owner_allows(&o, uid, s->bucket, key, why, sizeof why)) return 0;
     err_set(err, WC_ECONFLICT, "%s", why);
@@ -376,18 +128,14 @@ static int deps_put_owned(s3_client *s, const char *key, const void *body, size_
 /* Deletes one of a Worker's objects unless another Worker owns it: 0 deleted or absent, 1 left
  * alone (another's: *why filled), -1 error. */
 static int deps_delete_owned(s3_client *s, const char *key, const char *uid, char *why, size_t n, wc_err *err) {
-    http_response h;
-    int rc = s3_head(s, key, NULL, &h, err);
-    if (rc < 0) return -1;
-    if (rc == 1) return 0;
     deps_owner o;
-    deps_owner_read(&h, &o);
-    http_response_free(&h);
+    int rc = deps_owner_of_key(s, key, &o, err);
+    if (rc != 0) return rc < 0 ? -1 : 0;
     if (!deps_owner_allows(&o, uid, s->bucket, key, why, n)) return 1;
     return s3_delete(s, key, err);
 }
 
-static int deps_write_token(s3_client *s, const deps_keys *k, const worker_token *t, const deps_owner_meta *own,
+static int deps_write_token(s3_client *s, const deps_keys *k, const kube_token *t, const deps_owner_meta *own,
                             const char *uid, wc_err *err) {
     char issued[64], expires[64];
     snprintf(issued, sizeof issued, DEPS_META_ISSUED ": %lld", (long long)time(NULL));
@@ -445,4 +193,110 @@ static int64_t deps_token_refresh_in_ms(int64_t issued, int64_t expires, int64_t
     if (expires <= 0 || issued <= 0 || expires <= issued) return 0; /* unknown lifetime: refresh now */
     int64_t refresh_at = expires - (expires - issued) / 3;
     return refresh_at <= now ? 0 : (refresh_at - now) * 1000;
+}
+
+/* ---- a Worker's worker-deps, written and removed ---- */
+
+/* What writing a Worker's worker-deps takes: the storage, the shell's TokenRequest client and
+ * names (the token is its ServiceAccount's), the env every instance gets. */
+typedef struct deps_store {
+    s3_client *s3;                 /* NULL: no storage configured */
+    const backend_host *host;
+    int64_t token_ttl_s;
+} deps_store;
+
+/* The env file a sandbox sources: the same env as a Pod's, credentials as values (the only
+ * place they are written). Caller wipes. */
+static void deps_env_file(const deps_store *st, exec_ctx *x, buf *file) {
+    env_list env;
+    env_build(x->a, x->w, &st->host->envc, x->secret, 0, &env);
+    env_file_write(file, &env);
+}
+
+/* The owner metadata of this Worker's objects. */
+static void deps_owner_of(const worker *w, deps_owner_meta *m) { deps_owner_meta_for(w->uid, w->namespace, w->name, m); }
+
+/* Another Worker's objects: the action fails with reason WorkerDepsConflict (nothing written). */
+static int deps_failed(exec_ctx *x, const wc_err *err) {
+    x->failure_reason = err->code == WC_ECONFLICT ? "WorkerDepsConflict" : "WorkerDepsFailed";
+    return -1;
+}
+
+/* Requests a token for the Worker's ServiceAccount and writes it (verified) to <dir>token/token. */
+static int deps_write_token_at(const deps_store *st, exec_ctx *x, const char *dir, wc_err *err) {
+    const worker *w = x->w;
+    if (!st->s3) return err_set(err, WC_EINVAL, "no worker-deps storage configured");
+    deps_keys k;
+    deps_keys_in(dir, &k);
+    /* checked before the TokenRequest too: no credential is minted for a key we may not write */
+    if (deps_check_owner(st->s3, k.token, w->uid, err) < 0) return -1;
+    kube_token t;
+    char sa[300];
+    snprintf(sa, sizeof sa, "%sworker-%s", st->host->names.prefix, w->name);
+    if (kube_token_request(st->host->kc, w->namespace, sa, st->host->names.audience, st->token_ttl_s, &t, err) < 0)
+        return -1;
+    deps_owner_meta own;
+    deps_owner_of(w, &own);
+    int rc = deps_write_token(st->s3, &k, &t, &own, w->uid, err);
+    kube_token_free(&t);
+    return rc;
+}
+
+/* The env file (verified, with its content hash) at <dir>env/env. */
+static int deps_write_env_at(const deps_store *st, exec_ctx *x, const char *dir, wc_err *err) {
+    if (!st->s3) return err_set(err, WC_EINVAL, "no worker-deps storage configured");
+    deps_keys k;
+    deps_keys_in(dir, &k);
+    buf file = BUF_INIT;
+    deps_env_file(st, x, &file);
+    deps_owner_meta own;
+    deps_owner_of(x->w, &own);
+    int rc = deps_write_env(st->s3, &k, &file, &own, x->w->uid, err);
+    buf_free_secret(&file); /* it holds the credentials */
+    return rc;
+}
+
+/* The create sequence's first half: env file, token, data marker — each written and verified,
+ * each refused if another Worker owns it. Any failure stops here: no claim is made (Synced=False
+ * WorkerDepsFailed, or WorkerDepsConflict). */
+static int deps_write_all(const deps_store *st, exec_ctx *x, const char *dir, wc_err *err) {
+    const worker *w = x->w;
+    x->failure_reason = "WorkerDepsFailed";
+    if (!st->s3) return err_set(err, WC_EINVAL, "no worker-deps storage configured");
+    deps_keys k;
+    deps_keys_in(dir, &k);
+    deps_owner_meta own;
+    deps_owner_of(w, &own);
+    /* every key first: a conflict on the last must not leave the first two half-written */
+    if (deps_check_owner(st->s3, k.env, w->uid, err) < 0 || deps_check_owner(st->s3, k.token, w->uid, err) < 0 ||
+        deps_check_owner(st->s3, k.data, w->uid, err) < 0)
+        return deps_failed(x, err);
+    if (deps_write_env_at(st, x, dir, err) < 0) return deps_failed(x, err);
+    if (deps_write_token_at(st, x, dir, err) < 0) return deps_failed(x, err);
+    if (deps_put_owned(st->s3, k.data, "", 0, &own, NULL, 0, w->uid, err) < 0) return deps_failed(x, err);
+    log_info("wrote worker-deps", "worker", w->name, "namespace", w->namespace, "backend", "sandbox", "envObject", k.env);
+    x->failure_reason = NULL;
+    return 0;
+}
+
+/* Deletes this Worker's objects among token, env (and data when `data`) under dir; another
+ * Worker's are left, with a log line and a Warning Event saying whose (they are not ours to
+ * delete, and must not block this Worker's own cleanup). */
+static int deps_delete_at(const deps_store *st, exec_ctx *x, const char *dir, int env, int data, wc_err *err) {
+    const worker *w = x->w;
+    deps_keys k;
+    deps_keys_in(dir, &k);
+    const char *keys[3] = {k.token, env ? k.env : NULL, data ? k.data : NULL};
+    for (int i = 0; i < 3; i++) {
+        if (!keys[i]) continue;
+        char why[700];
+        int rc = deps_delete_owned(st->s3, keys[i], w->uid, why, sizeof why, err);
+        if (rc < 0) return -1;
+        if (rc == 1) {
+            log_warn("worker-deps object of another Worker left alone", "worker", w->name, "namespace", w->namespace,
+                     "reason", why);
+            backend_record(st->host, w, "Warning", "WorkerDepsConflict", "Delete", why);
+        }
+    }
+    return 0;
 }

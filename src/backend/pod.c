@@ -1,96 +1,170 @@
 /*
- * pod.c — the pod backend's objects (SPEC section 4): the Worker's ServiceAccount and Pod,
- * rendered as JSON from the typed Worker view, plus the label set both backends share.
+ * pod.c — the pod backend (SPEC section 4): the Worker runs as one Pod <prefix>worker-<name>,
+ * as its ServiceAccount, its token projected at /var/run/secrets/hiclaw/token, credentials only
+ * as secretKeyRefs to Secret hiclaw-creds-<name> (an env entry with a secret_key never emits a
+ * value).
  *
- * Pure builders: (Worker, env, settings) → JSON text. The reconciler shell sends them.
- * Credentials appear only as secretKeyRefs: env entries with a secret_key never emit a value.
+ *   policy     the status table's Pod rows: create, replace on a spec change or a failure
+ *              (with backoff), delete when Sleeping or Stopped
+ *   render     the Pod as a tree (pod_spec is also what a backend wrapping a Pod template
+ *              embeds), and its spec hash
+ *   observe    the pods cache: the Worker's Pods, minus a Sandbox's own Pod (not ours)
  */
 
-#define LABEL_APP "app"
-#define LABEL_WORKER "hiclaw.io/worker"
-#define LABEL_CONTROLLER "hiclaw.io/controller"
-#define LABEL_RUNTIME "hiclaw.io/runtime"
-#define LABEL_BACKEND "hiclaw.io/backend"
-#define LABEL_SPEC_HASH "hiclaw.io/spec-hash"
-/* The Worker's UID on a claim's spec.labels, so its Sandbox (and that Sandbox's Pod) carries it:
- * OpenKruise gives a claimed Sandbox no ownerReference, so this label is how a Sandbox names the
- * Worker object it was made for. */
-#define LABEL_WORKER_UID "hiclaw.io/worker-uid"
-#define ANNOTATION_SPEC_HASH "hiclaw.io/spec-hash"
-#define WORKER_APP_LABEL_VALUE "hiclaw-worker"
-#define WORKER_AUDIENCE_DEFAULT "hiclaw-controller"
 #define POD_TOKEN_EXPIRATION_S 3600
 
-typedef struct pod_settings {
-    const char *controller_name;
-    const char *prefix;
-    const char *audience;
-} pod_settings;
+static const action_type ACT_CREATE_POD[1] = {{.name = "create-pod", .backend = "pod", .creates = "Pod"}};
+static const action_type ACT_DELETE_POD[1] = {{.name = "delete-pod", .backend = "pod"}};
 
-/* Instance labels: the Worker's metadata.labels, then spec.labels over them, then the system
- * labels over both (system labels always win). Returned sorted, for stable JSON and hashing. */
-static kv_list instance_labels(arena *a, const worker *w, const char *controller, backend_kind backend) {
-    kv_list l;
-    size_t cap = w->meta_labels.n + w->labels.n + 5;
-    l.items = arena_alloc(a, cap * sizeof(kv));
-    l.n = 0;
-    const kv sys[] = {{LABEL_APP, WORKER_APP_LABEL_VALUE},
-                      {LABEL_WORKER, w->name},
-                      {LABEL_CONTROLLER, controller},
-                      {LABEL_RUNTIME, w->runtime},
-                      {LABEL_BACKEND, backend_name(backend)}};
-    const kv_list *layers[2] = {&w->meta_labels, &w->labels};
-    for (int layer = 0; layer < 3; layer++) {
-        const kv *src = layer < 2 ? layers[layer]->items : sys;
-        size_t n = layer < 2 ? layers[layer]->n : sizeof sys / sizeof *sys;
-        for (size_t i = 0; i < n; i++) {
-            size_t j = 0;
-            while (j < l.n && strcmp(l.items[j].key, src[i].key) != 0) j++;
-            if (j == l.n) l.n++;
-            l.items[j] = src[i];
+/* ---- observations ---- */
+
+typedef struct obs_pod {
+    const char *name, *uid;
+    int deleting;
+    const char *phase;            /* Pending, Running, Succeeded, Failed, Unknown */
+    int ready;                    /* Ready condition True */
+    const char *waiting_reason;   /* container "worker" state.waiting.reason */
+    const char *waiting_message;
+    const char *terminated_reason;
+    const char *spec_hash;        /* annotation hiclaw.io/spec-hash */
+    const char *pod_ip;
+    int is_instance;              /* a pod-backend instance (not a sandbox's own Pod); the shell keeps only these */
+} obs_pod;
+
+typedef struct obs_pods {
+    const obs_pod *pods;
+    size_t npods;
+} obs_pods;
+
+static const obs_pods POD_NONE = {NULL, 0};
+
+/* ---- the policy (pure) ---- */
+
+static size_t pod_count(const void *obs) { return obs ? ((const obs_pods *)obs)->npods : 0; }
+
+static int pod_teardown(const void *obs, decision *d) {
+    const obs_pods *op = obs ? obs : &POD_NONE;
+    for (size_t i = 0; i < op->npods; i++)
+        if (!op->pods[i].deleting) decide_action(d, ACT_DELETE_POD, op->pods[i].name, op->pods[i].uid, 0);
+    return op->npods > 0;
+}
+
+/* Container waiting reasons that mean "this will not start by itself". */
+static int waiting_is_failure(const char *reason) {
+    static const char *bad[] = {"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError",
+                                "InvalidImageName", "CreateContainerError"};
+    for (size_t i = 0; reason && i < sizeof bad / sizeof *bad; i++)
+        if (strcmp(reason, bad[i]) == 0) return 1;
+    return 0;
+}
+
+/* The status table's Pod rows (SPEC 3.7) for the Worker's Pod, and its replacement when its
+ * spec hash differs (hash NULL: describe only) or it failed. */
+static void pod_decide_status(arena *a, const obs_pod *pod, const char *hash, decision *d) {
+    d->instance = (worker_instance){"Pod", pod->name, NULL, pod->pod_ip};
+    d->container_state = pod->waiting_reason ? pod->waiting_reason : pod->phase;
+    if (pod->deleting) {
+        d->phase = PHASE_PENDING;
+        d->message = arena_sprintf(a, "waiting for Pod %s to terminate before recreating it", pod->name);
+        set_ready(d, "False", "Pending", d->message);
+        return;
+    }
+    /* hash NULL: the caller only wants the Pod's status (switch guard), not a recreate. */
+    if (hash && (!pod->spec_hash || strcmp(pod->spec_hash, hash) != 0)) {
+        decide_action(d, ACT_DELETE_POD, pod->name, pod->uid, 0);
+        d->phase = PHASE_PENDING;
+        d->message = arena_sprintf(a, "spec changed: recreating Pod %s", pod->name);
+        set_ready(d, "False", "Recreating", d->message);
+        decide_event(d, "Normal", "Recreating", d->message);
+        return;
+    }
+    const char *phase = pod->phase ? pod->phase : "";
+    if (strcmp(phase, "Failed") == 0 || strcmp(phase, "Succeeded") == 0) {
+        decide_action(d, ACT_DELETE_POD, pod->name, pod->uid, 0);
+        d->phase = PHASE_FAILED;
+        d->message = arena_sprintf(a, "Pod %s %s%s%s; recreating with backoff", pod->name,
+                                   strcmp(phase, "Failed") == 0 ? "failed" : "exited",
+                                   pod->terminated_reason ? ": " : "", pod->terminated_reason ? pod->terminated_reason : "");
+        set_ready(d, "False", "PodFailed", d->message);
+        decide_event(d, "Warning", "PodFailed", d->message);
+        d->backoff = 1;
+        return;
+    }
+    if (waiting_is_failure(pod->waiting_reason)) {
+        d->phase = PHASE_FAILED;
+        d->message = arena_sprintf(a, "%s: %s", pod->waiting_reason, pod->waiting_message ? pod->waiting_message : "");
+        set_ready(d, "False", pod->waiting_reason, d->message);
+        return;
+    }
+    if (strcmp(phase, "Running") == 0 && pod->ready) {
+        d->phase = PHASE_RUNNING;
+        d->message = "";
+        set_ready(d, "True", "Running", "");
+        return;
+    }
+    d->phase = PHASE_STARTING;
+    d->message = pod->waiting_reason ? arena_sprintf(a, "Pod %s: %s", phase, pod->waiting_reason)
+                                     : arena_sprintf(a, "Pod %s", phase[0] ? phase : "Pending");
+    set_ready(d, "False", "Starting", d->message);
+}
+
+static void pod_decide(const backend_policy *p, arena *a, const worker *w, const observed *o, const void *obs,
+                       const decide_config *c, const char *hash, decision *d) {
+    const obs_pods *op = obs ? obs : &POD_NONE;
+    const char *want = instance_name(a, w, c);
+    const obs_pod *pod = NULL;
+    /* Pods carrying our labels under another name (a changed prefix) are ours but stale. */
+    for (size_t i = 0; i < op->npods; i++) {
+        if (strcmp(op->pods[i].name, want) == 0) pod = &op->pods[i];
+        else if (!op->pods[i].deleting) decide_action(d, ACT_DELETE_POD, op->pods[i].name, op->pods[i].uid, 0);
+    }
+    d->backend = p->name;
+
+    if (w->state != STATE_RUNNING) {
+        worker_phase rest = w->state == STATE_SLEEPING ? PHASE_SLEEPING : PHASE_STOPPED;
+        if (pod) {
+            if (!pod->deleting) decide_action(d, ACT_DELETE_POD, pod->name, pod->uid, 0);
+            d->phase = PHASE_STOPPING;
+            d->container_state = pod->phase;
+            d->message = arena_sprintf(a, "deleting Pod %s (state %s)", pod->name, state_name(w->state));
+            d->instance = (worker_instance){"Pod", pod->name, NULL, pod->pod_ip};
+            set_ready(d, "False", "Stopping", d->message);
+        } else {
+            d->phase = op->npods ? PHASE_STOPPING : rest;
+            d->message = "";
+            set_ready(d, "False", phase_name(d->phase), "");
         }
+        return;
     }
-    qsort(l.items, l.n, sizeof(kv), kv_cmp);
-    return l;
-}
 
-static void json_kv_object(buf *b, const kv_list *l) {
-    buf_putc(b, '{');
-    for (size_t i = 0; i < l->n; i++) {
-        if (i) buf_putc(b, ',');
-        buf_put_json_string(b, l->items[i].key);
-        buf_putc(b, ':');
-        buf_put_json_string(b, l->items[i].value);
+    if (!pod) {
+        if (op->npods) { /* only stale pods: wait for them to go before creating */
+            d->phase = PHASE_PENDING;
+            d->message = "waiting for old Pods to terminate";
+            set_ready(d, "False", "Pending", d->message);
+            d->requeue_after_ms = 1000;
+            return;
+        }
+        if (decide_backing_off(a, o, d)) return;
+        decide_action(d, ACT_ENSURE_SERVICEACCOUNT, want, NULL, 0);
+        decide_action(d, ACT_CREATE_POD, want, NULL, 0);
+        d->phase = PHASE_PENDING;
+        d->message = arena_sprintf(a, "creating Pod %s", want);
+        set_ready(d, "False", "Pending", d->message);
+        return;
     }
-    buf_putc(b, '}');
+    pod_decide_status(a, pod, hash, d);
 }
+/* The pod backend's policy: always enabled, nothing to settle or keep beside its Pods. */
+#define POD_POLICY                                                                                  \
+    {.name = "pod", .noun = "Pod", .an_instance = "a Pod", .enabled = 1, .count = pod_count,         \
+     .teardown = pod_teardown, .decide = pod_decide}
 
-static void json_owner_reference(buf *b, const worker *w) {
-    buf_puts(b, "\"ownerReferences\":[{\"apiVersion\":\"hiclaw.io/v1beta1\",\"kind\":\"Worker\",\"name\":");
-    buf_put_json_string(b, w->name);
-    buf_puts(b, ",\"uid\":");
-    buf_put_json_string(b, w->uid ? w->uid : "");
-    buf_puts(b, ",\"controller\":true,\"blockOwnerDeletion\":true}]");
-}
+/* ---- rendering (pure) ---- */
 
 static const char *worker_workdir(arena *a, const worker *w) {
     if (strcmp(w->runtime, "copaw") == 0) return "/root/.copaw-worker";
     return arena_sprintf(a, "/root/hiclaw-fs/agents/%s", w->worker_name);
-}
-
-/* The ServiceAccount the Worker's token is issued for. It mounts nothing by itself. */
-static void pod_render_serviceaccount(buf *b, arena *a, const worker *w, const pod_settings *s) {
-    kv sys[] = {{LABEL_APP, WORKER_APP_LABEL_VALUE}, {LABEL_CONTROLLER, s->controller_name}, {LABEL_WORKER, w->name}};
-    kv_list labels = {sys, 3};
-    buf_puts(b, "{\"apiVersion\":\"v1\",\"kind\":\"ServiceAccount\",\"metadata\":{\"name\":");
-    buf_put_json_string(b, arena_sprintf(a, "%sworker-%s", s->prefix, w->name));
-    buf_puts(b, ",\"namespace\":");
-    buf_put_json_string(b, w->namespace);
-    buf_puts(b, ",\"labels\":");
-    json_kv_object(b, &labels);
-    buf_putc(b, ',');
-    json_owner_reference(b, w);
-    buf_puts(b, "},\"automountServiceAccountToken\":false}");
 }
 
 /* A literal env value as the kubelet must receive it: it expands $(VAR) references in `value`
@@ -109,72 +183,66 @@ static const char *pod_env_literal(arena *a, const char *v) {
     return out;
 }
 
-static void json_env(buf *b, arena *a, const env_list *env, const char *secret_name) {
-    buf_putc(b, '[');
+/* The container's env: literal values, and credentials only as secretKeyRefs to the Worker's
+ * Secret (optional, so a Secret created later needs no spec change). */
+static void pod_add_env(cJSON *container, arena *a, const env_list *env, const char *secret_name) {
+    cJSON *arr = json_add_array(container, "env");
     for (size_t i = 0; i < env->n; i++) {
         const env_entry *e = &env->items[i];
-        if (i) buf_putc(b, ',');
-        buf_puts(b, "{\"name\":");
-        buf_put_json_string(b, e->name);
+        cJSON *item = json_push_object(arr);
+        json_add_str(item, "name", e->name);
         if (e->secret_key) {
-            buf_puts(b, ",\"valueFrom\":{\"secretKeyRef\":{\"name\":");
-            buf_put_json_string(b, secret_name);
-            buf_puts(b, ",\"key\":");
-            buf_put_json_string(b, e->secret_key);
-            buf_puts(b, ",\"optional\":true}}}");
+            cJSON *ref = json_add_object(json_add_object(item, "valueFrom"), "secretKeyRef");
+            json_add_str(ref, "name", secret_name);
+            json_add_str(ref, "key", e->secret_key);
+            json_add_bool(ref, "optional", 1);
         } else {
-            buf_puts(b, ",\"value\":");
-            buf_put_json_string(b, pod_env_literal(a, e->value));
-            buf_putc(b, '}');
+            json_add_str(item, "value", pod_env_literal(a, e->value));
         }
     }
-    buf_putc(b, ']');
 }
 
-static void json_resources(buf *b, const worker *w) {
-    buf_puts(b, "{\"requests\":{\"cpu\":");
-    buf_put_json_string(b, w->req_cpu);
-    buf_puts(b, ",\"memory\":");
-    buf_put_json_string(b, w->req_mem);
-    buf_puts(b, "},\"limits\":{\"cpu\":");
-    buf_put_json_string(b, w->lim_cpu);
-    buf_puts(b, ",\"memory\":");
-    buf_put_json_string(b, w->lim_mem);
-    buf_puts(b, "}}");
+/* The Pod spec: one container `worker` running the Worker's image as its ServiceAccount, the
+ * token projected read-only at WORKER_TOKEN_DIR. Also what a backend that wraps a Pod template
+ * embeds. */
+static cJSON *pod_spec(arena *a, const worker *w, const env_list *env, const instance_settings *s, const char *name) {
+    cJSON *spec = json_object();
+    json_add_str(spec, "serviceAccountName", name);
+    json_add_bool(spec, "automountServiceAccountToken", 0);
+    json_add_str(spec, "restartPolicy", "Always");
+    cJSON *c = json_push_object(json_add_array(spec, "containers"));
+    json_add_str(c, "name", "worker");
+    json_add_str(c, "image", w->image);
+    json_add_str(c, "imagePullPolicy", "IfNotPresent");
+    json_add_str(c, "workingDir", worker_workdir(a, w));
+    pod_add_env(c, a, env, arena_sprintf(a, WORKER_CREDS_SECRET_PREFIX "%s", w->name));
+    json_add_resources(c, w->req_cpu, w->req_mem, w->lim_cpu, w->lim_mem);
+    cJSON *mount = json_push_object(json_add_array(c, "volumeMounts"));
+    json_add_str(mount, "name", "hiclaw-token");
+    json_add_str(mount, "mountPath", WORKER_TOKEN_DIR);
+    json_add_bool(mount, "readOnly", 1);
+    cJSON *vol = json_push_object(json_add_array(spec, "volumes"));
+    json_add_str(vol, "name", "hiclaw-token");
+    cJSON *src = json_push_object(json_add_array(json_add_object(vol, "projected"), "sources"));
+    cJSON *tok = json_add_object(src, "serviceAccountToken");
+    json_add_str(tok, "audience", s->audience && *s->audience ? s->audience : WORKER_AUDIENCE_DEFAULT);
+    json_add_int(tok, "expirationSeconds", POD_TOKEN_EXPIRATION_S);
+    json_add_str(tok, "path", "token");
+    return spec;
 }
 
 /* The Worker's Pod. */
-static void pod_render(buf *b, arena *a, const worker *w, const env_list *env, const pod_settings *s, const char *hash) {
+static void pod_render(buf *b, arena *a, const worker *w, const env_list *env, const instance_settings *s, const char *hash) {
     const char *name = arena_sprintf(a, "%sworker-%s", s->prefix, w->name);
-    kv_list labels = instance_labels(a, w, s->controller_name, BACKEND_POD);
-    buf_puts(b, "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":");
-    buf_put_json_string(b, name);
-    buf_puts(b, ",\"namespace\":");
-    buf_put_json_string(b, w->namespace);
-    buf_puts(b, ",\"labels\":");
-    json_kv_object(b, &labels);
-    buf_puts(b, ",\"annotations\":{\"" ANNOTATION_SPEC_HASH "\":");
-    buf_put_json_string(b, hash);
-    buf_puts(b, "},");
-    json_owner_reference(b, w);
-    buf_puts(b, "},\"spec\":{\"serviceAccountName\":");
-    buf_put_json_string(b, name);
-    buf_puts(b, ",\"automountServiceAccountToken\":false,\"restartPolicy\":\"Always\",\"containers\":[{\"name\":\"worker\",\"image\":");
-    buf_put_json_string(b, w->image);
-    buf_puts(b, ",\"imagePullPolicy\":\"IfNotPresent\",\"workingDir\":");
-    buf_put_json_string(b, worker_workdir(a, w));
-    buf_puts(b, ",\"env\":");
-    json_env(b, a, env, arena_sprintf(a, WORKER_CREDS_SECRET_PREFIX "%s", w->name));
-    buf_puts(b, ",\"resources\":");
-    json_resources(b, w);
-    buf_puts(b, ",\"volumeMounts\":[{\"name\":\"hiclaw-token\",\"mountPath\":\"" WORKER_TOKEN_DIR "\",\"readOnly\":true}]}],");
-    buf_puts(b, "\"volumes\":[{\"name\":\"hiclaw-token\",\"projected\":{\"sources\":[{\"serviceAccountToken\":{\"audience\":");
-    buf_put_json_string(b, s->audience && *s->audience ? s->audience : WORKER_AUDIENCE_DEFAULT);
-    buf_printf(b, ",\"expirationSeconds\":%d,\"path\":\"token\"}}]}}]}}", POD_TOKEN_EXPIRATION_S);
+    kv_list labels = instance_labels(a, w, s->controller_name, "pod");
+    cJSON *pod = instance_object("v1", "Pod");
+    instance_metadata(pod, name, w->namespace, &labels, hash, w);
+    cJSON_AddItemToObject(pod, "spec", pod_spec(a, w, env, s, name));
+    json_render_free(b, pod);
 }
 
 /* Everything that shapes a Pod, hashed (see hash.c). */
-static void pod_spec_hash(arena *a, const worker *w, const env_list *env, const pod_settings *s, char out[17]) {
+static void pod_spec_hash(arena *a, const worker *w, const env_list *env, const instance_settings *s, char out[17]) {
     spec_hasher h;
     spec_hash_init(&h);
     spec_hash_field(&h, "backend", "pod");
@@ -197,47 +265,12 @@ static void pod_spec_hash(arena *a, const worker *w, const env_list *env, const 
     spec_hash_field(&h, "requests.memory", w->req_mem);
     spec_hash_field(&h, "limits.cpu", w->lim_cpu);
     spec_hash_field(&h, "limits.memory", w->lim_mem);
-    kv_list labels = instance_labels(a, w, s->controller_name, BACKEND_POD);
+    kv_list labels = instance_labels(a, w, s->controller_name, "pod");
     for (size_t i = 0; i < labels.n; i++) spec_hash_field(&h, arena_sprintf(a, "label:%s", labels.items[i].key), labels.items[i].value);
     spec_hash_final(&h, out);
 }
 
-/* The informer keeps this much of a Pod: what decide() reads. */
-/* The metadata an instance cache keeps for Pods, claims and Sandboxes alike: identity, the
- * labels that map it back to its Worker (and, for a Sandbox, to its claim and spec hash), and
- * the spec-hash annotation. Everything else of metadata is dropped: it is most of the bytes. */
-static cJSON *instance_project_metadata(const cJSON *obj) {
-    cJSON *out = cJSON_CreateObject();
-    const cJSON *md = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
-    cJSON *m = cJSON_AddObjectToObject(out, "metadata");
-    static const char *mkeys[] = {"name", "namespace", "uid", "resourceVersion", "deletionTimestamp"};
-    for (size_t i = 0; i < sizeof mkeys / sizeof *mkeys; i++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(md, mkeys[i]);
-        if (v) cJSON_AddItemToObject(m, mkeys[i], cJSON_Duplicate(v, 1));
-    }
-    const cJSON *labels = cJSON_GetObjectItemCaseSensitive(md, "labels");
-    cJSON *ml = cJSON_AddObjectToObject(m, "labels");
-    static const char *lkeys[] = {LABEL_WORKER, LABEL_BACKEND, LABEL_SPEC_HASH, "agents.kruise.io/claim-name",
-                                  LABEL_WORKER_UID};
-    for (size_t i = 0; i < sizeof lkeys / sizeof *lkeys; i++) {
-        const char *v = json_str(labels, lkeys[i]);
-        if (v) cJSON_AddStringToObject(ml, lkeys[i], v);
-    }
-    const char *hash = json_str(cJSON_GetObjectItemCaseSensitive(md, "annotations"), ANNOTATION_SPEC_HASH);
-    if (hash) cJSON_AddStringToObject(cJSON_AddObjectToObject(m, "annotations"), ANNOTATION_SPEC_HASH, hash);
-    /* The controller ownerReference, reduced to kind and UID: it tells a Worker's own Pod from
-     * the Pod a sandbox controller made for a Sandbox (which carries the same labels). */
-    const cJSON *ref;
-    cJSON_ArrayForEach(ref, cJSON_GetObjectItemCaseSensitive(md, "ownerReferences")) {
-        if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ref, "controller"))) continue;
-        cJSON *o = cJSON_AddObjectToObject(m, "owner");
-        const char *kind = json_str(ref, "kind"), *uid = json_str(ref, "uid");
-        if (kind) cJSON_AddStringToObject(o, "kind", kind);
-        if (uid) cJSON_AddStringToObject(o, "uid", uid);
-        break;
-    }
-    return out;
-}
+/* ---- the pods cache ---- */
 
 /* Label selector of the pod informer and of the live Pod check: the controller's Pods, minus
  * those labelled for a sandbox backend. OpenKruise gives each Sandbox a Pod carrying the claim's
@@ -254,83 +287,25 @@ static int pod_is_worker_instance(const char *backend_label, const char *owner_k
     return !owner_kind || strcmp(owner_kind, "Worker") == 0;
 }
 
-/* Is this instance (a projection's metadata) another Worker object's? SPEC 3: an instance
- * belongs to a Worker by its labels AND a controller ownerReference with the Worker's UID. The
- * labels already matched (the caches are indexed by them); what can still differ is the Worker
- * *object*: a Worker deleted and recreated under the same name leaves instances controlled by
- * the old UID. Those are not this Worker's — never deleted, never adopted. A Sandbox has no
- * ownerReference (OpenKruise clears it when claiming), so it names the Worker by the label
- * hiclaw.io/worker-uid. Instances with neither (legacy HiClaw Pods, claims made before the
- * label) are this Worker's by their labels. */
-static int instance_of_other_worker(const cJSON *md, const char *worker_uid) {
-    if (!worker_uid || !*worker_uid) return 0;
-    const cJSON *owner = cJSON_GetObjectItemCaseSensitive(md, "owner");
-    const char *kind = json_str(owner, "kind"), *uid = json_str(owner, "uid");
-    if (kind && strcmp(kind, "Worker") == 0 && uid && strcmp(uid, worker_uid) != 0) return 1;
-    const char *label = json_str(cJSON_GetObjectItemCaseSensitive(md, "labels"), LABEL_WORKER_UID);
-    return label && *label && strcmp(label, worker_uid) != 0;
-}
-
-/* Why an object found under the name this Worker is about to create (the create said 409) is not
- * this Worker's, or NULL when it is (the cache had not seen our own create yet). obj: the object
- * as read from the API server. Ours: controlled by a Worker with this UID, or — no controller at
- * all, as legacy HiClaw Pods — carrying this Worker's labels. Everything else is someone else's:
- * reporting it beats taking it for success and waiting forever for an instance that is not ours. */
-static const char *instance_name_conflict(arena *a, const cJSON *obj, const worker *w, const char *controller,
-                                          const char *kind_name) {
-    const cJSON *md = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
-    const char *name = json_str(md, "name");
-    const char *lctl = json_str(cJSON_GetObjectItemCaseSensitive(md, "labels"), LABEL_CONTROLLER);
-    const cJSON *ref;
-    cJSON_ArrayForEach(ref, cJSON_GetObjectItemCaseSensitive(md, "ownerReferences")) {
-        if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ref, "controller"))) continue;
-        const char *k = json_str(ref, "kind"), *uid = json_str(ref, "uid"), *n = json_str(ref, "name");
-        if (k && strcmp(k, "Worker") == 0 && uid && w->uid && strcmp(uid, w->uid) == 0) {
-            /* This Worker's — but made under another controller (the Worker was relabelled):
-             * outside this controller's watch, it could never be managed here. */
-            if (lctl && strcmp(lctl, controller) != 0)
-                return arena_sprintf(a, "%s %s belongs to this Worker but is labelled %s=%s (another controller's): it "
-                                        "is left alone; delete it to have it recreated under %s=%s",
-                                     kind_name, name ? name : "?", LABEL_CONTROLLER, lctl, LABEL_CONTROLLER, controller);
-            return NULL;
-        }
-        if (k && strcmp(k, "Worker") == 0)
-            return arena_sprintf(a, "%s %s exists and is controlled by another Worker %s (UID %s), likely a deleted "
-                                    "Worker of the same name whose %s is still going away: it is left alone, and "
-                                    "nothing is created under this name until it is gone",
-                                 kind_name, name ? name : "?", n ? n : "?", uid ? uid : "?", kind_name);
-        return arena_sprintf(a, "%s %s exists and is not controlled by this Worker (its controller is %s %s, UID %s): "
-                                "it is left alone; remove or rename it",
-                             kind_name, name ? name : "?", k ? k : "?", n ? n : "?", uid ? uid : "?");
-    }
-    const cJSON *labels = cJSON_GetObjectItemCaseSensitive(md, "labels");
-    const char *lw = json_str(labels, LABEL_WORKER), *lc = json_str(labels, LABEL_CONTROLLER);
-    const char *luid = json_str(labels, LABEL_WORKER_UID);
-    if (lw && strcmp(lw, w->name) == 0 && lc && strcmp(lc, controller) == 0 && (!luid || !w->uid || strcmp(luid, w->uid) == 0))
-        return NULL;
-    return arena_sprintf(a, "%s %s exists and is not controlled by this Worker (no controller, and not labelled %s=%s, "
-                            "%s=%s): it is left alone; remove or rename it",
-                         kind_name, name ? name : "?", LABEL_WORKER, w->name, LABEL_CONTROLLER, controller);
-}
-
 static cJSON *pod_project(const cJSON *pod) {
-    cJSON *out = instance_project_metadata(pod);
-    const cJSON *st = cJSON_GetObjectItemCaseSensitive(pod, "status");
+    cJSON *out = instance_project_metadata(pod, NULL);
+    const cJSON *st = json_get(pod, "status");
     cJSON *s = cJSON_AddObjectToObject(out, "status");
     const char *phase = json_str(st, "phase"), *ip = json_str(st, "podIP");
     if (phase) cJSON_AddStringToObject(s, "phase", phase);
     if (ip) cJSON_AddStringToObject(s, "podIP", ip);
     const cJSON *c;
-    cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(st, "conditions")) {
+    cJSON_ArrayForEach(c, json_get(st, "conditions")) {
         const char *t = json_str(c, "type");
-        if (t && strcmp(t, "Ready") == 0) cJSON_AddBoolToObject(s, "ready", json_str(c, "status") && strcmp(json_str(c, "status"), "True") == 0);
+        const char *cs = json_str(c, "status");
+        if (t && strcmp(t, "Ready") == 0) cJSON_AddBoolToObject(s, "ready", cs && strcmp(cs, "True") == 0);
     }
-    cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(st, "containerStatuses")) {
+    cJSON_ArrayForEach(c, json_get(st, "containerStatuses")) {
         const char *n = json_str(c, "name");
         if (!n || strcmp(n, "worker") != 0) continue;
-        const cJSON *state = cJSON_GetObjectItemCaseSensitive(c, "state");
-        const cJSON *waiting = cJSON_GetObjectItemCaseSensitive(state, "waiting");
-        const cJSON *term = cJSON_GetObjectItemCaseSensitive(state, "terminated");
+        const cJSON *state = json_get(c, "state");
+        const cJSON *waiting = json_get(state, "waiting");
+        const cJSON *term = json_get(state, "terminated");
         if (waiting) {
             const char *r = json_str(waiting, "reason"), *msg = json_str(waiting, "message");
             if (r) cJSON_AddStringToObject(s, "waitingReason", r);
@@ -341,39 +316,89 @@ static cJSON *pod_project(const cJSON *pod) {
     return out;
 }
 
-/* The identity part every instance observation shares (Pod, claim, Sandbox): from the
- * projection's metadata; strings borrow from it. */
-static void instance_observe_identity(const cJSON *md, const char **name, const char **uid, int *deleting) {
-    *name = json_str(md, "name");
-    *uid = json_str(md, "uid");
-    *deleting = json_str(md, "deletionTimestamp") != NULL;
-}
-
 /* Reads a projection back into the decide() input. Strings borrow from proj. */
 static void pod_observe(const cJSON *proj, obs_pod *p) {
     memset(p, 0, sizeof *p);
-    const cJSON *md = cJSON_GetObjectItemCaseSensitive(proj, "metadata");
-    const cJSON *st = cJSON_GetObjectItemCaseSensitive(proj, "status");
-    instance_observe_identity(md, &p->name, &p->uid, &p->deleting);
-    p->spec_hash = json_str(cJSON_GetObjectItemCaseSensitive(md, "annotations"), ANNOTATION_SPEC_HASH);
+    const cJSON *md = json_get(proj, "metadata");
+    const cJSON *st = instance_observe_identity(proj, &p->name, &p->uid, &p->deleting, &p->spec_hash);
     p->phase = json_str(st, "phase");
     p->pod_ip = json_str(st, "podIP");
-    p->ready = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(st, "ready"));
+    p->ready = cJSON_IsTrue(json_get(st, "ready"));
     p->waiting_reason = json_str(st, "waitingReason");
     p->waiting_message = json_str(st, "waitingMessage");
     p->terminated_reason = json_str(st, "terminatedReason");
-    const cJSON *owner = cJSON_GetObjectItemCaseSensitive(md, "owner");
-    p->is_instance = pod_is_worker_instance(json_str(cJSON_GetObjectItemCaseSensitive(md, "labels"), LABEL_BACKEND),
+    const cJSON *owner = json_get(md, "owner");
+    p->is_instance = pod_is_worker_instance(json_str(json_get(md, "labels"), LABEL_BACKEND),
                                             json_str(owner, "kind"));
 }
 
-/* Index key of an instance: "namespace/<hiclaw.io/worker label>", the Worker's queue key. */
-static char *instance_index(const cJSON *proj) {
-    const cJSON *md = cJSON_GetObjectItemCaseSensitive(proj, "metadata");
-    const char *ns = json_str(md, "namespace");
-    const char *w = json_str(cJSON_GetObjectItemCaseSensitive(md, "labels"), LABEL_WORKER);
-    if (!ns || !w) return NULL;
-    buf k = BUF_INIT;
-    buf_printf(&k, "%s/%s", ns, w);
-    return buf_steal(&k);
+static int pod_proj_is_instance(const cJSON *proj) {
+    obs_pod p;
+    pod_observe(proj, &p);
+    return p.is_instance;
 }
+
+/* ---- the operations ---- */
+
+static int pod_setup(backend *b, const wc_cfg *conf, wc_err *err) {
+    (void)conf, (void)err;
+    b->policy = (backend_policy)POD_POLICY;
+    b->caches[0] = (backend_cache){.name = "pods", .resource = &KUBE_PODS, .project = pod_project,
+                                   .selector_extra = POD_INSTANCE_SELECTOR_EXTRA};
+    b->ncaches = 1;
+    return 0;
+}
+
+static void pod_release(backend *b) { (void)b; }
+
+/* The Worker's Pods from the cache: a sandbox's own Pod belongs to the sandbox instance, another
+ * Worker UID's is not ours. */
+static int pod_observe_op(backend *b, exec_ctx *x, int live) {
+    if (live) return 0;
+    cJSON *arr = kube_informer_by_index(b->informers[0], x->key);
+    exec_hold(x, arr);
+    size_t n = (size_t)cJSON_GetArraySize(arr), i = 0;
+    obs_pod *pods = arena_calloc(x->a, (n ? n : 1) * sizeof *pods);
+    const cJSON *it;
+    cJSON_ArrayForEach(it, arr) {
+        pod_observe(it, &pods[i]);
+        if (pods[i].is_instance && !instance_of_other_worker(json_get(it, "metadata"), x->w->uid)) i++;
+    }
+    obs_pods *op = arena_calloc(x->a, sizeof *op);
+    op->pods = pods;
+    op->npods = i;
+    x->o->of[b->index] = op;
+    return 0;
+}
+
+/* The env a Pod gets: credentials as secretKeyRefs, all three even when the Secret (or a key of
+ * it) is absent, so a Secret created later needs no spec change. */
+static void pod_env(backend *b, exec_ctx *x, env_list *env) { env_build(x->a, x->w, &b->host->envc, x->secret, 1, env); }
+
+static void pod_render_op(backend *b, exec_ctx *x, char hash[17]) {
+    env_list env;
+    pod_env(b, x, &env);
+    pod_spec_hash(x->a, x->w, &env, &b->host->names, hash);
+}
+
+static int pod_execute(backend *b, exec_ctx *x, const action *act, wc_err *err) {
+    if (act->kind == ACT_DELETE_POD) return backend_delete(b, x, &KUBE_PODS, act, err);
+    assert(act->kind == ACT_CREATE_POD);
+    env_list env;
+    pod_env(b, x, &env);
+    buf body = BUF_INIT;
+    pod_render(&body, x->a, x->w, &env, &b->host->names, x->hashes[b->index]);
+    int rc = backend_create(b, x, &KUBE_PODS, act->name, &body, arena_sprintf(x->a, "created Pod %s", act->name),
+                            "PodNameConflict", NULL, err);
+    buf_free(&body);
+    return rc;
+}
+
+static int pod_live(backend *b, const worker *w, size_t *n, buf *names, wc_err *err) {
+    return backend_live_list(b, w, &KUBE_PODS, POD_INSTANCE_SELECTOR_EXTRA, pod_project, pod_proj_is_instance, n, names,
+                             err);
+}
+
+static const backend_ops pod_backend_ops = {.name = "pod", .setup = pod_setup, .release = pod_release,
+                                            .observe = pod_observe_op, .render = pod_render_op,
+                                            .execute = pod_execute, .live = pod_live};

@@ -1,51 +1,34 @@
 /*
  * reconcile.c — the imperative shell around decide(): observe, decide, act, report.
  *
- * One call reconciles one Worker key. It reads the Worker and every instance of both backends
- * from the informer caches (no API reads on the hot path but the Worker's Secret), calls the
- * pure decide(), executes its actions in order — stopping at the first failure, because later
+ * One call reconciles one Worker key. It reads the Worker from its cache and asks every backend
+ * of the table to observe its instances (their caches; storage metadata), reads the Worker's
+ * Secret when an instance may need its values, asks each backend for its spec hash, calls the
+ * pure decide(), executes the actions in order — stopping at the first failure, because later
  * actions assume earlier ones happened (the claim after its deps, the finalizer after the
- * deletes) — records Events, and writes status only when something changed.
+ * deletes) — records Events, and writes status only when something changed. It knows no
+ * backend by name: a backend's actions go to that backend's execute.
  *
  * Errors never abort the process: they become Synced=False with the message, and a requeue
  * with backoff (or after Retry-After).
  */
 
-typedef struct controller controller;
-
-typedef struct exec_ctx {
-    arena *a;
-    const worker *w;
-    const env_list *env;
-    const char *pod_hash, *sandbox_hash;
-    const kv_list *secret;       /* the Worker's Secret data, NULL when absent */
-    const char *failure_reason;  /* Synced reason when an action fails (default APIError) */
-} exec_ctx;
-
-static int sandbox_exec_action(controller *c, exec_ctx *x, const action *act, wc_err *err);
-static void sandbox_observe(controller *c, arena *a, const worker *w, const char *key, cJSON **claims_json,
-                            cJSON **sbx_json, observed *o);
-static void sandbox_spec_hash(controller *c, arena *a, const worker *w, const kv_list *secret, char out[17]);
-
-struct controller {
-    kube_client *kc;
-    kube_recorder *rec;
-    kube_informer *workers, *pods, *claims, *sandboxes;   /* claims/sandboxes NULL without sandbox */
-    const char *controller_name;
-    decide_config dc;
-    pod_settings ps;
-    worker_env_config envc;
+typedef struct controller {
+    backend_host host;              /* kc, Events, names, env: what every backend reads */
+    kube_informer *workers;
     worker_defaults wd;
-    /* sandbox backend */
-    s3_client *s3;                 /* worker-deps storage; NULL without the sandbox backend */
-    const char *deps_prefix, *deps_pv, *pool;
-    int64_t token_ttl_s, claim_timeout_ms, wait_ready_timeout_ms;
-    atomic_long reconciles, reconcile_errors;
+    decide_config dc;
+    const backend_policy *policies[DECIDE_MAX_BACKENDS]; /* dc.backends: each backend's policy */
+    backend backends[DECIDE_MAX_BACKENDS];
+    size_t nbackends;
+    atomic_long reconciles;
     /* recreate backoff after instance failures, per Worker key (in memory: a restart forgets it,
      * which costs at most one early retry) */
     pthread_mutex_t backoff_mu;
     strmap backoffs;
-};
+} controller;
+
+/* ---- setting up ---- */
 
 typedef struct instance_backoff {
     int failures;
@@ -54,18 +37,57 @@ typedef struct instance_backoff {
     char *reason;     /* its condition reason */
 } instance_backoff;
 
+static void instance_backoff_free(void *p) {
+    instance_backoff *b = p;
+    if (b) free(b->message), free(b->reason);
+    free(b);
+}
+
+/* Releases every backend (its informers must be stopped first) and the backoff table. */
+static void controller_release(controller *c) {
+    for (size_t i = c->nbackends; i-- > 0;) c->backends[i].ops->release(&c->backends[i]);
+    c->nbackends = 0;
+    strmap_free(&c->backoffs, instance_backoff_free);
+    pthread_mutex_destroy(&c->backoff_mu);
+}
+
+/* Names, env and defaults from the configuration; every backend of `table` set up in order
+ * (run's table is wc_backend_table; tests add their own). On failure the backends set up so far
+ * are released and err says why (WC_EINVAL: a configuration problem). */
+static int controller_setup(controller *c, const backend_ops *const *table, size_t n, const wc_cfg *conf,
+                            wc_err *err) {
+    assert(n >= 1 && n <= DECIDE_MAX_BACKENDS);
+    c->host.names = (instance_settings){
+        .controller_name = conf->controller_name, .prefix = conf->resource_prefix, .audience = conf->auth_audience};
+    c->host.envc = worker_env_config_of(conf);
+    c->wd = (worker_defaults){
+        .default_runtime = conf->default_worker_runtime, .image_openclaw = conf->worker_image,
+        .image_copaw = conf->copaw_worker_image, .image_hermes = conf->hermes_worker_image,
+        .limit_cpu = conf->worker_cpu.canon, .limit_mem = conf->worker_memory.canon};
+    pthread_mutex_init(&c->backoff_mu, NULL);
+    for (c->nbackends = 0; c->nbackends < n;) {
+        backend *b = &c->backends[c->nbackends];
+        *b = (backend){.ops = table[c->nbackends], .host = &c->host, .index = c->nbackends};
+        c->nbackends++;
+        if (b->ops->setup(b, conf, err) < 0) {
+            controller_release(c);
+            return -1;
+        }
+        assert(b->policy.name && strcmp(b->policy.name, b->ops->name) == 0 && b->ncaches <= BACKEND_MAX_CACHES);
+        c->policies[b->index] = &b->policy;
+    }
+    c->dc = (decide_config){.prefix = conf->resource_prefix, .backends = c->policies, .nbackends = n};
+    return 0;
+}
+
+/* ---- the recreate backoff ---- */
+
 #define RECREATE_BACKOFF_BASE_MS 10000   /* like the kubelet's CrashLoopBackOff: 10 s ... */
 #define RECREATE_BACKOFF_MAX_MS 300000   /* ... doubling to 5 min */
 /* Every Worker is looked at again this often even when nothing changes, so what no event
  * announces (its credentials Secret rotated or created late) still reaches the instance. Reads
  * only: a steady fleet makes no writes. Jittered ±10 % so a fleet does not resync in step. */
 #define RESYNC_PERIOD_MS (10 * 60 * 1000)
-
-static void instance_backoff_free(void *p) {
-    instance_backoff *b = p;
-    if (b) free(b->message), free(b->reason);
-    free(b);
-}
 
 /* Reads the pending backoff for key into the observation. */
 static void backoff_observe(controller *c, const char *key, arena *a, observed *o) {
@@ -106,57 +128,7 @@ static int64_t backoff_record(controller *c, const char *key, const decision *d)
     return wait;
 }
 
-typedef enum reconcile_outcome {
-    RECONCILE_DONE,        /* forget the key's backoff */
-    RECONCILE_RETRY,       /* requeue with the per-key backoff */
-    RECONCILE_AFTER,       /* requeue after requeue_after_ms (and forget the backoff) */
-} reconcile_outcome;
-
-typedef struct reconcile_result {
-    reconcile_outcome outcome;
-    int64_t requeue_after_ms;
-    int error;             /* counts toward controller_runtime_reconcile_errors_total */
-} reconcile_result;
-
-/* The Worker informer keeps everything the controller reads and drops what other HiClaw
- * components own (soul, skills, …: often the bulk of the object). */
-/* Copies obj's members into a new object, except those named in drop[] (and managedFields and
- * annotations for metadata): built member by member, so the parts left out are never copied. */
-static cJSON *json_copy_except(const cJSON *obj, const char *const *drop, size_t ndrop) {
-    cJSON *out = cJSON_CreateObject();
-    const cJSON *it;
-    cJSON_ArrayForEach(it, obj) {
-        size_t i = 0;
-        if (!it->string) continue;
-        while (i < ndrop && strcmp(it->string, drop[i]) != 0) i++;
-        if (i == ndrop) cJSON_AddItemToObject(out, it->string, cJSON_Duplicate(it, 1));
-    }
-    return out;
-}
-
-/* The Worker as the cache keeps it: everything the reconciler reads, minus managedFields,
- * annotations, creationTimestamp, apiVersion/kind (constant), and the spec/status fields other
- * components own (they change often and never matter to the instance). */
-static cJSON *worker_project(const cJSON *obj) {
-    static const char *const mdrop[] = {"managedFields", "annotations", "creationTimestamp"};
-    static const char *const drop[] = {"model", "identity", "soul", "agents", "skills", "remoteSkills", "mcpServers",
-                                       "package", "expose", "channelPolicy", "accessEntries"};
-    static const char *const sdrop[] = {"matrixUserID", "roomID", "lastHeartbeat", "exposedPorts"};
-    cJSON *out = cJSON_CreateObject();
-    const cJSON *it;
-    cJSON_ArrayForEach(it, obj) {
-        if (!it->string) continue;
-        if (strcmp(it->string, "metadata") == 0 && cJSON_IsObject(it))
-            cJSON_AddItemToObject(out, "metadata", json_copy_except(it, mdrop, sizeof mdrop / sizeof *mdrop));
-        else if (strcmp(it->string, "spec") == 0 && cJSON_IsObject(it))
-            cJSON_AddItemToObject(out, "spec", json_copy_except(it, drop, sizeof drop / sizeof *drop));
-        else if (strcmp(it->string, "status") == 0 && cJSON_IsObject(it))
-            cJSON_AddItemToObject(out, "status", json_copy_except(it, sdrop, sizeof sdrop / sizeof *sdrop));
-        else if (strcmp(it->string, "apiVersion") != 0 && strcmp(it->string, "kind") != 0)
-            cJSON_AddItemToObject(out, it->string, cJSON_Duplicate(it, 1));
-    }
-    return out;
-}
+/* ---- the shell's own actions ---- */
 
 /* Reads Secret hiclaw-creds-<name>: 0 found (data decoded into *out), 1 absent, -1 error.
  * Every value is registered with the redactor before anything else can see it. */
@@ -165,8 +137,8 @@ static int read_worker_secret(controller *c, arena *a, const worker *w, kv_list 
     snprintf(name, sizeof name, WORKER_CREDS_SECRET_PREFIX "%s", w->name);
     cJSON *sec = NULL;
     memset(out, 0, sizeof *out);
-    if (kube_get(c->kc, &KUBE_SECRETS, w->namespace, name, NULL, &sec, err) < 0) return kube_err_not_found(err) ? 1 : -1;
-    const cJSON *data = cJSON_GetObjectItemCaseSensitive(sec, "data");
+    if (kube_get(c->host.kc, &KUBE_SECRETS, w->namespace, name, NULL, &sec, err) < 0) return kube_err_not_found(err) ? 1 : -1;
+    const cJSON *data = json_get(sec, "data");
     size_t n = cJSON_IsObject(data) ? (size_t)cJSON_GetArraySize(data) : 0;
     out->items = arena_alloc(a, (n ? n : 1) * sizeof(kv));
     const cJSON *it;
@@ -188,156 +160,47 @@ static int read_worker_secret(controller *c, arena *a, const worker *w, kv_list 
     return 0;
 }
 
-/* ---- executing actions ---- */
+/* The finalizer list without ours, plus ours when add; resourceVersion makes the patch a
+ * compare-and-swap, so another writer's finalizer is never lost. */
+static void finalizer_patch_render(buf *p, const worker *w, int add) {
+    cJSON *patch = json_object();
+    cJSON *md = json_add_object(patch, "metadata");
+    json_add_str(md, "resourceVersion", w->resource_version ? w->resource_version : "");
+    cJSON *fins = json_add_array(md, "finalizers");
+    for (size_t i = 0; i < w->nfinalizers; i++)
+        if (strcmp(w->finalizers[i], WORKER_FINALIZER) != 0) json_push_str(fins, w->finalizers[i]);
+    if (add) json_push_str(fins, WORKER_FINALIZER);
+    json_render_free(p, patch);
+}
 
 static int finalizer_patch(controller *c, const worker *w, int add, wc_err *err) {
     buf p = BUF_INIT;
-    buf_puts(&p, "{\"metadata\":{\"resourceVersion\":");
-    buf_put_json_string(&p, w->resource_version ? w->resource_version : "");
-    buf_puts(&p, ",\"finalizers\":[");
-    int first = 1;
-    for (size_t i = 0; i < w->nfinalizers; i++) {
-        if (strcmp(w->finalizers[i], WORKER_FINALIZER) == 0) continue;
-        if (!first) buf_putc(&p, ',');
-        buf_put_json_string(&p, w->finalizers[i]);
-        first = 0;
-    }
-    if (add) {
-        if (!first) buf_putc(&p, ',');
-        buf_put_json_string(&p, WORKER_FINALIZER);
-    }
-    buf_puts(&p, "]}}");
-    /* resourceVersion makes it compare-and-swap: another writer's finalizer is never lost. */
-    int rc = kube_patch(c->kc, &KUBE_WORKERS, w->namespace, w->name, NULL, KUBE_PATCH_MERGE, p.data, NULL, 0, 0, NULL, err);
+    finalizer_patch_render(&p, w, add);
+    int rc = kube_patch(c->host.kc, &KUBE_WORKERS, w->namespace, w->name, NULL, KUBE_PATCH_MERGE, p.data, NULL, 0, 0,
+                        NULL, err);
     buf_free(&p);
     return rc;
 }
 
-static void record(controller *c, const worker *w, const char *type, const char *reason, const char *verb,
-                   const char *note) {
-    kube_event_ref ref = {"hiclaw.io/v1beta1", "Worker", w->namespace, w->name, w->uid};
-    kube_record(c->rec, &ref, type, reason, verb, "%s", note);
-}
-
-#define LIVE_PODS 1u
-#define LIVE_CLAIMS 2u
-#define LIVE_SANDBOXES 4u
-
-/* The Worker's instances as the API server (not the cache) has them: pod-backend Pods, claims,
- * Sandboxes as `what` (LIVE_* bits) asks — claims and Sandboxes only where OpenKruise is
- * watched at all. Counts them into *n and names them in `names` ("Pod x, SandboxClaim y").
- * Another Worker UID's instances and a Sandbox's own Pod are not the Worker's (SPEC 3). */
-static int live_instances(controller *c, const worker *w, unsigned what, size_t *n, buf *names, wc_err *err) {
+/* Every backend's instances of the Worker in the API server (not the cache), counted and named. */
+static int live_instances(controller *c, const worker *w, const backend *except, size_t *n, buf *names, wc_err *err) {
     *n = 0;
-    char sel[512];
-    snprintf(sel, sizeof sel, LABEL_WORKER "=%s," LABEL_CONTROLLER "=%s", w->name, c->controller_name);
-    if (what & LIVE_PODS) {
-        char psel[600];
-        snprintf(psel, sizeof psel, "%s" POD_INSTANCE_SELECTOR_EXTRA, sel);
-        cJSON *list = NULL;
-        if (kube_list_page(c->kc, &KUBE_PODS, w->namespace, psel, NULL, 0, NULL, &list, err) < 0) return -1;
-        const cJSON *it;
-        cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(list, "items")) {
-            cJSON *proj = pod_project(it);
-            obs_pod p;
-            pod_observe(proj, &p);
-            if (p.is_instance && !instance_of_other_worker(cJSON_GetObjectItemCaseSensitive(proj, "metadata"), w->uid)) {
-                if (names) buf_printf(names, "%sPod %s", names->len ? ", " : "", p.name ? p.name : "?");
-                (*n)++;
-            }
-            cJSON_Delete(proj);
-        }
-        cJSON_Delete(list);
-    }
-    if (!c->claims) return 0;
-    const kube_resource *rs[2] = {&KUBE_SANDBOXCLAIMS, &KUBE_SANDBOXES};
-    for (int i = 0; i < 2; i++) {
-        if (!(what & (i == 0 ? LIVE_CLAIMS : LIVE_SANDBOXES))) continue;
-        cJSON *list = NULL;
-        if (kube_list_page(c->kc, rs[i], w->namespace, sel, NULL, 0, NULL, &list, err) < 0) return -1;
-        const cJSON *it;
-        cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(list, "items")) {
-            cJSON *proj = instance_project_metadata(it);
-            const cJSON *md = cJSON_GetObjectItemCaseSensitive(proj, "metadata");
-            if (!instance_of_other_worker(md, w->uid)) {
-                if (names) buf_printf(names, "%s%s %s", names->len ? ", " : "", rs[i]->kind, json_str(md, "name"));
-                (*n)++;
-            }
-            cJSON_Delete(proj);
-        }
-        cJSON_Delete(list);
+    for (size_t i = 0; i < c->nbackends; i++) {
+        backend *b = &c->backends[i];
+        if (b != except && b->ops->live(b, w, n, names, err) < 0) return -1;
     }
     return 0;
 }
 
-/* Defense in depth for the switch guard: right before creating an instance, ask the API server
- * (not the cache) whether any instance of the other backend exists. Pods of the pod backend
- * only: a Sandbox's own Pod (a previous sandbox instance still terminating) is the sandbox
- * backend's, and the claim/Sandbox check covers it. */
-static int other_backend_exists(controller *c, const worker *w, backend_kind creating, int *exists, wc_err *err) {
-    size_t n = 0;
-    int rc = live_instances(c, w, creating == BACKEND_SANDBOX ? LIVE_PODS : LIVE_CLAIMS | LIVE_SANDBOXES, &n, NULL, err);
-    *exists = n > 0;
-    return rc;
-}
-
-static int delete_ok(int rc, const wc_err *err) {
-    /* Gone already, or the UID precondition says it is a newer object: either way not ours to delete. */
-    return rc == 0 || kube_err_not_found(err) || kube_err_conflict(err);
-}
-
-/* With its Sandboxes gone, a Worker may still have their Pods: OpenKruise leaves a Sandbox's Pod
- * to the garbage collector, which a cluster may not run, or run late — and that Pod is an agent
- * holding the Worker's mounted credentials. The controller does not wait for it: it deletes
- * every Pod still labelled for the Worker by a sandbox backend (its own Pods are gone by now) and
- * keeps the finalizer until none is left. */
-static int delete_leftover_sandbox_pods(controller *c, exec_ctx *x, wc_err *err) {
-    const worker *w = x->w;
-    char sel[600];
-    snprintf(sel, sizeof sel, LABEL_WORKER "=%s," LABEL_CONTROLLER "=%s," LABEL_BACKEND " in (sandbox,agent-sandbox)",
-             w->name, c->controller_name);
-    cJSON *list = NULL;
-    if (kube_list_page(c->kc, &KUBE_PODS, w->namespace, sel, NULL, 0, NULL, &list, err) < 0) return -1;
-    buf names = BUF_INIT;
-    size_t n = 0;
-    int rc = 0;
-    const cJSON *it;
-    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(list, "items")) {
-        const char *name = kube_json_str(it, "metadata.name"), *uid = kube_json_str(it, "metadata.uid");
-        if (!name) continue;
-        n++;
-        buf_printf(&names, "%s%s", names.len ? ", " : "", name);
-        if (kube_json_str(it, "metadata.deletionTimestamp")) continue;
-        wc_err derr;
-        err_clear(&derr);
-        int d = kube_delete(c->kc, &KUBE_PODS, w->namespace, name, uid, NULL, "Background", &derr);
-        if (d == 0) log_info("deleted a leftover Pod of a deleted Sandbox", "worker", w->name, "namespace", w->namespace,
-                             "name", name);
-        else if (!delete_ok(d, &derr)) {
-            *err = derr;
-            rc = -1;
-            break;
-        }
-    }
-    cJSON_Delete(list);
-    if (rc == 0 && n) {
-        x->failure_reason = "CleanupPending";
-        rc = err_set(err, WC_EINVAL, "the Pod%s of a deleted Sandbox (%s) still exist%s: deleting, the finalizer stays "
-                                     "until %s gone",
-                     n > 1 ? "s" : "", buf_cstr(&names), n > 1 ? "" : "s", n > 1 ? "they are" : "it is");
-    }
-    buf_free(&names);
-    return rc;
-}
-
 /* SPEC 3.2: before any cleanup and the finalizer's removal, the API server — not the cache,
- * which may not have seen a create yet — must hold no Pod, claim or Sandbox of the Worker. If it
- * does, this fails (the actions after it do not run) and the Worker is retried with backoff; by
- * then the cache has the instance and the deletion deletes it. */
+ * which may not have seen a create yet — must hold no instance of the Worker. If it does, this
+ * fails (the actions after it do not run) and the Worker is retried with backoff; by then the
+ * cache has the instance and the deletion deletes it. Then each backend says whether anything
+ * else of it is left. */
 static int confirm_instances_gone(controller *c, exec_ctx *x, wc_err *err) {
     size_t n = 0;
     buf names = BUF_INIT;
-    int rc = live_instances(c, x->w, LIVE_PODS | LIVE_CLAIMS | LIVE_SANDBOXES, &n, &names, err);
+    int rc = live_instances(c, x->w, NULL, &n, &names, err);
     if (rc == 0 && n) {
         x->failure_reason = "CleanupPending";
         rc = err_set(err, WC_EINVAL, "%s still exist%s in the API server (the cache has not seen %s yet): the finalizer "
@@ -345,222 +208,80 @@ static int confirm_instances_gone(controller *c, exec_ctx *x, wc_err *err) {
                      buf_cstr(&names), n > 1 ? "" : "s", n > 1 ? "them" : "it", n > 1 ? "they are" : "it is");
     }
     buf_free(&names);
-    if (rc == 0) rc = delete_leftover_sandbox_pods(c, x, err);
+    for (size_t i = 0; i < c->nbackends && rc == 0; i++)
+        if (c->backends[i].ops->gone) rc = c->backends[i].ops->gone(&c->backends[i], x, err);
     return rc;
 }
 
-
-/* A create answered 409: the object of that name is ours when the cache only lagged behind
- * our own create (success), anyone else's otherwise (an error with the reason given, nothing
- * touched). Read from the API server, not the cache. */
-static int create_conflict(controller *c, exec_ctx *x, const kube_resource *r, const char *name, const char *kind_name,
-                           const char *reason, wc_err *err) {
-    cJSON *obj = NULL;
-    wc_err gerr;
-    err_clear(&gerr);
-    if (kube_get(c->kc, r, x->w->namespace, name, NULL, &obj, &gerr) < 0) {
-        if (kube_err_not_found(&gerr)) return err_set(err, WC_EHTTP, "create %s %s: 409, and then not found: retrying",
-                                                      kind_name, name);
-        *err = gerr;
-        return -1;
+/* Defense in depth for the switch guard: right before creating an instance, ask the API server
+ * (not the cache) whether an instance of another backend exists. */
+static int switch_guard_live(controller *c, exec_ctx *x, backend *creating, const action *act, wc_err *err) {
+    for (size_t i = 0; i < c->nbackends; i++) {
+        backend *b = &c->backends[i];
+        size_t n = 0;
+        if (b == creating) continue;
+        if (b->ops->live(b, x->w, &n, NULL, err) < 0) return -1;
+        if (n) {
+            x->failure_reason = "BackendSwitchBlocked";
+            return err_set(err, WC_EINVAL, "refusing to create %s %s: %s of this Worker exists", act->kind->creates,
+                           act->name, b->policy.an_instance);
+        }
     }
-    const char *why = instance_name_conflict(x->a, obj, x->w, c->controller_name, kind_name);
-    cJSON_Delete(obj);
-    if (!why) return 0; /* ours: the cache lagged behind our own create */
-    x->failure_reason = reason;
-    return err_set(err, WC_EINVAL, "%s", why);
+    return 0;
+}
+
+static int serviceaccount_ensure(controller *c, exec_ctx *x, const action *act, wc_err *err) {
+    buf body = BUF_INIT;
+    serviceaccount_render(&body, x->a, x->w, &c->host.names);
+    int rc = kube_create(c->host.kc, &KUBE_SERVICEACCOUNTS, x->w->namespace, NULL, NULL, body.data, NULL, err);
+    buf_free(&body);
+    if (rc < 0 && kube_err_conflict(err)) return 0; /* AlreadyExists */
+    if (rc == 0) log_info("created ServiceAccount", "worker", x->w->name, "namespace", x->w->namespace, "name", act->name);
+    return rc;
+}
+
+static backend *backend_named(controller *c, const char *name) {
+    for (size_t i = 0; name && i < c->nbackends; i++)
+        if (strcmp(c->backends[i].ops->name, name) == 0) return &c->backends[i];
+    return NULL;
 }
 
 static int exec_action(controller *c, exec_ctx *x, const action *act, wc_err *err) {
     const worker *w = x->w;
-    buf body = BUF_INIT;
-    int rc = 0;
-    switch (act->kind) {
-    case ACT_ADD_FINALIZER:
-        rc = finalizer_patch(c, w, 1, err);
-        break;
-    case ACT_CONFIRM_INSTANCES_GONE:
-        rc = confirm_instances_gone(c, x, err);
-        break;
-    case ACT_REMOVE_FINALIZER:
+    backend *b = backend_named(c, act->kind->backend);
+    if (b) {
+        if (act->kind->creates && switch_guard_live(c, x, b, act, err) < 0) return -1;
+        return b->ops->execute(b, x, act, err);
+    }
+    assert(!act->kind->backend && "an action of a backend the table does not have");
+    int rc;
+    if (act->kind == ACT_ADD_FINALIZER) return finalizer_patch(c, w, 1, err);
+    if (act->kind == ACT_CONFIRM_INSTANCES_GONE) return confirm_instances_gone(c, x, err);
+    if (act->kind == ACT_REMOVE_FINALIZER) {
         rc = finalizer_patch(c, w, 0, err);
-        if (rc < 0 && kube_err_not_found(err)) rc = 0;
-        break;
-    case ACT_ENSURE_SERVICEACCOUNT:
-        pod_render_serviceaccount(&body, x->a, w, &c->ps);
-        rc = kube_create(c->kc, &KUBE_SERVICEACCOUNTS, w->namespace, NULL, NULL, body.data, NULL, err);
-        if (rc < 0 && kube_err_conflict(err)) rc = 0; /* AlreadyExists */
-        else if (rc == 0) log_info("created ServiceAccount", "worker", w->name, "namespace", w->namespace, "name", act->name);
-        break;
-    case ACT_DELETE_SERVICEACCOUNT:
-        rc = kube_delete(c->kc, &KUBE_SERVICEACCOUNTS, w->namespace, act->name, NULL, NULL, NULL, err);
-        rc = delete_ok(rc, err) ? 0 : -1;
-        break;
-    case ACT_CREATE_POD: {
-        int exists = 0;
-        if (other_backend_exists(c, w, BACKEND_POD, &exists, err) < 0) { rc = -1; break; }
-        if (exists) {
-            rc = err_set(err, WC_EINVAL, "refusing to create Pod %s: a sandbox instance of this Worker exists", act->name);
-            x->failure_reason = "BackendSwitchBlocked";
-            break;
-        }
-        pod_render(&body, x->a, w, x->env, &c->ps, x->pod_hash);
-        rc = kube_create(c->kc, &KUBE_PODS, w->namespace, NULL, NULL, body.data, NULL, err);
-        if (rc == 0) {
-            log_info("created Pod", "worker", w->name, "namespace", w->namespace, "backend", "pod", "name", act->name);
-            record(c, w, "Normal", "Created", "Create", arena_sprintf(x->a, "created Pod %s", act->name));
-        } else if (kube_err_conflict(err)) {
-            rc = create_conflict(c, x, &KUBE_PODS, act->name, "Pod", "PodNameConflict", err);
-        }
-        break;
+        return rc < 0 && kube_err_not_found(err) ? 0 : rc;
     }
-    case ACT_DELETE_POD:
-        rc = kube_delete(c->kc, &KUBE_PODS, w->namespace, act->name, act->uid, NULL, "Background", err);
-        if (rc == 0) {
-            log_info("deleted Pod", "worker", w->name, "namespace", w->namespace, "backend", "pod", "name", act->name);
-            record(c, w, "Normal", "Deleted", "Delete", arena_sprintf(x->a, "deleted Pod %s", act->name));
-        }
-        rc = delete_ok(rc, err) ? 0 : -1;
-        break;
-    default:
-        rc = sandbox_exec_action(c, x, act, err);
-        break;
+    if (act->kind == ACT_ENSURE_SERVICEACCOUNT) return serviceaccount_ensure(c, x, act, err);
+    if (act->kind == ACT_DELETE_SERVICEACCOUNT) {
+        rc = kube_delete(c->host.kc, &KUBE_SERVICEACCOUNTS, w->namespace, act->name, NULL, NULL, NULL, err);
+        return delete_ok(rc, err) ? 0 : -1;
     }
-    buf_free(&body);
-    return rc;
+    return err_set(err, WC_EINVAL, "unknown action %s", action_kind_name(act->kind));
 }
 
-/* ---- status ---- */
+/* ---- one reconcile ---- */
 
-static const char *cond_transition_time(arena *a, const wcond *old, const char *status) {
-    if (old->present && old->status && strcmp(old->status, status) == 0 && old->last_transition)
-        return old->last_transition;
-    char ts[32];
-    wc_rfc3339(ts, time(NULL));
-    return arena_strdup(a, ts);
-}
+typedef enum reconcile_outcome {
+    RECONCILE_DONE,        /* forget the key's backoff */
+    RECONCILE_RETRY,       /* requeue with the per-key backoff */
+    RECONCILE_AFTER,       /* requeue after requeue_after_ms (and forget the backoff) */
+} reconcile_outcome;
 
-static void json_condition(buf *b, arena *a, const char *type, const decided_cond *d, const wcond *old, int64_t gen) {
-    buf_puts(b, "{\"type\":");
-    buf_put_json_string(b, type);
-    buf_puts(b, ",\"status\":");
-    buf_put_json_string(b, d->status);
-    buf_puts(b, ",\"reason\":");
-    buf_put_json_string(b, d->reason);
-    buf_puts(b, ",\"message\":");
-    char *clean = log_redact(d->message);
-    buf_put_json_string(b, clean);
-    free(clean);
-    buf_printf(b, ",\"observedGeneration\":%" PRId64 ",\"lastTransitionTime\":", gen);
-    buf_put_json_string(b, cond_transition_time(a, old, d->status));
-    buf_putc(b, '}');
-}
-
-static int str_eq(const char *a, const char *b) { return strcmp(a ? a : "", b ? b : "") == 0; }
-
-/* The stored message is the redacted one (json_condition writes it so): compare like with like. */
-static int cond_same(const wcond *old, const decided_cond *d, int64_t gen) {
-    if (!old->present || !str_eq(old->status, d->status) || !str_eq(old->reason, d->reason) ||
-        old->observed_generation != gen)
-        return 0;
-    char *clean = log_redact(d->message ? d->message : "");
-    int same = str_eq(old->message, clean);
-    free(clean);
-    return same;
-}
-
-/* Does the status the decision describes equal what the Worker already says? Pure: this is
- * what keeps a steady fleet from writing at all. */
-static int status_same(const worker *w, const decision *d, int64_t observed_gen) {
-    worker_phase phase = d->phase != PHASE_NONE ? d->phase : w->phase;
-    const char *backend = d->backend ? d->backend : w->status_backend;
-    const char *message = d->message ? d->message : "";
-    char *clean_msg = log_redact(message);
-    int same = phase == w->phase && str_eq(backend, w->status_backend) && str_eq(clean_msg, w->message) &&
-               str_eq(d->container_state, w->container_state) && observed_gen == w->observed_generation &&
-               str_eq(d->instance.kind, w->instance.kind) && str_eq(d->instance.name, w->instance.name) &&
-               str_eq(d->instance.claim_name, w->instance.claim_name) && str_eq(d->instance.pod_ip, w->instance.pod_ip) &&
-               cond_same(&w->ready, &d->ready, w->generation) && cond_same(&w->synced, &d->synced, w->generation) &&
-               (!d->deps_path || str_eq(d->deps_path, w->status_deps_path));
-    free(clean_msg);
-    return same;
-}
-
-/* Writes this controller's status fields as a merge patch — only when they differ from what
- * the Worker already says, so a steady fleet causes no writes at all. Conditions of other
- * types (someone else's) are carried over unchanged, since a merge patch replaces the list. */
-static int write_status(controller *c, arena *a, const cJSON *obj, const worker *w, const decision *d,
-                        int64_t observed_gen, wc_err *err) {
-    if (status_same(w, d, observed_gen)) return 0;
-    worker_phase phase = d->phase != PHASE_NONE ? d->phase : w->phase;
-    const char *backend = d->backend ? d->backend : w->status_backend;
-    char *clean_msg = log_redact(d->message ? d->message : "");
-    buf p = BUF_INIT;
-    buf_puts(&p, "{\"status\":{\"phase\":");
-    if (phase == PHASE_NONE) buf_puts(&p, "null");
-    else buf_put_json_string(&p, phase_name(phase));
-    buf_puts(&p, ",\"backendRuntime\":");
-    if (backend && *backend) buf_put_json_string(&p, backend);
-    else buf_puts(&p, "null");
-    buf_puts(&p, ",\"message\":");
-    buf_put_json_string(&p, clean_msg);
-    buf_puts(&p, ",\"containerState\":");
-    if (d->container_state) buf_put_json_string(&p, d->container_state);
-    else buf_puts(&p, "null");
-    buf_printf(&p, ",\"observedGeneration\":%" PRId64 ",\"instance\":", observed_gen);
-    if (d->instance.kind) {
-        buf_puts(&p, "{\"kind\":");
-        buf_put_json_string(&p, d->instance.kind);
-        const char *fields[3][2] = {{"name", d->instance.name}, {"claimName", d->instance.claim_name}, {"podIP", d->instance.pod_ip}};
-        for (int i = 0; i < 3; i++) {
-            buf_printf(&p, ",\"%s\":", fields[i][0]);
-            if (fields[i][1]) buf_put_json_string(&p, fields[i][1]);
-            else buf_puts(&p, "null");
-        }
-        buf_putc(&p, '}');
-    } else {
-        buf_puts(&p, "null");
-    }
-    if (d->deps_path) { /* absent from the patch: kept */
-        buf_puts(&p, ",\"workerDepsPath\":");
-        buf_put_json_string(&p, d->deps_path);
-    }
-    buf_puts(&p, ",\"conditions\":[");
-    json_condition(&p, a, "Ready", &d->ready, &w->ready, w->generation);
-    buf_putc(&p, ',');
-    json_condition(&p, a, "Synced", &d->synced, &w->synced, w->generation);
-    const cJSON *cond;
-    cJSON_ArrayForEach(cond, cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(obj, "status"), "conditions")) {
-        const char *t = json_str(cond, "type");
-        if (t && (strcmp(t, "Ready") == 0 || strcmp(t, "Synced") == 0)) continue;
-        char *s = cJSON_PrintUnformatted(cond);
-        buf_putc(&p, ',');
-        buf_puts(&p, s);
-        free(s);
-    }
-    buf_puts(&p, "]}}");
-    int rc = kube_patch(c->kc, &KUBE_WORKERS, w->namespace, w->name, "status", KUBE_PATCH_MERGE, p.data, NULL, 0, 0, NULL, err);
-    buf_free(&p);
-    free(clean_msg);
-    return rc;
-}
-
-/* ---- observing ---- */
-
-static void observe_pods(controller *c, arena *a, const worker *w, const char *key, cJSON **keep, observed *o) {
-    cJSON *arr = kube_informer_by_index(c->pods, key);
-    *keep = arr;
-    size_t n = (size_t)cJSON_GetArraySize(arr), i = 0;
-    obs_pod *pods = arena_calloc(a, (n ? n : 1) * sizeof *pods);
-    const cJSON *it;
-    cJSON_ArrayForEach(it, arr) {
-        pod_observe(it, &pods[i]);
-        /* a sandbox's own Pod belongs to the sandbox instance; another Worker UID's is not ours */
-        if (pods[i].is_instance && !instance_of_other_worker(cJSON_GetObjectItemCaseSensitive(it, "metadata"), w->uid)) i++;
-    }
-    o->pods = pods;
-    o->npods = i;
-}
+typedef struct reconcile_result {
+    reconcile_outcome outcome;
+    int64_t requeue_after_ms;
+    int error;             /* counts toward controller_runtime_reconcile_errors_total */
+} reconcile_result;
 
 /* When to look at a successfully reconciled Worker again. Pure. backoff_wait: the recreate
  * backoff just recorded (used when the decision asked for backoff); resync_ms: the jittered
@@ -579,6 +300,117 @@ static void reconcile_schedule(reconcile_result *res, const decision *d, int del
     }
 }
 
+/* Observes, reads the Secret when an instance may need its values, renders, decides. Returns
+ * -1 when the Secret cannot be read: d then says so (decide_unknown), nothing is to be done. */
+static int reconcile_decide(controller *c, exec_ctx *x, kv_list *secret, decision *d, wc_err *err) {
+    const worker *w = x->w;
+    for (size_t i = 0; i < c->nbackends; i++) c->backends[i].ops->observe(&c->backends[i], x, 0);
+    backoff_observe(c, x->key, x->a, x->o);
+    if (!w->deleting && w->container_managed && !w->invalid) {
+        int s = read_worker_secret(c, x->a, w, secret, err);
+        if (s < 0) {
+            decide_unknown(w, arena_sprintf(x->a, "reading Secret %s%s: %s", WORKER_CREDS_SECRET_PREFIX, w->name, err->msg), d);
+            return -1;
+        }
+        x->secret = s == 0 ? secret : NULL;
+    }
+    char *hashes = arena_alloc(x->a, c->nbackends * 17);
+    for (size_t i = 0; i < c->nbackends; i++) {
+        c->backends[i].ops->render(&c->backends[i], x, hashes + 17 * i);
+        x->hashes[i] = hashes + 17 * i;
+    }
+    decide(x->a, w, x->o, &c->dc, x->hashes, d);
+    /* The acting backend asks to look in the API server itself before it acts on what its cache
+     * shows (a Sandbox maybe only late); decide again only when that changed something. */
+    if (d->recheck && d->acting >= 0 && c->backends[d->acting].ops->observe(&c->backends[d->acting], x, 1))
+        decide(x->a, w, x->o, &c->dc, x->hashes, d);
+    return 0;
+}
+
+/* Executes the actions in order, stopping at the first failure. Returns the index of the
+ * failed action, or -1 when all ran. */
+static long reconcile_act(controller *c, exec_ctx *x, const decision *d, wc_err *err) {
+    for (size_t i = 0; i < d->nactions; i++) {
+        int rc = exec_action(c, x, &d->actions[i], err);
+#ifdef WC_FAILPOINTS
+        if (rc == 0) {
+            char point[64];
+            snprintf(point, sizeof point, "after-%s", action_kind_name(d->actions[i].kind));
+            FAILPOINT(point);
+        }
+#endif
+        if (rc < 0) return (long)i;
+    }
+    return -1;
+}
+
+/* Writes the status d describes (observed_gen: the generation it stands for); a failed write is
+ * retried soon with the per-key backoff, also when the reconcile itself asked for a (long)
+ * resync: nothing else re-triggers it when the observed objects do not change again, so the
+ * status would stay stale for the whole resync period (found by the API server SIGKILL test: a
+ * Worker stuck "Starting" over a Ready Pod). */
+static void reconcile_report(controller *c, exec_ctx *x, const cJSON *obj, const decision *d, int64_t observed_gen,
+                             reconcile_result *res) {
+    wc_err serr;
+    err_clear(&serr);
+    if (write_status(c->host.kc, x->a, obj, x->w, d, observed_gen, &serr) < 0 && !kube_err_not_found(&serr)) {
+        log_warn("status update failed", "worker", x->w->name, "namespace", x->w->namespace, "error", serr.msg);
+        if (res->outcome == RECONCILE_DONE || (res->outcome == RECONCILE_AFTER && res->requeue_after_ms > 5000))
+            res->outcome = RECONCILE_RETRY;
+    }
+}
+
+/* A failed action: Synced=False with its reason (a Warning the first time this generation, or
+ * always for anything but an API error), retried with backoff or after Retry-After. */
+static void reconcile_failed(controller *c, exec_ctx *x, decision *d, const wc_err *err, reconcile_result *res) {
+    const worker *w = x->w;
+    const char *reason = x->failure_reason ? x->failure_reason : "APIError";
+    decide_failed(d, reason, arena_strdup(x->a, err->msg));
+    log_warn("reconcile failed", "worker", w->name, "namespace", w->namespace, "reason", reason, "error", err->msg);
+    if (first_time_this_generation(w, reason) || strcmp(reason, "APIError") != 0)
+        backend_record(&c->host, w, "Warning", reason, "Reconcile", d->message);
+    res->outcome = err->retry_after_s > 0 ? RECONCILE_AFTER : RECONCILE_RETRY;
+    res->requeue_after_ms = err->retry_after_s > 0 ? (int64_t)err->retry_after_s * 1000 : 0;
+    res->error = 1;
+}
+
+/* Decides, acts, records, reports, for the parsed Worker w. */
+static void reconcile_parsed(controller *c, exec_ctx *x, const cJSON *obj, reconcile_result *res) {
+    const worker *w = x->w;
+    decision d;
+    kv_list secret = {NULL, 0};
+    wc_err err;
+    err_clear(&err);
+    if (reconcile_decide(c, x, &secret, &d, &err) < 0) {
+        log_warn("reconcile failed", "worker", w->name, "namespace", w->namespace, "reason", "APIError", "error", d.message);
+        res->outcome = RECONCILE_RETRY;
+        res->error = 1;
+        reconcile_report(c, x, obj, &d, w->observed_generation, res);
+        return;
+    }
+    long failed = reconcile_act(c, x, &d, &err);
+    if (failed >= 0 && d.actions[failed].kind == ACT_ADD_FINALIZER && kube_err_conflict(&err)) {
+        res->outcome = RECONCILE_RETRY; /* the cache is behind the Worker: normal, not worth an error status */
+        return;
+    }
+    d.deps_path = x->deps_path;
+    for (size_t i = 0; i < d.nevents; i++)
+        backend_record(&c->host, w, d.events[i].type, d.events[i].reason, "Reconcile", d.events[i].note);
+    if (d.done_deleting && failed < 0) {
+        log_info("Worker cleaned up, finalizer removed", "worker", w->name, "namespace", w->namespace);
+        return; /* the object is going away: no status to write */
+    }
+    if (failed >= 0) {
+        reconcile_failed(c, x, &d, &err, res);
+        reconcile_report(c, x, obj, &d, w->observed_generation, res);
+        return;
+    }
+    int64_t wait = backoff_record(c, x->key, &d);
+    reconcile_schedule(res, &d, w->deleting, wait,
+                       RESYNC_PERIOD_MS - RESYNC_PERIOD_MS / 10 + (int64_t)(rand() % (RESYNC_PERIOD_MS / 5)));
+    reconcile_report(c, x, obj, &d, w->generation, res);
+}
+
 /* Reconciles one Worker. */
 static reconcile_result reconcile_worker(controller *c, const char *key) {
     reconcile_result res = {RECONCILE_DONE, 0, 0};
@@ -586,151 +418,28 @@ static reconcile_result reconcile_worker(controller *c, const char *key) {
     char rid[24];
     snprintf(rid, sizeof rid, "%08lx-%04x", n, (unsigned)(rand() & 0xffff));
     log_set_reconcile_id(rid);
-    if (c->rec) kube_recorder_sweep(c->rec);
+    if (c->host.rec) kube_recorder_sweep(c->host.rec);
     cJSON *obj = kube_informer_get(c->workers, key);
-    if (!obj) return res; /* deleted: nothing left to do (the finalizer guarantees cleanup ran) */
+    if (!obj) { /* deleted: nothing left to do (the finalizer guarantees cleanup ran) */
+        log_set_reconcile_id(NULL);
+        return res;
+    }
     arena a;
     arena_init(&a);
     wc_err err;
     err_clear(&err);
-    cJSON *pods_json = NULL, *claims_json = NULL, *sbx_json = NULL;
     worker w;
     if (worker_parse(&a, obj, &c->wd, &w, &err) < 0) {
         log_error("cannot parse Worker", "worker", key, "error", err.msg);
-        goto out;
-    }
-    worker_validate(&a, &w, c->dc.prefix);
-
-    observed o;
-    memset(&o, 0, sizeof o);
-    observe_pods(c, &a, &w, key, &pods_json, &o);
-    sandbox_observe(c, &a, &w, key, &claims_json, &sbx_json, &o);
-    backoff_observe(c, key, &a, &o);
-
-    /* The Secret is read only when an instance may need its values (hash, env file). */
-    kv_list secret = {NULL, 0};
-    int have_secret = 0;
-    if (!w.deleting && w.container_managed && !w.invalid) {
-        int s = read_worker_secret(c, &a, &w, &secret, &err);
-        if (s < 0) {
-            decision d;
-            memset(&d, 0, sizeof d);
-            d.ready.status = w.ready.status ? w.ready.status : "Unknown";
-            d.ready.reason = w.ready.reason ? w.ready.reason : "Unknown";
-            d.ready.message = w.ready.message ? w.ready.message : "";
-            d.container_state = w.container_state;
-            d.instance = w.instance;
-            d.message = arena_sprintf(&a, "reading Secret %s%s: %s", WORKER_CREDS_SECRET_PREFIX, w.name, err.msg);
-            d.synced = (decided_cond){"False", "APIError", d.message};
-            log_warn("reconcile failed", "worker", w.name, "namespace", w.namespace, "reason", "APIError", "error", d.message);
-            wc_err e2;
-            if (write_status(c, &a, obj, &w, &d, w.observed_generation, &e2) < 0)
-                log_warn("status update failed", "worker", w.name, "namespace", w.namespace, "error", e2.msg);
-            res.outcome = RECONCILE_RETRY;
-            res.error = 1;
-            goto out;
-        }
-        have_secret = s == 0;
-    }
-    env_list env;
-    env_build(&a, &w, &c->envc, have_secret ? &secret : NULL, 1, &env);
-    char pod_hash[17];
-    pod_spec_hash(&a, &w, &env, &c->ps, pod_hash);
-    char sandbox_hash[17] = "";
-    sandbox_spec_hash(c, &a, &w, have_secret ? &secret : NULL, sandbox_hash);
-    if (o.deps_observed) {
-        /* what env/env must hash to: the file this Worker's env renders to now */
-        env_list file_env;
-        env_build(&a, &w, &c->envc, have_secret ? &secret : NULL, 0, &file_env);
-        buf file = BUF_INIT;
-        env_file_write(&file, &file_env);
-        char *want = arena_alloc(&a, 17);
-        deps_env_hash(&file, want);
-        buf_free_secret(&file);
-        o.want_deps_hash = want;
-    }
-
-    decision d;
-    decide(&a, &w, &o, &c->dc, pod_hash, sandbox_hash, &d);
-    if (d.confirm_sandbox_lost) {
-        /* A completed claim without a Sandbox in the cache: ask the API server. Only when it has
-         * none either is the loss real (decide() explains why). An error keeps the first
-         * decision: wait, never delete on doubt. */
-        size_t live = 0;
-        wc_err lerr;
-        err_clear(&lerr);
-        if (live_instances(c, &w, LIVE_SANDBOXES, &live, NULL, &lerr) < 0)
-            log_warn("cannot list the Worker's Sandboxes", "worker", w.name, "namespace", w.namespace, "error", lerr.msg);
-        else if (live == 0) {
-            o.sandbox_lost_confirmed = 1;
-            decide(&a, &w, &o, &c->dc, pod_hash, sandbox_hash, &d);
-        }
-    }
-
-    exec_ctx x = {&a, &w, &env, pod_hash, sandbox_hash, have_secret ? &secret : NULL, NULL};
-    int failed = 0;
-    const char *wrote_deps = NULL; /* where worker-deps were written: recorded in status */
-    for (size_t i = 0; i < d.nactions && !failed; i++) {
-        int rc_act = exec_action(c, &x, &d.actions[i], &err);
-        action_kind k = d.actions[i].kind;
-        if (rc_act == 0 && (k == ACT_WRITE_DEPS || k == ACT_REFRESH_TOKEN || k == ACT_WRITE_ENV))
-            wrote_deps = d.actions[i].name && *d.actions[i].name ? d.actions[i].name : o.deps_path;
-#ifdef WC_FAILPOINTS
-        if (rc_act == 0) {
-            char point[64];
-            snprintf(point, sizeof point, "after-%s", action_kind_name(d.actions[i].kind));
-            FAILPOINT(point);
-        }
-#endif
-        if (rc_act < 0) {
-            failed = 1;
-            if (d.actions[i].kind == ACT_ADD_FINALIZER && kube_err_conflict(&err)) {
-                /* The cache is behind the Worker: normal, not worth an error status. */
-                res.outcome = RECONCILE_RETRY;
-                goto out;
-            }
-        }
-    }
-    d.deps_path = wrote_deps;
-    for (size_t i = 0; i < d.nevents; i++) record(c, &w, d.events[i].type, d.events[i].reason, "Reconcile", d.events[i].note);
-    if (d.done_deleting && !failed) {
-        log_info("Worker cleaned up, finalizer removed", "worker", w.name, "namespace", w.namespace);
-        goto out; /* the object is going away: no status to write */
-    }
-    int64_t observed_gen = w.observed_generation;
-    if (failed) {
-        const char *reason = x.failure_reason ? x.failure_reason : "APIError";
-        d.message = arena_strdup(&a, err.msg);
-        d.synced = (decided_cond){"False", reason, d.message};
-        log_warn("reconcile failed", "worker", w.name, "namespace", w.namespace, "reason", reason, "error", err.msg);
-        if (first_time_this_generation(&w, reason) || strcmp(reason, "APIError") != 0)
-            record(c, &w, "Warning", reason, "Reconcile", d.message);
-        res.outcome = err.retry_after_s > 0 ? RECONCILE_AFTER : RECONCILE_RETRY;
-        res.requeue_after_ms = err.retry_after_s > 0 ? (int64_t)err.retry_after_s * 1000 : 0;
-        res.error = 1;
     } else {
-        observed_gen = w.generation;
-        int64_t wait = backoff_record(c, key, &d);
-        reconcile_schedule(&res, &d, w.deleting, wait,
-                           RESYNC_PERIOD_MS - RESYNC_PERIOD_MS / 10 + (int64_t)(rand() % (RESYNC_PERIOD_MS / 5)));
+        worker_validate(&a, &w, c->dc.prefix);
+        observed o;
+        memset(&o, 0, sizeof o);
+        exec_ctx x = {.a = &a, .w = &w, .key = key, .o = &o};
+        reconcile_parsed(c, &x, obj, &res);
+        exec_release(&x);
     }
-    wc_err serr;
-    err_clear(&serr);
-    if (write_status(c, &a, obj, &w, &d, observed_gen, &serr) < 0 && !kube_err_not_found(&serr)) {
-        log_warn("status update failed", "worker", w.name, "namespace", w.namespace, "error", serr.msg);
-        /* Retry soon with the per-key backoff, also when the reconcile itself asked for a
-         * (long) resync: nothing else re-triggers it when the observed objects do not change
-         * again, so the status would stay stale for the whole resync period (found by the
-         * API server SIGKILL test: a Worker stuck "Starting" over a Ready Pod). */
-        if (res.outcome == RECONCILE_DONE || (res.outcome == RECONCILE_AFTER && res.requeue_after_ms > 5000))
-            res.outcome = RECONCILE_RETRY;
-    }
-out:
     log_set_reconcile_id(NULL);
-    if (res.error) atomic_fetch_add(&c->reconcile_errors, 1);
-    cJSON_Delete(pods_json);
-    cJSON_Delete(claims_json);
-    cJSON_Delete(sbx_json);
     cJSON_Delete(obj);
     arena_free(&a);
     return res;

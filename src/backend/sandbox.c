@@ -1,6 +1,8 @@
 /*
- * sandbox.c — the sandbox backend (SPEC section 5): OpenKruise agents SandboxClaims and
- * Sandboxes, observed through informers and mapped back to their Worker by label.
+ * sandbox.c — the sandbox backend's I/O (SPEC section 5): OpenKruise agents SandboxClaims and
+ * Sandboxes, observed through informers and mapped back to their Worker by label, and the
+ * Worker's worker-deps in object storage (backend/deps.c). Its decisions are
+ * sandbox_policy.c's.
  *
  * The create sequence is the point of the seed's review: build the env → request a token →
  * write and verify env/env, token/token, data/.keep → only then create the SandboxClaim. The
@@ -11,13 +13,35 @@
 
 #define LABEL_CLAIM_NAME "agents.kruise.io/claim-name"
 
-static void sandbox_observe_deps(controller *c, arena *a, const worker *w, observed *o);
+/* Its settings, from the configuration table (HICLAW_SANDBOX_*, HICLAW_WORKER_DEPS_*). */
+typedef struct sandbox_settings {
+    const char *deps_prefix;        /* object key prefix of every Worker's worker-deps */
+    const char *deps_pv;            /* the CSI PersistentVolume exposing the bucket to sandboxes */
+    const char *pool;               /* the SandboxSet claims are made from */
+    int64_t token_ttl_s;
+    int64_t claim_timeout_ms, wait_ready_timeout_ms;
+    int manage_pool;                /* apply the SandboxSet once leading */
+    const char *agent_image;        /* the managed pool's image, replicas and resource limits */
+    int64_t prewarm;
+    const char *cpu, *memory;
+} sandbox_settings;
+
+typedef struct sandbox_state {
+    sandbox_settings set;
+    sandbox_policy_cfg policy;
+    deps_store deps;                /* worker-deps storage (deps.s3 NULL when there is none) */
+    int watching;                   /* OpenKruise serves claims and Sandboxes: informers 0 and 1 */
+} sandbox_state;
+
+static sandbox_state *sbx_state(backend *b) { return b->state; }
+
+/* ---- the caches ---- */
 
 /* The informer keeps this much of a SandboxClaim. */
 static cJSON *claim_project(const cJSON *obj) {
-    cJSON *out = instance_project_metadata(obj);
-    const cJSON *spec = cJSON_GetObjectItemCaseSensitive(obj, "spec");
-    const cJSON *st = cJSON_GetObjectItemCaseSensitive(obj, "status");
+    cJSON *out = instance_project_metadata(obj, LABEL_CLAIM_NAME);
+    const cJSON *spec = json_get(obj, "spec");
+    const cJSON *st = json_get(obj, "status");
     cJSON *s = cJSON_AddObjectToObject(out, "status");
     const char *phase = json_str(st, "phase"), *msg = json_str(st, "message");
     if (phase) cJSON_AddStringToObject(s, "phase", phase);
@@ -26,7 +50,7 @@ static cJSON *claim_project(const cJSON *obj) {
     cJSON_AddNumberToObject(s, "replicas", (double)json_int(spec, "replicas", 1));
     /* The worker-deps dir the sandbox mounts: the token mount's sub-path without "token". */
     const cJSON *m;
-    cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(spec, "dynamicVolumesMount")) {
+    cJSON_ArrayForEach(m, json_get(spec, "dynamicVolumesMount")) {
         const char *mp = json_str(m, "mountPath"), *sub = json_str(m, "subPath");
         size_t n = sub ? strlen(sub) : 0;
         if (mp && strcmp(mp, WORKER_TOKEN_DIR) == 0 && n >= 5 && strcmp(sub + n - 5, "token") == 0) {
@@ -41,10 +65,7 @@ static cJSON *claim_project(const cJSON *obj) {
 
 static void claim_observe(const cJSON *proj, obs_claim *c) {
     memset(c, 0, sizeof *c);
-    const cJSON *md = cJSON_GetObjectItemCaseSensitive(proj, "metadata");
-    const cJSON *st = cJSON_GetObjectItemCaseSensitive(proj, "status");
-    instance_observe_identity(md, &c->name, &c->uid, &c->deleting);
-    c->spec_hash = json_str(cJSON_GetObjectItemCaseSensitive(md, "annotations"), ANNOTATION_SPEC_HASH);
+    const cJSON *st = instance_observe_identity(proj, &c->name, &c->uid, &c->deleting, &c->spec_hash);
     c->phase = json_str(st, "phase");
     c->message = json_str(st, "message");
     c->claimed = json_int(st, "claimedReplicas", 0);
@@ -54,121 +75,61 @@ static void claim_observe(const cJSON *proj, obs_claim *c) {
 
 /* The informer keeps this much of a Sandbox. */
 static cJSON *sandbox_project(const cJSON *obj) {
-    cJSON *out = instance_project_metadata(obj);
-    const cJSON *st = cJSON_GetObjectItemCaseSensitive(obj, "status");
-    const cJSON *spec = cJSON_GetObjectItemCaseSensitive(obj, "spec");
+    cJSON *out = instance_project_metadata(obj, LABEL_CLAIM_NAME);
+    const cJSON *st = json_get(obj, "status");
+    const cJSON *spec = json_get(obj, "spec");
     cJSON *s = cJSON_AddObjectToObject(out, "status");
     const char *phase = json_str(st, "phase");
     if (phase) cJSON_AddStringToObject(s, "phase", phase);
-    const cJSON *podinfo = cJSON_GetObjectItemCaseSensitive(st, "podInfo");
+    const cJSON *podinfo = json_get(st, "podInfo");
     const char *ip = json_str(podinfo, "podIP");
     if (ip) cJSON_AddStringToObject(s, "podIP", ip);
     const cJSON *c;
-    cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(st, "conditions")) {
+    cJSON_ArrayForEach(c, json_get(st, "conditions")) {
         const char *t = json_str(c, "type");
         if (!t || strcmp(t, "Ready") != 0) continue;
         cJSON_AddBoolToObject(s, "ready", str_eq(json_str(c, "status"), "True"));
         if (json_str(c, "reason")) cJSON_AddStringToObject(s, "readyReason", json_str(c, "reason"));
         if (json_str(c, "message")) cJSON_AddStringToObject(s, "readyMessage", json_str(c, "message"));
     }
-    cJSON_AddBoolToObject(s, "paused", cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(spec, "paused")));
+    cJSON_AddBoolToObject(s, "paused", cJSON_IsTrue(json_get(spec, "paused")));
     return out;
 }
 
 static void sandbox_observe_one(const cJSON *proj, obs_sandbox *s) {
     memset(s, 0, sizeof *s);
-    const cJSON *md = cJSON_GetObjectItemCaseSensitive(proj, "metadata");
-    const cJSON *st = cJSON_GetObjectItemCaseSensitive(proj, "status");
-    const cJSON *labels = cJSON_GetObjectItemCaseSensitive(md, "labels");
-    instance_observe_identity(md, &s->name, &s->uid, &s->deleting);
+    const cJSON *st = instance_observe_identity(proj, &s->name, &s->uid, &s->deleting, NULL);
+    const cJSON *labels = json_get(json_get(proj, "metadata"), "labels");
     s->claim_name = json_str(labels, LABEL_CLAIM_NAME);
     s->spec_hash = json_str(labels, LABEL_SPEC_HASH);
     s->phase = json_str(st, "phase");
-    const cJSON *ready = cJSON_GetObjectItemCaseSensitive(st, "ready");
+    const cJSON *ready = json_get(st, "ready");
     s->ready_known = ready != NULL;
     s->ready = cJSON_IsTrue(ready);
     s->ready_reason = json_str(st, "readyReason");
     s->ready_message = json_str(st, "readyMessage");
-    s->paused = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(st, "paused"));
+    s->paused = cJSON_IsTrue(json_get(st, "paused"));
     s->pod_ip = json_str(st, "podIP");
 }
 
-static void sandbox_observe(controller *c, arena *a, const worker *w, const char *key, cJSON **claims_json,
-                            cJSON **sbx_json, observed *o) {
-    if (!c->claims || !c->sandboxes) { /* OpenKruise not installed: no instances, deps maybe */
-        sandbox_observe_deps(c, a, w, o);
-        return;
-    }
-    *claims_json = kube_informer_by_index(c->claims, key);
-    *sbx_json = kube_informer_by_index(c->sandboxes, key);
-    size_t nc = (size_t)cJSON_GetArraySize(*claims_json), ns = (size_t)cJSON_GetArraySize(*sbx_json);
-    obs_claim *claims = arena_calloc(a, (nc ? nc : 1) * sizeof *claims);
-    obs_sandbox *sbx = arena_calloc(a, (ns ? ns : 1) * sizeof *sbx);
-    const cJSON *it;
-    /* another Worker UID's claims and Sandboxes (same name, older Worker object) are not ours */
-    o->nclaims = o->nsandboxes = 0;
-    cJSON_ArrayForEach(it, *claims_json)
-        if (!instance_of_other_worker(cJSON_GetObjectItemCaseSensitive(it, "metadata"), w->uid))
-            claim_observe(it, &claims[o->nclaims++]);
-    cJSON_ArrayForEach(it, *sbx_json)
-        if (!instance_of_other_worker(cJSON_GetObjectItemCaseSensitive(it, "metadata"), w->uid))
-            sandbox_observe_one(it, &sbx[o->nsandboxes++]);
-    o->claims = claims;
-    o->sandboxes = sbx;
-    for (size_t i = 0; i < o->nclaims; i++)
-        if (!claims[i].deleting && claims[i].deps_path) o->mounted_deps_path = claims[i].deps_path;
+/* A Sandbox's or a claim's projection for a live list: its metadata is all it needs. */
+static cJSON *sandbox_project_metadata(const cJSON *obj) { return instance_project_metadata(obj, LABEL_CLAIM_NAME); }
 
-    sandbox_observe_deps(c, a, w, o);
-}
+/* ---- rendering ---- */
 
 /* Where this Worker's worker-deps belong now (namespaced: SPEC 7). */
-static const char *sandbox_deps_path(controller *c, arena *a, const worker *w) {
+static const char *sandbox_deps_path(backend *b, arena *a, const worker *w) {
     char dir[700];
-    deps_dir_for(c->deps_prefix, w->namespace, w->worker_name, dir, sizeof dir);
+    deps_dir_for(sbx_state(b)->set.deps_prefix, w->namespace, w->worker_name, dir, sizeof dir);
     return arena_strdup(a, dir);
-}
-
-/* The worker-deps as storage has them, for Workers of the sandbox backend (or that were): two
- * HEADs at the path their sandbox mounts (token/token: lifetime; env/env: content hash), never a
- * read of a credential. Who owns them too: objects of another Worker are a conflict decide()
- * reports. Storage trouble must not look like "no token": assume present, look again soon, and
- * rewrite nothing on doubt. */
-static void sandbox_observe_deps(controller *c, arena *a, const worker *w, observed *o) {
-    if (!c->s3) return;
-    o->deps_path = sandbox_deps_path(c, a, w);
-    int sandbox_worker = w->backend == BACKEND_SANDBOX || (w->status_backend && strcmp(w->status_backend, "sandbox") == 0) ||
-                         (w->status_deps_path && *w->status_deps_path);
-    if (!c->dc.sandbox_enabled || !sandbox_worker || w->deleting) return;
-    deps_keys k;
-    deps_keys_in(deps_live_path(w, o), &k);
-    deps_head token, env;
-    wc_err err;
-    err_clear(&err);
-    if (deps_head_read(c->s3, k.token, &token, &err) < 0 || deps_head_read(c->s3, k.env, &env, &err) < 0) {
-        log_warn("cannot read worker-deps metadata", "worker", w->name, "namespace", w->namespace, "error", err.msg);
-        o->token_present = 1;
-        o->token_refresh_in_ms = 30000;
-        o->deps_present = 1;
-        return;
-    }
-    o->deps_observed = 1;
-    o->token_present = token.present;
-    o->token_refresh_in_ms = token.present ? deps_token_refresh_in_ms(token.issued, token.expires, (int64_t)time(NULL)) : 0;
-    o->deps_present = env.present;
-    o->deps_hash = arena_strdup(a, env.env_hash);
-    char why[700];
-    const char *keys[2] = {k.token, k.env};
-    const deps_head *heads[2] = {&token, &env};
-    for (int i = 0; i < 2 && !o->deps_conflict; i++)
-        if (heads[i]->present && !deps_owner_allows(&heads[i]->owner, w->uid, c->s3->bucket, keys[i], why, sizeof why))
-            o->deps_conflict = arena_strdup(a, why);
 }
 
 /* Everything that shapes a sandbox instance. The env goes in by value: a sandbox has no
  * secretKeyRef, its credentials are in the env file. */
-static void sandbox_spec_hash(controller *c, arena *a, const worker *w, const kv_list *secret, char out[17]) {
+static void sandbox_spec_hash(backend *b, arena *a, const worker *w, const kv_list *secret, char out[17]) {
+    const sandbox_settings *s = &sbx_state(b)->set;
     env_list env;
-    env_build(a, w, &c->envc, secret, 0, &env);
+    env_build(a, w, &b->host->envc, secret, 0, &env);
     spec_hasher h;
     spec_hash_init(&h);
     spec_hash_field(&h, "backend", "sandbox");
@@ -180,263 +141,405 @@ static void sandbox_spec_hash(controller *c, arena *a, const worker *w, const kv
     spec_hash_field(&h, "requests.memory", w->req_mem);
     spec_hash_field(&h, "limits.cpu", w->lim_cpu);
     spec_hash_field(&h, "limits.memory", w->lim_mem);
-    kv_list labels = instance_labels(a, w, c->controller_name, BACKEND_SANDBOX);
+    kv_list labels = instance_labels(a, w, b->host->names.controller_name, "sandbox");
     for (size_t i = 0; i < labels.n; i++) spec_hash_field(&h, arena_sprintf(a, "label:%s", labels.items[i].key), labels.items[i].value);
     /* The claim's mounts and pool shape the sandbox too: a sandbox must not keep reading deps at
      * a path (prefix, namespace, workerName) or through a PV the Worker no longer uses. */
-    spec_hash_field(&h, "deps-path", sandbox_deps_path(c, a, w));
-    spec_hash_field(&h, "deps-pv", c->deps_pv);
-    spec_hash_field(&h, "pool", c->pool);
+    spec_hash_field(&h, "deps-path", sandbox_deps_path(b, a, w));
+    spec_hash_field(&h, "deps-pv", s->deps_pv);
+    spec_hash_field(&h, "pool", s->pool);
     spec_hash_final(&h, out);
 }
 
-/* The owner metadata of this Worker's objects. */
-static void sandbox_deps_owner(const worker *w, deps_owner_meta *m) { deps_owner_meta_for(w->uid, w->namespace, w->name, m); }
 
-/* A deps action's path: the action's (decide() names it), else where the deps belong now. */
-static const char *sandbox_action_path(controller *c, exec_ctx *x, const action *act) {
-    return act->name && *act->name ? act->name : sandbox_deps_path(c, x->a, x->w);
-}
-
-/* Another Worker's objects: the action fails with reason WorkerDepsConflict (nothing written). */
-static int sandbox_deps_failed(exec_ctx *x, const wc_err *err) {
-    x->failure_reason = err->code == WC_ECONFLICT ? "WorkerDepsConflict" : "WorkerDepsFailed";
-    return -1;
-}
-
-/* Requests a token for the Worker's ServiceAccount and writes it (verified) to <dir>token/token. */
-static int sandbox_write_token(controller *c, exec_ctx *x, const char *dir, wc_err *err) {
-    const worker *w = x->w;
-    if (!c->s3) return err_set(err, WC_EINVAL, "no worker-deps storage configured");
-    deps_keys k;
-    deps_keys_in(dir, &k);
-    /* checked before the TokenRequest too: no credential is minted for a key we may not write */
-    if (deps_check_owner(c->s3, k.token, w->uid, err) < 0) return -1;
-    worker_token t;
-    char sa[300];
-    snprintf(sa, sizeof sa, "%sworker-%s", c->dc.prefix, w->name);
-    if (token_request(c->kc, w->namespace, sa, c->ps.audience, c->token_ttl_s, &t, err) < 0) return -1;
-    deps_owner_meta own;
-    sandbox_deps_owner(w, &own);
-    int rc = deps_write_token(c->s3, &k, &t, &own, w->uid, err);
-    worker_token_free(&t);
-    return rc;
-}
-
-/* The env file (verified, with its content hash) at <dir>env/env. */
-static int sandbox_write_env(controller *c, exec_ctx *x, const char *dir, wc_err *err) {
-    const worker *w = x->w;
-    if (!c->s3) return err_set(err, WC_EINVAL, "no worker-deps storage configured");
-    deps_keys k;
-    deps_keys_in(dir, &k);
-    env_list env;
-    env_build(x->a, w, &c->envc, x->secret, 0, &env);
-    buf file = BUF_INIT;
-    env_file_write(&file, &env);
-    deps_owner_meta own;
-    sandbox_deps_owner(w, &own);
-    int rc = deps_write_env(c->s3, &k, &file, &own, w->uid, err);
-    buf_free_secret(&file); /* it holds the credentials */
-    return rc;
-}
-
-/* The create sequence's first half: env file, token, data marker — each written and verified,
- * each refused if another Worker owns it. Any failure stops here: no claim is made (Synced=False
- * WorkerDepsFailed, or WorkerDepsConflict). */
-static int sandbox_write_deps(controller *c, exec_ctx *x, const char *dir, wc_err *err) {
-    const worker *w = x->w;
-    x->failure_reason = "WorkerDepsFailed";
-    if (!c->s3) return err_set(err, WC_EINVAL, "no worker-deps storage configured");
-    deps_keys k;
-    deps_keys_in(dir, &k);
-    deps_owner_meta own;
-    sandbox_deps_owner(w, &own);
-    /* every key first: a conflict on the last must not leave the first two half-written */
-    if (deps_check_owner(c->s3, k.env, w->uid, err) < 0 || deps_check_owner(c->s3, k.token, w->uid, err) < 0 ||
-        deps_check_owner(c->s3, k.data, w->uid, err) < 0)
-        return sandbox_deps_failed(x, err);
-    if (sandbox_write_env(c, x, dir, err) < 0) return sandbox_deps_failed(x, err);
-    if (sandbox_write_token(c, x, dir, err) < 0) return sandbox_deps_failed(x, err);
-    if (deps_put_owned(c->s3, k.data, "", 0, &own, NULL, 0, w->uid, err) < 0) return sandbox_deps_failed(x, err);
-    log_info("wrote worker-deps", "worker", w->name, "namespace", w->namespace, "backend", "sandbox", "envObject", k.env);
-    x->failure_reason = NULL;
-    return 0;
-}
-
-/* Deletes this Worker's objects among token, env (and data when `data`) under dir; another
- * Worker's are left, with a log line and a Warning Event saying whose (they are not ours to
- * delete, and must not block this Worker's own cleanup). */
-static int sandbox_delete_deps(controller *c, exec_ctx *x, const char *dir, int env, int data, wc_err *err) {
-    const worker *w = x->w;
-    deps_keys k;
-    deps_keys_in(dir, &k);
-    const char *keys[3] = {k.token, env ? k.env : NULL, data ? k.data : NULL};
-    for (int i = 0; i < 3; i++) {
-        if (!keys[i]) continue;
-        char why[700];
-        int rc = deps_delete_owned(c->s3, keys[i], w->uid, why, sizeof why, err);
-        if (rc < 0) return -1;
-        if (rc == 1) {
-            log_warn("worker-deps object of another Worker left alone", "worker", w->name, "namespace", w->namespace,
-                     "reason", why);
-            record(c, w, "Warning", "WorkerDepsConflict", "Delete", why);
-        }
-    }
-    return 0;
-}
-
-static void json_duration_s(buf *b, int64_t ms) { buf_printf(b, "\"%" PRId64 "s\"", ms / 1000 > 0 ? ms / 1000 : 1); }
+/* A duration as a claim takes it ("300s"), at least one second. */
+static const char *claim_duration(arena *a, int64_t ms) { return arena_sprintf(a, "%" PRId64 "s", ms / 1000 > 0 ? ms / 1000 : 1); }
 
 /* The SandboxClaim: claims one sandbox from the pool, mounts the worker-deps sub-paths. */
-static void claim_render(buf *b, arena *a, controller *c, const worker *w, const char *name, const char *hash) {
-    kv_list labels = instance_labels(a, w, c->controller_name, BACKEND_SANDBOX);
-    buf_puts(b, "{\"apiVersion\":\"agents.kruise.io/v1alpha1\",\"kind\":\"SandboxClaim\",\"metadata\":{\"name\":");
-    buf_put_json_string(b, name);
-    buf_puts(b, ",\"namespace\":");
-    buf_put_json_string(b, w->namespace);
-    buf_puts(b, ",\"labels\":");
-    json_kv_object(b, &labels);
-    buf_puts(b, ",\"annotations\":{\"" ANNOTATION_SPEC_HASH "\":");
-    buf_put_json_string(b, hash);
-    buf_puts(b, "},");
-    json_owner_reference(b, w);
-    buf_puts(b, "},\"spec\":{\"templateName\":");
-    buf_put_json_string(b, c->pool);
-    buf_puts(b, ",\"replicas\":1,\"claimTimeout\":");
-    json_duration_s(b, c->claim_timeout_ms);
-    buf_puts(b, ",\"waitReadyTimeout\":");
-    json_duration_s(b, c->wait_ready_timeout_ms);
-    buf_puts(b, ",\"ttlAfterCompleted\":\"-1s\",\"inplaceUpdate\":{\"image\":");
-    buf_put_json_string(b, w->image);
-    /* The Sandbox inherits these labels: the worker label maps it back, the hash tells whether
-     * it still matches the Worker after the claim is gone. */
-    buf_puts(b, "},\"labels\":{");
-    for (size_t i = 0; i < labels.n; i++) {
-        buf_put_json_string(b, labels.items[i].key);
-        buf_putc(b, ':');
-        buf_put_json_string(b, labels.items[i].value);
-        buf_putc(b, ',');
-    }
-    buf_puts(b, "\"" LABEL_WORKER_UID "\":");
-    buf_put_json_string(b, w->uid ? w->uid : "");
-    buf_puts(b, ",\"" LABEL_SPEC_HASH "\":");
-    buf_put_json_string(b, hash);
-    buf_puts(b, "},\"dynamicVolumesMount\":[");
+static void claim_render(buf *b, arena *a, backend *be, const worker *w, const char *name, const char *hash) {
+    const sandbox_settings *c = &sbx_state(be)->set;
+    kv_list labels = instance_labels(a, w, be->host->names.controller_name, "sandbox");
+    cJSON *claim = instance_object("agents.kruise.io/v1alpha1", "SandboxClaim");
+    instance_metadata(claim, name, w->namespace, &labels, hash, w);
+    cJSON *spec = json_add_object(claim, "spec");
+    json_add_str(spec, "templateName", c->pool);
+    json_add_int(spec, "replicas", 1);
+    json_add_str(spec, "claimTimeout", claim_duration(a, c->claim_timeout_ms));
+    json_add_str(spec, "waitReadyTimeout", claim_duration(a, c->wait_ready_timeout_ms));
+    json_add_str(spec, "ttlAfterCompleted", "-1s");
+    json_add_str(json_add_object(spec, "inplaceUpdate"), "image", w->image);
+    /* The Sandbox inherits these labels: the worker label maps it back, the UID names the Worker
+     * object (a Sandbox has no owner), the hash tells whether it still matches the Worker after
+     * the claim is gone. */
+    cJSON *sl = json_add_labels(spec, "labels", &labels);
+    json_add_str(sl, LABEL_WORKER_UID, w->uid ? w->uid : "");
+    json_add_str(sl, LABEL_SPEC_HASH, hash);
     /* the sub-paths are the deps keys' directories (deps_keys_in), under the same path */
-    const char *dir = sandbox_deps_path(c, a, w);
-    const char *mounts[3][3] = {{"token", WORKER_TOKEN_DIR, "true"}, {"env", "/mnt/hiclaw/env", "true"}, {"data", "/mnt/hiclaw/data", "false"}};
-    for (int i = 0; i < 3; i++) {
-        if (i) buf_putc(b, ',');
-        buf_puts(b, "{\"pvName\":");
-        buf_put_json_string(b, c->deps_pv);
-        buf_puts(b, ",\"subPath\":");
-        buf_put_json_string(b, arena_sprintf(a, "%s%s", dir, mounts[i][0]));
-        buf_puts(b, ",\"mountPath\":");
-        buf_put_json_string(b, mounts[i][1]);
-        buf_printf(b, ",\"readOnly\":%s}", mounts[i][2]);
+    const char *dir = sandbox_deps_path(be, a, w);
+    static const struct { const char *sub, *path; int ro; } mounts[] = {
+        {"token", WORKER_TOKEN_DIR, 1}, {"env", "/mnt/hiclaw/env", 1}, {"data", "/mnt/hiclaw/data", 0}};
+    cJSON *arr = json_add_array(spec, "dynamicVolumesMount");
+    for (size_t i = 0; i < sizeof mounts / sizeof *mounts; i++) {
+        cJSON *m = json_push_object(arr);
+        json_add_str(m, "pvName", c->deps_pv);
+        json_add_str(m, "subPath", arena_sprintf(a, "%s%s", dir, mounts[i].sub));
+        json_add_str(m, "mountPath", mounts[i].path);
+        json_add_bool(m, "readOnly", mounts[i].ro);
     }
-    buf_puts(b, "]}}");
+    json_render_free(b, claim);
 }
 
-static int sandbox_create_claim(controller *c, exec_ctx *x, const char *name, wc_err *err) {
+/* The warm pool's SandboxSet: one container `worker` whose env tells the agent runtime where the
+ * env file is mounted. */
+static void sandbox_pool_render(buf *b, const char *pool, const char *ns, const char *controller_name,
+                                const char *agent_image, int64_t replicas, const char *cpu, const char *mem) {
+    kv sys[] = {{"app.kubernetes.io/managed-by", "worker-controller"}, {LABEL_CONTROLLER, controller_name}};
+    kv_list labels = {sys, 2};
+    cJSON *set = instance_object("agents.kruise.io/v1alpha1", "SandboxSet");
+    instance_metadata(set, pool, ns, &labels, NULL, NULL);
+    cJSON *spec = json_add_object(set, "spec");
+    json_add_int(spec, "replicas", replicas);
+    cJSON *runtimes = json_add_array(spec, "runtimes");
+    json_add_str(json_push_object(runtimes), "name", "csi");
+    json_add_str(json_push_object(runtimes), "name", "agent-runtime");
+    cJSON *tspec = json_add_object(json_add_object(spec, "template"), "spec");
+    json_add_bool(tspec, "automountServiceAccountToken", 0);
+    cJSON *c = json_push_object(json_add_array(tspec, "containers"));
+    json_add_str(c, "name", "worker");
+    json_add_str(c, "image", agent_image);
+    cJSON *env = json_add_array(c, "env");
+    static const char *const vars[][2] = {{"HICLAW_WORKER_ENV_MOUNT_DIR", "/mnt/hiclaw/env"},
+                                          {"HICLAW_WORKER_ENV_MOUNT_REQUIRED", "1"}};
+    for (size_t i = 0; i < 2; i++) {
+        cJSON *v = json_push_object(env);
+        json_add_str(v, "name", vars[i][0]);
+        json_add_str(v, "value", vars[i][1]);
+    }
+    json_add_resources(c, "100m", "256Mi", cpu, mem);
+    json_render_free(b, set);
+}
+
+/* The worker-deps as storage has them, for Workers of the sandbox backend (or that were): two
+ * HEADs at the path their sandbox mounts (token/token: lifetime; env/env: content hash), never a
+ * read of a credential. Who owns them too: objects of another Worker are a conflict decide()
+ * reports. Storage trouble must not look like "no token": assume present, look again soon, and
+ * rewrite nothing on doubt. */
+static void sandbox_observe_deps(backend *b, exec_ctx *x, obs_sandboxes *s) {
+    sandbox_state *st = sbx_state(b);
     const worker *w = x->w;
-    int exists = 0;
-    if (other_backend_exists(c, w, BACKEND_SANDBOX, &exists, err) < 0) return -1;
-    if (exists) {
-        x->failure_reason = "BackendSwitchBlocked";
-        return err_set(err, WC_EINVAL, "refusing to create SandboxClaim %s: a Pod of this Worker exists", name);
+    if (!st->deps.s3) return;
+    s->deps_path = sandbox_deps_path(b, x->a, w);
+    int sandbox_worker = strcmp(w->backend, "sandbox") == 0 || (w->status_backend && strcmp(w->status_backend, "sandbox") == 0) ||
+                         (w->status_deps_path && *w->status_deps_path);
+    if (!b->policy.enabled || !sandbox_worker || w->deleting) return;
+    deps_keys k;
+    deps_keys_in(deps_live_path(w, s), &k);
+    deps_head token, env;
+    wc_err err;
+    err_clear(&err);
+    if (deps_head_read(st->deps.s3, k.token, &token, &err) < 0 || deps_head_read(st->deps.s3, k.env, &env, &err) < 0) {
+        log_warn("cannot read worker-deps metadata", "worker", w->name, "namespace", w->namespace, "error", err.msg);
+        s->token_present = 1;
+        s->token_refresh_in_ms = 30000;
+        s->deps_present = 1;
+        return;
     }
-    buf body = BUF_INIT;
-    claim_render(&body, x->a, c, w, name, x->sandbox_hash);
-    int rc = kube_create(c->kc, &KUBE_SANDBOXCLAIMS, w->namespace, NULL, NULL, body.data, NULL, err);
-    buf_free(&body);
-    if (rc == 0) {
-        log_info("created SandboxClaim", "worker", w->name, "namespace", w->namespace, "backend", "sandbox", "name", name);
-        record(c, w, "Normal", "Created", "Create", arena_sprintf(x->a, "created SandboxClaim %s (pool %s)", name, c->pool));
-    } else if (kube_err_conflict(err)) {
-        rc = create_conflict(c, x, &KUBE_SANDBOXCLAIMS, name, "SandboxClaim", "ClaimNameConflict", err);
-    } else {
-        x->failure_reason = "ClaimFailed";
-    }
-    return rc;
+    s->deps_observed = 1;
+    s->token_present = token.present;
+    s->token_refresh_in_ms = token.present ? deps_token_refresh_in_ms(token.issued, token.expires, (int64_t)time(NULL)) : 0;
+    s->deps_present = env.present;
+    s->deps_hash = arena_strdup(x->a, env.env_hash);
+    char why[700];
+    const char *keys[2] = {k.token, k.env};
+    const deps_head *heads[2] = {&token, &env};
+    for (int i = 0; i < 2 && !s->deps_conflict; i++)
+        if (heads[i]->present && !deps_owner_allows(&heads[i]->owner, w->uid, st->deps.s3->bucket, keys[i], why, sizeof why))
+            s->deps_conflict = arena_strdup(x->a, why);
 }
 
-/* The warm pool, server-side applied at start when the controller manages it. */
-static int sandbox_apply_pool(controller *c, const char *ns, const char *agent_image, int64_t replicas,
-                              const char *cpu, const char *mem, wc_err *err) {
-    buf b = BUF_INIT;
-    buf_puts(&b, "{\"apiVersion\":\"agents.kruise.io/v1alpha1\",\"kind\":\"SandboxSet\",\"metadata\":{\"name\":");
-    buf_put_json_string(&b, c->pool);
-    buf_puts(&b, ",\"namespace\":");
-    buf_put_json_string(&b, ns);
-    buf_puts(&b, ",\"labels\":{\"app.kubernetes.io/managed-by\":\"worker-controller\",\"" LABEL_CONTROLLER "\":");
-    buf_put_json_string(&b, c->controller_name);
-    buf_printf(&b, "}},\"spec\":{\"replicas\":%" PRId64 ",\"runtimes\":[{\"name\":\"csi\"},{\"name\":\"agent-runtime\"}],", replicas);
-    buf_puts(&b, "\"template\":{\"spec\":{\"automountServiceAccountToken\":false,\"containers\":[{\"name\":\"worker\",\"image\":");
-    buf_put_json_string(&b, agent_image);
-    buf_puts(&b, ",\"env\":[{\"name\":\"HICLAW_WORKER_ENV_MOUNT_DIR\",\"value\":\"/mnt/hiclaw/env\"},"
-                 "{\"name\":\"HICLAW_WORKER_ENV_MOUNT_REQUIRED\",\"value\":\"1\"}],\"resources\":{\"requests\":{\"cpu\":\"100m\",\"memory\":\"256Mi\"},\"limits\":{\"cpu\":");
-    buf_put_json_string(&b, cpu);
-    buf_puts(&b, ",\"memory\":");
-    buf_put_json_string(&b, mem);
-    buf_puts(&b, "}}}]}}}}");
-    int rc = kube_patch(c->kc, &KUBE_SANDBOXSETS, ns, c->pool, NULL, KUBE_PATCH_APPLY, b.data, "worker-controller", 1, 0, NULL, err);
-    buf_free(&b);
-    return rc;
+/* ---- the operations ---- */
+
+/* Is a resource of the sandbox backend served? Asked by listing it (limit 1) in the watched
+ * namespace: that needs only the rights `run` has anyway, where reading the CRD itself would
+ * need cluster-scoped access to customresourcedefinitions. 404 means the CRD is absent. */
+static int sandbox_api_served(backend *b, const kube_resource *r, wc_err *err) {
+    cJSON *list = NULL;
+    int rc = kube_list_page(b->host->kc, r, b->host->namespace, NULL, NULL, 1, NULL, &list, err);
+    cJSON_Delete(list);
+    if (rc == 0) return 1;
+    return kube_err_not_found(err) ? 0 : -1;
 }
 
-static int sandbox_exec_action(controller *c, exec_ctx *x, const action *act, wc_err *err) {
-    const worker *w = x->w;
-    int rc = 0;
-    switch (act->kind) {
-    case ACT_DELETE_CLAIM:
-        rc = kube_delete(c->kc, &KUBE_SANDBOXCLAIMS, w->namespace, act->name, act->uid, NULL, "Background", err);
-        if (rc == 0) {
-            log_info("deleted SandboxClaim", "worker", w->name, "namespace", w->namespace, "backend", "sandbox", "name", act->name);
-            record(c, w, "Normal", "Deleted", "Delete", arena_sprintf(x->a, "deleted SandboxClaim %s", act->name));
-        }
-        return delete_ok(rc, err) ? 0 : -1;
-    case ACT_DELETE_SANDBOX:
-        rc = kube_delete(c->kc, &KUBE_SANDBOXES, w->namespace, act->name, act->uid, NULL, "Background", err);
-        if (rc == 0) {
-            log_info("deleted Sandbox", "worker", w->name, "namespace", w->namespace, "backend", "sandbox", "name", act->name);
-            record(c, w, "Normal", "Deleted", "Delete", arena_sprintf(x->a, "deleted Sandbox %s", act->name));
-        }
-        return delete_ok(rc, err) ? 0 : -1;
-    case ACT_SET_SANDBOX_PAUSED: {
-        const char *patch = act->flag ? "{\"spec\":{\"paused\":true}}" : "{\"spec\":{\"paused\":false}}";
-        rc = kube_patch(c->kc, &KUBE_SANDBOXES, w->namespace, act->name, NULL, KUBE_PATCH_MERGE, patch, NULL, 0, 0, NULL, err);
-        if (rc == 0) record(c, w, "Normal", act->flag ? "Paused" : "Resumed", act->flag ? "Pause" : "Resume",
-                            arena_sprintf(x->a, "%s Sandbox %s", act->flag ? "paused" : "resumed", act->name));
-        return rc;
-    }
-    case ACT_WRITE_DEPS:
-        return sandbox_write_deps(c, x, sandbox_action_path(c, x, act), err);
-    case ACT_REFRESH_TOKEN:
-        if (sandbox_write_token(c, x, sandbox_action_path(c, x, act), err) < 0) return sandbox_deps_failed(x, err);
-        log_info("refreshed worker-deps token", "worker", w->name, "namespace", w->namespace, "backend", "sandbox");
-        return 0;
-    case ACT_WRITE_ENV:
-        if (sandbox_write_env(c, x, sandbox_action_path(c, x, act), err) < 0) return sandbox_deps_failed(x, err);
-        log_info("rewrote worker-deps env file", "worker", w->name, "namespace", w->namespace, "backend", "sandbox");
-        return 0;
-    case ACT_CREATE_CLAIM:
-        return sandbox_create_claim(c, x, act->name, err);
-    case ACT_DELETE_DEPS_TOKEN:
-    case ACT_DELETE_DEPS_MOVED:
-    case ACT_DELETE_DEPS_ALL: {
-        if (!c->s3) return 0;
-        const char *dir = sandbox_action_path(c, x, act);
-        int all = act->kind != ACT_DELETE_DEPS_TOKEN; /* a moved path or a deleted Worker: all three */
-        if (sandbox_delete_deps(c, x, dir, all, all, err) < 0)
+/* Claims and Sandboxes are watched whenever OpenKruise serves them, even with the backend
+ * disabled (read-only then): a Worker whose sandbox was made before the backend was turned off
+ * must be seen — never doubled by a Pod, never stripped of its finalizer while its agent runs.
+ * Enabled, the CRDs are required; disabled, they are looked for. */
+static int sandbox_setup_caches(backend *b, int enabled, wc_err *err) {
+    static const kube_resource *const need[] = {&KUBE_SANDBOXCLAIMS, &KUBE_SANDBOXES};
+    int served = 0;
+    for (size_t i = 0; i < 2; i++) {
+        char crd[128];
+        snprintf(crd, sizeof crd, "%s.%s", need[i]->plural, need[i]->group);
+        int p = sandbox_api_served(b, need[i], err);
+        if (p < 0) {
+            log_error(enabled ? "cannot check the OpenKruise agents CRDs"
+                              : "cannot check the OpenKruise agents CRDs (with the sandbox backend disabled the controller "
+                                "still reads claims and Sandboxes: apply the RBAC of render-rbac --no-sandbox)",
+                      "crd", crd, "error", err->msg);
+            if (err->code == WC_EINVAL) err->code = WC_EIO; /* not a configuration error: exit 1 */
             return -1;
+        }
+        if (p == 0 && enabled) {
+            log_error("the sandbox backend is enabled but a CRD it needs is not installed: install OpenKruise "
+                      "agents, or set HICLAW_SANDBOX_ENABLED=false",
+                      "crd", crd);
+            return err_set(err, WC_EINVAL, "%s is not installed", crd);
+        }
+        served += p;
+    }
+    sbx_state(b)->watching = served == 2;
+    if (!sbx_state(b)->watching) return 0;
+    if (!enabled) log_info("sandbox backend disabled; watching SandboxClaims and Sandboxes read-only (OpenKruise agents is installed)");
+    b->caches[0] = (backend_cache){.name = "sandboxclaims", .resource = &KUBE_SANDBOXCLAIMS, .project = claim_project};
+    b->caches[1] = (backend_cache){.name = "sandboxes", .resource = &KUBE_SANDBOXES, .project = sandbox_project};
+    b->ncaches = 2;
+    return 0;
+}
+
+/* The worker-deps storage: required with the sandbox backend; with it disabled, used (when
+ * configured) only to remove a deleted Worker's objects. Shares the Kubernetes client's cancel
+ * flag: losing the lease or shutting down aborts S3 calls too. */
+static int sandbox_setup_storage(backend *b, const wc_cfg *conf, wc_err *err) {
+    sandbox_state *st = sbx_state(b);
+    int have_storage = *conf->worker_deps_endpoint && *conf->worker_deps_bucket && *conf->worker_deps_access_key_id;
+    if (!conf->sandbox_enabled && !have_storage) return 0;
+    st->deps.s3 = s3_client_new(conf->worker_deps_endpoint, conf->worker_deps_bucket, conf->worker_deps_region,
+                           conf->worker_deps_access_key_id, conf->worker_deps_secret_access_key, conf->worker_deps_ca_pem,
+                           err);
+    if (!st->deps.s3 && conf->sandbox_enabled) {
+        log_error("cannot set up worker-deps storage", "error", err->msg);
+        err->code = WC_EINVAL;
+        return -1;
+    }
+    if (!st->deps.s3) log_warn("cannot set up worker-deps storage; deleted Workers' worker-deps objects stay", "error", err->msg);
+    else st->deps.s3->cancel = &b->host->kc->cancel;
+    return 0;
+}
+
+static int sandbox_setup(backend *b, const wc_cfg *conf, wc_err *err) {
+    sandbox_state *st = xcalloc(1, sizeof *st);
+    b->state = st;
+    st->set = (sandbox_settings){
+        .deps_prefix = conf->worker_deps_prefix,
+        .deps_pv = conf->sandbox_deps_pv,
+        .pool = conf->sandbox_pool,
+        .token_ttl_s = conf->sandbox_token_ttl_s,
+        .claim_timeout_ms = conf->sandbox_claim_timeout_ms,
+        .wait_ready_timeout_ms = conf->sandbox_wait_ready_timeout_ms,
+        .manage_pool = conf->sandbox_manage_pool,
+        .agent_image = conf->sandbox_agent_runtime_image,
+        .prewarm = conf->sandbox_prewarm_size,
+        .cpu = conf->worker_cpu.canon,
+        .memory = conf->worker_memory.canon,
+    };
+    st->deps = (deps_store){.host = b->host, .token_ttl_s = conf->sandbox_token_ttl_s};
+    if (sandbox_setup_caches(b, conf->sandbox_enabled, err) < 0 || sandbox_setup_storage(b, conf, err) < 0) return -1;
+    st->policy = (sandbox_policy_cfg){.pause = conf->sandbox_pause, .deps_storage = st->deps.s3 != NULL};
+    b->policy = (backend_policy)SANDBOX_POLICY(conf->sandbox_enabled, &st->policy);
+    return 0;
+}
+
+static void sandbox_release(backend *b) {
+    sandbox_state *st = sbx_state(b);
+    if (!st) return;
+    s3_client_free(st->deps.s3);
+    free(st);
+    b->state = NULL;
+}
+
+/* The claims and Sandboxes of the Worker from the caches (another Worker UID's — same name,
+ * older Worker object — are not ours), and its worker-deps. */
+static void sandbox_observe_caches(backend *b, exec_ctx *x, obs_sandboxes *s) {
+    cJSON *claims_json = kube_informer_by_index(b->informers[0], x->key);
+    cJSON *sbx_json = kube_informer_by_index(b->informers[1], x->key);
+    exec_hold(x, claims_json);
+    exec_hold(x, sbx_json);
+    size_t nc = (size_t)cJSON_GetArraySize(claims_json), ns = (size_t)cJSON_GetArraySize(sbx_json);
+    obs_claim *claims = arena_calloc(x->a, (nc ? nc : 1) * sizeof *claims);
+    obs_sandbox *sbx = arena_calloc(x->a, (ns ? ns : 1) * sizeof *sbx);
+    const cJSON *it;
+    cJSON_ArrayForEach(it, claims_json)
+        if (!instance_of_other_worker(json_get(it, "metadata"), x->w->uid)) claim_observe(it, &claims[s->nclaims++]);
+    cJSON_ArrayForEach(it, sbx_json)
+        if (!instance_of_other_worker(json_get(it, "metadata"), x->w->uid)) sandbox_observe_one(it, &sbx[s->nsandboxes++]);
+    s->claims = claims;
+    s->sandboxes = sbx;
+    for (size_t i = 0; i < s->nclaims; i++)
+        if (!claims[i].deleting && claims[i].deps_path) s->mounted_deps_path = claims[i].deps_path;
+}
+
+/* live: a completed claim's Sandbox is not in the cache (decide() asked); only when the API
+ * server has none either is the loss real. An error keeps the first decision: wait, never
+ * delete on doubt. */
+static int sandbox_observe(backend *b, exec_ctx *x, int live) {
+    obs_sandboxes *s = x->own[b->index];
+    if (live) {
+        size_t n = 0;
+        wc_err err;
+        err_clear(&err);
+        if (!sbx_state(b)->watching) return 0;
+        if (backend_live_list(b, x->w, &KUBE_SANDBOXES, NULL, sandbox_project_metadata, NULL, &n, NULL, &err) < 0) {
+            log_warn("cannot list the Worker's Sandboxes", "worker", x->w->name, "namespace", x->w->namespace, "error", err.msg);
+            return 0;
+        }
+        if (n) return 0;
+        s->lost_confirmed = 1;
+        return 1;
+    }
+    s = arena_calloc(x->a, sizeof *s);
+    x->own[b->index] = s;
+    x->o->of[b->index] = s;
+    if (sbx_state(b)->watching) sandbox_observe_caches(b, x, s); /* else OpenKruise is not installed: deps only */
+    sandbox_observe_deps(b, x, s);
+    return 0;
+}
+
+/* The spec hash, and what env/env must hash to: the file this Worker's env renders to now. */
+static void sandbox_render(backend *b, exec_ctx *x, char hash[17]) {
+    sandbox_spec_hash(b, x->a, x->w, x->secret, hash);
+    obs_sandboxes *s = x->own[b->index];
+    if (!s || !s->deps_observed) return;
+    buf file = BUF_INIT;
+    deps_env_file(&sbx_state(b)->deps, x, &file);
+    char *want = arena_alloc(x->a, 17);
+    deps_env_hash(&file, want);
+    buf_free_secret(&file);
+    s->want_deps_hash = want;
+}
+
+static int sandbox_create_claim(backend *b, exec_ctx *x, const char *name, wc_err *err) {
+    buf body = BUF_INIT;
+    claim_render(&body, x->a, b, x->w, name, x->hashes[b->index]);
+    int rc = backend_create(b, x, &KUBE_SANDBOXCLAIMS, name, &body,
+                            arena_sprintf(x->a, "created SandboxClaim %s (pool %s)", name, sbx_state(b)->set.pool),
+                            "ClaimNameConflict", "ClaimFailed", err);
+    buf_free(&body);
+    return rc;
+}
+
+static int sandbox_set_paused(backend *b, exec_ctx *x, const action *act, wc_err *err) {
+    const char *patch = act->flag ? "{\"spec\":{\"paused\":true}}" : "{\"spec\":{\"paused\":false}}";
+    int rc = kube_patch(b->host->kc, &KUBE_SANDBOXES, x->w->namespace, act->name, NULL, KUBE_PATCH_MERGE, patch, NULL,
+                        0, 0, NULL, err);
+    if (rc == 0)
+        backend_record(b->host, x->w, "Normal", act->flag ? "Paused" : "Resumed", act->flag ? "Pause" : "Resume",
+                       arena_sprintf(x->a, "%s Sandbox %s", act->flag ? "paused" : "resumed", act->name));
+    return rc;
+}
+
+/* The deps actions: written (and where, for status.workerDepsPath) or deleted. */
+static int sandbox_execute_deps(backend *b, exec_ctx *x, const action *act, wc_err *err) {
+    const worker *w = x->w;
+    const char *dir = act->name && *act->name ? act->name : sandbox_deps_path(b, x->a, x->w); /* decide() names it */
+    int rc = 0;
+    if (act->kind == ACT_WRITE_DEPS) {
+        rc = deps_write_all(&sbx_state(b)->deps, x, dir, err);
+    } else if (act->kind == ACT_REFRESH_TOKEN) {
+        if ((rc = deps_write_token_at(&sbx_state(b)->deps, x, dir, err)) < 0) return deps_failed(x, err);
+        log_info("refreshed worker-deps token", "worker", w->name, "namespace", w->namespace, "backend", "sandbox");
+    } else if (act->kind == ACT_WRITE_ENV) {
+        if ((rc = deps_write_env_at(&sbx_state(b)->deps, x, dir, err)) < 0) return deps_failed(x, err);
+        log_info("rewrote worker-deps env file", "worker", w->name, "namespace", w->namespace, "backend", "sandbox");
+    } else {
+        if (!sbx_state(b)->deps.s3) return 0;
+        int all = act->kind != ACT_DELETE_DEPS_TOKEN; /* a moved path or a deleted Worker: all three */
+        if (deps_delete_at(&sbx_state(b)->deps, x, dir, all, all, err) < 0) return -1;
         log_info(act->kind == ACT_DELETE_DEPS_ALL     ? "deleted worker-deps objects"
                  : act->kind == ACT_DELETE_DEPS_MOVED ? "deleted worker-deps objects at a path no longer used"
                                                       : "deleted worker-deps token",
                  "worker", w->name, "namespace", w->namespace, "backend", "sandbox", "path", dir);
         return 0;
     }
-    default:
-        return err_set(err, WC_EINVAL, "unknown action %d", (int)act->kind);
-    }
+    if (rc == 0) x->deps_path = dir;
+    return rc;
 }
+
+static int sandbox_execute(backend *b, exec_ctx *x, const action *act, wc_err *err) {
+    if (act->kind == ACT_DELETE_CLAIM) return backend_delete(b, x, &KUBE_SANDBOXCLAIMS, act, err);
+    if (act->kind == ACT_DELETE_SANDBOX) return backend_delete(b, x, &KUBE_SANDBOXES, act, err);
+    if (act->kind == ACT_SET_SANDBOX_PAUSED) return sandbox_set_paused(b, x, act, err);
+    if (act->kind == ACT_CREATE_CLAIM) return sandbox_create_claim(b, x, act->name, err);
+    return sandbox_execute_deps(b, x, act, err);
+}
+
+/* Claims, then Sandboxes — where OpenKruise is watched at all. */
+static int sandbox_live(backend *b, const worker *w, size_t *n, buf *names, wc_err *err) {
+    if (!sbx_state(b)->watching) return 0;
+    if (backend_live_list(b, w, &KUBE_SANDBOXCLAIMS, NULL, sandbox_project_metadata, NULL, n, names, err) < 0) return -1;
+    return backend_live_list(b, w, &KUBE_SANDBOXES, NULL, sandbox_project_metadata, NULL, n, names, err);
+}
+
+/* With its Sandboxes gone, a Worker may still have their Pods: OpenKruise leaves a Sandbox's Pod
+ * to the garbage collector, which a cluster may not run, or run late — and that Pod is an agent
+ * holding the Worker's mounted credentials. The controller does not wait for it: it deletes
+ * every Pod still labelled for the Worker by a sandbox backend (its own Pods are gone by now) and
+ * keeps the finalizer until none is left. */
+static int sandbox_gone(backend *b, exec_ctx *x, wc_err *err) {
+    const worker *w = x->w;
+    char sel[600];
+    snprintf(sel, sizeof sel, LABEL_WORKER "=%s," LABEL_CONTROLLER "=%s," LABEL_BACKEND " in (sandbox,agent-sandbox)",
+             w->name, b->host->names.controller_name);
+    cJSON *list = NULL;
+    if (kube_list_page(b->host->kc, &KUBE_PODS, w->namespace, sel, NULL, 0, NULL, &list, err) < 0) return -1;
+    buf names = BUF_INIT;
+    size_t n = 0;
+    int rc = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, json_get(list, "items")) {
+        const char *name = json_str_at(it, "metadata.name"), *uid = json_str_at(it, "metadata.uid");
+        if (!name) continue;
+        n++;
+        buf_printf(&names, "%s%s", names.len ? ", " : "", name);
+        if (json_str_at(it, "metadata.deletionTimestamp")) continue;
+        wc_err derr;
+        err_clear(&derr);
+        int d = kube_delete(b->host->kc, &KUBE_PODS, w->namespace, name, uid, NULL, "Background", &derr);
+        if (d == 0) log_info("deleted a leftover Pod of a deleted Sandbox", "worker", w->name, "namespace", w->namespace,
+                             "name", name);
+        else if (!delete_ok(d, &derr)) {
+            *err = derr;
+            rc = -1;
+            break;
+        }
+    }
+    cJSON_Delete(list);
+    if (rc == 0 && n) {
+        x->failure_reason = "CleanupPending";
+        rc = err_set(err, WC_EINVAL, "the Pod%s of a deleted Sandbox (%s) still exist%s: deleting, the finalizer stays "
+                                     "until %s gone",
+                     n > 1 ? "s" : "", buf_cstr(&names), n > 1 ? "" : "s", n > 1 ? "they are" : "it is");
+    }
+    buf_free(&names);
+    return rc;
+}
+
+/* The warm pool is a write like any other: only the leader makes it (SPEC 10), so a standby
+ * starting with other settings never fights the running leader over it. Server-side applied. */
+static int sandbox_start(backend *b, wc_err *err) {
+    const sandbox_settings *s = &sbx_state(b)->set;
+    if (!b->policy.enabled || !s->manage_pool) return 0;
+    buf body = BUF_INIT;
+    sandbox_pool_render(&body, s->pool, b->host->namespace, b->host->names.controller_name, s->agent_image, s->prewarm,
+                        s->cpu, s->memory);
+    int rc = kube_patch(b->host->kc, &KUBE_SANDBOXSETS, b->host->namespace, s->pool, NULL, KUBE_PATCH_APPLY, body.data,
+                        "worker-controller", 1, 0, NULL, err);
+    buf_free(&body);
+    if (rc < 0) log_error("cannot apply the SandboxSet (warm pool)", "pool", s->pool, "error", err->msg);
+    else log_info("applied SandboxSet", "pool", s->pool, "namespace", b->host->namespace);
+    return rc;
+}
+
+static const backend_ops sandbox_backend_ops = {.name = "sandbox", .setup = sandbox_setup, .release = sandbox_release,
+                                                .observe = sandbox_observe, .render = sandbox_render,
+                                                .execute = sandbox_execute, .live = sandbox_live,
+                                                .gone = sandbox_gone, .start = sandbox_start};

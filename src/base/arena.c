@@ -9,9 +9,15 @@
 
 typedef struct arena_chunk {
     struct arena_chunk *next;
-    size_t used, cap;
-    max_align_t data[]; /* aligned storage follows the header */
+    size_t start;            /* data + start is the first aligned byte */
+    size_t used, cap;        /* bytes handed out and usable, from there */
+    max_align_t data[];      /* storage follows the header */
 } arena_chunk;
+
+/* Every allocation starts at a multiple of sizeof(max_align_t) — not only of its alignment, which
+ * is all malloc promises — and sizes round up to it, so any object fits at any pointer handed out
+ * whatever the chunk's own address. */
+#define ARENA_ALIGN sizeof(max_align_t)
 
 typedef struct arena {
     arena_chunk *head;
@@ -39,21 +45,25 @@ static void arena_free(arena *a) {
     a->total = 0;
 }
 
+/* Where a chunk's allocations start. */
+static char *arena_chunk_base(const arena_chunk *c) { return (char *)c->data + c->start; }
+
 /* Never returns NULL: out of memory aborts, as every allocation site would have to. */
 static void *arena_alloc(arena *a, size_t n) {
-    const size_t align = sizeof(max_align_t);
-    n = (n + align - 1) & ~(align - 1);
-    if (n == 0) n = align;
+    n = (n + ARENA_ALIGN - 1) & ~(ARENA_ALIGN - 1);
+    if (n == 0) n = ARENA_ALIGN;
     if (!a->head || a->head->cap - a->head->used < n) {
         size_t cap = n > a->chunk_size ? n : a->chunk_size;
-        arena_chunk *c = malloc(sizeof(arena_chunk) + cap);
+        arena_chunk *c = malloc(sizeof(arena_chunk) + cap + ARENA_ALIGN); /* room to align the start */
         if (!c) wc_oom();
         c->next = a->head;
+        c->start = (ARENA_ALIGN - (uintptr_t)c->data % ARENA_ALIGN) % ARENA_ALIGN;
         c->used = 0;
         c->cap = cap;
         a->head = c;
     }
-    void *p = (char *)a->head->data + a->head->used;
+    void *p = arena_chunk_base(a->head) + a->head->used;
+    assert((uintptr_t)p % ARENA_ALIGN == 0 && a->head->used + n <= a->head->cap);
     a->head->used += n;
     a->total += n;
     return p;
@@ -77,6 +87,7 @@ static char *arena_strdup(arena *a, const char *s) {
 }
 
 static char *arena_vsprintf(arena *a, const char *fmt, va_list ap) {
+    assert(fmt);
     va_list ap2;
     va_copy(ap2, ap);
     int n = vsnprintf(NULL, 0, fmt, ap2);

@@ -31,7 +31,10 @@ static void buf_reset(buf *b) {
     if (b->data) b->data[0] = '\0';
 }
 
-static const char *buf_cstr(const buf *b) { return b->data ? b->data : ""; }
+static const char *buf_cstr(const buf *b) {
+    assert(!b->data || (b->len < b->cap && b->data[b->len] == '\0')); /* always NUL-terminated */
+    return b->data ? b->data : "";
+}
 
 /* Makes room for n more bytes. Returns -1 (nothing changed) when the limit would be passed. */
 static int buf_reserve(buf *b, size_t n) {
@@ -75,14 +78,6 @@ static int buf_printf(buf *b, const char *fmt, ...) {
     int rc = buf_vprintf(b, fmt, ap);
     va_end(ap);
     return rc;
-}
-
-/* Removes the first n bytes (a consumed line of a stream), keeping the rest. */
-static void buf_consume(buf *b, size_t n) {
-    assert(n <= b->len);
-    memmove(b->data, b->data + n, b->len - n);
-    b->len -= n;
-    if (b->data) b->data[b->len] = '\0';
 }
 
 /* Hands the bytes to the caller (who must free them) and leaves the buffer empty. */

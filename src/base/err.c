@@ -37,21 +37,14 @@ static void err_clear(wc_err *e) {
     e->msg[0] = '\0';
 }
 
-static const char *err_code_name(int code) {
-    switch (code) {
-    case WC_OK: return "ok";
-    case WC_EINVAL: return "invalid";
-    case WC_EIO: return "io";
-    case WC_ETLS: return "tls";
-    case WC_ETIMEOUT: return "timeout";
-    case WC_EHTTP: return "http";
-    case WC_EPARSE: return "parse";
-    case WC_ETOOBIG: return "too-big";
-    case WC_ENOTFOUND: return "not-found";
-    case WC_EUNSUPPORTED: return "unsupported";
-    case WC_ECONFLICT: return "conflict";
-    }
-    return "unknown";
+/* Formats a bounded message: what does not fit is cut off at the end, on purpose — the start
+ * (the outermost context, what the operator recognises) is what must survive. */
+__attribute__((format(printf, 3, 4)))
+static void err_format(char *out, size_t n, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(out, n, fmt, ap);
+    va_end(ap);
 }
 
 /* Sets the error and returns -1 so call sites can `return err_set(...)`. */
@@ -79,6 +72,6 @@ static int err_wrap(wc_err *e, const char *fmt, ...) {
     vsnprintf(ctx, sizeof ctx, fmt, ap);
     va_end(ap);
     memcpy(old, e->msg, sizeof old);
-    snprintf(e->msg, sizeof e->msg, "%s: %s", ctx, old);
+    err_format(e->msg, sizeof e->msg, "%s: %s", ctx, old);
     return -1;
 }

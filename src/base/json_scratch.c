@@ -37,7 +37,7 @@ static _Thread_local json_scratch *json_scratch_current;
 
 static int json_scratch_owns(const json_scratch *s, const void *p) {
     for (const arena_chunk *c = s->a.head; c; c = c->next)
-        if ((const char *)p >= (const char *)c->data && (const char *)p < (const char *)c->data + c->cap) return 1;
+        if ((const char *)p >= arena_chunk_base(c) && (const char *)p < arena_chunk_base(c) + c->cap) return 1;
     return 0;
 }
 

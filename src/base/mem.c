@@ -46,6 +46,9 @@ static char *xstrndup(const char *s, size_t n) {
     return p;
 }
 
+/* NULL-safe string equality: NULL and "" are the same (an absent field and an empty one). */
+static int str_eq(const char *a, const char *b) { return strcmp(a ? a : "", b ? b : "") == 0; }
+
 /* Overwrites memory that held a secret before it is released, so a later heap dump or a
  * use-after-free bug cannot leak it. volatile keeps the compiler from dropping the stores. */
 static void secure_zero(void *p, size_t n) {

@@ -1,9 +1,11 @@
 /*
  * strmap.c — string-keyed hash map (open addressing, linear probing, backward-shift deletion).
  *
- * Used by the informer caches (object key → projection) and their indexes. Keys are copied and
- * owned by the map; values are the caller's. No tombstones: deletion shifts the following run
- * back, so lookups stay short however many objects come and go.
+ * The program's one hash table: the informer caches (object key → projection) and their
+ * indexes, the workqueue's per-key entries, the recreate backoffs, the metrics' counters. Keys
+ * are copied and owned by the map; values are the caller's. No tombstones: deletion shifts the
+ * following run back, so lookups stay short however many objects come and go (the workqueue
+ * adds and releases keys millions of times).
  */
 
 typedef struct strmap_slot {
@@ -28,6 +30,7 @@ static uint64_t strmap_hash(const char *s) {
 
 static strmap_slot *strmap_find_slot(const strmap *m, const char *key, uint64_t h) {
     if (!m->cap) return NULL;
+    assert((m->cap & (m->cap - 1)) == 0 && m->len < m->cap); /* a power of two, never full: probes end */
     size_t mask = m->cap - 1;
     for (size_t i = h & mask;; i = (i + 1) & mask) {
         strmap_slot *s = &m->slots[i];

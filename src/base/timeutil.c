@@ -28,9 +28,17 @@ static void wc_rfc3339_micro(char out[40]) {
     clock_gettime(CLOCK_REALTIME, &ts);
     struct tm tm;
     gmtime_r(&ts.tv_sec, &tm);
-    char base[32];
+    char base[20]; /* "2026-11-23T23:08:32": exactly */
     strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(out, 40, "%s.%06ldZ", base, (long)(ts.tv_nsec / 1000));
+}
+
+/* Parses "2026-11-24T23:08:32Z" into Unix seconds; 0 when it is not one. */
+static int64_t wc_rfc3339_parse(const char *s) {
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    if (!s || !strptime(s, "%Y-%m-%dT%H:%M:%S", &tm)) return 0;
+    return (int64_t)timegm(&tm);
 }
 
 static void wc_sleep_ms(int64_t ms) {

@@ -121,9 +121,9 @@ static int check_access(kube_client *kc, const char *ns, const char *group, cons
     int rc = kube_create(kc, &KUBE_SELFSUBJECTACCESSREVIEWS, NULL, NULL, NULL, json, &out, err);
     free(json);
     if (rc < 0) return -1;
-    const cJSON *status = cJSON_GetObjectItemCaseSensitive(out, "status");
-    int allowed = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(status, "allowed"));
-    const char *why = kube_json_str(out, "status.reason");
+    const cJSON *status = json_get(out, "status");
+    int allowed = cJSON_IsTrue(json_get(status, "allowed"));
+    const char *why = json_str_at(out, "status.reason");
     snprintf(reason, reasonsz, "%s", why && *why ? why : "no RBAC rule allows it");
     cJSON_Delete(out);
     return allowed;
@@ -212,7 +212,7 @@ static int cmd_check(int argc, char **argv) {
         check_report(&st, 0, "connect", "%s (%s): %s", kc->server, kcfg.source, err.msg);
         goto done; /* nothing else can be answered */
     }
-    const char *gv = kube_json_str(ver, "gitVersion");
+    const char *gv = json_str_at(ver, "gitVersion");
     check_report(&st, 1, "connect", "%s (%s), server %s, namespace %s", kc->server, kcfg.source, gv ? gv : "?", ns);
     cJSON_Delete(ver);
 

@@ -39,10 +39,10 @@ static int manifest_name(const struct embedded_asset *a, char *out, size_t outsz
 }
 
 static int crd_condition_true(const cJSON *crd, const char *type) {
-    const cJSON *conds = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(crd, "status"), "conditions");
+    const cJSON *conds = json_get(json_get(crd, "status"), "conditions");
     const cJSON *c;
     cJSON_ArrayForEach(c, conds) {
-        const char *t = kube_json_str(c, "type"), *s = kube_json_str(c, "status");
+        const char *t = json_str_at(c, "type"), *s = json_str_at(c, "status");
         if (t && s && strcmp(t, type) == 0) return strcmp(s, "True") == 0;
     }
     return 0;
@@ -51,7 +51,7 @@ static int crd_condition_true(const cJSON *crd, const char *type) {
 /* Polls until the CRD is Established and NamesAccepted, or the deadline passes. */
 static int crd_wait_established(kube_client *kc, const char *name, int64_t timeout_ms, wc_err *err) {
     int64_t deadline = wc_now_ms() + timeout_ms;
-    char last[256] = "not observed yet";
+    char last[WC_ERR_MSG_MAX] = "not observed yet";
     for (;;) {
         cJSON *crd = NULL;
         if (kube_get(kc, &KUBE_CRDS, NULL, name, NULL, &crd, err) == 0) {
@@ -66,6 +66,67 @@ static int crd_wait_established(kube_client *kc, const char *name, int64_t timeo
         if (wc_now_ms() >= deadline)
             return err_set(err, WC_ETIMEOUT, "CRD %s not established within %" PRId64 " ms (%s)", name, timeout_ms, last);
         wc_sleep_ms(250);
+    }
+}
+
+/* --print: the embedded CRDs as one YAML stream. */
+static int install_crds_print(void) {
+    int first = 1;
+    for (size_t i = 0; i < sizeof embedded_assets / sizeof *embedded_assets; i++) {
+        if (strncmp(embedded_assets[i].path, CRD_PREFIX, strlen(CRD_PREFIX)) != 0) continue;
+        if (!first) fputs("---\n", stdout);
+        fwrite(embedded_assets[i].data, 1, embedded_assets[i].len, stdout);
+        first = 0;
+    }
+    return WC_EXIT_OK;
+}
+
+/* Server-side applies every embedded CRD and (unless a server dry run) waits until each is
+ * Established. */
+static int install_crds_apply(kube_client *kc, const char *field_manager, int server_dry_run, int64_t timeout_ms) {
+    wc_err err;
+    err_clear(&err);
+    for (size_t i = 0; i < sizeof embedded_assets / sizeof *embedded_assets; i++) {
+        const struct embedded_asset *a = &embedded_assets[i];
+        if (strncmp(a->path, CRD_PREFIX, strlen(CRD_PREFIX)) != 0) continue;
+        char name[256];
+        cJSON *applied = NULL;
+        if (manifest_name(a, name, sizeof name, &err) < 0 ||
+            kube_patch(kc, &KUBE_CRDS, NULL, name, NULL, KUBE_PATCH_APPLY, (const char *)a->data,
+                       field_manager ? field_manager : "worker-controller", 1, server_dry_run, &applied, &err) < 0) {
+            fprintf(stderr, "worker-controller install-crds: apply %s: %s\n", a->path, err.msg);
+            return WC_EXIT_FAILURE;
+        }
+        const char *rv = json_str_at(applied, "metadata.resourceVersion");
+        printf("customresourcedefinition.apiextensions.k8s.io/%s %s (resourceVersion %s)\n", name,
+               server_dry_run ? "validated (server dry run)" : "applied", rv ? rv : "?");
+        cJSON_Delete(applied);
+        if (server_dry_run) continue;
+        if (crd_wait_established(kc, name, timeout_ms, &err) < 0) {
+            fprintf(stderr, "worker-controller install-crds: %s\n", err.msg);
+            return WC_EXIT_FAILURE;
+        }
+        printf("customresourcedefinition.apiextensions.k8s.io/%s established\n", name);
+    }
+    return WC_EXIT_OK;
+}
+
+/* The Worker CRD alone is enough for the pod backend; say so when OpenKruise agents is not there. */
+static void install_crds_warn_sandbox(kube_client *kc) {
+    static const char *kruise[] = {"sandboxclaims.agents.kruise.io", "sandboxes.agents.kruise.io",
+                                   "sandboxsets.agents.kruise.io"};
+    for (size_t i = 0; i < sizeof kruise / sizeof *kruise; i++) {
+        cJSON *crd = NULL;
+        wc_err err;
+        err_clear(&err);
+        if (kube_get(kc, &KUBE_CRDS, NULL, kruise[i], NULL, &crd, &err) < 0) {
+            if (kube_err_not_found(&err))
+                fprintf(stderr, "warning: CRD %s is not installed: Workers with spec.backendRuntime: sandbox "
+                                "cannot run until OpenKruise agents is installed\n", kruise[i]);
+            else
+                fprintf(stderr, "warning: could not check CRD %s: %s\n", kruise[i], err.msg);
+        }
+        cJSON_Delete(crd);
     }
 }
 
@@ -92,20 +153,7 @@ static int cmd_install_crds(int argc, char **argv) {
         err_set(&err, WC_EINVAL, "--dry-run must be server or none, not %s", dry_run);
         return cli_usage_error("install-crds", &err);
     }
-    int server_dry_run = dry_run && strcmp(dry_run, "server") == 0;
-
-    size_t ncrds = sizeof embedded_assets / sizeof *embedded_assets;
-    if (print && strcmp(print, "true") == 0) {
-        int first = 1;
-        for (size_t i = 0; i < ncrds; i++) {
-            if (strncmp(embedded_assets[i].path, CRD_PREFIX, strlen(CRD_PREFIX)) != 0) continue;
-            if (!first) fputs("---\n", stdout);
-            fwrite(embedded_assets[i].data, 1, embedded_assets[i].len, stdout);
-            first = 0;
-        }
-        return WC_EXIT_OK;
-    }
-
+    if (print && strcmp(print, "true") == 0) return install_crds_print();
     kube_config cfg;
     if (kube_config_load(&conn, &cfg, &err) < 0) {
         fprintf(stderr, "worker-controller install-crds: %s\n", err.msg);
@@ -117,46 +165,8 @@ static int cmd_install_crds(int argc, char **argv) {
         fprintf(stderr, "worker-controller install-crds: %s\n", err.msg);
         return WC_EXIT_USAGE;
     }
-    int rc = WC_EXIT_OK;
-    for (size_t i = 0; i < ncrds && rc == WC_EXIT_OK; i++) {
-        const struct embedded_asset *a = &embedded_assets[i];
-        if (strncmp(a->path, CRD_PREFIX, strlen(CRD_PREFIX)) != 0) continue;
-        char name[256];
-        cJSON *applied = NULL;
-        if (manifest_name(a, name, sizeof name, &err) < 0 ||
-            kube_patch(kc, &KUBE_CRDS, NULL, name, NULL, KUBE_PATCH_APPLY, (const char *)a->data,
-                       field_manager ? field_manager : "worker-controller", 1, server_dry_run, &applied, &err) < 0) {
-            fprintf(stderr, "worker-controller install-crds: apply %s: %s\n", a->path, err.msg);
-            rc = WC_EXIT_FAILURE;
-            break;
-        }
-        const char *rv = kube_json_str(applied, "metadata.resourceVersion");
-        printf("customresourcedefinition.apiextensions.k8s.io/%s %s (resourceVersion %s)\n", name,
-               server_dry_run ? "validated (server dry run)" : "applied", rv ? rv : "?");
-        cJSON_Delete(applied);
-        if (server_dry_run) continue;
-        if (crd_wait_established(kc, name, timeout_ms, &err) < 0) {
-            fprintf(stderr, "worker-controller install-crds: %s\n", err.msg);
-            rc = WC_EXIT_FAILURE;
-            break;
-        }
-        printf("customresourcedefinition.apiextensions.k8s.io/%s established\n", name);
-    }
-    if (rc == WC_EXIT_OK) {
-        static const char *kruise[] = {"sandboxclaims.agents.kruise.io", "sandboxes.agents.kruise.io",
-                                       "sandboxsets.agents.kruise.io"};
-        for (size_t i = 0; i < sizeof kruise / sizeof *kruise; i++) {
-            cJSON *crd = NULL;
-            if (kube_get(kc, &KUBE_CRDS, NULL, kruise[i], NULL, &crd, &err) < 0) {
-                if (kube_err_not_found(&err))
-                    fprintf(stderr, "warning: CRD %s is not installed: Workers with spec.backendRuntime: sandbox "
-                                    "cannot run until OpenKruise agents is installed\n", kruise[i]);
-                else
-                    fprintf(stderr, "warning: could not check CRD %s: %s\n", kruise[i], err.msg);
-            }
-            cJSON_Delete(crd);
-        }
-    }
+    int rc = install_crds_apply(kc, field_manager, dry_run && strcmp(dry_run, "server") == 0, timeout_ms);
+    if (rc == WC_EXIT_OK) install_crds_warn_sandbox(kc);
     kube_client_free(kc);
     return rc;
 }

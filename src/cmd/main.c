@@ -73,7 +73,12 @@ static int cmd_help(int argc, char **argv) {
     return WC_EXIT_OK;
 }
 
-static int wc_main(int argc, char **argv) {
+/* The program: the applet table's command for argv[1]. main() below calls it in the binary;
+ * the builds without main (WC_NO_MAIN: unit tests, the probe, the bench tools, the fuzzers)
+ * include the same code and bring their own main, so wc_main has external linkage — kept, not
+ * called, there. */
+int wc_main(int argc, char **argv);
+int wc_main(int argc, char **argv) {
     json_scratch_setup();
     if (argc < 2) {
         print_overview(stderr);
@@ -100,7 +105,7 @@ static int wc_main(int argc, char **argv) {
     return c->main(argc - 1, argv + 1);
 }
 
-#ifndef WC_UNIT_TEST
+#ifndef WC_NO_MAIN
 int main(int argc, char **argv) {
     /* A dropped peer must surface as an error from write(), never kill the process. */
     signal(SIGPIPE, SIG_IGN);

@@ -179,8 +179,8 @@ static int kube_error_from_response(const char *method, const char *path, const 
         st = NULL;
     }
     if (st) {
-        const cJSON *r = cJSON_GetObjectItemCaseSensitive(st, "reason");
-        const cJSON *m = cJSON_GetObjectItemCaseSensitive(st, "message");
+        const cJSON *r = json_get(st, "reason");
+        const cJSON *m = json_get(st, "message");
         if (cJSON_IsString(r)) reason = r->valuestring;
         if (cJSON_IsString(m)) message = m->valuestring;
     }
@@ -302,16 +302,37 @@ static int kube_list_page(kube_client *c, const kube_resource *r, const char *ns
     return rc;
 }
 
-/* Creates an object from JSON text. *out (optional) receives the created object. */
-static int kube_create(kube_client *c, const kube_resource *r, const char *ns, const char *sub_name,
-                       const char *sub, const char *json, cJSON **out, wc_err *err) {
+/* Sends a JSON body (POST or PUT) to an object's or collection's path; *out (optional)
+ * receives what the server answers. */
+static int kube_send(kube_client *c, const char *method, const kube_resource *r, const char *ns, const char *name,
+                     const char *sub, const char *json, cJSON **out, wc_err *err) {
     buf path = BUF_INIT;
-    kube_path(&path, r, ns, sub_name, sub);
-    kube_call call = {.method = "POST", .path = path.data, .content_type = "application/json",
+    kube_path(&path, r, ns, name, sub);
+    kube_call call = {.method = method, .path = path.data, .content_type = "application/json",
                       .body = json, .body_len = strlen(json)};
     int rc = kube_do_json(c, &call, out, err);
     buf_free(&path);
     return rc;
+}
+
+/* Creates an object from JSON text. *out (optional) receives the created object. */
+static int kube_create(kube_client *c, const kube_resource *r, const char *ns, const char *sub_name,
+                       const char *sub, const char *json, cJSON **out, wc_err *err) {
+    return kube_send(c, "POST", r, ns, sub_name, sub, json, out, err);
+}
+
+/* DeleteOptions: uid and resource_version (optional) as preconditions, the propagation policy. */
+static void kube_delete_options_render(buf *body, const char *uid, const char *resource_version, const char *propagation) {
+    cJSON *o = json_object();
+    json_add_str(o, "kind", "DeleteOptions");
+    json_add_str(o, "apiVersion", "v1");
+    if (uid || resource_version) {
+        cJSON *pre = json_add_object(o, "preconditions");
+        if (uid) json_add_str(pre, "uid", uid);
+        if (resource_version) json_add_str(pre, "resourceVersion", resource_version);
+    }
+    if (propagation) json_add_str(o, "propagationPolicy", propagation);
+    json_render_free(body, o);
 }
 
 /* Deletes an object. uid/resource_version (optional) become DeleteOptions preconditions, so a
@@ -321,19 +342,7 @@ static int kube_delete(kube_client *c, const kube_resource *r, const char *ns, c
                        const char *resource_version, const char *propagation, wc_err *err) {
     buf path = BUF_INIT, body = BUF_INIT;
     kube_path(&path, r, ns, name, NULL);
-    buf_puts(&body, "{\"kind\":\"DeleteOptions\",\"apiVersion\":\"v1\"");
-    if (uid || resource_version) {
-        buf_puts(&body, ",\"preconditions\":{");
-        if (uid) buf_puts(&body, "\"uid\":"), buf_put_json_string(&body, uid);
-        if (resource_version) {
-            if (uid) buf_putc(&body, ',');
-            buf_puts(&body, "\"resourceVersion\":");
-            buf_put_json_string(&body, resource_version);
-        }
-        buf_putc(&body, '}');
-    }
-    if (propagation) buf_puts(&body, ",\"propagationPolicy\":"), buf_put_json_string(&body, propagation);
-    buf_putc(&body, '}');
+    kube_delete_options_render(&body, uid, resource_version, propagation);
     kube_call call = {.method = "DELETE", .path = path.data, .content_type = "application/json",
                       .body = body.data, .body_len = body.len};
     int rc = kube_do_json(c, &call, NULL, err);
@@ -374,32 +383,9 @@ static int kube_err_is(const wc_err *err, int status) { return err->code == WC_E
 static int kube_err_not_found(const wc_err *err) { return kube_err_is(err, 404); }
 static int kube_err_conflict(const wc_err *err) { return kube_err_is(err, 409); }
 
-/* Reads a string at a dotted path ("metadata.name") of a JSON object; NULL when absent. */
-static const char *kube_json_str(const cJSON *obj, const char *dotted) {
-    char key[128];
-    const cJSON *cur = obj;
-    const char *p = dotted;
-    while (cur && *p) {
-        const char *dot = strchr(p, '.');
-        size_t n = dot ? (size_t)(dot - p) : strlen(p);
-        if (n >= sizeof key) return NULL;
-        memcpy(key, p, n);
-        key[n] = '\0';
-        cur = cJSON_GetObjectItemCaseSensitive(cur, key);
-        p = dot ? dot + 1 : p + n;
-    }
-    return cJSON_IsString(cur) ? cur->valuestring : NULL;
-}
-
 /* Replaces an object (PUT). The body's metadata.resourceVersion makes it a compare-and-swap:
  * a stale write fails with 409 instead of overwriting someone else's change. */
 static int kube_replace(kube_client *c, const kube_resource *r, const char *ns, const char *name, const char *sub,
                         const char *json, cJSON **out, wc_err *err) {
-    buf path = BUF_INIT;
-    kube_path(&path, r, ns, name, sub);
-    kube_call call = {.method = "PUT", .path = path.data, .content_type = "application/json",
-                      .body = json, .body_len = strlen(json)};
-    int rc = kube_do_json(c, &call, out, err);
-    buf_free(&path);
-    return rc;
+    return kube_send(c, "PUT", r, ns, name, sub, json, out, err);
 }

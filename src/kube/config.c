@@ -166,111 +166,103 @@ static int yml_truthy(const char *s) {
                  strcmp(s, "yes") == 0 || strcmp(s, "on") == 0);
 }
 
+/* The cluster entry: server (http(s), trailing '/' dropped), TLS settings, CA. */
+static int kc_cluster(kube_config *out, kc_file *clf, yaml_node_t *cluster, const char *cluster_name, wc_err *err) {
+    const char *server = yml_get_str(clf, cluster, "server");
+    if (!server) return err_set(err, WC_EINVAL, "kubeconfig %s: cluster %s has no server", clf->path, cluster_name);
+    if (strncmp(server, "https://", 8) != 0 && strncmp(server, "http://", 7) != 0)
+        return err_set(err, WC_EINVAL, "kubeconfig %s: cluster %s: server %s is not an http(s) URL", clf->path,
+                       cluster_name, server);
+    out->server = xstrdup(server);
+    size_t sl = strlen(out->server);
+    while (sl > 0 && out->server[sl - 1] == '/') out->server[--sl] = '\0';
+    out->insecure_skip_verify = yml_truthy(yml_get_str(clf, cluster, "insecure-skip-tls-verify"));
+    if (kc_pem(clf, cluster, "certificate-authority", &out->ca_pem, "certificate-authority", err) < 0) return -1;
+    if (yml_get_str(clf, cluster, "proxy-url"))
+        return err_set(err, WC_EUNSUPPORTED, "kubeconfig %s: cluster %s: proxy-url is not supported", clf->path,
+                       cluster_name);
+    return 0;
+}
+
+/* The user entry: a token, a token file or a client certificate; plugins and basic auth are
+ * refused by name rather than ignored (the request would fail later, less clearly). */
+static int kc_user(kube_config *out, kc_file *uf, yaml_node_t *user, const char *user_name, wc_err *err) {
+    static const struct { const char *field, *what; } plugins[] = {{"exec", "an exec credential plugin"},
+                                                                   {"auth-provider", "an auth-provider plugin"}};
+    for (size_t i = 0; i < sizeof plugins / sizeof *plugins; i++)
+        if (yml_get(uf, user, plugins[i].field))
+            return err_set(err, WC_EUNSUPPORTED,
+                           "kubeconfig %s: user %s uses %s, which is not supported "
+                           "(use a token, tokenFile or client certificate)", uf->path, user_name, plugins[i].what);
+    if (yml_get_str(uf, user, "username") || yml_get_str(uf, user, "password"))
+        return err_set(err, WC_EUNSUPPORTED, "kubeconfig %s: user %s: basic auth is not supported", uf->path, user_name);
+    const char *token = yml_get_str(uf, user, "token");
+    const char *token_file = yml_get_str(uf, user, "tokenFile");
+    if (token) {
+        out->token = xstrdup(token);
+        log_register_secret(token);
+    } else if (token_file) {
+        out->token_file = path_relative_to(uf->path, token_file);
+    }
+    if (kc_pem(uf, user, "client-certificate", &out->client_cert_pem, "client-certificate", err) < 0) return -1;
+    if (kc_pem(uf, user, "client-key", &out->client_key_pem, "client-key", err) < 0) return -1;
+    if ((out->client_cert_pem.len == 0) != (out->client_key_pem.len == 0))
+        return err_set(err, WC_EINVAL, "kubeconfig %s: user %s: client certificate and key must be given together",
+                       uf->path, user_name);
+    return 0;
+}
+
+/* The context's cluster, user and namespace, from files[0..n) (the first file that defines an
+ * entry wins). */
+static int kc_context(kube_config *out, kc_file *files, int n, const char *paths, const char *context, wc_err *err) {
+    const char *ctxname = context;
+    for (int i = 0; !ctxname && i < n; i++) ctxname = yml_get_str(&files[i], yml_root(&files[i]), "current-context");
+    if (!ctxname) return err_set(err, WC_EINVAL, "kubeconfig %s: no current-context set and no --context given", paths);
+    kc_file *cf = NULL, *uf = NULL, *clf = NULL;
+    yaml_node_t *ctx = kc_find(files, n, "contexts", ctxname, "context", &cf);
+    if (!ctx) return err_set(err, WC_EINVAL, "kubeconfig %s: context %s not found", paths, ctxname);
+    const char *cluster_name = yml_get_str(cf, ctx, "cluster");
+    const char *user_name = yml_get_str(cf, ctx, "user");
+    const char *ns = yml_get_str(cf, ctx, "namespace");
+    yaml_node_t *cluster = cluster_name ? kc_find(files, n, "clusters", cluster_name, "cluster", &clf) : NULL;
+    if (!cluster)
+        return err_set(err, WC_EINVAL, "kubeconfig %s: context %s: cluster %s not found", paths, ctxname,
+                       cluster_name ? cluster_name : "(none)");
+    if (kc_cluster(out, clf, cluster, cluster_name, err) < 0) return -1;
+    if (user_name) {
+        yaml_node_t *user = kc_find(files, n, "users", user_name, "user", &uf);
+        if (!user) return err_set(err, WC_EINVAL, "kubeconfig %s: context %s: user %s not found", paths, ctxname, user_name);
+        if (kc_user(out, uf, user, user_name, err) < 0) return -1;
+    }
+    if (ns) out->namespace = xstrdup(ns);
+    char src[512];
+    snprintf(src, sizeof src, "kubeconfig %s (context %s)", files[0].path, ctxname);
+    out->source = xstrdup(src);
+    return 0;
+}
+
 /* Loads the kubeconfig from `paths` (':'-separated, like $KUBECONFIG) for `context` (NULL:
  * current-context). Missing files in a list are skipped, as kubectl does; an empty result is
  * an error. */
 static int kube_config_from_kubeconfig(kube_config *out, const char *paths, const char *context, wc_err *err) {
     memset(out, 0, sizeof *out);
     kc_file files[16];
-    int n = 0, rc = -1;
+    int n = 0, rc = -1, failed = 0;
     char *list = xstrdup(paths);
-    for (char *save = NULL, *p = strtok_r(list, ":", &save); p; p = strtok_r(NULL, ":", &save)) {
+    for (char *save = NULL, *p = strtok_r(list, ":", &save); p && !failed; p = strtok_r(NULL, ":", &save)) {
         if (n == (int)(sizeof files / sizeof *files)) break;
         wc_err e2;
         if (kc_load(&files[n], p, &e2) < 0) {
             kc_free(&files[n]);
             if (e2.code == WC_ENOTFOUND && strchr(paths, ':')) continue;
             *err = e2;
-            goto out;
+            failed = 1;
+            continue;
         }
         n++;
     }
-    if (n == 0) {
-        err_set(err, WC_ENOTFOUND, "no kubeconfig found in %s", paths);
-        goto out;
-    }
-    const char *ctxname = context;
-    for (int i = 0; !ctxname && i < n; i++) ctxname = yml_get_str(&files[i], yml_root(&files[i]), "current-context");
-    if (!ctxname) {
-        err_set(err, WC_EINVAL, "kubeconfig %s: no current-context set and no --context given", paths);
-        goto out;
-    }
-    kc_file *cf = NULL, *uf = NULL, *clf = NULL;
-    yaml_node_t *ctx = kc_find(files, n, "contexts", ctxname, "context", &cf);
-    if (!ctx) {
-        err_set(err, WC_EINVAL, "kubeconfig %s: context %s not found", paths, ctxname);
-        goto out;
-    }
-    const char *cluster_name = yml_get_str(cf, ctx, "cluster");
-    const char *user_name = yml_get_str(cf, ctx, "user");
-    const char *ns = yml_get_str(cf, ctx, "namespace");
-    yaml_node_t *cluster = cluster_name ? kc_find(files, n, "clusters", cluster_name, "cluster", &clf) : NULL;
-    if (!cluster) {
-        err_set(err, WC_EINVAL, "kubeconfig %s: context %s: cluster %s not found", paths, ctxname,
-                cluster_name ? cluster_name : "(none)");
-        goto out;
-    }
-    const char *server = yml_get_str(clf, cluster, "server");
-    if (!server) {
-        err_set(err, WC_EINVAL, "kubeconfig %s: cluster %s has no server", clf->path, cluster_name);
-        goto out;
-    }
-    if (strncmp(server, "https://", 8) != 0 && strncmp(server, "http://", 7) != 0) {
-        err_set(err, WC_EINVAL, "kubeconfig %s: cluster %s: server %s is not an http(s) URL", clf->path, cluster_name, server);
-        goto out;
-    }
-    out->server = xstrdup(server);
-    size_t sl = strlen(out->server);
-    while (sl > 0 && out->server[sl - 1] == '/') out->server[--sl] = '\0';
-    out->insecure_skip_verify = yml_truthy(yml_get_str(clf, cluster, "insecure-skip-tls-verify"));
-    if (kc_pem(clf, cluster, "certificate-authority", &out->ca_pem, "certificate-authority", err) < 0) goto out;
-    if (yml_get_str(clf, cluster, "proxy-url")) {
-        err_set(err, WC_EUNSUPPORTED, "kubeconfig %s: cluster %s: proxy-url is not supported", clf->path, cluster_name);
-        goto out;
-    }
-    if (user_name) {
-        yaml_node_t *user = kc_find(files, n, "users", user_name, "user", &uf);
-        if (!user) {
-            err_set(err, WC_EINVAL, "kubeconfig %s: context %s: user %s not found", paths, ctxname, user_name);
-            goto out;
-        }
-        if (yml_get(uf, user, "exec")) {
-            err_set(err, WC_EUNSUPPORTED,
-                    "kubeconfig %s: user %s uses an exec credential plugin, which is not supported "
-                    "(use a token, tokenFile or client certificate)", uf->path, user_name);
-            goto out;
-        }
-        if (yml_get(uf, user, "auth-provider")) {
-            err_set(err, WC_EUNSUPPORTED,
-                    "kubeconfig %s: user %s uses an auth-provider plugin, which is not supported "
-                    "(use a token, tokenFile or client certificate)", uf->path, user_name);
-            goto out;
-        }
-        if (yml_get_str(uf, user, "username") || yml_get_str(uf, user, "password")) {
-            err_set(err, WC_EUNSUPPORTED, "kubeconfig %s: user %s: basic auth is not supported", uf->path, user_name);
-            goto out;
-        }
-        const char *token = yml_get_str(uf, user, "token");
-        const char *token_file = yml_get_str(uf, user, "tokenFile");
-        if (token) {
-            out->token = xstrdup(token);
-            log_register_secret(token);
-        } else if (token_file) {
-            out->token_file = path_relative_to(uf->path, token_file);
-        }
-        if (kc_pem(uf, user, "client-certificate", &out->client_cert_pem, "client-certificate", err) < 0) goto out;
-        if (kc_pem(uf, user, "client-key", &out->client_key_pem, "client-key", err) < 0) goto out;
-        if ((out->client_cert_pem.len == 0) != (out->client_key_pem.len == 0)) {
-            err_set(err, WC_EINVAL, "kubeconfig %s: user %s: client certificate and key must be given together", uf->path, user_name);
-            goto out;
-        }
-    }
-    if (ns) out->namespace = xstrdup(ns);
-    char src[512];
-    snprintf(src, sizeof src, "kubeconfig %s (context %s)", files[0].path, ctxname);
-    out->source = xstrdup(src);
-    rc = 0;
-out:
+    if (!failed && n == 0) err_set(err, WC_ENOTFOUND, "no kubeconfig found in %s", paths);
+    else if (!failed) rc = kc_context(out, files, n, paths, context, err);
     for (int i = 0; i < n; i++) kc_free(&files[i]);
     free(list);
     if (rc < 0) kube_config_free(out);
@@ -355,7 +347,9 @@ static int kube_config_load(const kube_connect_opts *o, kube_config *out, wc_err
         rc = kube_config_in_cluster(out, getenv("WORKER_CONTROLLER_SA_DIR"), err);
     } else {
         const char *home = getenv("HOME");
-        if (!home) return err_set(err, WC_ENOTFOUND, "no cluster configured: give --kubeconfig or --server, set KUBECONFIG, or run in a pod");
+        if (!home)
+            return err_set(err, WC_ENOTFOUND,
+                           "no cluster configured: give --kubeconfig or --server, set KUBECONFIG, or run in a pod");
         char path[PATH_MAX];
         snprintf(path, sizeof path, "%s/.kube/config", home);
         rc = kube_config_from_kubeconfig(out, path, o->context, err);

@@ -101,6 +101,32 @@ static void kube_recorder_sweep(kube_recorder *r) {
     pthread_mutex_unlock(&r->mu);
 }
 
+/* An events.k8s.io/v1 Event named `name` about ref, as first recorded at ts. */
+static void kube_event_render(buf *body, const char *controller, const char *instance, const kube_event_ref *ref,
+                              const char *name, const char *ts, const char *type, const char *reason,
+                              const char *action, const char *note) {
+    cJSON *ev = json_object();
+    json_add_str(ev, "apiVersion", "events.k8s.io/v1");
+    json_add_str(ev, "kind", "Event");
+    cJSON *md = json_add_object(ev, "metadata");
+    json_add_str(md, "name", name);
+    if (ref->namespace) json_add_str(md, "namespace", ref->namespace);
+    json_add_str(ev, "eventTime", ts);
+    json_add_str(ev, "reportingController", controller);
+    json_add_str(ev, "reportingInstance", instance);
+    json_add_str(ev, "type", type);
+    json_add_str(ev, "reason", reason);
+    json_add_str(ev, "action", action);
+    json_add_str(ev, "note", note);
+    cJSON *re = json_add_object(ev, "regarding");
+    json_add_str(re, "apiVersion", ref->api_version);
+    json_add_str(re, "kind", ref->kind);
+    json_add_str(re, "name", ref->name);
+    if (ref->namespace) json_add_str(re, "namespace", ref->namespace);
+    if (ref->uid) json_add_str(re, "uid", ref->uid);
+    json_render_free(body, ev);
+}
+
 /* Records an Event about `ref`. type is "Normal" or "Warning"; reason is CamelCase; action
  * says what the controller did or tried ("Create", "Delete", "Reconcile"). Failures are
  * logged and counted, never returned: an Event is best effort and must not fail a reconcile. */
@@ -153,33 +179,11 @@ static void kube_record(kube_recorder *r, const kube_event_ref *ref, const char 
     }
     {
         char suffix[20];
-        snprintf(suffix, sizeof suffix, "%llx", (unsigned long long)((uint64_t)time(NULL) * 1000000ULL + (uint64_t)(now % 1000000) + (uint64_t)rand()));
+        uint64_t unique = (uint64_t)time(NULL) * 1000000ULL + (uint64_t)(now % 1000000) + (uint64_t)rand();
+        snprintf(suffix, sizeof suffix, "%llx", (unsigned long long)unique);
         buf name = BUF_INIT, body = BUF_INIT;
         buf_printf(&name, "%s.%s", ref->name, suffix);
-        buf_puts(&body, "{\"apiVersion\":\"events.k8s.io/v1\",\"kind\":\"Event\",\"metadata\":{\"name\":");
-        buf_put_json_string(&body, name.data);
-        if (ref->namespace) buf_puts(&body, ",\"namespace\":"), buf_put_json_string(&body, ref->namespace);
-        buf_printf(&body, "},\"eventTime\":\"%s\",\"reportingController\":", ts);
-        buf_put_json_string(&body, r->controller);
-        buf_puts(&body, ",\"reportingInstance\":");
-        buf_put_json_string(&body, r->instance);
-        buf_puts(&body, ",\"type\":");
-        buf_put_json_string(&body, type);
-        buf_puts(&body, ",\"reason\":");
-        buf_put_json_string(&body, reason);
-        buf_puts(&body, ",\"action\":");
-        buf_put_json_string(&body, action);
-        buf_puts(&body, ",\"note\":");
-        buf_put_json_string(&body, note);
-        buf_puts(&body, ",\"regarding\":{\"apiVersion\":");
-        buf_put_json_string(&body, ref->api_version);
-        buf_puts(&body, ",\"kind\":");
-        buf_put_json_string(&body, ref->kind);
-        buf_puts(&body, ",\"name\":");
-        buf_put_json_string(&body, ref->name);
-        if (ref->namespace) buf_puts(&body, ",\"namespace\":"), buf_put_json_string(&body, ref->namespace);
-        if (ref->uid) buf_puts(&body, ",\"uid\":"), buf_put_json_string(&body, ref->uid);
-        buf_puts(&body, "}}");
+        kube_event_render(&body, r->controller, r->instance, ref, name.data, ts, type, reason, action, note);
         if (kube_create(r->kc, &KUBE_EVENTS, ref->namespace, NULL, NULL, body.data, NULL, &err) == 0) {
             atomic_fetch_add(&r->created, 1);
             kube_event_series *ns = xcalloc(1, sizeof *ns + name.len + 1);

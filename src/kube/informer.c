@@ -19,23 +19,14 @@
  * connection carries the changes. Servers before 1.27, or with the WatchList feature gate off
  * (1.33 by default), answer 400/422 Invalid; the informer then lists in pages from then on.
  *
- * The cache stores a projection of each object (only the fields the controller reads, chosen
- * by the caller's project function) plus its resourceVersion, not the object itself: a Pod is
- * ~4 KiB of JSON, its projection a few hundred bytes. Each entry is ONE allocation holding the
- * projection serialized, its resourceVersion and its index key: a cJSON tree of the same
- * projection is ~150 allocations and 5x the bytes (BENCHMARKS.md, finding 2), and thousands of
- * small long-lived allocations interleaved with transient ones keep the heap fragmented.
- * Readers get a freshly parsed copy, as they got a duplicate before.
+ * The cache (kube/cache.c) keeps a projection of each object, one allocation per entry.
  *
  * Handlers run on the informer thread without the cache lock held; they should only enqueue
  * keys. Readers take copies under a read lock.
  */
 
-typedef cJSON *(*kube_project_fn)(const cJSON *obj);
 /* old is NULL for adds, new is NULL for deletes. Both are projections, valid during the call. */
 typedef void (*kube_informer_handler)(void *ud, const char *key, const cJSON *old_obj, const cJSON *new_obj);
-/* Secondary index: returns the index key for a projection (caller frees) or NULL for none. */
-typedef char *(*kube_index_fn)(const cJSON *proj);
 
 typedef struct kube_informer_options {
     const kube_resource *resource;
@@ -52,13 +43,6 @@ typedef struct kube_informer_options {
     int64_t backoff_min_ms, backoff_max_ms; /* default 800, 30000 */
 } kube_informer_options;
 
-typedef struct kube_cache_entry {
-    const char *rv;    /* into data[] */
-    const char *index; /* into data[]: secondary index key, or NULL */
-    size_t json_len;
-    char json[];       /* the projection, serialized; then rv, then the index key */
-} kube_cache_entry;
-
 typedef struct kube_informer_stats {
     long lists;          /* complete-state lists started, streamed or paged */
     long streamed;       /* of which completed as a stream (initial-events-end seen) */
@@ -69,16 +53,10 @@ typedef struct kube_informer {
     kube_informer_options o;
     kube_client *kc;
     char *name;                  /* for logs: "workers", "pods" */
-    pthread_t thread;
-    int started;
-    atomic_int stop;
+    wc_thread thread;            /* the list/watch loop */
     atomic_int synced;
-    pthread_rwlock_t mu;
-    strmap cache;                /* "ns/name" → kube_cache_entry */
-    strmap index;                /* index key → kube_index_set of primary keys */
+    kube_cache cache;
     char *last_rv;
-    pthread_mutex_t wait_mu;     /* sleeping between retries, woken by stop */
-    pthread_cond_t wait_cv;
     kube_informer_stats stats;
     int stream_refused;          /* the server would not stream a list: page from now on */
     unsigned seed;
@@ -87,11 +65,11 @@ typedef struct kube_informer {
 /* The default projection: identity and labels only. */
 static cJSON *kube_project_metadata(const cJSON *obj) {
     cJSON *out = cJSON_CreateObject();
-    const cJSON *md = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
+    const cJSON *md = json_get(obj, "metadata");
     cJSON *m = cJSON_AddObjectToObject(out, "metadata");
     static const char *keep[] = {"name", "namespace", "uid", "resourceVersion", "labels", "deletionTimestamp"};
     for (size_t i = 0; i < sizeof keep / sizeof *keep; i++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(md, keep[i]);
+        const cJSON *v = json_get(md, keep[i]);
         if (v) cJSON_AddItemToObject(m, keep[i], cJSON_Duplicate(v, 1));
     }
     return out;
@@ -99,88 +77,13 @@ static cJSON *kube_project_metadata(const cJSON *obj) {
 
 /* "namespace/name" (or "name" for cluster-scoped objects), the workqueue key shape. */
 static char *kube_object_key(const cJSON *obj) {
-    const char *ns = kube_json_str(obj, "metadata.namespace");
-    const char *name = kube_json_str(obj, "metadata.name");
+    const char *ns = json_str_at(obj, "metadata.namespace");
+    const char *name = json_str_at(obj, "metadata.name");
     if (!name) return NULL;
     buf k = BUF_INIT;
     if (ns && *ns) buf_printf(&k, "%s/%s", ns, name);
     else buf_puts(&k, name);
     return buf_steal(&k);
-}
-
-static void kube_cache_entry_free(void *p) { free(p); }
-
-/* Packs a projection (not consumed) into one allocation with its resourceVersion and index key. */
-static kube_cache_entry *kube_cache_entry_new(const kube_informer *inf, const char *rv, const cJSON *proj) {
-    char *json = cJSON_PrintUnformatted(proj);
-    if (!json) wc_oom();
-    char *ikey = inf->o.index ? inf->o.index(proj) : NULL;
-    size_t jl = strlen(json), rl = strlen(rv ? rv : ""), il = ikey ? strlen(ikey) + 1 : 0;
-    kube_cache_entry *e = xmalloc(sizeof *e + jl + 1 + rl + 1 + il);
-    memcpy(e->json, json, jl + 1);
-    e->json_len = jl;
-    char *p = e->json + jl + 1;
-    memcpy(p, rv ? rv : "", rl + 1);
-    e->rv = p;
-    p += rl + 1;
-    e->index = NULL;
-    if (ikey) {
-        memcpy(p, ikey, il);
-        e->index = p;
-    }
-    free(json);
-    free(ikey);
-    return e;
-}
-
-/* A fresh tree of an entry's projection (caller frees). The text is ours, so it parses. */
-static cJSON *kube_cache_entry_parse(const kube_cache_entry *e) {
-    cJSON *obj = cJSON_ParseWithLength(e->json, e->json_len);
-    if (!obj) wc_oom();
-    return obj;
-}
-
-/* The primary keys under one index key: a handful at most (a Worker's Pods), so a small array
- * beats a hash map (whose empty 16-slot table alone is 384 bytes per Worker). */
-typedef struct kube_index_set {
-    size_t n, cap;
-    char *keys[];
-} kube_index_set;
-
-static void kube_index_free(void *p) {
-    kube_index_set *set = p;
-    if (!set) return;
-    for (size_t i = 0; i < set->n; i++) free(set->keys[i]);
-    free(set);
-}
-
-static void kube_index_add(kube_informer *inf, const char *ikey, const char *key) {
-    if (!ikey) return;
-    kube_index_set *set = strmap_get(&inf->index, ikey);
-    for (size_t i = 0; set && i < set->n; i++)
-        if (strcmp(set->keys[i], key) == 0) return;
-    if (!set || set->n == set->cap) {
-        size_t cap = set ? set->cap * 2 : 1;
-        kube_index_set *grown = xrealloc(set, sizeof *grown + cap * sizeof grown->keys[0]);
-        if (!set) grown->n = 0;
-        grown->cap = cap;
-        set = grown;
-        strmap_put(&inf->index, ikey, set);
-    }
-    set->keys[set->n++] = xstrdup(key);
-}
-
-static void kube_index_remove(kube_informer *inf, const char *ikey, const char *key) {
-    if (!ikey) return;
-    kube_index_set *set = strmap_get(&inf->index, ikey);
-    if (!set) return;
-    for (size_t i = 0; i < set->n; i++)
-        if (strcmp(set->keys[i], key) == 0) {
-            free(set->keys[i]);
-            set->keys[i] = set->keys[--set->n];
-            break;
-        }
-    if (set->n == 0) kube_index_free(strmap_del(&inf->index, ikey));
 }
 
 static kube_informer *kube_informer_new(kube_client *kc, const char *name, const kube_informer_options *o) {
@@ -194,37 +97,10 @@ static kube_informer *kube_informer_new(kube_client *kc, const char *name, const
     if (inf->o.backoff_max_ms <= 0) inf->o.backoff_max_ms = 30000;
     inf->kc = kc;
     inf->name = xstrdup(name);
-    pthread_rwlock_init(&inf->mu, NULL);
-    pthread_mutex_init(&inf->wait_mu, NULL);
-    pthread_cond_init(&inf->wait_cv, NULL);
+    kube_cache_init(&inf->cache, inf->o.index);
+    wc_thread_init(&inf->thread);
     inf->seed = (unsigned)(wc_now_ms() ^ (int64_t)(uintptr_t)inf);
     return inf;
-}
-
-/* Upserts a packed entry (consumed) and returns the previous projection (caller frees). */
-static cJSON *kube_cache_put_entry(kube_informer *inf, const char *key, kube_cache_entry *e) {
-    pthread_rwlock_wrlock(&inf->mu);
-    kube_cache_entry *old = strmap_put(&inf->cache, key, e);
-    if (old) kube_index_remove(inf, old->index, key);
-    kube_index_add(inf, e->index, key);
-    pthread_rwlock_unlock(&inf->mu);
-    cJSON *old_obj = old ? kube_cache_entry_parse(old) : NULL;
-    kube_cache_entry_free(old);
-    return old_obj;
-}
-
-static cJSON *kube_cache_put(kube_informer *inf, const char *key, const char *rv, const cJSON *proj) {
-    return kube_cache_put_entry(inf, key, kube_cache_entry_new(inf, rv, proj));
-}
-
-static cJSON *kube_cache_remove(kube_informer *inf, const char *key) {
-    pthread_rwlock_wrlock(&inf->mu);
-    kube_cache_entry *old = strmap_del(&inf->cache, key);
-    if (old) kube_index_remove(inf, old->index, key);
-    pthread_rwlock_unlock(&inf->mu);
-    cJSON *old_obj = old ? kube_cache_entry_parse(old) : NULL;
-    kube_cache_entry_free(old);
-    return old_obj;
 }
 
 static void kube_informer_emit(kube_informer *inf, const char *key, const cJSON *old_obj, const cJSON *new_obj) {
@@ -235,7 +111,7 @@ static void kube_informer_emit(kube_informer *inf, const char *key, const cJSON 
 /* Projects obj into the cache under key and tells the handler (add or update). */
 static void kube_informer_upsert(kube_informer *inf, const char *key, const char *rv, const cJSON *obj) {
     cJSON *proj = inf->o.project(obj);
-    cJSON *old = kube_cache_put(inf, key, rv, proj);
+    cJSON *old = kube_cache_put(&inf->cache, key, rv, proj);
     kube_informer_emit(inf, key, old, proj);
     cJSON_Delete(old);
     cJSON_Delete(proj);
@@ -253,9 +129,9 @@ static void kube_informer_apply(kube_informer *inf, kube_watch_type type, const 
 #endif
     char *key = kube_object_key(obj);
     if (!key) return;
-    const char *rv = kube_json_str(obj, "metadata.resourceVersion");
+    const char *rv = json_str_at(obj, "metadata.resourceVersion");
     if (type == KUBE_WATCH_DELETED) {
-        cJSON *old = kube_cache_remove(inf, key);
+        cJSON *old = kube_cache_remove(&inf->cache, key);
         /* A delete for an object never seen still tells handlers; give them the final state. */
         cJSON *fin = inf->o.project(obj);
         kube_informer_emit(inf, key, old ? old : fin, NULL);
@@ -275,13 +151,9 @@ static void kube_informer_apply(kube_informer *inf, kube_watch_type type, const 
 static void kube_informer_list_item(kube_informer *inf, strmap *listed, const cJSON *item) {
     char *key = kube_object_key(item);
     if (!key) return;
-    const char *irv = kube_json_str(item, "metadata.resourceVersion");
+    const char *irv = json_str_at(item, "metadata.resourceVersion");
     strmap_put(listed, key, (void *)1);
-    pthread_rwlock_rdlock(&inf->mu);
-    kube_cache_entry *cur = strmap_get(&inf->cache, key);
-    int same = cur && strcmp(cur->rv, irv ? irv : "") == 0;
-    pthread_rwlock_unlock(&inf->mu);
-    if (!same) kube_informer_upsert(inf, key, irv, item);
+    if (!kube_cache_has_rv(&inf->cache, key, irv)) kube_informer_upsert(inf, key, irv, item);
     free(key);
 }
 
@@ -289,15 +161,10 @@ static void kube_informer_list_item(kube_informer *inf, strmap *listed, const cJ
  * what changed while we were not watching), rv (consumed) becomes the watch's starting point,
  * and the informer is synced. listed is freed. */
 static void kube_informer_list_done(kube_informer *inf, strmap *listed, char *rv) {
-    const char *k;
-    size_t ngone = 0, i = 0;
-    pthread_rwlock_rdlock(&inf->mu);
-    strmap_foreach_key(&inf->cache, k) if (!strmap_has(listed, k)) ngone++;
-    char **gone = xcalloc(ngone + 1, sizeof *gone);
-    strmap_foreach_key(&inf->cache, k) if (!strmap_has(listed, k)) gone[i++] = xstrdup(k);
-    pthread_rwlock_unlock(&inf->mu);
-    for (i = 0; i < ngone; i++) {
-        cJSON *old = kube_cache_remove(inf, gone[i]);
+    size_t ngone;
+    char **gone = kube_cache_keys(&inf->cache, listed, &ngone);
+    for (size_t i = 0; i < ngone; i++) {
+        cJSON *old = kube_cache_remove(&inf->cache, gone[i]);
         kube_informer_emit(inf, gone[i], old, NULL);
         cJSON_Delete(old);
         free(gone[i]);
@@ -333,19 +200,19 @@ static int kube_informer_list(kube_informer *inf, wc_err *err) {
             rc = kube_err_is(err, 410) ? 1 : -1;
             break;
         }
-        const char *prv = kube_json_str(page, "metadata.resourceVersion");
-        const char *pcont = kube_json_str(page, "metadata.continue");
+        const char *prv = json_str_at(page, "metadata.resourceVersion");
+        const char *pcont = json_str_at(page, "metadata.continue");
         free(rv);
         rv = xstrdup(prv ? prv : "");
         free(cont);
         cont = pcont && *pcont ? xstrdup(pcont) : NULL;
         const cJSON *item;
-        cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(page, "items")) kube_informer_list_item(inf, &listed, item);
+        cJSON_ArrayForEach(item, json_get(page, "items")) kube_informer_list_item(inf, &listed, item);
         json_scratch_end(&scratch);
-    } while (cont && !atomic_load(&inf->stop));
+    } while (cont && !wc_thread_stopping(&inf->thread));
     json_scratch_free(&scratch);
     free(cont);
-    if (rc != 0 || atomic_load(&inf->stop)) {
+    if (rc != 0 || wc_thread_stopping(&inf->thread)) {
         strmap_free(&listed, NULL);
         free(rv);
         return rc;
@@ -369,8 +236,8 @@ typedef struct kube_watch_ctx {
 
 /* The bookmark that closes a streamed list's initial events. */
 static int kube_is_initial_events_end(const cJSON *obj) {
-    const cJSON *md = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
-    const cJSON *a = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(md, "annotations"),
+    const cJSON *md = json_get(obj, "metadata");
+    const cJSON *a = json_get(json_get(md, "annotations"),
                                                       "k8s.io/initial-events-end");
     return cJSON_IsString(a) && strcmp(a->valuestring, "true") == 0;
 }
@@ -378,7 +245,7 @@ static int kube_is_initial_events_end(const cJSON *obj) {
 static int kube_watch_on_event(void *ud, const kube_watch_event *ev, wc_err *err) {
     kube_watch_ctx *w = ud;
     kube_informer *inf = w->inf;
-    const char *rv = kube_json_str(ev->object, "metadata.resourceVersion");
+    const char *rv = json_str_at(ev->object, "metadata.resourceVersion");
     switch (ev->type) {
     case KUBE_WATCH_ERROR:
         if (ev->status_code == 410) w->gone = 1;
@@ -495,97 +362,112 @@ static int kube_informer_watch(kube_informer *inf, int list, int *healthy, wc_er
     return result;
 }
 
-/* Sleeps up to ms, returning early when the informer is stopped. */
-static void kube_informer_sleep(kube_informer *inf, int64_t ms) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
-    pthread_mutex_lock(&inf->wait_mu);
-    while (!atomic_load(&inf->stop))
-        if (pthread_cond_timedwait(&inf->wait_cv, &inf->wait_mu, &ts) != 0) break;
-    pthread_mutex_unlock(&inf->wait_mu);
+/* ---- the state machine ---- */
+
+typedef enum kube_informer_state {
+    INFORMER_LIST,    /* a complete-state list: streamed, or paged once streaming is refused */
+    INFORMER_WATCH,   /* the changes since the last resourceVersion */
+    INFORMER_BACKOFF, /* after an error: sleep, then `resume` */
+} kube_informer_state;
+
+typedef struct kube_informer_loop {
+    kube_informer_state resume;  /* where BACKOFF goes on: LIST until a list completed, then WATCH */
+    int64_t backoff_ms;          /* 0.8 s doubling to 30 s, reset after a healthy watch */
+    int incomplete_streams;      /* streamed lists in a row that ended before their initial events */
+    wc_err err;
+} kube_informer_loop;
+
+/* LIST, paged: 410 (an expired continue token) lists again at once. */
+static kube_informer_state kube_informer_list_paged(kube_informer *inf, kube_informer_loop *l) {
+    int rc = kube_informer_list(inf, &l->err);
+    if (rc == 0) return INFORMER_WATCH;
+    if (rc == 1) {
+        inf->stats.relists_gone++;
+        return INFORMER_LIST;
+    }
+    if (!wc_thread_stopping(&inf->thread)) log_warn("informer list failed", "informer", inf->name, "error", l->err.msg);
+    l->resume = INFORMER_LIST;
+    return INFORMER_BACKOFF;
 }
 
+/* LIST or WATCH as one watch stream (a streamed list goes on as the watch). */
+static kube_informer_state kube_informer_stream(kube_informer *inf, kube_informer_loop *l, int listing) {
+    int healthy = 0;
+    long streamed = inf->stats.streamed;
+    int rc = kube_informer_watch(inf, listing, &healthy, &l->err);
+    if (healthy) l->backoff_ms = inf->o.backoff_min_ms;
+    int listed = !listing || inf->stats.streamed > streamed;
+    if (listing && listed) l->incomplete_streams = 0;
+    switch (rc) {
+    case KUBE_WATCH_ENDED:
+        return INFORMER_WATCH;
+    case KUBE_WATCH_REFUSED:
+        log_info("the API server does not stream lists (WatchList off, or older than 1.27): listing in pages",
+                 "informer", inf->name, "error", l->err.msg);
+        inf->stream_refused = 1;
+        return INFORMER_LIST;
+    case KUBE_WATCH_RELIST:
+        inf->stats.relists_gone++;
+        log_info("watch expired, relisting", "informer", inf->name);
+        return INFORMER_LIST;
+    case KUBE_WATCH_INCOMPLETE:
+        /* A stream that keeps ending before its initial events do (a list longer than a
+         * watch may last) would never sync: page instead. */
+        if (++l->incomplete_streams >= 3) {
+            log_warn("streamed list did not complete three times: listing in pages", "informer", inf->name,
+                     "error", l->err.msg);
+            inf->stream_refused = 1;
+        }
+        break;
+    default:
+        break;
+    }
+    if (!wc_thread_stopping(&inf->thread)) log_warn("watch failed", "informer", inf->name, "error", l->err.msg);
+    l->resume = listed ? INFORMER_WATCH : INFORMER_LIST;
+    return INFORMER_BACKOFF;
+}
+
+/* BACKOFF: jitter within [backoff/2, backoff] keeps many informers from reconnecting in step. */
+static kube_informer_state kube_informer_backoff(kube_informer *inf, kube_informer_loop *l) {
+    int64_t sleep_ms = l->backoff_ms / 2 + (int64_t)(rand_r(&inf->seed) % (unsigned)(l->backoff_ms / 2 + 1));
+    wc_thread_sleep(&inf->thread, sleep_ms);
+    l->backoff_ms = l->backoff_ms * 2 > inf->o.backoff_max_ms ? inf->o.backoff_max_ms : l->backoff_ms * 2;
+    return l->resume;
+}
+
+/* The informer's thread: the state machine of the header, until stopped. */
 static void *kube_informer_main(void *arg) {
     kube_informer *inf = arg;
-    int need_list = 1, incomplete_streams = 0;
-    int64_t backoff = inf->o.backoff_min_ms;
-    wc_err err;
-    while (!atomic_load(&inf->stop)) {
-        err_clear(&err);
-        int rc;
-        if (need_list && (inf->o.paged_only || inf->stream_refused)) {
-            rc = kube_informer_list(inf, &err);
-            if (rc == 0) need_list = 0;
-            else if (rc == 1) { inf->stats.relists_gone++; continue; }
-            else if (!atomic_load(&inf->stop))
-                log_warn("informer list failed", "informer", inf->name, "error", err.msg);
-        } else {
-            int healthy = 0, listing = need_list;
-            long streamed = inf->stats.streamed;
-            rc = kube_informer_watch(inf, listing, &healthy, &err);
-            if (healthy) backoff = inf->o.backoff_min_ms;
-            if (listing && inf->stats.streamed > streamed) need_list = 0, incomplete_streams = 0;
-            if (rc == KUBE_WATCH_REFUSED) {
-                log_info("the API server does not stream lists (WatchList off, or older than 1.27): listing in pages",
-                         "informer", inf->name, "error", err.msg);
-                inf->stream_refused = 1;
-                continue;
-            }
-            if (rc == KUBE_WATCH_RELIST) {
-                inf->stats.relists_gone++;
-                log_info("watch expired, relisting", "informer", inf->name);
-                need_list = 1;
-                continue;
-            }
-            /* A stream that keeps ending before its initial events do (a list longer than a
-             * watch may last) would never sync: page instead. */
-            if (rc == KUBE_WATCH_INCOMPLETE && ++incomplete_streams >= 3) {
-                log_warn("streamed list did not complete three times: listing in pages", "informer", inf->name,
-                         "error", err.msg);
-                inf->stream_refused = 1;
-            }
-            if (rc == KUBE_WATCH_ENDED) continue;
-            if (!atomic_load(&inf->stop)) log_warn("watch failed", "informer", inf->name, "error", err.msg);
-        }
-        if (rc < 0 && !atomic_load(&inf->stop)) {
-            /* Jitter within [backoff/2, backoff] keeps many informers from reconnecting in step. */
-            int64_t sleep_ms = backoff / 2 + (int64_t)(rand_r(&inf->seed) % (unsigned)(backoff / 2 + 1));
-            kube_informer_sleep(inf, sleep_ms);
-            backoff = backoff * 2 > inf->o.backoff_max_ms ? inf->o.backoff_max_ms : backoff * 2;
+    kube_informer_loop l = {.resume = INFORMER_LIST, .backoff_ms = inf->o.backoff_min_ms};
+    kube_informer_state st = INFORMER_LIST;
+    while (!wc_thread_stopping(&inf->thread)) {
+        err_clear(&l.err);
+        switch (st) {
+        case INFORMER_LIST:
+            st = inf->o.paged_only || inf->stream_refused ? kube_informer_list_paged(inf, &l) : kube_informer_stream(inf, &l, 1);
+            break;
+        case INFORMER_WATCH: st = kube_informer_stream(inf, &l, 0); break;
+        case INFORMER_BACKOFF: st = kube_informer_backoff(inf, &l); break;
         }
     }
     return NULL;
 }
 
 static int kube_informer_start(kube_informer *inf, wc_err *err) {
-    int e = pthread_create(&inf->thread, NULL, kube_informer_main, inf);
-    if (e) return err_set(err, WC_EIO, "informer %s: pthread_create: %s", inf->name, strerror(e));
-    inf->started = 1;
-    return 0;
+    char what[300];
+    snprintf(what, sizeof what, "informer %s", inf->name);
+    return wc_thread_start(&inf->thread, kube_informer_main, inf, what, err);
 }
 
 /* Stops the thread. In-flight requests are aborted through the client's cancel flag, which the
  * caller sets at shutdown; here we only stop looping and wake a sleeping backoff. */
-static void kube_informer_stop(kube_informer *inf) {
-    atomic_store(&inf->stop, 1);
-    pthread_mutex_lock(&inf->wait_mu);
-    pthread_cond_broadcast(&inf->wait_cv);
-    pthread_mutex_unlock(&inf->wait_mu);
-    if (inf->started) pthread_join(inf->thread, NULL);
-    inf->started = 0;
-}
+static void kube_informer_stop(kube_informer *inf) { wc_thread_stop(&inf->thread); }
 
 static void kube_informer_free(kube_informer *inf) {
     if (!inf) return;
     kube_informer_stop(inf);
-    strmap_free(&inf->cache, kube_cache_entry_free);
-    strmap_free(&inf->index, kube_index_free);
-    pthread_rwlock_destroy(&inf->mu);
-    pthread_mutex_destroy(&inf->wait_mu);
-    pthread_cond_destroy(&inf->wait_cv);
+    kube_cache_free(&inf->cache);
+    wc_thread_destroy(&inf->thread);
     free(inf->last_rv);
     free(inf->name);
     free(inf);
@@ -597,49 +479,18 @@ static int kube_informer_synced(kube_informer *inf) { return atomic_load(&inf->s
 static int kube_informer_wait_synced(kube_informer *inf, int64_t timeout_ms) {
     int64_t deadline = wc_now_ms() + timeout_ms;
     while (!kube_informer_synced(inf)) {
-        if (wc_now_ms() >= deadline || atomic_load(&inf->stop)) return -1;
+        if (wc_now_ms() >= deadline || wc_thread_stopping(&inf->thread)) return -1;
         wc_sleep_ms(10);
     }
     return 0;
 }
 
-/* A copy of the cached projection for key (caller frees), or NULL. */
-static cJSON *kube_informer_get(kube_informer *inf, const char *key) {
-    pthread_rwlock_rdlock(&inf->mu);
-    kube_cache_entry *e = strmap_get(&inf->cache, key);
-    cJSON *copy = e ? kube_cache_entry_parse(e) : NULL;
-    pthread_rwlock_unlock(&inf->mu);
-    return copy;
-}
+/* Reads: copies of the cached projections (caller frees). */
+static cJSON *kube_informer_get(kube_informer *inf, const char *key) { return kube_cache_get(&inf->cache, key); }
 
-/* Copies of every projection under an index key, as a cJSON array (caller frees). */
 static cJSON *kube_informer_by_index(kube_informer *inf, const char *ikey) {
-    cJSON *arr = cJSON_CreateArray();
-    pthread_rwlock_rdlock(&inf->mu);
-    kube_index_set *set = strmap_get(&inf->index, ikey);
-    for (size_t i = 0; set && i < set->n; i++) {
-        kube_cache_entry *e = strmap_get(&inf->cache, set->keys[i]);
-        if (e) cJSON_AddItemToArray(arr, kube_cache_entry_parse(e));
-    }
-    pthread_rwlock_unlock(&inf->mu);
-    return arr;
-}
-
-static size_t kube_informer_len(kube_informer *inf) {
-    pthread_rwlock_rdlock(&inf->mu);
-    size_t n = inf->cache.len;
-    pthread_rwlock_unlock(&inf->mu);
-    return n;
+    return kube_cache_by_index(&inf->cache, ikey);
 }
 
 /* Every key in the cache (caller frees each and the array); *n receives the count. */
-static char **kube_informer_keys(kube_informer *inf, size_t *n) {
-    pthread_rwlock_rdlock(&inf->mu);
-    char **keys = xcalloc(inf->cache.len + 1, sizeof *keys);
-    size_t i = 0;
-    const char *k;
-    strmap_foreach_key(&inf->cache, k) keys[i++] = xstrdup(k);
-    pthread_rwlock_unlock(&inf->mu);
-    *n = i;
-    return keys;
-}
+static char **kube_informer_keys(kube_informer *inf, size_t *n) { return kube_cache_keys(&inf->cache, NULL, n); }

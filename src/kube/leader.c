@@ -48,11 +48,8 @@ typedef struct leader_elector {
     char *ns, *name, *identity;
     int lease_s;
     int64_t renew_deadline_ms, retry_ms;
-    atomic_int leading, lost, stop;
-    pthread_t thread;
-    int started;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
+    atomic_int leading, lost;
+    wc_thread thread;       /* the election loop */
     leader_observation obs;
     void (*on_lost)(void *ud);
     void *ud;
@@ -68,8 +65,7 @@ static leader_elector *leader_new(kube_client *kc, const char *ns, const char *n
     e->lease_s = 15;
     e->renew_deadline_ms = 10000;
     e->retry_ms = 2000;
-    pthread_mutex_init(&e->mu, NULL);
-    pthread_cond_init(&e->cv, NULL);
+    wc_thread_init(&e->thread);
     return e;
 }
 
@@ -124,22 +120,10 @@ static void leader_release(leader_elector *e) {
     kube_lease_free(&l);
 }
 
-static void leader_sleep(leader_elector *e, int64_t ms) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
-    pthread_mutex_lock(&e->mu);
-    while (!atomic_load(&e->stop))
-        if (pthread_cond_timedwait(&e->cv, &e->mu, &ts) != 0) break;
-    pthread_mutex_unlock(&e->mu);
-}
-
 static void *leader_main(void *arg) {
     leader_elector *e = arg;
     int64_t last_renew = 0;
-    while (!atomic_load(&e->stop)) {
+    while (!wc_thread_stopping(&e->thread)) {
         wc_err err;
         err_clear(&err);
         int rc = leader_try(e, &err);
@@ -149,9 +133,6 @@ static void *leader_main(void *arg) {
             if (!atomic_load(&e->leading)) {
                 atomic_store(&e->leading, 1);
                 log_info("became leader", "lease", e->name, "identity", e->identity);
-                pthread_mutex_lock(&e->mu);
-                pthread_cond_broadcast(&e->cv);
-                pthread_mutex_unlock(&e->mu);
             }
         } else if (atomic_load(&e->leading) && now - last_renew > e->renew_deadline_ms) {
             /* Could not renew in time: another replica may take over any moment. Stop acting. */
@@ -160,39 +141,22 @@ static void *leader_main(void *arg) {
             log_error("lost leader lease", "lease", e->name, "error", err.msg[0] ? err.msg : "renew deadline passed");
             if (e->on_lost) e->on_lost(e->ud);
             break;
-        } else if (rc < 0 && !atomic_load(&e->stop)) {
+        } else if (rc < 0 && !wc_thread_stopping(&e->thread)) {
             log_warn("leader election request failed", "lease", e->name, "error", err.msg);
         }
-        leader_sleep(e, e->retry_ms);
+        wc_thread_sleep(&e->thread, e->retry_ms);
     }
     return NULL;
 }
 
 static int leader_start(leader_elector *e, wc_err *err) {
-    int rc = pthread_create(&e->thread, NULL, leader_main, e);
-    if (rc) return err_set(err, WC_EIO, "leader election thread: %s", strerror(rc));
-    e->started = 1;
-    return 0;
-}
-
-/* Blocks until we lead, or stop_flag becomes non-zero (returns 0 then), or the elector ends. */
-static int leader_wait(leader_elector *e, const atomic_int *stop_flag) {
-    while (!atomic_load(&e->leading)) {
-        if ((stop_flag && atomic_load(stop_flag)) || atomic_load(&e->stop) || atomic_load(&e->lost)) return 0;
-        leader_sleep(e, 100);
-    }
-    return 1;
+    return wc_thread_start(&e->thread, leader_main, e, "leader election thread", err);
 }
 
 /* Stops electing; releases the lease if we hold it. */
 static void leader_stop(leader_elector *e) {
     if (!e) return;
-    atomic_store(&e->stop, 1);
-    pthread_mutex_lock(&e->mu);
-    pthread_cond_broadcast(&e->cv);
-    pthread_mutex_unlock(&e->mu);
-    if (e->started) pthread_join(e->thread, NULL);
-    e->started = 0;
+    wc_thread_stop(&e->thread);
     if (atomic_load(&e->leading)) leader_release(e);
     atomic_store(&e->leading, 0);
 }
@@ -200,8 +164,7 @@ static void leader_stop(leader_elector *e) {
 static void leader_free(leader_elector *e) {
     if (!e) return;
     leader_stop(e);
-    pthread_mutex_destroy(&e->mu);
-    pthread_cond_destroy(&e->cv);
+    wc_thread_destroy(&e->thread);
     free(e->ns);
     free(e->name);
     free(e->identity);

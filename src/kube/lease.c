@@ -25,15 +25,15 @@ static void kube_lease_free(kube_lease *l) {
 
 static void kube_lease_from_json(kube_lease *l, const cJSON *obj) {
     memset(l, 0, sizeof *l);
-    const cJSON *spec = cJSON_GetObjectItemCaseSensitive(obj, "spec");
-    l->holder = xstrdup(kube_json_str(spec, "holderIdentity"));
-    l->acquire_time = xstrdup(kube_json_str(spec, "acquireTime"));
-    l->renew_time = xstrdup(kube_json_str(spec, "renewTime"));
-    const cJSON *d = cJSON_GetObjectItemCaseSensitive(spec, "leaseDurationSeconds");
-    const cJSON *t = cJSON_GetObjectItemCaseSensitive(spec, "leaseTransitions");
+    const cJSON *spec = json_get(obj, "spec");
+    l->holder = xstrdup(json_str_at(spec, "holderIdentity"));
+    l->acquire_time = xstrdup(json_str_at(spec, "acquireTime"));
+    l->renew_time = xstrdup(json_str_at(spec, "renewTime"));
+    const cJSON *d = json_get(spec, "leaseDurationSeconds");
+    const cJSON *t = json_get(spec, "leaseTransitions");
     l->duration_s = cJSON_IsNumber(d) ? d->valueint : 0;
     l->transitions = cJSON_IsNumber(t) ? t->valueint : 0;
-    l->resource_version = xstrdup(kube_json_str(obj, "metadata.resourceVersion"));
+    l->resource_version = xstrdup(json_str_at(obj, "metadata.resourceVersion"));
 }
 
 /* Gets the Lease. Returns 0 (found), 1 (absent: *l is zeroed), -1 on error. */
@@ -46,17 +46,22 @@ static int kube_lease_get(kube_client *kc, const char *ns, const char *name, kub
     return 0;
 }
 
+/* The Lease as written: optional members left out when unset (a released lease has no holder). */
 static void kube_lease_body(buf *b, const char *ns, const char *name, const kube_lease *l) {
-    buf_puts(b, "{\"apiVersion\":\"coordination.k8s.io/v1\",\"kind\":\"Lease\",\"metadata\":{\"name\":");
-    buf_put_json_string(b, name);
-    buf_puts(b, ",\"namespace\":");
-    buf_put_json_string(b, ns);
-    if (l->resource_version) buf_puts(b, ",\"resourceVersion\":"), buf_put_json_string(b, l->resource_version);
-    buf_puts(b, "},\"spec\":{");
-    if (l->holder) buf_puts(b, "\"holderIdentity\":"), buf_put_json_string(b, l->holder), buf_putc(b, ',');
-    if (l->acquire_time) buf_puts(b, "\"acquireTime\":"), buf_put_json_string(b, l->acquire_time), buf_putc(b, ',');
-    if (l->renew_time) buf_puts(b, "\"renewTime\":"), buf_put_json_string(b, l->renew_time), buf_putc(b, ',');
-    buf_printf(b, "\"leaseDurationSeconds\":%d,\"leaseTransitions\":%d}}", l->duration_s, l->transitions);
+    cJSON *o = json_object();
+    json_add_str(o, "apiVersion", "coordination.k8s.io/v1");
+    json_add_str(o, "kind", "Lease");
+    cJSON *md = json_add_object(o, "metadata");
+    json_add_str(md, "name", name);
+    json_add_str(md, "namespace", ns);
+    if (l->resource_version) json_add_str(md, "resourceVersion", l->resource_version);
+    cJSON *spec = json_add_object(o, "spec");
+    if (l->holder) json_add_str(spec, "holderIdentity", l->holder);
+    if (l->acquire_time) json_add_str(spec, "acquireTime", l->acquire_time);
+    if (l->renew_time) json_add_str(spec, "renewTime", l->renew_time);
+    json_add_int(spec, "leaseDurationSeconds", l->duration_s);
+    json_add_int(spec, "leaseTransitions", l->transitions);
+    json_render_free(b, o);
 }
 
 /* Creates (no resource_version) or replaces (compare-and-swap on resource_version) the Lease;
@@ -69,7 +74,7 @@ static int kube_lease_write(kube_client *kc, const char *ns, const char *name, k
                                  : kube_create(kc, &KUBE_LEASES, ns, NULL, NULL, body.data, &out, err);
     if (rc == 0) {
         free(l->resource_version);
-        l->resource_version = xstrdup(kube_json_str(out, "metadata.resourceVersion"));
+        l->resource_version = xstrdup(json_str_at(out, "metadata.resourceVersion"));
     }
     cJSON_Delete(out);
     buf_free(&body);

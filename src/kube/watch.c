@@ -19,7 +19,7 @@ typedef enum kube_watch_type {
 
 typedef struct kube_watch_event {
     kube_watch_type type;
-    cJSON *object;         /* owned by the decoder; valid only during the callback */
+    const cJSON *object;   /* owned by the decoder; valid only during the callback */
     int status_code;       /* ERROR events: Status.code (410 = expired resourceVersion) */
     const char *reason;    /* ERROR events: Status.reason, e.g. "Expired" */
     const char *message;   /* ERROR events: Status.message */
@@ -77,8 +77,8 @@ static int kube_watch_dispatch(kube_watch_decoder *d, const char *line, size_t n
         json_scratch_end(&d->scratch);
         return err_set(err, WC_EPARSE, "watch: event %" PRIu64 " is not a JSON object", d->events + 1);
     }
-    const cJSON *type = cJSON_GetObjectItemCaseSensitive(root, "type");
-    cJSON *object = cJSON_GetObjectItemCaseSensitive(root, "object");
+    const cJSON *type = json_get(root, "type");
+    const cJSON *object = json_get(root, "object");
     kube_watch_event ev = {0};
     if (!cJSON_IsString(type) || kube_watch_parse_type(type->valuestring, &ev.type) < 0) {
         json_scratch_end(&d->scratch);
@@ -90,9 +90,9 @@ static int kube_watch_dispatch(kube_watch_decoder *d, const char *line, size_t n
     }
     ev.object = object;
     if (ev.type == KUBE_WATCH_ERROR) {
-        const cJSON *code = cJSON_GetObjectItemCaseSensitive(object, "code");
-        const cJSON *reason = cJSON_GetObjectItemCaseSensitive(object, "reason");
-        const cJSON *message = cJSON_GetObjectItemCaseSensitive(object, "message");
+        const cJSON *code = json_get(object, "code");
+        const cJSON *reason = json_get(object, "reason");
+        const cJSON *message = json_get(object, "message");
         ev.status_code = cJSON_IsNumber(code) ? code->valueint : 0;
         ev.reason = cJSON_IsString(reason) ? reason->valuestring : "";
         ev.message = cJSON_IsString(message) ? message->valuestring : "";
@@ -140,4 +140,3 @@ static int kube_watch_decoder_finish(kube_watch_decoder *d, wc_err *err) {
     return rc;
 }
 
-static void kube_watch_decoder_reset(kube_watch_decoder *d) { buf_reset(&d->line); }

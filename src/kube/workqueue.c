@@ -25,9 +25,8 @@
  * deadline of the earliest due time, and whichever thread holds the lock promotes due keys.
  *
  * Data structures, all O(1) or O(log n) per operation and owned by the queue:
- *   - one wq_entry per known key in an open-addressing hash table (linear probing, backward-shift
- *     deletion, so no tombstones); the entry holds every per-key fact: dirty/processing flags,
- *     failure count, heap position;
+ *   - one wq_entry per known key in a strmap (base/strmap.c, the program's one hash table); the
+ *     entry holds every per-key fact: dirty/processing flags, failure count, heap position;
  *   - a ring buffer FIFO of entries that are dirty and not processing (the ready queue);
  *   - a binary min-heap of entries waiting for a due time.
  * An entry is freed as soon as it holds no state (not dirty, not processing, not waiting, no
@@ -142,13 +141,11 @@ enum { WQ_F_DIRTY = 1u, WQ_F_PROCESSING = 2u };
 #define WQ_NOT_WAITING SIZE_MAX
 
 typedef struct wq_entry {
-    uint64_t hash;
     int64_t due_ms;    /* meaningful while heap_idx != WQ_NOT_WAITING */
     uint64_t seq;      /* heap tie-break: equal due times come out in add order */
     size_t heap_idx;   /* position in q->heap, or WQ_NOT_WAITING */
     unsigned flags;    /* WQ_F_*; DIRTY && !PROCESSING <=> the entry is in the ready ring */
     unsigned failures; /* rate-limited adds since the last wq_forget */
-    size_t keylen;
     char key[];        /* NUL-terminated copy owned by the entry */
 } wq_entry;
 
@@ -160,8 +157,7 @@ typedef struct wq {
     wq_limits limits;
     wq_bucket bucket;
 
-    wq_entry **slots; /* hash table, power-of-two size, NULL = empty */
-    size_t nslots, nentries;
+    strmap entries;   /* key -> wq_entry */
 
     wq_entry **ring; /* ready FIFO */
     size_t ring_cap, ring_head, ring_len;
@@ -176,99 +172,34 @@ typedef struct wq {
     uint64_t adds, retries;
 } wq;
 
-/* FNV-1a: keys are short "namespace/name" strings from our own label-selected objects, not
- * attacker-chosen input, so a simple fast hash is enough. */
-static uint64_t wq_hash(const char *s, size_t n) {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
-static size_t wq_slot_find(const wq *q, const char *key, size_t n, uint64_t h) {
-    size_t mask = q->nslots - 1;
-    for (size_t i = h & mask;; i = (i + 1) & mask) {
-        wq_entry *e = q->slots[i];
-        if (!e) return i;
-        if (e->hash == h && e->keylen == n && memcmp(e->key, key, n) == 0) return i;
-    }
-}
-
-static wq_entry *wq_lookup(const wq *q, const char *key) {
-    size_t n = strlen(key);
-    return q->slots[wq_slot_find(q, key, n, wq_hash(key, n))];
-}
-
-/* Doubles the table; called before the load factor would pass 1/2, which keeps linear-probe
- * chains short. Entries move by pointer, so ring and heap references stay valid. */
-static void wq_table_grow(wq *q) {
-    size_t old_n = q->nslots;
-    wq_entry **old = q->slots;
-    q->nslots = old_n * 2;
-    q->slots = xcalloc(q->nslots, sizeof *q->slots);
-    size_t mask = q->nslots - 1;
-    for (size_t i = 0; i < old_n; i++) {
-        wq_entry *e = old[i];
-        if (!e) continue;
-        size_t j = e->hash & mask;
-        while (q->slots[j]) j = (j + 1) & mask;
-        q->slots[j] = e;
-    }
-    free(old);
-}
+static wq_entry *wq_lookup(const wq *q, const char *key) { return strmap_get(&q->entries, key); }
 
 /* Returns the key's entry, creating an empty one if the queue has not seen it. */
 static wq_entry *wq_intern(wq *q, const char *key) {
+    wq_entry *e = wq_lookup(q, key);
+    if (e) return e;
     size_t n = strlen(key);
-    uint64_t h = wq_hash(key, n);
-    size_t i = wq_slot_find(q, key, n, h);
-    if (q->slots[i]) return q->slots[i];
-    if ((q->nentries + 1) * 2 > q->nslots) {
-        wq_table_grow(q);
-        i = wq_slot_find(q, key, n, h);
-    }
-    wq_entry *e = xmalloc(sizeof *e + n + 1);
-    e->hash = h;
+    e = xmalloc(sizeof *e + n + 1);
     e->due_ms = 0;
     e->seq = 0;
     e->heap_idx = WQ_NOT_WAITING;
     e->flags = 0;
     e->failures = 0;
-    e->keylen = n;
     memcpy(e->key, key, n + 1);
-    q->slots[i] = e;
-    q->nentries++;
+    strmap_put(&q->entries, key, e);
     return e;
 }
 
-/* Removes and frees an entry that holds no state any more. Backward-shift deletion: later
- * members of the probe run move up into the hole, so lookups never need tombstones and the
- * table never degrades after millions of add/done cycles. */
+/* Removes and frees an entry that holds no state any more, so memory follows the live keys. */
 static void wq_release_if_unused(wq *q, wq_entry *e) {
     if (e->flags || e->heap_idx != WQ_NOT_WAITING || e->failures) return;
-    size_t mask = q->nslots - 1;
-    size_t i = wq_slot_find(q, e->key, e->keylen, e->hash);
-    assert(q->slots[i] == e);
-    size_t j = i;
-    for (;;) {
-        j = (j + 1) & mask;
-        wq_entry *m = q->slots[j];
-        if (!m) break;
-        size_t home = m->hash & mask;
-        /* m may fill the hole at i unless its home lies cyclically in (i, j]. */
-        int home_between = i <= j ? (home > i && home <= j) : (home > i || home <= j);
-        if (home_between) continue;
-        q->slots[i] = m;
-        i = j;
-    }
-    q->slots[i] = NULL;
-    q->nentries--;
-    free(e);
+    wq_entry *gone = strmap_del(&q->entries, e->key);
+    assert(gone == e);
+    free(gone);
 }
 
 static void wq_ring_push(wq *q, wq_entry *e) {
+    assert((e->flags & (WQ_F_DIRTY | WQ_F_PROCESSING)) == WQ_F_DIRTY); /* the ring holds exactly these */
     if (q->ring_len == q->ring_cap) {
         size_t cap = q->ring_cap * 2;
         wq_entry **r = xmalloc(cap * sizeof *r);
@@ -411,8 +342,6 @@ static wq *wq_new(const char *name, const wq_limits *limits, wc_err *err) {
     q->name = xstrdup(name ? name : "");
     q->limits = l;
     wq_bucket_init(&q->bucket, &l, wc_now_ms());
-    q->nslots = 64;
-    q->slots = xcalloc(q->nslots, sizeof *q->slots);
     q->ring_cap = 64;
     q->ring = xmalloc(q->ring_cap * sizeof *q->ring);
     q->heap_cap = 64;
@@ -428,8 +357,7 @@ static void wq_free(wq *q) {
     pthread_mutex_lock(&q->mu);
     assert(q->nwaiters == 0);
     pthread_mutex_unlock(&q->mu);
-    for (size_t i = 0; i < q->nslots; i++) free(q->slots[i]);
-    free(q->slots);
+    strmap_free(&q->entries, free);
     free(q->ring);
     free(q->heap);
     free(q->name);
@@ -439,28 +367,29 @@ static void wq_free(wq *q) {
     free(q);
 }
 
-/* Queues a key now. Returns WQ_OK (also when merged into a pending add) or WQ_SHUTDOWN. */
-static wq_status wq_add(wq *q, const char *key) {
+/* Takes the lock for an add: the key's entry, or NULL (lock not held) once shutting down. */
+static wq_entry *wq_lock_for_add(wq *q, const char *key) {
     assert(key);
     pthread_mutex_lock(&q->mu);
-    if (q->shutting_down) {
-        pthread_mutex_unlock(&q->mu);
-        return WQ_SHUTDOWN;
-    }
-    wq_add_locked(q, wq_intern(q, key));
+    if (!q->shutting_down) return wq_intern(q, key);
+    pthread_mutex_unlock(&q->mu);
+    return NULL;
+}
+
+/* Queues a key now. Returns WQ_OK (also when merged into a pending add) or WQ_SHUTDOWN. */
+static wq_status wq_add(wq *q, const char *key) {
+    wq_entry *e = wq_lock_for_add(q, key);
+    if (!e) return WQ_SHUTDOWN;
+    wq_add_locked(q, e);
     pthread_mutex_unlock(&q->mu);
     return WQ_OK;
 }
 
 /* Queues a key after delay_ms (<= 0 means now): periodic resyncs and "requeue after". */
 static wq_status wq_add_after(wq *q, const char *key, int64_t delay_ms) {
-    assert(key);
-    pthread_mutex_lock(&q->mu);
-    if (q->shutting_down) {
-        pthread_mutex_unlock(&q->mu);
-        return WQ_SHUTDOWN;
-    }
-    wq_add_after_locked(q, wq_intern(q, key), wc_now_ms(), delay_ms);
+    wq_entry *e = wq_lock_for_add(q, key);
+    if (!e) return WQ_SHUTDOWN;
+    wq_add_after_locked(q, e, wc_now_ms(), delay_ms);
     pthread_mutex_unlock(&q->mu);
     return WQ_OK;
 }
@@ -468,14 +397,9 @@ static wq_status wq_add_after(wq *q, const char *key, int64_t delay_ms) {
 /* Queues a key after the rate limiter's delay: the path for a failed reconcile. Counts a
  * retry and a failure for the key. */
 static wq_status wq_add_rate_limited(wq *q, const char *key) {
-    assert(key);
-    pthread_mutex_lock(&q->mu);
-    if (q->shutting_down) {
-        pthread_mutex_unlock(&q->mu);
-        return WQ_SHUTDOWN;
-    }
+    wq_entry *e = wq_lock_for_add(q, key);
+    if (!e) return WQ_SHUTDOWN;
     int64_t now = wc_now_ms();
-    wq_entry *e = wq_intern(q, key);
     int64_t delay = wq_limiter_when(&q->bucket, &q->limits, &e->failures, now);
     q->retries++;
     wq_add_after_locked(q, e, now, delay);
@@ -493,15 +417,6 @@ static void wq_forget(wq *q, const char *key) {
         wq_release_if_unused(q, e);
     }
     pthread_mutex_unlock(&q->mu);
-}
-
-/* How many rate-limited adds the key had since its last wq_forget. */
-static unsigned wq_num_requeues(wq *q, const char *key) {
-    pthread_mutex_lock(&q->mu);
-    wq_entry *e = wq_lookup(q, key);
-    unsigned n = e ? e->failures : 0;
-    pthread_mutex_unlock(&q->mu);
-    return n;
 }
 
 /* Takes the next ready key, waiting up to timeout_ms (< 0: forever, 0: just look). On WQ_OK
@@ -526,7 +441,7 @@ static wq_status wq_get_timed(wq *q, char **key_out, int64_t timeout_ms) {
             assert((e->flags & (WQ_F_DIRTY | WQ_F_PROCESSING)) == WQ_F_DIRTY);
             e->flags = (e->flags & ~WQ_F_DIRTY) | WQ_F_PROCESSING;
             q->nprocessing++;
-            *key_out = xstrndup(e->key, e->keylen);
+            *key_out = xstrdup(e->key);
             st = WQ_OK;
             break;
         }
@@ -573,17 +488,6 @@ static void wq_done(wq *q, const char *key) {
     pthread_mutex_unlock(&q->mu);
 }
 
-/* Ready keys (queued, not processing, not waiting): the workqueue_depth gauge. Promotes due
- * keys first, because with no timer thread they would otherwise look delayed until a worker
- * next looks. */
-static size_t wq_len(wq *q) {
-    pthread_mutex_lock(&q->mu);
-    wq_promote_due(q, wc_now_ms());
-    size_t n = q->ring_len;
-    pthread_mutex_unlock(&q->mu);
-    return n;
-}
-
 /* One consistent snapshot of the counters and sizes, taken under the lock, so a metrics scrape
  * never sees depth and processing from different moments. */
 static void wq_stats(wq *q, wq_counters *out) {
@@ -594,7 +498,7 @@ static void wq_stats(wq *q, wq_counters *out) {
     out->depth = q->ring_len;
     out->processing = q->nprocessing;
     out->waiting = q->heap_len;
-    out->keys = q->nentries;
+    out->keys = q->entries.len;
     pthread_mutex_unlock(&q->mu);
 }
 
@@ -627,44 +531,4 @@ static size_t wq_shutdown_drain(wq *q, int64_t timeout_ms) {
     size_t left = q->nprocessing;
     pthread_mutex_unlock(&q->mu);
     return left;
-}
-
-/* Checks every structural invariant; returns 0 or -1 with the first violation in err. For
- * tests (and debugging): O(n), takes the lock. */
-static int wq_check_invariants(wq *q, wc_err *err) {
-    int rc = 0;
-    pthread_mutex_lock(&q->mu);
-    size_t n = 0, ready = 0, processing = 0, waiting = 0;
-    for (size_t i = 0; i < q->nslots && rc == 0; i++) {
-        wq_entry *e = q->slots[i];
-        if (!e) continue;
-        n++;
-        if (q->slots[wq_slot_find(q, e->key, e->keylen, e->hash)] != e)
-            rc = err_set(err, WC_EINVAL, "key %s unreachable by lookup", e->key);
-        else if (e->hash != wq_hash(e->key, e->keylen))
-            rc = err_set(err, WC_EINVAL, "key %s has a stale hash", e->key);
-        else if (!e->flags && e->heap_idx == WQ_NOT_WAITING && !e->failures)
-            rc = err_set(err, WC_EINVAL, "key %s holds no state but was not released", e->key);
-        if ((e->flags & (WQ_F_DIRTY | WQ_F_PROCESSING)) == WQ_F_DIRTY) ready++;
-        if (e->flags & WQ_F_PROCESSING) processing++;
-        if (e->heap_idx != WQ_NOT_WAITING) {
-            waiting++;
-            if (e->heap_idx >= q->heap_len || q->heap[e->heap_idx] != e)
-                rc = err_set(err, WC_EINVAL, "key %s has a wrong heap index", e->key);
-        }
-    }
-    if (rc == 0 && n != q->nentries) rc = err_set(err, WC_EINVAL, "table count %zu, entries %zu", q->nentries, n);
-    if (rc == 0 && ready != q->ring_len) rc = err_set(err, WC_EINVAL, "ready entries %zu, ring %zu", ready, q->ring_len);
-    if (rc == 0 && processing != q->nprocessing)
-        rc = err_set(err, WC_EINVAL, "processing entries %zu, counter %zu", processing, q->nprocessing);
-    if (rc == 0 && waiting != q->heap_len) rc = err_set(err, WC_EINVAL, "waiting entries %zu, heap %zu", waiting, q->heap_len);
-    for (size_t k = 0; k < q->ring_len && rc == 0; k++) {
-        wq_entry *e = q->ring[(q->ring_head + k) % q->ring_cap];
-        if ((e->flags & (WQ_F_DIRTY | WQ_F_PROCESSING)) != WQ_F_DIRTY)
-            rc = err_set(err, WC_EINVAL, "ring holds key %s with flags %u", e->key, e->flags);
-    }
-    for (size_t k = 1; k < q->heap_len && rc == 0; k++)
-        if (wq_heap_less(q->heap[k], q->heap[(k - 1) / 2])) rc = err_set(err, WC_EINVAL, "heap order broken at %zu", k);
-    pthread_mutex_unlock(&q->mu);
-    return rc;
 }

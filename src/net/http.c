@@ -21,8 +21,6 @@
  * line from this file; messages carry the method, the URL and curl's own error text.
  */
 
-#include <stdatomic.h>
-
 #define HTTP_DEFAULT_TIMEOUT_MS 30000L
 #define HTTP_DEFAULT_CONNECT_TIMEOUT_MS 10000L
 #define HTTP_DEFAULT_MAX_BODY ((size_t)16 << 20)
@@ -130,6 +128,7 @@ static int http_response_header(const http_response *r, const char *name, char *
 
 /* CURLOPT_SSL_CTX_FUNCTION: see tls.c for why this is the only way to present a certificate. */
 static CURLcode http_ssl_ctx_cb(CURL *curl, void *ssl_ctx, void *userptr) {
+    (void)curl;
     const http_client *c = userptr;
     if (c->identity) tls_identity_install(c->identity, ssl_ctx);
     return CURLE_OK;
@@ -234,7 +233,7 @@ static void http_slot_put(http_client *c, http_slot *s, int reusable) {
     if (reusable) {
         pthread_mutex_lock(&c->mu);
         if (c->nidle < c->pool_max) {
-            c->idle[c->nidle++] = *s;
+            c->idle[c->nidle++] = *s; /* the pool never holds more than pool_max slots */
             pthread_mutex_unlock(&c->mu);
             return;
         }
@@ -336,6 +335,7 @@ static int http_cancelled(const http_request *req) {
 /* Also called while data flows, between our own poll iterations. */
 static int http_xferinfo_cb(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
                             curl_off_t ulnow) {
+    (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow; /* only the chance to look at the cancel flag matters */
     http_xfer *x = ud;
     if (http_cancelled(x->req)) {
         x->resp->cancelled = 1;
@@ -403,13 +403,164 @@ static int http_failed_in_tls_handshake(CURL *h, CURLcode cres, long new_connect
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"   \
     "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 
-#define HTTP_SETOPT(h, opt, val)                                                              \
-    do {                                                                                      \
-        if (curl_easy_setopt((h), (opt), (val)) != CURLE_OK) {                                \
-            err_set(err, WC_EINVAL, "%s %s: libcurl refused option " #opt, method, req->url); \
-            goto done;                                                                        \
-        }                                                                                     \
+/* Options are set through a small accumulator: the first option libcurl refuses is remembered
+ * (its name for the message) and the ones after it are skipped, so setting a dozen options
+ * needs no check after each and no jump out of the middle. */
+typedef struct http_opts {
+    CURL *h;
+    CURLcode rc;
+    const char *refused; /* the first option libcurl refused */
+} http_opts;
+
+#define HTTP_OPT(o, opt, val)                                                                      \
+    do {                                                                                           \
+        if ((o)->rc == CURLE_OK && ((o)->rc = curl_easy_setopt((o)->h, (opt), (val))) != CURLE_OK)  \
+            (o)->refused = #opt;                                                                   \
     } while (0)
+
+/* Connection, timeouts and TLS: 1.2 minimum (BearSSL's maximum too), verification unless
+ * explicitly skipped. */
+static void http_opts_connection(http_opts *o, http_client *c, const http_request *req, char *errbuf) {
+    HTTP_OPT(o, CURLOPT_URL, req->url);
+    HTTP_OPT(o, CURLOPT_PROTOCOLS_STR, "http,https");
+    HTTP_OPT(o, CURLOPT_NOSIGNAL, 1L);
+    HTTP_OPT(o, CURLOPT_ERRORBUFFER, errbuf);
+    HTTP_OPT(o, CURLOPT_USERAGENT, c->user_agent);
+    HTTP_OPT(o, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    HTTP_OPT(o, CURLOPT_TCP_KEEPALIVE, 1L);
+    HTTP_OPT(o, CURLOPT_TIMEOUT_MS, req->timeout_ms > 0 ? req->timeout_ms : HTTP_DEFAULT_TIMEOUT_MS);
+    HTTP_OPT(o, CURLOPT_CONNECTTIMEOUT_MS,
+             req->connect_timeout_ms > 0 ? req->connect_timeout_ms : HTTP_DEFAULT_CONNECT_TIMEOUT_MS);
+    if (req->low_speed_time_s > 0) {
+        HTTP_OPT(o, CURLOPT_LOW_SPEED_LIMIT, req->low_speed_bytes > 0 ? req->low_speed_bytes : 1L);
+        HTTP_OPT(o, CURLOPT_LOW_SPEED_TIME, req->low_speed_time_s);
+    }
+    HTTP_OPT(o, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+    HTTP_OPT(o, CURLOPT_SSL_CIPHER_LIST, HTTP_TLS_CIPHERS);
+    HTTP_OPT(o, CURLOPT_SSL_VERIFYPEER, c->insecure ? 0L : 1L);
+    HTTP_OPT(o, CURLOPT_SSL_VERIFYHOST, c->insecure ? 0L : 2L);
+    if (c->ca_pem) {
+        /* NOCOPY: the client owns the bundle and outlives every handle; libcurl copies the
+         * blob struct itself. */
+        struct curl_blob ca = {c->ca_pem, c->ca_pem_len, CURL_BLOB_NOCOPY};
+        HTTP_OPT(o, CURLOPT_CAINFO_BLOB, &ca);
+    }
+    if (c->identity) {
+        HTTP_OPT(o, CURLOPT_SSL_CTX_FUNCTION, http_ssl_ctx_cb);
+        HTTP_OPT(o, CURLOPT_SSL_CTX_DATA, c);
+    }
+    if (c->resolve) HTTP_OPT(o, CURLOPT_RESOLVE, c->resolve);
+}
+
+/* Method, body and headers. A body is sent for any method that has one (DELETE with
+ * DeleteOptions). *hdrs receives the header list the handle references (caller frees). */
+static void http_opts_request(http_opts *o, const http_request *req, const char *method, struct curl_slist **hdrs) {
+    int has_body = req->body != NULL || req->body_len > 0;
+    if (strcmp(method, "HEAD") == 0) {
+        HTTP_OPT(o, CURLOPT_NOBODY, 1L);
+    } else if (has_body || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
+               strcmp(method, "PATCH") == 0) {
+        HTTP_OPT(o, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+        HTTP_OPT(o, CURLOPT_POSTFIELDS, req->body ? req->body : "");
+        if (strcmp(method, "POST") != 0) HTTP_OPT(o, CURLOPT_CUSTOMREQUEST, method);
+    } else if (strcmp(method, "GET") != 0) {
+        HTTP_OPT(o, CURLOPT_CUSTOMREQUEST, method);
+    }
+    for (size_t i = 0; i < req->nheaders; i++) {
+        struct curl_slist *n = curl_slist_append(*hdrs, req->headers[i]);
+        if (!n) wc_oom();
+        *hdrs = n;
+    }
+    /* No "Expect: 100-continue" round trip for large bodies: API servers answer directly.
+     * Not with SigV4: curl 7.88 signs every header in the list, this removal directive
+     * included, and the server never sees it — the signature would not match. */
+    if (!req->aws_sigv4) {
+        struct curl_slist *n = curl_slist_append(*hdrs, "Expect:");
+        if (!n) wc_oom();
+        *hdrs = n;
+    }
+    HTTP_OPT(o, CURLOPT_HTTPHEADER, *hdrs);
+    if (req->aws_sigv4) {
+        log_register_secret(req->aws_secret_key);
+        HTTP_OPT(o, CURLOPT_AWS_SIGV4, req->aws_sigv4);
+        HTTP_OPT(o, CURLOPT_USERNAME, req->aws_access_key);
+        HTTP_OPT(o, CURLOPT_PASSWORD, req->aws_secret_key);
+    }
+}
+
+/* The callbacks that fill resp (or stream a 2xx body to on_data) and watch the cancel flag. */
+static void http_opts_callbacks(http_opts *o, const http_request *req, http_xfer *x) {
+    HTTP_OPT(o, CURLOPT_WRITEFUNCTION, http_write_cb);
+    HTTP_OPT(o, CURLOPT_WRITEDATA, x);
+    HTTP_OPT(o, CURLOPT_HEADERFUNCTION, http_header_cb);
+    HTTP_OPT(o, CURLOPT_HEADERDATA, x);
+    HTTP_OPT(o, CURLOPT_NOPROGRESS, 0L);
+    HTTP_OPT(o, CURLOPT_XFERINFOFUNCTION, http_xferinfo_cb);
+    HTTP_OPT(o, CURLOPT_XFERINFODATA, x);
+    x->resp->body.limit = req->max_body ? req->max_body : HTTP_DEFAULT_MAX_BODY;
+    /* Refuses early when Content-Length already says too much; chunked bodies hit the buffer
+     * limit in the write callback instead. */
+    if (!req->on_data) HTTP_OPT(o, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)x->resp->body.limit);
+}
+
+/* Drives the transfer on the slot's own multi handle, polling every HTTP_POLL_MS so the cancel
+ * flag is noticed promptly. 0 with *cres the transfer's result, or -1 with err set. */
+static int http_drive(http_slot *slot, const http_request *req, const char *method, http_response *resp,
+                      CURLcode *cres, wc_err *err) {
+    for (;;) {
+        int running = 0;
+        CURLMcode mc = curl_multi_perform(slot->multi, &running);
+        if (mc != CURLM_OK) return err_set(err, WC_EIO, "%s %s: libcurl: %s", method, req->url, curl_multi_strerror(mc));
+        CURLMsg *msg;
+        int left;
+        while ((msg = curl_multi_info_read(slot->multi, &left)))
+            if (msg->msg == CURLMSG_DONE && msg->easy_handle == slot->easy) {
+                *cres = msg->data.result;
+                return 0;
+            }
+        if (http_cancelled(req)) {
+            resp->cancelled = 1;
+            return err_set(err, WC_EIO, "%s %s: cancelled", method, req->url); /* removing the handle closes its connection */
+        }
+        mc = curl_multi_poll(slot->multi, NULL, 0, HTTP_POLL_MS, NULL);
+        if (mc != CURLM_OK) return err_set(err, WC_EIO, "%s %s: libcurl: %s", method, req->url, curl_multi_strerror(mc));
+    }
+}
+
+/* What a finished transfer means: 0 when a complete response arrived, else -1 with the cause. */
+static int http_result(CURL *h, const http_request *req, const char *method, http_xfer *x, CURLcode cres,
+                       const char *errbuf, wc_err *err) {
+    http_response *resp = x->resp;
+    long status = 0, nconn = 0;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &nconn);
+    resp->status = status;
+    resp->new_connections = nconn;
+    if (cres == CURLE_OK) return 0;
+    if (x->too_big || cres == CURLE_FILESIZE_EXCEEDED)
+        return err_set(err, WC_ETOOBIG, "%s %s: response body exceeds %zu bytes", method, req->url, resp->body.limit);
+    if (resp->cancelled || (cres == CURLE_ABORTED_BY_CALLBACK && http_cancelled(req))) {
+        resp->cancelled = 1;
+        return err_set(err, WC_EIO, "%s %s: cancelled", method, req->url);
+    }
+    if (resp->aborted) return err_set(err, WC_EIO, "%s %s: aborted by the data callback", method, req->url);
+    /* curl's detail (errbuf) names the TLS or socket problem; never our headers. */
+    const char *detail = errbuf[0] ? errbuf : curl_easy_strerror(cres);
+    if (http_failed_in_tls_handshake(h, cres, nconn))
+        return err_set(err, WC_ETLS, "%s %s: TLS handshake failed: %s", method, req->url, detail);
+    return err_set(err, http_map_curl_error(cres), "%s %s: %s", method, req->url, detail);
+}
+
+static void http_response_reset(http_response *resp) {
+    buf_reset(&resp->body);
+    buf_reset(&resp->headers);
+    resp->body.limit = 0;
+    resp->status = 0;
+    resp->content_type[0] = '\0';
+    resp->retry_after_s = -1;
+    resp->new_connections = 0;
+    resp->cancelled = resp->aborted = 0;
+}
 
 /*
  * Performs one request. Returns 0 when a complete response arrived (any status), -1 with err
@@ -419,177 +570,36 @@ static int http_failed_in_tls_handshake(CURL *h, CURLcode cres, long new_connect
  */
 static int http_do(http_client *c, const http_request *req, http_response *resp, wc_err *err) {
     const char *method = req->method ? req->method : "GET";
-    long status = 0;
-    buf_reset(&resp->body);
-    buf_reset(&resp->headers);
-    resp->body.limit = 0;
-    resp->status = 0;
-    resp->content_type[0] = '\0';
-    resp->retry_after_s = -1;
-    resp->new_connections = 0;
-    resp->cancelled = resp->aborted = 0;
+    http_response_reset(resp);
     if (!req->url) return err_set(err, WC_EINVAL, "%s: no URL", method);
+    if (req->aws_sigv4 && (!req->aws_access_key || !req->aws_secret_key))
+        return err_set(err, WC_EINVAL, "%s %s: SigV4 needs an access key and a secret key", method, req->url);
     if (http_cancelled(req)) {
         resp->cancelled = 1;
         return err_set(err, WC_EIO, "%s %s: cancelled", method, req->url);
     }
-
     http_slot slot;
     if (http_slot_get(c, &slot) < 0) return err_set(err, WC_EIO, "%s %s: libcurl init failed", method, req->url);
-    CURL *h = slot.easy;
     struct curl_slist *hdrs = NULL;
     char errbuf[CURL_ERROR_SIZE] = "";
-    http_xfer x = {req, resp, h, 0, 0};
-    int rc = -1, reusable = 0, added = 0;
+    http_xfer x = {req, resp, slot.easy, 0, 0};
+    curl_easy_reset(slot.easy); /* options only: the multi's connection cache survives */
+    http_opts o = {slot.easy, CURLE_OK, NULL};
+    http_opts_connection(&o, c, req, errbuf);
+    http_opts_request(&o, req, method, &hdrs);
+    http_opts_callbacks(&o, req, &x);
+    int rc = -1, added = 0, reusable = 0;
     CURLcode cres = CURLE_OK;
-
-    curl_easy_reset(h); /* options only: the multi's connection cache survives */
-    HTTP_SETOPT(h, CURLOPT_URL, req->url);
-    HTTP_SETOPT(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    HTTP_SETOPT(h, CURLOPT_NOSIGNAL, 1L);
-    HTTP_SETOPT(h, CURLOPT_ERRORBUFFER, errbuf);
-    HTTP_SETOPT(h, CURLOPT_USERAGENT, c->user_agent);
-    HTTP_SETOPT(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-    HTTP_SETOPT(h, CURLOPT_TCP_KEEPALIVE, 1L);
-    HTTP_SETOPT(h, CURLOPT_TIMEOUT_MS, req->timeout_ms > 0 ? req->timeout_ms : HTTP_DEFAULT_TIMEOUT_MS);
-    HTTP_SETOPT(h, CURLOPT_CONNECTTIMEOUT_MS,
-                req->connect_timeout_ms > 0 ? req->connect_timeout_ms : HTTP_DEFAULT_CONNECT_TIMEOUT_MS);
-    if (req->low_speed_time_s > 0) {
-        HTTP_SETOPT(h, CURLOPT_LOW_SPEED_LIMIT, req->low_speed_bytes > 0 ? req->low_speed_bytes : 1L);
-        HTTP_SETOPT(h, CURLOPT_LOW_SPEED_TIME, req->low_speed_time_s);
-    }
-    /* TLS: 1.2 minimum (BearSSL's maximum too), verification unless explicitly skipped. */
-    HTTP_SETOPT(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
-    HTTP_SETOPT(h, CURLOPT_SSL_CIPHER_LIST, HTTP_TLS_CIPHERS);
-    HTTP_SETOPT(h, CURLOPT_SSL_VERIFYPEER, c->insecure ? 0L : 1L);
-    HTTP_SETOPT(h, CURLOPT_SSL_VERIFYHOST, c->insecure ? 0L : 2L);
-    if (c->ca_pem) {
-        /* NOCOPY: the client owns the bundle and outlives every handle. */
-        struct curl_blob ca = {c->ca_pem, c->ca_pem_len, CURL_BLOB_NOCOPY};
-        HTTP_SETOPT(h, CURLOPT_CAINFO_BLOB, &ca);
-    }
-    if (c->identity) {
-        HTTP_SETOPT(h, CURLOPT_SSL_CTX_FUNCTION, http_ssl_ctx_cb);
-        HTTP_SETOPT(h, CURLOPT_SSL_CTX_DATA, c);
-    }
-    if (c->resolve) HTTP_SETOPT(h, CURLOPT_RESOLVE, c->resolve);
-
-    /* Method and body. A body is sent for any method that has one (DELETE with DeleteOptions). */
-    int has_body = req->body != NULL || req->body_len > 0;
-    if (strcmp(method, "HEAD") == 0) {
-        HTTP_SETOPT(h, CURLOPT_NOBODY, 1L);
-    } else if (has_body || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
-               strcmp(method, "PATCH") == 0) {
-        HTTP_SETOPT(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
-        HTTP_SETOPT(h, CURLOPT_POSTFIELDS, req->body ? req->body : "");
-        if (strcmp(method, "POST") != 0) HTTP_SETOPT(h, CURLOPT_CUSTOMREQUEST, method);
-    } else if (strcmp(method, "GET") != 0) {
-        HTTP_SETOPT(h, CURLOPT_CUSTOMREQUEST, method);
-    }
-
-    for (size_t i = 0; i < req->nheaders; i++) {
-        struct curl_slist *n = curl_slist_append(hdrs, req->headers[i]);
-        if (!n) wc_oom();
-        hdrs = n;
-    }
-    /* No "Expect: 100-continue" round trip for large bodies: API servers answer directly.
-     * Not with SigV4: curl 7.88 signs every header in the list, this removal directive
-     * included, and the server never sees it — the signature would not match. */
-    if (!req->aws_sigv4) {
-        struct curl_slist *n = curl_slist_append(hdrs, "Expect:");
-        if (!n) wc_oom();
-        hdrs = n;
-    }
-    HTTP_SETOPT(h, CURLOPT_HTTPHEADER, hdrs);
-
-    if (req->aws_sigv4) {
-        if (!req->aws_access_key || !req->aws_secret_key) {
-            err_set(err, WC_EINVAL, "%s %s: SigV4 needs an access key and a secret key", method, req->url);
-            goto done;
-        }
-        log_register_secret(req->aws_secret_key);
-        HTTP_SETOPT(h, CURLOPT_AWS_SIGV4, req->aws_sigv4);
-        HTTP_SETOPT(h, CURLOPT_USERNAME, req->aws_access_key);
-        HTTP_SETOPT(h, CURLOPT_PASSWORD, req->aws_secret_key);
-    }
-
-    HTTP_SETOPT(h, CURLOPT_WRITEFUNCTION, http_write_cb);
-    HTTP_SETOPT(h, CURLOPT_WRITEDATA, &x);
-    HTTP_SETOPT(h, CURLOPT_HEADERFUNCTION, http_header_cb);
-    HTTP_SETOPT(h, CURLOPT_HEADERDATA, &x);
-    HTTP_SETOPT(h, CURLOPT_NOPROGRESS, 0L);
-    HTTP_SETOPT(h, CURLOPT_XFERINFOFUNCTION, http_xferinfo_cb);
-    HTTP_SETOPT(h, CURLOPT_XFERINFODATA, &x);
-    resp->body.limit = req->max_body ? req->max_body : HTTP_DEFAULT_MAX_BODY;
-    if (!req->on_data) {
-        /* Refuses early when Content-Length already says too much; chunked bodies hit the
-         * buffer limit in the write callback instead. */
-        HTTP_SETOPT(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)resp->body.limit);
-    }
-
-    if (curl_multi_add_handle(slot.multi, h) != CURLM_OK) {
+    if (o.rc != CURLE_OK) err_set(err, WC_EINVAL, "%s %s: libcurl refused option %s", method, req->url, o.refused);
+    else if (curl_multi_add_handle(slot.multi, slot.easy) != CURLM_OK)
         err_set(err, WC_EIO, "%s %s: libcurl multi add failed", method, req->url);
-        goto done;
+    else if ((added = 1, http_drive(&slot, req, method, resp, &cres, err) == 0)) {
+        reusable = 1; /* curl closed a failed connection itself; the slot is fine either way */
+        rc = http_result(slot.easy, req, method, &x, cres, errbuf, err);
     }
-    added = 1;
-    int finished = 0;
-    while (!finished) {
-        int running = 0;
-        CURLMcode mc = curl_multi_perform(slot.multi, &running);
-        if (mc != CURLM_OK) {
-            err_set(err, WC_EIO, "%s %s: libcurl: %s", method, req->url, curl_multi_strerror(mc));
-            goto done;
-        }
-        CURLMsg *msg;
-        int left;
-        while ((msg = curl_multi_info_read(slot.multi, &left)))
-            if (msg->msg == CURLMSG_DONE && msg->easy_handle == h) {
-                cres = msg->data.result;
-                finished = 1;
-            }
-        if (finished) break;
-        if (http_cancelled(req)) {
-            resp->cancelled = 1;
-            err_set(err, WC_EIO, "%s %s: cancelled", method, req->url);
-            goto done; /* removing the handle mid-transfer closes its connection */
-        }
-        mc = curl_multi_poll(slot.multi, NULL, 0, HTTP_POLL_MS, NULL);
-        if (mc != CURLM_OK) {
-            err_set(err, WC_EIO, "%s %s: libcurl: %s", method, req->url, curl_multi_strerror(mc));
-            goto done;
-        }
-    }
-
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-    resp->status = status;
-    long nconn = 0;
-    curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &nconn);
-    resp->new_connections = nconn;
-
-    reusable = 1; /* curl closed a failed connection itself; the slot is fine either way */
-    if (cres == CURLE_OK) {
-        rc = 0;
-    } else if (x.too_big || cres == CURLE_FILESIZE_EXCEEDED) {
-        err_set(err, WC_ETOOBIG, "%s %s: response body exceeds %zu bytes", method, req->url,
-                resp->body.limit);
-    } else if (resp->cancelled || (cres == CURLE_ABORTED_BY_CALLBACK && http_cancelled(req))) {
-        resp->cancelled = 1;
-        err_set(err, WC_EIO, "%s %s: cancelled", method, req->url);
-    } else if (resp->aborted) {
-        err_set(err, WC_EIO, "%s %s: aborted by the data callback", method, req->url);
-    } else {
-        /* curl's detail (errbuf) names the TLS or socket problem; never our headers. */
-        const char *detail = errbuf[0] ? errbuf : curl_easy_strerror(cres);
-        if (http_failed_in_tls_handshake(h, cres, nconn))
-            err_set(err, WC_ETLS, "%s %s: TLS handshake failed: %s", method, req->url, detail);
-        else
-            err_set(err, http_map_curl_error(cres), "%s %s: %s", method, req->url, detail);
-    }
-
-done:
-    if (added) curl_multi_remove_handle(slot.multi, h);
+    if (added) curl_multi_remove_handle(slot.multi, slot.easy);
     /* Options referencing stack memory (errbuf, &x, hdrs) must not outlive this call. */
-    curl_easy_reset(h);
+    curl_easy_reset(slot.easy);
     curl_slist_free_all(hdrs);
     http_slot_put(c, &slot, reusable);
     return rc;

@@ -27,7 +27,7 @@ typedef struct tls_identity {
 
 /* One PEM object: its label ("CERTIFICATE", "PRIVATE KEY", ...) and DER bytes. */
 typedef struct tls_pem_object {
-    char name[64];
+    char name[128];     /* br_pem_decoder_name fits: BearSSL keeps names in 128 bytes */
     buf der;
 } tls_pem_object;
 

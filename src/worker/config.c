@@ -44,6 +44,27 @@ enum cfg_check {
 
 #define CFG_SECRET 1u /* never logged, never shown as a default, wiped on free */
 
+/* The HiClaw endpoints and switches every Worker receives verbatim (SPEC 6): HICLAW_<NAME> on
+ * the controller, HICLAW_<NAME> in each Worker's env — the first list always (an empty value
+ * left out), the second only when set. These lists are the one place the names are written:
+ * the configuration table, the configuration struct, the Worker env settings (worker/env.c)
+ * and the copy between them expand them. X(field, NAME, flag, Helm value under hiclaw.) */
+#define WC_PASS_SERVICES(X)                                                                  \
+    X(controller_url, CONTROLLER_URL, "controller-url", controllerURL)                        \
+    X(matrix_url, MATRIX_URL, "matrix-url", matrixURL)                                        \
+    X(matrix_domain, MATRIX_DOMAIN, "matrix-domain", matrixDomain)                            \
+    X(ai_gateway_url, AI_GATEWAY_URL, "ai-gateway-url", aiGatewayURL)
+#define WC_PASS_STORAGE(X)                                                                   \
+    X(fs_endpoint, FS_ENDPOINT, "fs-endpoint", fsEndpoint)                                    \
+    X(fs_bucket, FS_BUCKET, "fs-bucket", fsBucket)                                            \
+    X(storage_prefix, STORAGE_PREFIX, "storage-prefix", storagePrefix)
+#define WC_PASS_ENDPOINTS(X) WC_PASS_SERVICES(X) WC_PASS_STORAGE(X)
+#define WC_PASS_OPTIONAL(X)                                                                  \
+    X(region, REGION, "region", region)                                                       \
+    X(yolo, YOLO, "yolo", yolo)                                                               \
+    X(matrix_debug, MATRIX_DEBUG, "matrix-debug", matrixDebug)
+#define WC_PASS_ALL(X) WC_PASS_ENDPOINTS(X) WC_PASS_OPTIONAL(X)
+
 typedef struct wc_cfg {
     /* controller */
     char *controller_name;
@@ -67,16 +88,9 @@ typedef struct wc_cfg {
     qty worker_cpu;    /* limits; requests are fixed at 100m / 256Mi (SPEC 2) */
     qty worker_memory;
     /* HiClaw endpoints passed through to every Worker (SPEC 6), verbatim */
-    char *controller_url;
-    char *matrix_url;
-    char *matrix_domain;
-    char *ai_gateway_url;
-    char *fs_endpoint;
-    char *fs_bucket;
-    char *storage_prefix;
-    char *region;
-    char *yolo;
-    char *matrix_debug;
+#define CFG_PASS_FIELD(f, NAME, flag, helm) char *f;
+    WC_PASS_ALL(CFG_PASS_FIELD)
+#undef CFG_PASS_FIELD
     /* sandbox backend */
     int sandbox_enabled;
     char *sandbox_pool;
@@ -119,135 +133,131 @@ typedef struct cfg_field {
     size_t target;       /* CFG_*_FILE: offsetof the field receiving the content */
 } cfg_field;
 
-#define CFG_ROW(f, env, flag, def, helm, type, check, choices, min, max, flags, help) \
-    {env, flag, def, helm, help, type, check, choices, min, max, flags, offsetof(wc_cfg, f), 0}
-#define F_STR(f, env, flag, def, check, helm, help) \
-    CFG_ROW(f, env, flag, def, helm, CFG_STRING, check, NULL, 0, 0, 0, help)
-#define F_BOOL(f, env, flag, def, helm, help) \
-    CFG_ROW(f, env, flag, def, helm, CFG_BOOL, CFG_CHECK_NONE, NULL, 0, 0, 0, help)
-#define F_INT(f, env, flag, def, min, max, helm, help) \
-    CFG_ROW(f, env, flag, def, helm, CFG_INT, CFG_CHECK_NONE, NULL, min, max, 0, help)
-#define F_DUR(f, env, flag, def, min, max, helm, help) \
-    CFG_ROW(f, env, flag, def, helm, CFG_DURATION, CFG_CHECK_NONE, NULL, min, max, 0, help)
-#define F_QTY(f, env, flag, def, helm, help) \
-    CFG_ROW(f, env, flag, def, helm, CFG_QUANTITY, CFG_CHECK_NONE, NULL, 0, 0, 0, help)
-#define F_ENUM(f, env, flag, def, choices, helm, help) \
-    CFG_ROW(f, env, flag, def, helm, CFG_ENUM, CFG_CHECK_NONE, choices, 0, 0, 0, help)
-#define F_ADDR(f, env, flag, def, helm, help) \
-    CFG_ROW(f, env, flag, def, helm, CFG_ADDR, CFG_CHECK_NONE, NULL, 0, 0, 0, help)
-#define F_URL(f, env, flag, helm, help) \
-    CFG_ROW(f, env, flag, "", helm, CFG_URL, CFG_CHECK_NONE, NULL, 0, 0, 0, help)
-#define F_SECRET(f, env, flag, helm, help) \
-    CFG_ROW(f, env, flag, "", helm, CFG_STRING, CFG_CHECK_NONE, NULL, 0, 0, CFG_SECRET, help)
-#define F_FILE(f, type, tgt, env, flag, helm, help) \
-    {env, flag, "", helm, help, type, CFG_CHECK_NONE, NULL, 0, 0, 0, offsetof(wc_cfg, f), offsetof(wc_cfg, tgt)}
+/* A row's field: where the value lives in wc_cfg. */
+#define CFG_AT(f) offsetof(wc_cfg, f)
+/* The pass-through rows (WC_PASS_ALL): names derived, help generated. */
+#define F_PASS(f, NAME, flag_, helm_) \
+    {.off = CFG_AT(f), .env = "HICLAW_" #NAME, .flag = flag_, .def = "", .helm = "hiclaw." #helm_,        \
+     .help = "passed to Workers as HICLAW_" #NAME},
+#define F_PASS_OPT(f, NAME, flag_, helm_) \
+    {.off = CFG_AT(f), .env = "HICLAW_" #NAME, .flag = flag_, .def = "", .helm = "hiclaw." #helm_,        \
+     .help = "passed to Workers as HICLAW_" #NAME " when set"},
 
 #define CFG_S 1000
 #define CFG_DAY_MS (24 * 3600 * CFG_S)
 
 /* Grouped by the first segment of the Helm path; --help prints a heading per group. */
 static const cfg_field cfg_fields[] = {
-    F_STR(controller_name, "HICLAW_CONTROLLER_NAME", "controller-name", "hiclaw-controller", CFG_CHECK_NAME,
-          "controller.name", "hiclaw.io/controller label value scoping every watch; prefixes Lease and RBAC names"),
-    F_STR(watch_namespace, "HICLAW_K8S_NAMESPACE", "k8s-namespace", "", CFG_CHECK_NAMESPACE,
-          "controller.watchNamespace", "namespace whose Workers are reconciled (empty: the pod's own namespace)"),
-    F_STR(resource_prefix, "HICLAW_RESOURCE_PREFIX", "resource-prefix", "hiclaw-", CFG_CHECK_NAME_PREFIX,
-          "controller.resourcePrefix", "prefix of created object names: <prefix>worker-<name>"),
-    F_STR(auth_audience, "HICLAW_AUTH_AUDIENCE", "auth-audience", "hiclaw-controller", CFG_CHECK_WORD,
-          "controller.authAudience", "audience of the ServiceAccount tokens given to Workers"),
-    F_BOOL(leader_elect, "HICLAW_LEADER_ELECT", "leader-elect", "true", "controller.leaderElect",
-           "elect one active replica through the Lease <controller-name>-leader"),
-    F_ADDR(metrics_addr, "HICLAW_METRICS_ADDR", "metrics-addr", ":8080", "controller.metricsAddr",
-           "listen address of the Prometheus /metrics endpoint"),
-    F_ADDR(health_addr, "HICLAW_HEALTH_ADDR", "health-addr", ":8081", "controller.healthAddr",
-           "listen address of /healthz and /readyz"),
-    F_INT(concurrency, "HICLAW_CONCURRENCY", "concurrency", "4", 1, 64, "controller.concurrency",
-          "Workers reconciled in parallel"),
+    {.off = CFG_AT(controller_name), .env = "HICLAW_CONTROLLER_NAME", .flag = "controller-name",
+     .def = "hiclaw-controller", .check = CFG_CHECK_NAME, .helm = "controller.name",
+     .help = "hiclaw.io/controller label value scoping every watch; prefixes Lease and RBAC names"},
+    {.off = CFG_AT(watch_namespace), .env = "HICLAW_K8S_NAMESPACE", .flag = "k8s-namespace", .def = "",
+     .check = CFG_CHECK_NAMESPACE, .helm = "controller.watchNamespace",
+     .help = "namespace whose Workers are reconciled (empty: the pod's own namespace)"},
+    {.off = CFG_AT(resource_prefix), .env = "HICLAW_RESOURCE_PREFIX", .flag = "resource-prefix", .def = "hiclaw-",
+     .check = CFG_CHECK_NAME_PREFIX, .helm = "controller.resourcePrefix",
+     .help = "prefix of created object names: <prefix>worker-<name>"},
+    {.off = CFG_AT(auth_audience), .env = "HICLAW_AUTH_AUDIENCE", .flag = "auth-audience", .def = "hiclaw-controller",
+     .check = CFG_CHECK_WORD, .helm = "controller.authAudience",
+     .help = "audience of the ServiceAccount tokens given to Workers"},
+    {.off = CFG_AT(leader_elect), .env = "HICLAW_LEADER_ELECT", .flag = "leader-elect", .type = CFG_BOOL,
+     .def = "true", .helm = "controller.leaderElect",
+     .help = "elect one active replica through the Lease <controller-name>-leader"},
+    {.off = CFG_AT(metrics_addr), .env = "HICLAW_METRICS_ADDR", .flag = "metrics-addr", .type = CFG_ADDR,
+     .def = ":8080", .helm = "controller.metricsAddr", .help = "listen address of the Prometheus /metrics endpoint"},
+    {.off = CFG_AT(health_addr), .env = "HICLAW_HEALTH_ADDR", .flag = "health-addr", .type = CFG_ADDR, .def = ":8081",
+     .helm = "controller.healthAddr", .help = "listen address of /healthz and /readyz"},
+    {.off = CFG_AT(concurrency), .env = "HICLAW_CONCURRENCY", .flag = "concurrency", .type = CFG_INT, .def = "4",
+     .min = 1, .max = 64, .helm = "controller.concurrency", .help = "Workers reconciled in parallel"},
 
-    F_ENUM(log_format, "HICLAW_LOG_FORMAT", "log-format", "auto", "json|text|auto", "log.format",
-           "log line format (auto: text on a terminal, json otherwise)"),
-    F_ENUM(log_level, "HICLAW_LOG_LEVEL", "log-level", "info", "debug|info|warn|error", "log.level",
-           "least severe level logged"),
+    {.off = CFG_AT(log_format), .env = "HICLAW_LOG_FORMAT", .flag = "log-format", .type = CFG_ENUM, .def = "auto",
+     .choices = "json|text|auto", .helm = "log.format",
+     .help = "log line format (auto: text on a terminal, json otherwise)"},
+    {.off = CFG_AT(log_level), .env = "HICLAW_LOG_LEVEL", .flag = "log-level", .type = CFG_ENUM, .def = "info",
+     .choices = "debug|info|warn|error", .helm = "log.level", .help = "least severe level logged"},
 
-    F_ENUM(default_worker_runtime, "HICLAW_DEFAULT_WORKER_RUNTIME", "default-worker-runtime", "openclaw",
-           "openclaw|copaw|hermes", "worker.defaultRuntime", "agent runtime of Workers without spec.runtime"),
-    F_STR(worker_image, "HICLAW_WORKER_IMAGE", "worker-image", "hiclaw/worker-openclaw:latest", CFG_CHECK_WORD,
-          "worker.images.openclaw", "image of openclaw Workers without spec.image (override: pin a version)"),
-    F_STR(copaw_worker_image, "HICLAW_COPAW_WORKER_IMAGE", "copaw-worker-image", "hiclaw/worker-copaw:latest",
-          CFG_CHECK_WORD, "worker.images.copaw", "image of copaw Workers without spec.image (override: pin a version)"),
-    F_STR(hermes_worker_image, "HICLAW_HERMES_WORKER_IMAGE", "hermes-worker-image", "hiclaw/worker-hermes:latest",
-          CFG_CHECK_WORD, "worker.images.hermes", "image of hermes Workers without spec.image (override: pin a version)"),
-    F_QTY(worker_cpu, "HICLAW_K8S_WORKER_CPU", "k8s-worker-cpu", "1000m", "worker.resources.cpu",
-          "CPU limit of Workers without spec.resources (request 100m)"),
-    F_QTY(worker_memory, "HICLAW_K8S_WORKER_MEMORY", "k8s-worker-memory", "2Gi", "worker.resources.memory",
-          "memory limit of Workers without spec.resources (request 256Mi)"),
+    {.off = CFG_AT(default_worker_runtime), .env = "HICLAW_DEFAULT_WORKER_RUNTIME", .flag = "default-worker-runtime",
+     .type = CFG_ENUM, .def = "openclaw", .choices = "openclaw|copaw|hermes", .helm = "worker.defaultRuntime",
+     .help = "agent runtime of Workers without spec.runtime"},
+    {.off = CFG_AT(worker_image), .env = "HICLAW_WORKER_IMAGE", .flag = "worker-image",
+     .def = "hiclaw/worker-openclaw:latest", .check = CFG_CHECK_WORD, .helm = "worker.images.openclaw",
+     .help = "image of openclaw Workers without spec.image (override: pin a version)"},
+    {.off = CFG_AT(copaw_worker_image), .env = "HICLAW_COPAW_WORKER_IMAGE", .flag = "copaw-worker-image",
+     .def = "hiclaw/worker-copaw:latest", .check = CFG_CHECK_WORD, .helm = "worker.images.copaw",
+     .help = "image of copaw Workers without spec.image (override: pin a version)"},
+    {.off = CFG_AT(hermes_worker_image), .env = "HICLAW_HERMES_WORKER_IMAGE", .flag = "hermes-worker-image",
+     .def = "hiclaw/worker-hermes:latest", .check = CFG_CHECK_WORD, .helm = "worker.images.hermes",
+     .help = "image of hermes Workers without spec.image (override: pin a version)"},
+    {.off = CFG_AT(worker_cpu), .env = "HICLAW_K8S_WORKER_CPU", .flag = "k8s-worker-cpu", .type = CFG_QUANTITY,
+     .def = "1000m", .helm = "worker.resources.cpu",
+     .help = "CPU limit of Workers without spec.resources (request 100m)"},
+    {.off = CFG_AT(worker_memory), .env = "HICLAW_K8S_WORKER_MEMORY", .flag = "k8s-worker-memory",
+     .type = CFG_QUANTITY, .def = "2Gi", .helm = "worker.resources.memory",
+     .help = "memory limit of Workers without spec.resources (request 256Mi)"},
 
-    F_STR(controller_url, "HICLAW_CONTROLLER_URL", "controller-url", "", CFG_CHECK_NONE, "hiclaw.controllerURL",
-          "passed to Workers as HICLAW_CONTROLLER_URL"),
-    F_STR(matrix_url, "HICLAW_MATRIX_URL", "matrix-url", "", CFG_CHECK_NONE, "hiclaw.matrixURL",
-          "passed to Workers as HICLAW_MATRIX_URL"),
-    F_STR(matrix_domain, "HICLAW_MATRIX_DOMAIN", "matrix-domain", "", CFG_CHECK_NONE, "hiclaw.matrixDomain",
-          "passed to Workers as HICLAW_MATRIX_DOMAIN"),
-    F_STR(ai_gateway_url, "HICLAW_AI_GATEWAY_URL", "ai-gateway-url", "", CFG_CHECK_NONE, "hiclaw.aiGatewayURL",
-          "passed to Workers as HICLAW_AI_GATEWAY_URL"),
-    F_STR(fs_endpoint, "HICLAW_FS_ENDPOINT", "fs-endpoint", "", CFG_CHECK_NONE, "hiclaw.fsEndpoint",
-          "passed to Workers as HICLAW_FS_ENDPOINT"),
-    F_STR(fs_bucket, "HICLAW_FS_BUCKET", "fs-bucket", "", CFG_CHECK_NONE, "hiclaw.fsBucket",
-          "passed to Workers as HICLAW_FS_BUCKET"),
-    F_STR(storage_prefix, "HICLAW_STORAGE_PREFIX", "storage-prefix", "", CFG_CHECK_NONE, "hiclaw.storagePrefix",
-          "passed to Workers as HICLAW_STORAGE_PREFIX"),
-    F_STR(region, "HICLAW_REGION", "region", "", CFG_CHECK_NONE, "hiclaw.region",
-          "passed to Workers as HICLAW_REGION when set"),
-    F_STR(yolo, "HICLAW_YOLO", "yolo", "", CFG_CHECK_NONE, "hiclaw.yolo", "passed to Workers as HICLAW_YOLO when set"),
-    F_STR(matrix_debug, "HICLAW_MATRIX_DEBUG", "matrix-debug", "", CFG_CHECK_NONE, "hiclaw.matrixDebug",
-          "passed to Workers as HICLAW_MATRIX_DEBUG when set"),
+    WC_PASS_ENDPOINTS(F_PASS) WC_PASS_OPTIONAL(F_PASS_OPT)
 
-    F_BOOL(sandbox_enabled, "HICLAW_SANDBOX_ENABLED", "sandbox-enabled", "true", "sandbox.enabled",
-           "allow spec.backendRuntime: sandbox (needs OpenKruise agents and worker-deps storage)"),
-    F_STR(sandbox_pool, "HICLAW_SANDBOX_POOL", "sandbox-pool", "hiclaw-worker-pool", CFG_CHECK_SUBDOMAIN,
-          "sandbox.pool", "SandboxSet (warm pool) that claims are made from"),
-    F_BOOL(sandbox_manage_pool, "HICLAW_SANDBOX_MANAGE_POOL", "sandbox-manage-pool", "true", "sandbox.managePool",
-           "server-side apply the SandboxSet (false: it is managed elsewhere)"),
-    F_STR(sandbox_agent_runtime_image, "HICLAW_SANDBOX_AGENT_RUNTIME_IMAGE", "sandbox-agent-runtime-image",
-          "hiclaw/agent-runtime:latest", CFG_CHECK_WORD, "sandbox.agentRuntimeImage",
-          "image of the managed pool's sandboxes (override: pin a version)"),
-    F_INT(sandbox_prewarm_size, "HICLAW_SANDBOX_PREWARM_SIZE", "sandbox-prewarm-size", "1", 0, 10000,
-          "sandbox.prewarmSize", "replicas of the managed pool kept warm"),
-    F_STR(sandbox_deps_pv, "HICLAW_SANDBOX_DEPS_PV", "sandbox-deps-pv", "hiclaw-worker-deps", CFG_CHECK_SUBDOMAIN,
-          "sandbox.depsPV", "CSI PersistentVolume exposing the worker-deps bucket to sandboxes"),
-    F_BOOL(sandbox_pause, "HICLAW_SANDBOX_PAUSE", "sandbox-pause", "false", "sandbox.pause",
-           "pause sandboxes of Sleeping Workers instead of releasing them"),
-    F_INT(sandbox_token_ttl_s, "HICLAW_SANDBOX_TOKEN_TTL", "sandbox-token-ttl", "86400", 600, INT32_MAX,
-          "sandbox.tokenTTLSeconds", "lifetime in seconds of sandbox Workers' tokens (the API server's minimum is 600)"),
-    F_DUR(sandbox_claim_timeout_ms, "HICLAW_SANDBOX_CLAIM_TIMEOUT", "sandbox-claim-timeout", "5m", CFG_S, CFG_DAY_MS,
-          "sandbox.claimTimeout", "how long a SandboxClaim may wait for a sandbox"),
-    F_DUR(sandbox_wait_ready_timeout_ms, "HICLAW_SANDBOX_WAIT_READY_TIMEOUT", "sandbox-wait-ready-timeout", "2m",
-          CFG_S, CFG_DAY_MS, "sandbox.waitReadyTimeout", "how long a claimed sandbox may take to become ready"),
+    {.off = CFG_AT(sandbox_enabled), .env = "HICLAW_SANDBOX_ENABLED", .flag = "sandbox-enabled", .type = CFG_BOOL,
+     .def = "true", .helm = "sandbox.enabled",
+     .help = "allow spec.backendRuntime: sandbox (needs OpenKruise agents and worker-deps storage)"},
+    {.off = CFG_AT(sandbox_pool), .env = "HICLAW_SANDBOX_POOL", .flag = "sandbox-pool", .def = "hiclaw-worker-pool",
+     .check = CFG_CHECK_SUBDOMAIN, .helm = "sandbox.pool", .help = "SandboxSet (warm pool) that claims are made from"},
+    {.off = CFG_AT(sandbox_manage_pool), .env = "HICLAW_SANDBOX_MANAGE_POOL", .flag = "sandbox-manage-pool",
+     .type = CFG_BOOL, .def = "true", .helm = "sandbox.managePool",
+     .help = "server-side apply the SandboxSet (false: it is managed elsewhere)"},
+    {.off = CFG_AT(sandbox_agent_runtime_image), .env = "HICLAW_SANDBOX_AGENT_RUNTIME_IMAGE",
+     .flag = "sandbox-agent-runtime-image", .def = "hiclaw/agent-runtime:latest", .check = CFG_CHECK_WORD,
+     .helm = "sandbox.agentRuntimeImage", .help = "image of the managed pool's sandboxes (override: pin a version)"},
+    {.off = CFG_AT(sandbox_prewarm_size), .env = "HICLAW_SANDBOX_PREWARM_SIZE", .flag = "sandbox-prewarm-size",
+     .type = CFG_INT, .def = "1", .min = 0, .max = 10000, .helm = "sandbox.prewarmSize",
+     .help = "replicas of the managed pool kept warm"},
+    {.off = CFG_AT(sandbox_deps_pv), .env = "HICLAW_SANDBOX_DEPS_PV", .flag = "sandbox-deps-pv",
+     .def = "hiclaw-worker-deps", .check = CFG_CHECK_SUBDOMAIN, .helm = "sandbox.depsPV",
+     .help = "CSI PersistentVolume exposing the worker-deps bucket to sandboxes"},
+    {.off = CFG_AT(sandbox_pause), .env = "HICLAW_SANDBOX_PAUSE", .flag = "sandbox-pause", .type = CFG_BOOL,
+     .def = "false", .helm = "sandbox.pause", .help = "pause sandboxes of Sleeping Workers instead of releasing them"},
+    {.off = CFG_AT(sandbox_token_ttl_s), .env = "HICLAW_SANDBOX_TOKEN_TTL", .flag = "sandbox-token-ttl",
+     .type = CFG_INT, .def = "86400", .min = 600, .max = INT32_MAX, .helm = "sandbox.tokenTTLSeconds",
+     .help = "lifetime in seconds of sandbox Workers' tokens (the API server's minimum is 600)"},
+    {.off = CFG_AT(sandbox_claim_timeout_ms), .env = "HICLAW_SANDBOX_CLAIM_TIMEOUT", .flag = "sandbox-claim-timeout",
+     .type = CFG_DURATION, .def = "5m", .min = CFG_S, .max = CFG_DAY_MS, .helm = "sandbox.claimTimeout",
+     .help = "how long a SandboxClaim may wait for a sandbox"},
+    {.off = CFG_AT(sandbox_wait_ready_timeout_ms), .env = "HICLAW_SANDBOX_WAIT_READY_TIMEOUT",
+     .flag = "sandbox-wait-ready-timeout", .type = CFG_DURATION, .def = "2m", .min = CFG_S, .max = CFG_DAY_MS,
+     .helm = "sandbox.waitReadyTimeout", .help = "how long a claimed sandbox may take to become ready"},
 
-    F_URL(worker_deps_endpoint, "HICLAW_WORKER_DEPS_ENDPOINT", "worker-deps-endpoint", "workerDeps.endpoint",
-          "S3-compatible endpoint, http(s)://host[:port] (required with sandbox)"),
-    F_STR(worker_deps_bucket, "HICLAW_WORKER_DEPS_BUCKET", "worker-deps-bucket", "", CFG_CHECK_BUCKET,
-          "workerDeps.bucket", "bucket of the worker-deps objects (required with sandbox)"),
-    F_STR(worker_deps_prefix, "HICLAW_WORKER_DEPS_PREFIX", "worker-deps-prefix", "", CFG_CHECK_KEY_PREFIX,
-          "workerDeps.prefix", "key prefix inside the bucket; a missing trailing '/' is added"),
-    F_STR(worker_deps_region, "HICLAW_WORKER_DEPS_REGION", "worker-deps-region", "us-east-1", CFG_CHECK_WORD,
-          "workerDeps.region", "SigV4 signing region"),
-    F_SECRET(worker_deps_access_key_id, "HICLAW_WORKER_DEPS_ACCESS_KEY_ID", "worker-deps-access-key-id",
-             "workerDeps.accessKeyID", "access key id (secret; prefer the _FILE variant or a Secret env)"),
-    F_SECRET(worker_deps_secret_access_key, "HICLAW_WORKER_DEPS_SECRET_ACCESS_KEY", "worker-deps-secret-access-key",
-             "workerDeps.secretAccessKey", "secret access key (secret; prefer the _FILE variant or a Secret env)"),
-    F_FILE(worker_deps_access_key_id_file, CFG_SECRET_FILE, worker_deps_access_key_id,
-           "HICLAW_WORKER_DEPS_ACCESS_KEY_ID_FILE", "worker-deps-access-key-id-file", "workerDeps.accessKeyIDFile",
-           "file holding the access key id (instead of HICLAW_WORKER_DEPS_ACCESS_KEY_ID)"),
-    F_FILE(worker_deps_secret_access_key_file, CFG_SECRET_FILE, worker_deps_secret_access_key,
-           "HICLAW_WORKER_DEPS_SECRET_ACCESS_KEY_FILE", "worker-deps-secret-access-key-file",
-           "workerDeps.secretAccessKeyFile",
-           "file holding the secret access key (instead of HICLAW_WORKER_DEPS_SECRET_ACCESS_KEY)"),
-    F_FILE(worker_deps_ca_file, CFG_PEM_FILE, worker_deps_ca_pem, "HICLAW_WORKER_DEPS_CA_FILE",
-           "worker-deps-ca-file", "workerDeps.caFile", "PEM CA bundle that signs the endpoint's certificate"),
-    F_BOOL(worker_deps_allow_plaintext_http, "HICLAW_WORKER_DEPS_ALLOW_PLAINTEXT_HTTP", "worker-deps-allow-plaintext-http",
-           "false", "workerDeps.allowPlaintextHTTP",
-           "accept an http:// endpoint: env files (credentials) and tokens then cross the network unencrypted"),
+    {.off = CFG_AT(worker_deps_endpoint), .env = "HICLAW_WORKER_DEPS_ENDPOINT", .flag = "worker-deps-endpoint",
+     .type = CFG_URL, .def = "", .helm = "workerDeps.endpoint",
+     .help = "S3-compatible endpoint, http(s)://host[:port] (required with sandbox)"},
+    {.off = CFG_AT(worker_deps_bucket), .env = "HICLAW_WORKER_DEPS_BUCKET", .flag = "worker-deps-bucket", .def = "",
+     .check = CFG_CHECK_BUCKET, .helm = "workerDeps.bucket",
+     .help = "bucket of the worker-deps objects (required with sandbox)"},
+    {.off = CFG_AT(worker_deps_prefix), .env = "HICLAW_WORKER_DEPS_PREFIX", .flag = "worker-deps-prefix", .def = "",
+     .check = CFG_CHECK_KEY_PREFIX, .helm = "workerDeps.prefix",
+     .help = "key prefix inside the bucket; a missing trailing '/' is added"},
+    {.off = CFG_AT(worker_deps_region), .env = "HICLAW_WORKER_DEPS_REGION", .flag = "worker-deps-region",
+     .def = "us-east-1", .check = CFG_CHECK_WORD, .helm = "workerDeps.region", .help = "SigV4 signing region"},
+    {.off = CFG_AT(worker_deps_access_key_id), .env = "HICLAW_WORKER_DEPS_ACCESS_KEY_ID",
+     .flag = "worker-deps-access-key-id", .flags = CFG_SECRET, .def = "", .helm = "workerDeps.accessKeyID",
+     .help = "access key id (secret; prefer the _FILE variant or a Secret env)"},
+    {.off = CFG_AT(worker_deps_secret_access_key), .env = "HICLAW_WORKER_DEPS_SECRET_ACCESS_KEY",
+     .flag = "worker-deps-secret-access-key", .flags = CFG_SECRET, .def = "", .helm = "workerDeps.secretAccessKey",
+     .help = "secret access key (secret; prefer the _FILE variant or a Secret env)"},
+    {.off = CFG_AT(worker_deps_access_key_id_file), .env = "HICLAW_WORKER_DEPS_ACCESS_KEY_ID_FILE",
+     .flag = "worker-deps-access-key-id-file", .type = CFG_SECRET_FILE, .target = CFG_AT(worker_deps_access_key_id),
+     .def = "", .helm = "workerDeps.accessKeyIDFile",
+     .help = "file holding the access key id (instead of HICLAW_WORKER_DEPS_ACCESS_KEY_ID)"},
+    {.off = CFG_AT(worker_deps_secret_access_key_file), .env = "HICLAW_WORKER_DEPS_SECRET_ACCESS_KEY_FILE",
+     .flag = "worker-deps-secret-access-key-file", .type = CFG_SECRET_FILE,
+     .target = CFG_AT(worker_deps_secret_access_key), .def = "", .helm = "workerDeps.secretAccessKeyFile",
+     .help = "file holding the secret access key (instead of HICLAW_WORKER_DEPS_SECRET_ACCESS_KEY)"},
+    {.off = CFG_AT(worker_deps_ca_file), .env = "HICLAW_WORKER_DEPS_CA_FILE", .flag = "worker-deps-ca-file",
+     .type = CFG_PEM_FILE, .target = CFG_AT(worker_deps_ca_pem), .def = "", .helm = "workerDeps.caFile",
+     .help = "PEM CA bundle that signs the endpoint's certificate"},
+    {.off = CFG_AT(worker_deps_allow_plaintext_http), .env = "HICLAW_WORKER_DEPS_ALLOW_PLAINTEXT_HTTP",
+     .flag = "worker-deps-allow-plaintext-http", .type = CFG_BOOL, .def = "false",
+     .helm = "workerDeps.allowPlaintextHTTP",
+     .help = "accept an http:// endpoint: env files (credentials) and tokens then cross the network unencrypted"},
 };
 
 #define CFG_NFIELDS (sizeof cfg_fields / sizeof *cfg_fields)
@@ -259,128 +269,6 @@ static const cfg_field *cfg_table(size_t *n) {
 
 static char **cfg_str_at(wc_cfg *c, size_t off) { return (char **)((char *)c + off); }
 static char *const *cfg_cstr_at(const wc_cfg *c, size_t off) { return (char *const *)((const char *)c + off); }
-
-/* ------------------------------------------------------------------------------------------
- * Validators. Shared with render-rbac, which takes the same names on its command line. */
-
-static int cfg_is_dns_label(const char *s) {
-    size_t n = strlen(s);
-    if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-') return 0;
-    for (size_t i = 0; i < n; i++)
-        if (!(islower((unsigned char)s[i]) || isdigit((unsigned char)s[i]) || s[i] == '-')) return 0;
-    return 1;
-}
-
-static int cfg_is_dns_subdomain(const char *s) {
-    size_t n = strlen(s);
-    if (n == 0 || n > 253) return 0;
-    char label[254];
-    for (const char *p = s; ; ) {
-        const char *dot = strchr(p, '.');
-        size_t l = dot ? (size_t)(dot - p) : strlen(p);
-        memcpy(label, p, l);
-        label[l] = '\0';
-        if (!cfg_is_dns_label(label)) return 0;
-        if (!dot) return 1;
-        p = dot + 1;
-    }
-}
-
-/* S3 bucket rules (AWS, MinIO and OSS agree on this subset): 3-63 characters, lowercase
- * alphanumerics, '-' and '.', starting and ending alphanumeric. */
-static int cfg_is_bucket(const char *s) {
-    size_t n = strlen(s);
-    if (n < 3 || n > 63 || !isalnum((unsigned char)s[0]) || !isalnum((unsigned char)s[n - 1])) return 0;
-    for (size_t i = 0; i < n; i++)
-        if (!(islower((unsigned char)s[i]) || isdigit((unsigned char)s[i]) || s[i] == '-' || s[i] == '.')) return 0;
-    return 1;
-}
-
-static int cfg_is_word(const char *s) {
-    if (!*s) return 0;
-    for (; *s; s++)
-        if ((unsigned char)*s <= ' ' || *s == 0x7f) return 0;
-    return 1;
-}
-
-/* A prefix of DNS-1123 names: the full name <prefix>worker-<name> is checked per Worker. */
-static int cfg_is_name_prefix(const char *s) {
-    if (!*s) return 1;
-    if (strlen(s) > 32 || !isalnum((unsigned char)s[0])) return 0;
-    for (; *s; s++)
-        if (!(islower((unsigned char)*s) || isdigit((unsigned char)*s) || *s == '-')) return 0;
-    return 1;
-}
-
-/* Object key prefix: relative ("a/b/"), no empty, "." or ".." segments, printable. */
-static int cfg_is_key_prefix(const char *s) {
-    if (!*s) return 1;
-    if (*s == '/') return 0;
-    for (const char *p = s; *p; p++)
-        if ((unsigned char)*p < ' ' || *p == 0x7f || *p == '\\') return 0;
-    for (const char *seg = s; *seg; ) {
-        const char *slash = strchr(seg, '/');
-        size_t l = slash ? (size_t)(slash - seg) : strlen(seg);
-        if (l == 0 || (l == 1 && seg[0] == '.') || (l == 2 && seg[0] == '.' && seg[1] == '.')) return 0;
-        if (!slash) break;
-        seg = slash + 1;
-    }
-    return 1;
-}
-
-/* A host as it appears before ":port": a DNS name or IPv4 address, or a bracketed IPv6. */
-static int cfg_is_host(const char *s, size_t n) {
-    if (n >= 2 && s[0] == '[') {
-        if (s[n - 1] != ']' || n == 2) return 0;
-        for (size_t i = 1; i < n - 1; i++)
-            if (!(isxdigit((unsigned char)s[i]) || s[i] == ':' || s[i] == '.')) return 0;
-        return 1;
-    }
-    if (n == 0 || n > 253) return 0;
-    for (size_t i = 0; i < n; i++)
-        if (!(isalnum((unsigned char)s[i]) || s[i] == '-' || s[i] == '.')) return 0;
-    return 1;
-}
-
-static int cfg_is_port(const char *s) {
-    size_t n = strlen(s);
-    if (n == 0 || n > 5) return 0;
-    long port = 0;
-    for (const char *p = s; *p; p++) {
-        if (!isdigit((unsigned char)*p)) return 0;
-        port = port * 10 + (*p - '0');
-    }
-    return port >= 1 && port <= 65535;
-}
-
-/* [host]:port; an empty host listens on all interfaces. */
-/* A listen address; port 0 asks the kernel for a free port (the bound address is logged). */
-static int cfg_is_listen_addr(const char *s) {
-    const char *colon = strrchr(s, ':');
-    if (!colon || (!cfg_is_port(colon + 1) && strcmp(colon + 1, "0") != 0)) return 0;
-    size_t hl = (size_t)(colon - s);
-    return hl == 0 || cfg_is_host(s, hl);
-}
-
-/* http(s)://host[:port][/]: path-style S3 puts the bucket in the path, so the endpoint has
- * none of its own; userinfo would put credentials where logs can see them. */
-static int cfg_is_endpoint_url(const char *s) {
-    const char *p;
-    if (strncmp(s, "https://", 8) == 0) p = s + 8;
-    else if (strncmp(s, "http://", 7) == 0) p = s + 7;
-    else return 0;
-    size_t n = strlen(p);
-    if (n && p[n - 1] == '/') n--;
-    char hp[300];
-    if (n == 0 || n >= sizeof hp) return 0;
-    memcpy(hp, p, n);
-    hp[n] = '\0';
-    /* The port separator is the last ':' unless it sits inside an IPv6 literal. */
-    char *colon = strrchr(hp, ':'), *bracket = strrchr(hp, ']');
-    if (colon && bracket && colon < bracket) colon = NULL;
-    if (!colon) return cfg_is_host(hp, n);
-    return cfg_is_port(colon + 1) && cfg_is_host(hp, (size_t)(colon - hp));
-}
 
 /* ------------------------------------------------------------------------------------------
  * Applying one value to its field. */
@@ -710,126 +598,3 @@ static int cfg_load(wc_cfg *c, char **env, int argc, char **argv, wc_err *err) {
     return 0;
 }
 
-/* ------------------------------------------------------------------------------------------
- * Help and the effective-configuration log line. */
-
-static const char *cfg_placeholder(const cfg_field *f) {
-    switch (f->type) {
-    case CFG_STRING:
-        switch (f->check) {
-        case CFG_CHECK_NAME:
-        case CFG_CHECK_SUBDOMAIN: return "NAME";
-        case CFG_CHECK_NAMESPACE: return "NAMESPACE";
-        case CFG_CHECK_NAME_PREFIX:
-        case CFG_CHECK_KEY_PREFIX: return "PREFIX";
-        case CFG_CHECK_BUCKET: return "BUCKET";
-        default: return "STRING";
-        }
-    case CFG_BOOL: return NULL;
-    case CFG_INT: return "N";
-    case CFG_DURATION: return "DURATION";
-    case CFG_QUANTITY: return "QUANTITY";
-    case CFG_ENUM: return f->choices;
-    case CFG_ADDR: return "[HOST]:PORT";
-    case CFG_URL: return "URL";
-    case CFG_SECRET_FILE:
-    case CFG_PEM_FILE: return "PATH";
-    }
-    return "VALUE";
-}
-
-static void cfg_help_row(buf *out, const cfg_field *f) {
-    const char *ph = cfg_placeholder(f);
-    if (ph) buf_printf(out, "  --%s %s\n", f->flag, ph);
-    else buf_printf(out, "  --%s[=false]\n", f->flag);
-    buf_printf(out, "      %s", f->help);
-    if (f->type == CFG_INT) buf_printf(out, " (%" PRId64 "..%" PRId64 ")", f->min, f->max);
-    if (f->type == CFG_DURATION) buf_printf(out, " (%" PRId64 "s..%" PRId64 "h)", f->min / CFG_S, f->max / (3600 * CFG_S));
-    buf_printf(out, "\n      env %s; default ", f->env);
-    if (f->flags & CFG_SECRET) buf_puts(out, "none (secret)");
-    else if (*f->def) buf_puts(out, f->def);
-    else buf_puts(out, "unset");
-    buf_printf(out, "; Helm %s\n", f->helm);
-}
-
-/* The flag/env/default listing of `run --help`, generated from the table. The connection
- * flags cfg_load also accepts are documented by cmd/cli.c's KUBE_CONNECT_FLAGS_USAGE, which
- * run's usage appends (cli.c is above this layer). */
-static void cfg_help_text(buf *out) {
-    static const struct { const char *group, *title; } titles[] = {
-        {"controller", "Controller"}, {"log", "Logging"}, {"worker", "Worker defaults"},
-        {"hiclaw", "HiClaw endpoints passed to every Worker"}, {"sandbox", "Sandbox backend (OpenKruise agents)"},
-        {"workerDeps", "Worker-deps object storage (S3-compatible)"},
-    };
-    buf_puts(out, "Configuration: each flag is also an environment variable; flag > environment > default.\n"
-                  "An empty environment variable counts as unset. VAR and VAR_FILE are mutually exclusive.\n");
-    size_t prev_len = 0;
-    const char *prev = "";
-    for (size_t i = 0; i < CFG_NFIELDS; i++) {
-        const cfg_field *f = &cfg_fields[i];
-        size_t gl = strcspn(f->helm, ".");
-        if (gl != prev_len || strncmp(f->helm, prev, gl) != 0) {
-            const char *title = NULL;
-            for (size_t t = 0; t < sizeof titles / sizeof *titles; t++)
-                if (strlen(titles[t].group) == gl && strncmp(titles[t].group, f->helm, gl) == 0) title = titles[t].title;
-            buf_printf(out, "\n%s:\n", title ? title : "Other");
-            prev = f->helm;
-            prev_len = gl;
-        }
-        cfg_help_row(out, f);
-    }
-}
-
-static void cfg_print_help(FILE *out) {
-    buf b = BUF_INIT;
-    cfg_help_text(&b);
-    fputs(buf_cstr(&b), out);
-    buf_free(&b);
-}
-
-static void cfg_format_duration(char *out, size_t n, int64_t ms) {
-    if (ms % (3600 * CFG_S) == 0) snprintf(out, n, "%" PRId64 "h", ms / (3600 * CFG_S));
-    else if (ms % (60 * CFG_S) == 0) snprintf(out, n, "%" PRId64 "m", ms / (60 * CFG_S));
-    else if (ms % CFG_S == 0) snprintf(out, n, "%" PRId64 "s", ms / CFG_S);
-    else snprintf(out, n, "%" PRId64 "ms", ms);
-}
-
-/* The effective value of one row as text; secrets become [REDACTED] (or "" when unset). */
-static void cfg_value_text(const wc_cfg *c, const cfg_field *f, char *out, size_t n) {
-    const char *base = (const char *)c;
-    switch (f->type) {
-    case CFG_BOOL: snprintf(out, n, "%s", *(const int *)(base + f->off) ? "true" : "false"); return;
-    case CFG_INT: snprintf(out, n, "%" PRId64, *(const int64_t *)(base + f->off)); return;
-    case CFG_DURATION: cfg_format_duration(out, n, *(const int64_t *)(base + f->off)); return;
-    case CFG_QUANTITY: snprintf(out, n, "%s", ((const qty *)(base + f->off))->canon); return;
-    default: break;
-    }
-    const char *s = *cfg_cstr_at(c, f->off);
-    if (!s) s = "";
-    snprintf(out, n, "%s", (f->flags & CFG_SECRET) && *s ? LOG_REDACTED : s);
-}
-
-#define CFG_KV4(i) kv[i], kv[i + 1], kv[i + 2], kv[i + 3]
-#define CFG_KV16(i) CFG_KV4(i), CFG_KV4(i + 4), CFG_KV4(i + 8), CFG_KV4(i + 12)
-#define CFG_KV64(i) CFG_KV16(i), CFG_KV16(i + 16), CFG_KV16(i + 32), CFG_KV16(i + 48)
-#define CFG_LOG_PAIRS 64
-_Static_assert(CFG_NFIELDS <= CFG_LOG_PAIRS, "cfg_log_summary passes at most 64 fields");
-
-/*
- * Logs the effective configuration as one line, one field per row keyed by the flag name.
- * log_event() only takes a NULL-terminated varargs list, so the fields go through a fixed
- * array of 128 slots; slots after the last row are NULL and end the list. Secrets are
- * redacted here, and again by the logger (registered values, secret-looking field names).
- */
-static void cfg_log_summary(const wc_cfg *c) {
-    const char *kv[2 * CFG_LOG_PAIRS + 1] = {0};
-    char vals[CFG_NFIELDS][256];
-    for (size_t i = 0; i < CFG_NFIELDS; i++) {
-        cfg_value_text(c, &cfg_fields[i], vals[i], sizeof vals[i]);
-        if (cfg_fields[i].type == CFG_ENUM && strcmp(cfg_fields[i].flag, "log-format") == 0)
-            snprintf(vals[i], sizeof vals[i], "%s", c->log_fmt == LOG_FORMAT_JSON ? "json" : "text");
-        kv[2 * i] = cfg_fields[i].flag;
-        kv[2 * i + 1] = vals[i];
-    }
-    log_event(LOG_INFO, "configuration", CFG_KV64(0), CFG_KV64(64), NULL);
-}

@@ -7,11 +7,19 @@
  * are ever written. Which one is decided by the caller reading `secret_key` on each entry.
  */
 
+/* What every Worker's env takes from the controller's configuration (WC_PASS_ALL). */
 typedef struct worker_env_config {
-    const char *controller_url, *matrix_url, *matrix_domain, *ai_gateway_url;
-    const char *fs_endpoint, *fs_bucket, *storage_prefix;
-    const char *region, *yolo, *matrix_debug;
+#define ENV_PASS_FIELD(f, NAME, flag, helm) const char *f;
+    WC_PASS_ALL(ENV_PASS_FIELD)
+#undef ENV_PASS_FIELD
 } worker_env_config;
+
+/* The Worker env settings a configuration holds. */
+static worker_env_config worker_env_config_of(const wc_cfg *conf) {
+#define ENV_PASS_COPY(f, NAME, flag, helm) .f = conf->f,
+    return (worker_env_config){WC_PASS_ALL(ENV_PASS_COPY)};
+#undef ENV_PASS_COPY
+}
 
 typedef struct env_entry {
     const char *name;
@@ -71,22 +79,16 @@ static void env_build(arena *a, const worker *w, const worker_env_config *c, con
         {"HICLAW_WORKER_NAME", w->worker_name},
         {"HICLAW_WORKER_CR_NAME", w->name},
         {"HICLAW_RUNTIME", "k8s"},
-        {"HICLAW_CONTROLLER_URL", c->controller_url},
-        {"HICLAW_MATRIX_URL", c->matrix_url},
-        {"HICLAW_MATRIX_DOMAIN", c->matrix_domain},
-        {"HICLAW_AI_GATEWAY_URL", c->ai_gateway_url},
-        {"HICLAW_FS_ENDPOINT", c->fs_endpoint},
-        {"HICLAW_FS_BUCKET", c->fs_bucket},
-        {"HICLAW_STORAGE_PREFIX", c->storage_prefix},
+#define ENV_PASS_ENTRY(f, NAME, flag, helm) {"HICLAW_" #NAME, c->f},
+        WC_PASS_ENDPOINTS(ENV_PASS_ENTRY)
         {"HICLAW_FS_ACCESS_KEY", w->worker_name},
         {"HICLAW_AUTH_TOKEN_FILE", WORKER_TOKEN_FILE},
         {"HICLAW_CONSOLE_PORT", "8088"},
         {"HOME", home},
         {"OPENCLAW_DISABLE_BONJOUR", "1"},
         {"OPENCLAW_MDNS_HOSTNAME", mdns},
-        {"HICLAW_REGION", c->region},
-        {"HICLAW_YOLO", c->yolo},
-        {"HICLAW_MATRIX_DEBUG", c->matrix_debug},
+        WC_PASS_OPTIONAL(ENV_PASS_ENTRY)
+#undef ENV_PASS_ENTRY
     };
     for (size_t i = 0; i < sizeof sys / sizeof *sys; i++)
         if (sys[i].v && *sys[i].v) env_push(a, out, &cap, sys[i].k, sys[i].v, NULL);

@@ -10,14 +10,12 @@
  * must say why without touching anything.
  */
 
-typedef enum backend_kind { BACKEND_POD = 0, BACKEND_SANDBOX = 1 } backend_kind;
 typedef enum worker_state { STATE_RUNNING = 0, STATE_SLEEPING, STATE_STOPPED } worker_state;
 typedef enum worker_phase {
     PHASE_NONE = 0, PHASE_PENDING, PHASE_STARTING, PHASE_RUNNING, PHASE_SLEEPING,
     PHASE_STOPPING, PHASE_STOPPED, PHASE_FAILED, PHASE_UPDATING,
 } worker_phase;
 
-static const char *backend_name(backend_kind b) { return b == BACKEND_SANDBOX ? "sandbox" : "pod"; }
 static const char *state_name(worker_state s) {
     return s == STATE_SLEEPING ? "Sleeping" : s == STATE_STOPPED ? "Stopped" : "Running";
 }
@@ -65,8 +63,9 @@ typedef struct worker {
     int has_finalizer;
     kv_list meta_labels;
     /* spec, defaults resolved */
-    int backend_given;
-    backend_kind backend;     /* desired (D) */
+    const char *backend;      /* desired (D): spec.backendRuntime, "pod" when absent; decide() maps
+                                 a name no backend has to the first backend (pod), as before the
+                                 name was known */
     worker_state state;
     const char *runtime;
     const char *image;
@@ -122,21 +121,9 @@ static const char *kv_get(const kv_list *l, const char *key) {
     return NULL;
 }
 
-static const char *json_str(const cJSON *obj, const char *key) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
-/* A number outside int64 (or NaN) would make the cast undefined behaviour: treat it as absent. */
-static int64_t json_int(const cJSON *obj, const char *key, int64_t dflt) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!cJSON_IsNumber(v) || !(v->valuedouble >= -9.2e18 && v->valuedouble <= 9.2e18)) return dflt;
-    return (int64_t)v->valuedouble;
-}
-
 /* A quantity may arrive as a string or (int-or-string) a number. */
 static const char *json_quantity(arena *a, const cJSON *obj, const char *key) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    const cJSON *v = json_get(obj, key);
     if (cJSON_IsString(v)) return v->valuestring;
     if (cJSON_IsNumber(v)) return arena_sprintf(a, "%.15g", v->valuedouble);
     return NULL;
@@ -191,9 +178,9 @@ static int worker_name_ok(const char *s) {
  * such an object cannot even be reported on. Everything else lands in w->invalid. */
 static int worker_parse(arena *a, const cJSON *obj, const worker_defaults *d, worker *w, wc_err *err) {
     memset(w, 0, sizeof *w);
-    const cJSON *md = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
-    const cJSON *spec = cJSON_GetObjectItemCaseSensitive(obj, "spec");
-    const cJSON *st = cJSON_GetObjectItemCaseSensitive(obj, "status");
+    const cJSON *md = json_get(obj, "metadata");
+    const cJSON *spec = json_get(obj, "spec");
+    const cJSON *st = json_get(obj, "status");
     w->namespace = json_str(md, "namespace");
     w->name = json_str(md, "name");
     if (!w->name || !w->namespace) return err_set(err, WC_EPARSE, "Worker without metadata.name/namespace");
@@ -201,7 +188,7 @@ static int worker_parse(arena *a, const cJSON *obj, const worker_defaults *d, wo
     w->resource_version = json_str(md, "resourceVersion");
     w->generation = json_int(md, "generation", 0);
     w->deleting = json_str(md, "deletionTimestamp") != NULL;
-    const cJSON *fins = cJSON_GetObjectItemCaseSensitive(md, "finalizers");
+    const cJSON *fins = json_get(md, "finalizers");
     size_t nf = cJSON_IsArray(fins) ? (size_t)cJSON_GetArraySize(fins) : 0;
     w->finalizers = arena_alloc(a, (nf + 1) * sizeof(char *));
     const cJSON *it;
@@ -210,12 +197,11 @@ static int worker_parse(arena *a, const cJSON *obj, const worker_defaults *d, wo
         w->finalizers[w->nfinalizers++] = it->valuestring;
         if (strcmp(it->valuestring, WORKER_FINALIZER) == 0) w->has_finalizer = 1;
     }
-    w->meta_labels = kv_from_json(a, cJSON_GetObjectItemCaseSensitive(md, "labels"));
+    w->meta_labels = kv_from_json(a, json_get(md, "labels"));
 
     /* spec */
     const char *backend = json_str(spec, "backendRuntime");
-    w->backend_given = backend != NULL;
-    w->backend = backend && strcmp(backend, "sandbox") == 0 ? BACKEND_SANDBOX : BACKEND_POD;
+    w->backend = backend ? backend : "pod";
     const char *state = json_str(spec, "state");
     w->state = !state || strcmp(state, "Running") == 0 ? STATE_RUNNING
              : strcmp(state, "Sleeping") == 0        ? STATE_SLEEPING
@@ -230,13 +216,13 @@ static int worker_parse(arena *a, const cJSON *obj, const worker_defaults *d, wo
     else w->image = d->image_openclaw;
     const char *wn = json_str(spec, "workerName");
     w->worker_name = wn && *wn ? wn : w->name;
-    const cJSON *cm = cJSON_GetObjectItemCaseSensitive(spec, "containerManaged");
+    const cJSON *cm = json_get(spec, "containerManaged");
     w->container_managed = !cJSON_IsBool(cm) || cJSON_IsTrue(cm);
-    w->env = kv_from_json(a, cJSON_GetObjectItemCaseSensitive(spec, "env"));
-    w->labels = kv_from_json(a, cJSON_GetObjectItemCaseSensitive(spec, "labels"));
-    const cJSON *res = cJSON_GetObjectItemCaseSensitive(spec, "resources");
-    const cJSON *req = cJSON_GetObjectItemCaseSensitive(res, "requests");
-    const cJSON *lim = cJSON_GetObjectItemCaseSensitive(res, "limits");
+    w->env = kv_from_json(a, json_get(spec, "env"));
+    w->labels = kv_from_json(a, json_get(spec, "labels"));
+    const cJSON *res = json_get(spec, "resources");
+    const cJSON *req = json_get(res, "requests");
+    const cJSON *lim = json_get(res, "limits");
     w->req_cpu = json_quantity(a, req, "cpu");
     w->req_mem = json_quantity(a, req, "memory");
     w->lim_cpu = json_quantity(a, lim, "cpu");
@@ -253,10 +239,10 @@ static int worker_parse(arena *a, const cJSON *obj, const worker_defaults *d, wo
     w->message = json_str(st, "message");
     w->container_state = json_str(st, "containerState");
     w->status_deps_path = json_str(st, "workerDepsPath");
-    const cJSON *conds = cJSON_GetObjectItemCaseSensitive(st, "conditions");
+    const cJSON *conds = json_get(st, "conditions");
     wcond_read(&w->ready, conds, "Ready");
     wcond_read(&w->synced, conds, "Synced");
-    const cJSON *inst = cJSON_GetObjectItemCaseSensitive(st, "instance");
+    const cJSON *inst = json_get(st, "instance");
     if (cJSON_IsObject(inst)) {
         w->instance.kind = json_str(inst, "kind");
         w->instance.name = json_str(inst, "name");
@@ -264,6 +250,46 @@ static int worker_parse(arena *a, const cJSON *obj, const worker_defaults *d, wo
         w->instance.pod_ip = json_str(inst, "podIP");
     }
     return 0;
+}
+
+/* ---- the cache's copy ---- */
+
+/* Copies obj's members into a new object, except those named in drop[] (and managedFields and
+ * annotations for metadata): built member by member, so the parts left out are never copied. */
+static cJSON *json_copy_except(const cJSON *obj, const char *const *drop, size_t ndrop) {
+    cJSON *out = cJSON_CreateObject();
+    const cJSON *it;
+    cJSON_ArrayForEach(it, obj) {
+        size_t i = 0;
+        if (!it->string) continue;
+        while (i < ndrop && strcmp(it->string, drop[i]) != 0) i++;
+        if (i == ndrop) cJSON_AddItemToObject(out, it->string, cJSON_Duplicate(it, 1));
+    }
+    return out;
+}
+
+/* The Worker as the cache keeps it (the Worker informer's projection): everything the reconciler reads, minus managedFields,
+ * annotations, creationTimestamp, apiVersion/kind (constant), and the spec/status fields other
+ * components own (they change often and never matter to the instance). */
+static cJSON *worker_project(const cJSON *obj) {
+    static const char *const mdrop[] = {"managedFields", "annotations", "creationTimestamp"};
+    static const char *const drop[] = {"model", "identity", "soul", "agents", "skills", "remoteSkills", "mcpServers",
+                                       "package", "expose", "channelPolicy", "accessEntries"};
+    static const char *const sdrop[] = {"matrixUserID", "roomID", "lastHeartbeat", "exposedPorts"};
+    cJSON *out = cJSON_CreateObject();
+    const cJSON *it;
+    cJSON_ArrayForEach(it, obj) {
+        if (!it->string) continue;
+        if (strcmp(it->string, "metadata") == 0 && cJSON_IsObject(it))
+            cJSON_AddItemToObject(out, "metadata", json_copy_except(it, mdrop, sizeof mdrop / sizeof *mdrop));
+        else if (strcmp(it->string, "spec") == 0 && cJSON_IsObject(it))
+            cJSON_AddItemToObject(out, "spec", json_copy_except(it, drop, sizeof drop / sizeof *drop));
+        else if (strcmp(it->string, "status") == 0 && cJSON_IsObject(it))
+            cJSON_AddItemToObject(out, "status", json_copy_except(it, sdrop, sizeof sdrop / sizeof *sdrop));
+        else if (strcmp(it->string, "apiVersion") != 0 && strcmp(it->string, "kind") != 0)
+            cJSON_AddItemToObject(out, it->string, cJSON_Duplicate(it, 1));
+    }
+    return out;
 }
 
 /* A label value: at most 63 of [A-Za-z0-9._-], starting and ending alphanumeric (or empty). */

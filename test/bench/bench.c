@@ -29,7 +29,7 @@
  * Bench parameters come from the environment: BENCH_N, BENCH_BACKEND (pod|sandbox),
  * BENCH_THREADS, BENCH_SECONDS (hard time limit of every role), BENCH_PREFIX (Worker names).
  */
-#define WC_UNIT_TEST 1
+#define WC_NO_MAIN 1
 #include "../../worker-controller.c"
 
 static long env_long(const char *name, long def) {
@@ -92,12 +92,6 @@ static char *jobq_pop(jobq *q) {
     }
     pthread_mutex_unlock(&q->mu);
     return s;
-}
-static void jobq_close(jobq *q) {
-    pthread_mutex_lock(&q->mu);
-    q->closed = 1;
-    pthread_cond_broadcast(&q->cv);
-    pthread_mutex_unlock(&q->mu);
 }
 
 /* A set of strings under a lock: "first time this key?" */
@@ -261,23 +255,26 @@ static void wait_synced(kube_informer *inf) {
 }
 
 /* ---- pool: the warm pool of a sandbox run, filled before t0 ----
- * The SandboxSet the controller manages (HICLAW_SANDBOX_POOL), applied with the product's own
- * renderer and field manager (sandbox_apply_pool) with BENCH_N replicas, then polled until
- * OpenKruise reports BENCH_N available sandboxes (each a Pod scheduled by kube-scheduler and run
- * by kwok). The controller, started later with HICLAW_SANDBOX_PREWARM_SIZE=BENCH_N, applies the
- * same object (no change); the floor never touches the pool. Claims then take warm sandboxes,
- * and OpenKruise refills the pool while both sides run, alike for both. */
+ * The SandboxSet the controller manages (HICLAW_SANDBOX_POOL), applied as the sandbox backend's
+ * start applies it — the product's own renderer (sandbox_pool_render), server-side apply with
+ * its field manager — with BENCH_N replicas, then polled until OpenKruise reports BENCH_N
+ * available sandboxes (each a Pod scheduled by kube-scheduler and run by kwok). The controller,
+ * started later with HICLAW_SANDBOX_PREWARM_SIZE=BENCH_N, applies the same object (no change);
+ * the floor never touches the pool. Claims then take warm sandboxes, and OpenKruise refills the
+ * pool while both sides run, alike for both. */
 static int cmd_pool(void) {
     int64_t t0 = epoch_ms();
-    controller c;
-    memset(&c, 0, sizeof c);
-    c.kc = B.kc;
-    controller_configure(&c, &B.conf, B.ns);
+    const char *pool = B.conf.sandbox_pool;
     wc_err err;
     err_clear(&err);
-    if (sandbox_apply_pool(&c, B.ns, B.conf.sandbox_agent_runtime_image, B.n, B.conf.worker_cpu.canon,
-                           B.conf.worker_memory.canon, &err) < 0) {
-        fprintf(stderr, "pool: apply SandboxSet %s: %s\n", c.pool, err.msg);
+    buf body = BUF_INIT;
+    sandbox_pool_render(&body, pool, B.ns, B.conf.controller_name, B.conf.sandbox_agent_runtime_image, B.n,
+                        B.conf.worker_cpu.canon, B.conf.worker_memory.canon);
+    int rc = kube_patch(B.kc, &KUBE_SANDBOXSETS, B.ns, pool, NULL, KUBE_PATCH_APPLY, body.data, "worker-controller", 1, 0,
+                        NULL, &err);
+    buf_free(&body);
+    if (rc < 0) {
+        fprintf(stderr, "pool: apply SandboxSet %s: %s\n", pool, err.msg);
         return 1;
     }
     long avail = 0;
@@ -285,7 +282,7 @@ static int cmd_pool(void) {
     while (!expired()) {
         cJSON *set = NULL;
         err_clear(&err);
-        if (kube_get(B.kc, &KUBE_SANDBOXSETS, B.ns, c.pool, NULL, &set, &err) == 0) {
+        if (kube_get(B.kc, &KUBE_SANDBOXSETS, B.ns, pool, NULL, &set, &err) == 0) {
             avail = json_int(cJSON_GetObjectItemCaseSensitive(set, "status"), "availableReplicas", 0);
             cJSON_Delete(set);
             if (avail >= B.n) break;
@@ -297,7 +294,7 @@ static int cmd_pool(void) {
         wc_sleep_ms(500);
     }
     int64_t t1 = epoch_ms();
-    printf("{\"pool\":\"%s\",\"replicas\":%ld,\"available\":%ld,\"seconds\":%.3f}\n", c.pool, B.n, avail, (t1 - t0) / 1000.0);
+    printf("{\"pool\":\"%s\",\"replicas\":%ld,\"available\":%ld,\"seconds\":%.3f}\n", pool, B.n, avail, (t1 - t0) / 1000.0);
     return avail >= B.n ? 0 : 1;
 }
 
@@ -400,7 +397,11 @@ static int cmd_watch(void) {
 }
 
 /* ---- floor ---- */
-static controller F;           /* the product's controller struct, configured as `run` does */
+static controller F;           /* the product's controller struct, set up as `run` does */
+static int f_pod;              /* BENCH_BACKEND=pod */
+static kube_informer *f_inst;  /* the instances: Pods, or SandboxClaims */
+static kube_informer *f_sbx;   /* sandbox runs: the Sandboxes */
+static long f_setup_requests, f_setup_writes; /* made by controller_setup (its CRD probes): not the floor's */
 /* BENCH_FLOOR_EXTRAS=1: also the requests the controller makes beyond the issue's list — the
  * credentials Secret GET before each of the two writes passes and the "Created" Event — to show
  * how much of the gap to the floor is requests rather than logic. */
@@ -411,7 +412,7 @@ static void floor_extras_secret(const worker *w) {
     wc_err err;
     char name[300];
     snprintf(name, sizeof name, WORKER_CREDS_SECRET_PREFIX "%s", w->name);
-    kube_get(F.kc, &KUBE_SECRETS, w->namespace, name, NULL, &sec, &err);
+    kube_get(F.host.kc, &KUBE_SECRETS, w->namespace, name, NULL, &sec, &err);
     cJSON_Delete(sec);
 }
 static jobq fq;
@@ -502,7 +503,7 @@ static cJSON *project_sandbox(const cJSON *obj) {
 }
 
 static void floor_status(arena *a, const cJSON *obj, const worker *w, int running, const char *inst_name, const char *ip) {
-    int pod = F.claims == NULL;
+    int pod = f_pod;
     decision d;
     memset(&d, 0, sizeof d);
     d.phase = running ? PHASE_RUNNING : PHASE_STARTING;
@@ -517,7 +518,7 @@ static void floor_status(arena *a, const cJSON *obj, const worker *w, int runnin
     d.synced = (decided_cond){"True", "ReconcileSuccess", ""};
     wc_err err;
     err_clear(&err);
-    if (write_status(&F, a, obj, w, &d, w->generation, &err) < 0) {
+    if (write_status(F.host.kc, a, obj, w, &d, w->generation, &err) < 0) {
         atomic_fetch_add(&f_errors, 1);
         fprintf(stderr, "floor: status %s: %s\n", w->name, err.msg);
     }
@@ -532,33 +533,34 @@ static void floor_create(const char *key) {
     wc_err err;
     err_clear(&err);
     if (worker_parse(&a, obj, &F.wd, &w, &err) < 0) goto out;
-    kv_list secret = {NULL, 0};
     env_list env;
-    env_build(&a, &w, &F.envc, NULL, 1, &env);
+    env_build(&a, &w, &F.host.envc, NULL, 1, &env);
     char pod_hash[17], sandbox_hash[17] = "";
-    pod_spec_hash(&a, &w, &env, &F.ps, pod_hash);
-    sandbox_spec_hash(&F, &a, &w, NULL, sandbox_hash);
-    exec_ctx x = {&a, &w, &env, pod_hash, sandbox_hash, NULL, NULL};
-    (void)secret;
+    backend *sbx = &F.backends[1];
+    pod_spec_hash(&a, &w, &env, &F.host.names, pod_hash);
+    sandbox_spec_hash(sbx, &a, &w, NULL, sandbox_hash);
+    observed o;
+    memset(&o, 0, sizeof o);
+    exec_ctx x = {.a = &a, .w = &w, .key = key, .o = &o, .hashes = {pod_hash, sandbox_hash}};
     const char *name = arena_sprintf(&a, "%sworker-%s", F.dc.prefix, w.name);
     buf body = BUF_INIT;
     floor_extras_secret(&w);
     int rc = finalizer_patch(&F, &w, 1, &err);
     if (rc == 0) {
-        pod_render_serviceaccount(&body, &a, &w, &F.ps);
-        rc = kube_create(F.kc, &KUBE_SERVICEACCOUNTS, w.namespace, NULL, NULL, body.data, NULL, &err);
+        serviceaccount_render(&body, &a, &w, &F.host.names);
+        rc = kube_create(F.host.kc, &KUBE_SERVICEACCOUNTS, w.namespace, NULL, NULL, body.data, NULL, &err);
         if (rc < 0 && kube_err_conflict(&err)) rc = 0;
     }
-    if (rc == 0 && F.claims == NULL) {
+    if (rc == 0 && f_pod) {
         buf_reset(&body);
-        pod_render(&body, &a, &w, &env, &F.ps, pod_hash);
-        rc = kube_create(F.kc, &KUBE_PODS, w.namespace, NULL, NULL, body.data, NULL, &err);
+        pod_render(&body, &a, &w, &env, &F.host.names, pod_hash);
+        rc = kube_create(F.host.kc, &KUBE_PODS, w.namespace, NULL, NULL, body.data, NULL, &err);
     } else if (rc == 0) {
-        rc = sandbox_write_deps(&F, &x, sandbox_deps_path(&F, &a, &w), &err);
+        rc = deps_write_all(&sbx_state(sbx)->deps, &x, sandbox_deps_path(sbx, &a, &w), &err);
         if (rc == 0) {
             buf_reset(&body);
-            claim_render(&body, &a, &F, &w, name, sandbox_hash);
-            rc = kube_create(F.kc, &KUBE_SANDBOXCLAIMS, w.namespace, NULL, NULL, body.data, NULL, &err);
+            claim_render(&body, &a, sbx, &w, name, sandbox_hash);
+            rc = kube_create(F.host.kc, &KUBE_SANDBOXCLAIMS, w.namespace, NULL, NULL, body.data, NULL, &err);
         }
     }
     buf_free(&body);
@@ -567,7 +569,9 @@ static void floor_create(const char *key) {
         fprintf(stderr, "floor: %s: %s\n", key, err.msg);
         goto out;
     }
-    if (f_extras) record(&F, &w, "Normal", "Created", "Create", arena_sprintf(&a, "created %s %s", F.claims ? "SandboxClaim" : "Pod", name));
+    if (f_extras)
+        backend_record(&F.host, &w, "Normal", "Created", "Create",
+                       arena_sprintf(&a, "created %s %s", f_pod ? "Pod" : "SandboxClaim", name));
     floor_status(&a, obj, &w, 0, name, NULL);
 out:
     cJSON_Delete(obj);
@@ -596,7 +600,7 @@ static void floor_running(char *job) {
     worker w;
     wc_err err;
     if (worker_parse(&a, obj, &F.wd, &w, &err) == 0 && (floor_extras_secret(&w), 1))
-        floor_status(&a, obj, &w, 1, F.claims ? inst : arena_sprintf(&a, "%sworker-%s", F.dc.prefix, w.name),
+        floor_status(&a, obj, &w, 1, !f_pod ? inst : arena_sprintf(&a, "%sworker-%s", F.dc.prefix, w.name),
                      ip && strcmp(ip, "-") != 0 ? ip : NULL);
     cJSON_Delete(obj);
     arena_free(&a);
@@ -623,30 +627,33 @@ static int cmd_floor(void) {
     jobq_init(&fq);
     strset_init(&f_started);
     strset_init(&f_running);
-    F.kc = B.kc;
-    controller_configure(&F, &B.conf, B.ns);
     f_extras = env_long("BENCH_FLOOR_EXTRAS", 0) != 0;
-    F.rec = kube_recorder_new(B.kc, "hiclaw.io/worker-controller", "bench-floor");
-    pthread_mutex_init(&F.backoff_mu, NULL);
-    int sandbox = strcmp(B.backend, "sandbox") == 0;
+    F.host.kc = B.kc;
+    F.host.rec = kube_recorder_new(B.kc, "hiclaw.io/worker-controller", "bench-floor");
+    F.host.namespace = B.ns;
+    f_pod = strcmp(B.backend, "sandbox") != 0;
     wc_err err;
     err_clear(&err);
-    if (sandbox) {
-        F.s3 = s3_client_new(B.conf.worker_deps_endpoint, B.conf.worker_deps_bucket, B.conf.worker_deps_region,
-                             B.conf.worker_deps_access_key_id, B.conf.worker_deps_secret_access_key,
-                             B.conf.worker_deps_ca_pem, &err);
-        if (!F.s3) {
-            fprintf(stderr, "floor: s3: %s\n", err.msg);
-            return 1;
-        }
+    /* The backends as run sets them up: names, env, the sandbox's settings and worker-deps
+     * storage. Its probe of the OpenKruise CRDs (two LISTs) is setup, not the floor's work: not
+     * counted in the requests printed below. */
+    if (controller_setup(&F, wc_backend_table, WC_NBACKENDS, &B.conf, &err) < 0) {
+        fprintf(stderr, "floor: setup: %s\n", err.msg);
+        return 1;
+    }
+    f_setup_requests = atomic_load(&B.kc->requests);
+    f_setup_writes = atomic_load(&B.kc->writes);
+    if (!f_pod && !sbx_state(&F.backends[1])->deps.s3) {
+        fprintf(stderr, "floor: s3: the sandbox bench needs worker-deps storage (HICLAW_WORKER_DEPS_*)\n");
+        return 1;
     }
     char sel[300];
     snprintf(sel, sizeof sel, LABEL_CONTROLLER "=%s", B.conf.controller_name);
-    /* Instance informer first, so F.claims tells the backend before any event arrives. */
-    if (sandbox) {
-        F.claims = start_informer("sandboxclaims", &KUBE_SANDBOXCLAIMS, sel, project_claim, floor_on_claim, NULL);
-        F.sandboxes = start_informer("sandboxes", &KUBE_SANDBOXES, sel, project_sandbox, floor_on_sandbox, NULL);
-    } else F.pods = start_informer("pods", &KUBE_PODS, sel, project_phase, floor_on_instance, NULL);
+    /* Instance informers first, so they see every instance before its Worker's first event. */
+    if (!f_pod) {
+        f_inst = start_informer("sandboxclaims", &KUBE_SANDBOXCLAIMS, sel, project_claim, floor_on_claim, NULL);
+        f_sbx = start_informer("sandboxes", &KUBE_SANDBOXES, sel, project_sandbox, floor_on_sandbox, NULL);
+    } else f_inst = start_informer("pods", &KUBE_PODS, sel, project_phase, floor_on_instance, NULL);
     F.workers = start_informer("workers", &KUBE_WORKERS, NULL, worker_project, floor_on_worker, NULL);
     wait_synced(F.workers);
     int64_t t_synced = epoch_ms();
@@ -657,15 +664,15 @@ static int cmd_floor(void) {
     int64_t t1 = epoch_ms();
     printf("{\"threads\":%ld,\"started\":%ld,\"running\":%ld,\"errors\":%ld,\"requests\":%ld,\"writes\":%ld,"
            "\"start_ms\":%" PRId64 ",\"synced_ms\":%" PRId64 ",\"end_ms\":%" PRId64 "}\n",
-           nt, atomic_load(&f_started.n), atomic_load(&f_running.n), atomic_load(&f_errors), atomic_load(&B.kc->requests),
-           atomic_load(&B.kc->writes), t0, t_synced, t1);
+           nt, atomic_load(&f_started.n), atomic_load(&f_running.n), atomic_load(&f_errors),
+           atomic_load(&B.kc->requests) - f_setup_requests, atomic_load(&B.kc->writes) - f_setup_writes, t0, t_synced, t1);
     fflush(stdout);
     atomic_store(&B.kc->cancel, 1);
     kube_informer_free(F.workers);
-    kube_informer_free(F.pods);
-    kube_informer_free(F.claims);
-    kube_informer_free(F.sandboxes);
-    s3_client_free(F.s3);
+    kube_informer_free(f_inst);
+    kube_informer_free(f_sbx);
+    controller_release(&F);
+    kube_recorder_free(F.host.rec);
     return atomic_load(&f_running.n) >= B.n ? 0 : 1;
 }
 

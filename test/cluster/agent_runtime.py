@@ -273,7 +273,7 @@ class State:
         return inc
 
     def error(self, msg: str) -> None:
-        log("PROTOCOL ERROR", msg=msg)
+        log("PROTOCOL ERROR", error=msg)
         with self.lock:
             self.errors.append(msg)
 

@@ -422,7 +422,17 @@ export KUBECONFIG=$S/kubeconfig
 tb_log "installing the OpenKruise agents CRDs from $CRDS_DIR"
 kubectl apply --server-side --field-manager wc-testbed -f "$CRDS_DIR" >"$S/logs/crds.log" 2>&1 ||
     { cat "$S/logs/crds.log" >&2; tb_die "installing CRDs failed"; }
-kubectl wait --for condition=Established --timeout 60s -f "$CRDS_DIR" >>"$S/logs/crds.log" 2>&1 ||
+# kubectl wait can fail at once on a CRD whose status the API server has not filled yet
+# ("status.conditions accessor error"): a few tries.
+crds_established() { # dir log
+    local i
+    for i in 1 2 3 4 5; do
+        kubectl wait --for condition=Established --timeout 60s -f "$1" >>"$2" 2>&1 && return 0
+        sleep 1
+    done
+    return 1
+}
+crds_established "$CRDS_DIR" "$S/logs/crds.log" ||
     { cat "$S/logs/crds.log" >&2; tb_die "CRDs not Established"; }
 
 # ---- kube-controller-manager, kube-scheduler ---------------------------------------------------
@@ -548,7 +558,7 @@ for f in sorted(os.listdir(src)):
 EOF
 kubectl apply --server-side --field-manager wc-testbed -f "$S/agent-sandbox-crds" >"$S/logs/agent-sandbox-crds.log" 2>&1 ||
     { cat "$S/logs/agent-sandbox-crds.log" >&2; tb_die "installing the agent-sandbox CRDs failed"; }
-kubectl wait --for condition=Established --timeout 60s -f "$S/agent-sandbox-crds" >>"$S/logs/agent-sandbox-crds.log" 2>&1 ||
+crds_established "$S/agent-sandbox-crds" "$S/logs/agent-sandbox-crds.log" ||
     { cat "$S/logs/agent-sandbox-crds.log" >&2; tb_die "agent-sandbox CRDs not Established"; }
 tb_log "starting the agent-sandbox controller ($AGENT_SANDBOX_DIR)"
 launch agent-sandbox "$AGENT_SANDBOX_DIR/agent-sandbox-controller" --kubeconfig "$S/kubeconfig-agent-sandbox" \

@@ -20,8 +20,9 @@
  *
  * Connection flags as the product's: --kubeconfig, --context, --server, --token-file, --ca-file.
  */
-#define WC_UNIT_TEST 1
+#define WC_NO_MAIN 1
 #include "../../worker-controller.c"
+#include "../err_names.h"
 
 static const struct { const char *name; const kube_resource *r; } probe_resources[] = {
     {"workers", &KUBE_WORKERS},   {"pods", &KUBE_PODS},     {"serviceaccounts", &KUBE_SERVICEACCOUNTS},
@@ -43,7 +44,7 @@ static void probe_on_event(void *ud, const char *key, const cJSON *old_obj, cons
     (void)ud;
     const char *what = !old_obj ? "add" : !new_obj ? "delete" : "update";
     const cJSON *o = new_obj ? new_obj : old_obj;
-    const char *rv = kube_json_str(o, "metadata.resourceVersion");
+    const char *rv = json_str_at(o, "metadata.resourceVersion");
     buf line = BUF_INIT;
     buf_printf(&line, "{\"event\":\"%s\",\"key\":", what);
     buf_put_json_string(&line, key);
@@ -92,7 +93,7 @@ static int probe_informer(kube_client *kc, const char *resource, const char *ns,
             buf_puts(&line, "{\"cache\":[");
             for (size_t i = 0; i < n; i++) {
                 cJSON *o2 = kube_informer_get(inf, keys[i]);
-                const char *rv = kube_json_str(o2, "metadata.resourceVersion");
+                const char *rv = json_str_at(o2, "metadata.resourceVersion");
                 if (i) buf_putc(&line, ',');
                 buf_puts(&line, "{\"key\":");
                 buf_put_json_string(&line, keys[i]);
@@ -155,7 +156,7 @@ static int probe_whoami(kube_client *kc, int n, int interval_ms) {
             fprintf(stderr, "error: %s (code %s, http %d)\n", err.msg, err_code_name(err.code), err.http_status);
             return 1;
         }
-        const char *user = kube_json_str(out, "status.userInfo.username");
+        const char *user = json_str_at(out, "status.userInfo.username");
         printf("USER %s\n", user ? user : "");
         fflush(stdout);
         cJSON_Delete(out);

@@ -1,23 +1,8 @@
 /* fuzz_apierror.c — an API server's (or a proxy's) error response, whatever its body and status,
  * becomes a bounded, redacted wc_err: code WC_EHTTP, the status kept, the message
  * "METHOD path: STATUS ..." NUL-terminated inside its buffer, and no registered secret or
- * bearer token echoed back. Input: 2 bytes status, 1 byte Retry-After, the body.
- *
- * kube/client.c needs the http types of net/http.c, which need the curl and BearSSL headers
- * (types only: nothing here calls libcurl, and clang emits no unreferenced static function,
- * so the target links without libcurl or BearSSL). */
+ * bearer token echoed back. Input: 2 bytes status, 1 byte Retry-After, the body. */
 #include "fuzz_prelude.h"
-#include <bearssl.h>
-#include <curl/curl.h>
-#include <dirent.h>
-#include <signal.h>
-#include "net/tls.c"
-#include "net/http.c"
-#include "kube/workqueue.c"
-#include "kube/metrics.c"
-#include "kube/watch.c"
-#include "kube/config.c"
-#include "kube/client.c"
 
 #define PLANTED "planted-token-7Hq2mX"
 

@@ -9,9 +9,6 @@
  * so no byte of any value can end up outside quotes, where the shell would interpret it.
  * The unit test test_env_file_sh_round_trip runs the real sh over the same writer. */
 #include "fuzz_prelude.h"
-#include "worker/quantity.c"
-#include "worker/worker.c"
-#include "worker/env.c"
 
 static int c_identifier(const char *s) {
     if (!s || !(isalpha((unsigned char)*s) || *s == '_')) return 0;

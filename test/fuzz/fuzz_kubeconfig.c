@@ -1,7 +1,6 @@
 /* fuzz_kubeconfig.c — the kubeconfig parser must reject or accept any bytes cleanly: no crash,
  * no leak, no read outside the document, a message on every failure. */
 #include "fuzz_prelude.h"
-#include "kube/config.c"
 
 static char path[64];
 

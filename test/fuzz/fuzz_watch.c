@@ -1,7 +1,6 @@
 /* fuzz_watch.c — the watch-stream decoder must never crash, leak or exceed its bound, whatever
  * bytes arrive and however they are split. The first input byte picks the chunk size. */
 #include "fuzz_prelude.h"
-#include "kube/watch.c"
 
 static int count_events(void *ud, const kube_watch_event *ev, wc_err *err) {
     (void)err;

@@ -17,13 +17,6 @@
  *   - the env file reproduces every value (see fuzz_envfile.c for the quoting invariant).
  */
 #include "fuzz_prelude.h"
-#include <bearssl.h>
-#include "worker/quantity.c"
-#include "worker/worker.c"
-#include "worker/env.c"
-#include "worker/hash.c"
-#include "worker/decide.c"
-#include "backend/pod.c"
 
 #define SECRET_VALUE "fuzz-secret-Zq8vW3"
 
@@ -37,11 +30,11 @@ static const char *const SBX_PHASES[] = {NULL, "", "Pending", "Running", "Paused
                                          "Failed", "Succeeded", "Terminating"};
 static const char *const HASHES[] = {NULL, "0000000000000000", "", "match"};
 
-static int uid_observed(const observed *o, const char *uid) {
+static int uid_observed(const obs_pods *op, const obs_sandboxes *os, const char *uid) {
     if (!uid) return 0;
-    for (size_t i = 0; i < o->npods; i++) if (o->pods[i].uid && strcmp(o->pods[i].uid, uid) == 0) return 1;
-    for (size_t i = 0; i < o->nclaims; i++) if (o->claims[i].uid && strcmp(o->claims[i].uid, uid) == 0) return 1;
-    for (size_t i = 0; i < o->nsandboxes; i++) if (o->sandboxes[i].uid && strcmp(o->sandboxes[i].uid, uid) == 0) return 1;
+    for (size_t i = 0; i < op->npods; i++) if (op->pods[i].uid && strcmp(op->pods[i].uid, uid) == 0) return 1;
+    for (size_t i = 0; i < os->nclaims; i++) if (os->claims[i].uid && strcmp(os->claims[i].uid, uid) == 0) return 1;
+    for (size_t i = 0; i < os->nsandboxes; i++) if (os->sandboxes[i].uid && strcmp(os->sandboxes[i].uid, uid) == 0) return 1;
     return 0;
 }
 
@@ -182,7 +175,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         check_env_file(buf_cstr(&ef), &env);
         buf_free(&ef);
 
-        pod_settings ps = {"hiclaw-controller", prefix, ctl(c, 2) & 1 ? "aud" : NULL};
+        instance_settings ps = {"hiclaw-controller", prefix, ctl(c, 2) & 1 ? "aud" : NULL};
         char hash[17];
         pod_spec_hash(&a, &w, &env, &ps, hash);
         if (!w.invalid && api_valid) {
@@ -191,7 +184,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             check_pod(buf_cstr(&pb), pb.len, planted);
             buf_free(&pb);
             buf sa = BUF_INIT;
-            pod_render_serviceaccount(&sa, &a, &w, &ps);
+            serviceaccount_render(&sa, &a, &w, &ps);
             cJSON *saj = cJSON_ParseWithLength(sa.data, sa.len);
             assert(saj);
             cJSON_Delete(saj);
@@ -259,26 +252,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             s->claim_name = nc ? claims[b % nc].name : NULL;
             s->spec_hash = (b & 0x80) ? hash : NULL;
         }
-        observed o;
-        memset(&o, 0, sizeof o);
-        o.pods = pods;
-        o.npods = npods;
-        o.claims = claims;
-        o.nclaims = nc;
-        o.sandboxes = sbx;
-        o.nsandboxes = ns;
-        o.token_present = ctl(c, 2) & 2;
-        o.token_refresh_in_ms = ctl(c, 2) & 4 ? -1 : 100000;
-        o.deps_present = ctl(c, 2) & 8;
-        o.deps_hash = ctl(c, 2) & 16 ? hash : "other";
-        o.recreate_backoff_ms = ctl(c, 2) & 32 ? 1500 : 0;
-        o.last_failure = ctl(c, 2) & 64 ? "pod failed" : NULL;
-        decide_config dc = {prefix, ctl(c, 15) & 1, (ctl(c, 15) >> 1) & 1, (ctl(c, 15) >> 2) & 1};
+        obs_pods op = {.pods = pods, .npods = npods};
+        obs_sandboxes os = {.claims = claims, .nclaims = nc, .sandboxes = sbx, .nsandboxes = ns,
+                            .token_present = ctl(c, 2) & 2, .token_refresh_in_ms = ctl(c, 2) & 4 ? -1 : 100000,
+                            .deps_present = ctl(c, 2) & 8, .deps_hash = ctl(c, 2) & 16 ? hash : "other"};
+        observed o = {.of = {&op, &os}, .recreate_backoff_ms = ctl(c, 2) & 32 ? 1500 : 0,
+                      .last_failure = ctl(c, 2) & 64 ? "pod failed" : NULL};
+        /* the real table's policies, configured by the control bytes */
+        sandbox_policy_cfg scfg = {.pause = (ctl(c, 15) >> 1) & 1, .deps_storage = (ctl(c, 15) >> 2) & 1};
+        backend_policy pol[2] = {POD_POLICY, SANDBOX_POLICY(ctl(c, 15) & 1, &scfg)};
+        const backend_policy *list[2] = {&pol[0], &pol[1]};
+        decide_config dc = {.prefix = prefix, .backends = list, .nbackends = 2};
+        const char *hashes[2] = {hash, hash};
 
         decision d;
-        decide(&a, &w, &o, &dc, hash, hash, &d);
+        decide(&a, &w, &o, &dc, hashes, &d);
 
-        int any_instance = o.npods || o.nclaims || o.nsandboxes;
+        int any_instance = op.npods || os.nclaims || os.nsandboxes;
         assert(d.nactions <= DECIDE_MAX_ACTIONS && d.nevents <= DECIDE_MAX_EVENTS);
         assert(d.phase <= PHASE_UPDATING);
         assert(d.synced.status && d.ready.status);
@@ -291,7 +281,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             /* An invalid or unmanaged spec is left alone — except deletion, which still cleans up. */
             if (!w.deleting && (w.invalid || !w.container_managed)) assert(act->kind == ACT_ADD_FINALIZER);
             if (act->kind == ACT_DELETE_POD || act->kind == ACT_DELETE_CLAIM || act->kind == ACT_DELETE_SANDBOX)
-                assert(uid_observed(&o, act->uid) || (podin && act->uid == pods[0].uid));
+                assert(uid_observed(&op, &os, act->uid) || (podin && act->uid == pods[0].uid));
             if (act->kind == ACT_REMOVE_FINALIZER) assert(w.deleting && !any_instance);
         }
         for (size_t i = 0; i < d.nevents; i++) assert(d.events[i].note && (planted || !strstr(d.events[i].note, SECRET_VALUE)));

@@ -18,7 +18,7 @@ TEST(arena_alignment_and_growth) {
         prev[i] = arena_sprintf(&a, "item-%d", i);
     }
     for (int i = 0; i < 200; i++) {
-        char want[16];
+        char want[24]; /* any int fits */
         snprintf(want, sizeof want, "item-%d", i);
         CHECK_STR_EQ(prev[i], want);
     }
@@ -115,8 +115,6 @@ TEST(buf_append_printf_and_limit) {
     CHECK_INT_EQ(buf_printf(&b, " %s %d", "world", 42), 0);
     CHECK_STR_EQ(buf_cstr(&b), "hello world 42");
     CHECK_INT_EQ(b.len, 14);
-    buf_consume(&b, 6);
-    CHECK_STR_EQ(buf_cstr(&b), "world 42");
     buf_reset(&b);
     CHECK_INT_EQ(b.len, 0);
     CHECK_STR_EQ(buf_cstr(&b), "");
@@ -177,22 +175,6 @@ TEST(err_set_and_wrap_keep_outer_context) {
     CHECK_INT_EQ(err_set(NULL, WC_EIO, "ignored"), -1);
 }
 
-/* Captures what the logger writes through a pipe. */
-static char *capture_log(enum log_format fmt, void (*emit)(void)) {
-    int fds[2];
-    if (pipe(fds) < 0) return NULL;
-    log_configure(fmt, LOG_DEBUG, fds[1]);
-    emit();
-    close(fds[1]);
-    log_configure(LOG_FORMAT_TEXT, LOG_INFO, 2);
-    buf out = BUF_INIT;
-    char chunk[4096];
-    ssize_t n;
-    while ((n = read(fds[0], chunk, sizeof chunk)) > 0) buf_append(&out, chunk, (size_t)n);
-    close(fds[0]);
-    return buf_steal(&out);
-}
-
 static void emit_sample_lines(void) {
     log_register_secret("s3cr3t-minio-password\n");
     log_info("created Pod", "worker", "alice", "namespace", "team a");
@@ -247,11 +229,11 @@ TEST(log_redact_for_events_and_status) {
     r = log_redact("short ab stays");
     CHECK_STR_EQ(r, "short ab stays");
     free(r);
-    enum log_level l;
+    enum log_level l = LOG_DEBUG;
     CHECK_INT_EQ(log_parse_level("WARN", &l), 0);
     CHECK_INT_EQ(l, LOG_WARN);
     CHECK_INT_EQ(log_parse_level("loud", &l), -1);
-    enum log_format f;
+    enum log_format f = LOG_FORMAT_TEXT;
     CHECK_INT_EQ(log_parse_format("json", &f), 0);
     CHECK_INT_EQ(f, LOG_FORMAT_JSON);
     CHECK_INT_EQ(log_parse_format("yaml", &f), -1);

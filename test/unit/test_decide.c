@@ -1,40 +1,16 @@
 /* test_decide.c — the pure decision function: every row of the status table (SPEC section 3)
  * and every branch of the backend switch guard, without a cluster. */
 
-static const worker_defaults TD_DEFAULTS = {"openclaw", "img/openclaw:1", "img/copaw:1", "img/hermes:1", "1", "2Gi"};
-static const decide_config TD_POD = {"hiclaw-", 1, 0, 1};
-static const decide_config TD_PAUSE = {"hiclaw-", 1, 1, 1};
-#define TD_HASH "aaaaaaaaaaaaaaaa"
-#define TD_SHASH "bbbbbbbbbbbbbbbb"
+/* The tests' configuration: the real backend table's policies, configured by these settings. */
+typedef struct td_cfg {
+    const char *prefix;
+    int sandbox_enabled;
+    int sandbox_pause;
+    int deps_storage;
+} td_cfg;
 
-static cJSON *td_objs[256];
-static size_t td_nobjs;
-
-/* Parses a Worker from a JSON literal written with single quotes for readability. */
-static void td_worker(arena *a, const char *json_sq, worker *w) {
-    char *j = arena_strdup(a, json_sq);
-    for (char *p = j; *p; p++)
-        if (*p == '\'') *p = '"';
-    cJSON *obj = cJSON_Parse(j);
-    assert(obj);
-    wc_err err;
-    int rc = worker_parse(a, obj, &TD_DEFAULTS, w, &err);
-    assert(rc == 0);
-    (void)rc;
-    worker_validate(a, w, "hiclaw-");
-    /* strings in w borrow from obj: keep it until the test's td_release() */
-    assert(td_nobjs < sizeof td_objs / sizeof *td_objs);
-    td_objs[td_nobjs++] = obj;
-}
-
-static void td_release(arena *a) {
-    for (size_t i = 0; i < td_nobjs; i++) cJSON_Delete(td_objs[i]);
-    td_nobjs = 0;
-    arena_free(a);
-}
-
-#define W_BASE "'metadata':{'name':'alice','namespace':'ns','uid':'u1','resourceVersion':'7','generation':2,'finalizers':['hiclaw.io/cleanup']}"
-
+static const td_cfg TD_POD = {"hiclaw-", 1, 0, 1};
+static const td_cfg TD_PAUSE = {"hiclaw-", 1, 1, 1};
 static obs_pod td_pod(const char *phase, int ready, const char *waiting) {
     obs_pod p = {0};
     p.name = "hiclaw-worker-alice";
@@ -68,11 +44,56 @@ static int has_event(const decision *d, const char *reason) {
     return 0;
 }
 
-static decision td_decide(arena *a, const char *json, const observed *o, const decide_config *c) {
+/* The observations of both backends as the tests write them, in one struct; td_decide hands
+ * each backend its part. */
+typedef struct td_obs {
+    const obs_pod *pods;
+    size_t npods;
+    const obs_claim *claims;
+    size_t nclaims;
+    const obs_sandbox *sandboxes;
+    size_t nsandboxes;
+    const char *deps_path, *mounted_deps_path;
+    int deps_observed, token_present;
+    int64_t token_refresh_in_ms;
+    int deps_present;
+    const char *deps_hash, *want_deps_hash, *deps_conflict;
+    int sandbox_lost_confirmed;
+    int64_t recreate_backoff_ms;
+    const char *last_failure, *last_failure_reason;
+} td_obs;
+
+/* decide() over the real table's policies (pod, sandbox) as `run` configures them. */
+static void td_decide_raw(arena *a, const worker *w, const td_obs *t, const td_cfg *c, const char *pod_hash,
+                          const char *sandbox_hash, decision *d) {
+    sandbox_policy_cfg *scfg = arena_calloc(a, sizeof *scfg);
+    *scfg = (sandbox_policy_cfg){.pause = c->sandbox_pause, .deps_storage = c->deps_storage};
+    backend_policy *pol = arena_calloc(a, 2 * sizeof *pol);
+    pol[0] = (backend_policy)POD_POLICY;
+    pol[1] = (backend_policy)SANDBOX_POLICY(c->sandbox_enabled, scfg);
+    const backend_policy **list = arena_calloc(a, 2 * sizeof *list);
+    list[0] = &pol[0], list[1] = &pol[1];
+    decide_config dc = {.prefix = c->prefix, .backends = list, .nbackends = 2};
+    obs_pods *pods = arena_calloc(a, sizeof *pods);
+    *pods = (obs_pods){.pods = t->pods, .npods = t->npods};
+    obs_sandboxes *s = arena_calloc(a, sizeof *s);
+    *s = (obs_sandboxes){.claims = t->claims, .nclaims = t->nclaims, .sandboxes = t->sandboxes,
+                         .nsandboxes = t->nsandboxes, .deps_path = t->deps_path,
+                         .mounted_deps_path = t->mounted_deps_path, .deps_observed = t->deps_observed,
+                         .token_present = t->token_present, .token_refresh_in_ms = t->token_refresh_in_ms,
+                         .deps_present = t->deps_present, .deps_hash = t->deps_hash, .want_deps_hash = t->want_deps_hash,
+                         .deps_conflict = t->deps_conflict, .lost_confirmed = t->sandbox_lost_confirmed};
+    observed o = {.of = {pods, s}, .recreate_backoff_ms = t->recreate_backoff_ms, .last_failure = t->last_failure,
+                  .last_failure_reason = t->last_failure_reason};
+    const char *hashes[2] = {pod_hash, sandbox_hash};
+    decide(a, w, &o, &dc, hashes, d);
+}
+
+static decision td_decide(arena *a, const char *json, const td_obs *o, const td_cfg *c) {
     worker w;
     td_worker(a, json, &w);
     decision d;
-    decide(a, &w, o, c, TD_HASH, TD_SHASH, &d);
+    td_decide_raw(a, &w, o, c, TD_HASH, TD_SHASH, &d);
     return d;
 }
 
@@ -80,7 +101,7 @@ TEST(decide_pod_status_table) {
     arena a;
     arena_init(&a);
     const char *running = "{" W_BASE ",'spec':{'model':'m'}}";
-    observed o = {0};
+    td_obs o = {0};
 
     /* no instance, state Running → Pending, ServiceAccount then Pod */
     decision d = td_decide(&a, running, &o, &TD_POD);
@@ -111,7 +132,7 @@ TEST(decide_pod_status_table) {
     };
     for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
         obs_pod p = td_pod(rows[i].phase, rows[i].ready, rows[i].waiting);
-        observed op = {.pods = &p, .npods = 1};
+        td_obs op = {.pods = &p, .npods = 1};
         d = td_decide(&a, running, &op, &TD_POD);
         CHECK_INT_EQ(d.phase, rows[i].want);
         CHECK_STR_EQ(d.ready.status, rows[i].ready_status);
@@ -129,7 +150,7 @@ TEST(decide_pod_status_table) {
     const char *ends[] = {"Failed", "Succeeded"};
     for (int i = 0; i < 2; i++) {
         obs_pod p = td_pod(ends[i], 0, NULL);
-        observed op = {.pods = &p, .npods = 1};
+        td_obs op = {.pods = &p, .npods = 1};
         d = td_decide(&a, running, &op, &TD_POD);
         CHECK_INT_EQ(d.phase, PHASE_FAILED);
         CHECK(has_action(&d, ACT_DELETE_POD));
@@ -144,7 +165,7 @@ TEST(decide_pod_states_sleeping_stopped) {
     arena a;
     arena_init(&a);
     obs_pod p = td_pod("Running", 1, NULL);
-    observed with = {.pods = &p, .npods = 1}, none = {0};
+    td_obs with = {.pods = &p, .npods = 1}, none = {0};
     const char *states[] = {"Sleeping", "Stopped"};
     worker_phase rest[] = {PHASE_SLEEPING, PHASE_STOPPED};
     for (int i = 0; i < 2; i++) {
@@ -157,7 +178,7 @@ TEST(decide_pod_states_sleeping_stopped) {
         /* an instance being deleted while Sleeping/Stopped → Stopping, no second delete */
         obs_pod gone = p;
         gone.deleting = 1;
-        observed del = {.pods = &gone, .npods = 1};
+        td_obs del = {.pods = &gone, .npods = 1};
         d = td_decide(&a, json, &del, &TD_POD);
         CHECK_INT_EQ(d.phase, PHASE_STOPPING);
         CHECK(!deletes_anything(&d));
@@ -175,7 +196,7 @@ TEST(decide_spec_hash_recreates_only_on_change) {
     arena_init(&a);
     obs_pod p = td_pod("Running", 1, NULL);
     p.spec_hash = "0000000000000000";
-    observed o = {.pods = &p, .npods = 1};
+    td_obs o = {.pods = &p, .npods = 1};
     decision d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m'}}", &o, &TD_POD);
     CHECK(has_action(&d, ACT_DELETE_POD));
     CHECK(!has_action(&d, ACT_CREATE_POD)); /* delete, wait until gone, then create */
@@ -190,7 +211,7 @@ TEST(decide_spec_hash_recreates_only_on_change) {
 TEST(decide_finalizer_deletion_and_unmanaged) {
     arena a;
     arena_init(&a);
-    observed none = {0};
+    td_obs none = {0};
     decision d = td_decide(&a, "{'metadata':{'name':'alice','namespace':'ns','uid':'u','generation':1},'spec':{'model':'m'}}",
                            &none, &TD_POD);
     REQUIRE(d.nactions >= 1);
@@ -200,7 +221,7 @@ TEST(decide_finalizer_deletion_and_unmanaged) {
     obs_pod p = td_pod("Running", 1, NULL);
     obs_claim cl = {.name = "hiclaw-worker-alice", .uid = "c1", .phase = "Completed", .replicas = 1, .claimed = 1};
     obs_sandbox sb = {.name = "sbx-1", .uid = "s1", .phase = "Running", .ready = 1};
-    observed all = {.pods = &p, .npods = 1, .claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1};
+    td_obs all = {.pods = &p, .npods = 1, .claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1};
     const char *deleting = "{'metadata':{'name':'alice','namespace':'ns','uid':'u','generation':1,"
                            "'deletionTimestamp':'2026-11-23T00:00:00Z','finalizers':['hiclaw.io/cleanup']},'spec':{'model':'m'}}";
     d = td_decide(&a, deleting, &all, &TD_POD);
@@ -228,7 +249,7 @@ TEST(decide_finalizer_deletion_and_unmanaged) {
     CHECK_INT_EQ(d.actions[3].kind, ACT_REMOVE_FINALIZER);
     CHECK(d.done_deleting);
     /* Without the sandbox backend there are no deps to delete. */
-    decide_config nosbx = {"hiclaw-", 0, 0, 0};
+    td_cfg nosbx = {"hiclaw-", 0, 0, 0};
     d = td_decide(&a, deleting, &none, &nosbx);
     CHECK(!has_action(&d, ACT_DELETE_DEPS_ALL) && has_action(&d, ACT_REMOVE_FINALIZER));
 
@@ -245,7 +266,7 @@ TEST(decide_switch_guard_legacy_pod_to_sandbox) {
     arena a;
     arena_init(&a);
     obs_pod p = td_pod("Running", 1, NULL);
-    observed o = {.pods = &p, .npods = 1};
+    td_obs o = {.pods = &p, .npods = 1};
     /* Seed blocker 2: a legacy Worker (no status.backendRuntime) whose Pod runs. */
     const char *legacy = "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox'},'status':{'phase':'Running'}}";
     decision d = td_decide(&a, legacy, &o, &TD_POD);
@@ -270,7 +291,7 @@ TEST(decide_switch_guard_legacy_pod_to_sandbox) {
     CHECK(!creates_anything(&d) && !deletes_anything(&d));
     /* Even a Pod that is only starting (or paused, failing) blocks the switch. */
     obs_pod starting = td_pod("Pending", 0, "CrashLoopBackOff");
-    observed os = {.pods = &starting, .npods = 1};
+    td_obs os = {.pods = &starting, .npods = 1};
     d = td_decide(&a, legacy, &os, &TD_POD);
     CHECK_STR_EQ(d.synced.reason, "BackendSwitchBlocked");
     CHECK(!creates_anything(&d) && !deletes_anything(&d));
@@ -281,7 +302,7 @@ TEST(decide_switch_guard_legacy_pod_to_sandbox) {
     CHECK(!creates_anything(&d));
     CHECK_INT_EQ(d.phase, PHASE_STOPPING);
     /* Gone and Stopped → Stopped, still nothing created; status keeps the recorded backend. */
-    observed none = {0};
+    td_obs none = {0};
     d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox','state':'Stopped'},'status':{'backendRuntime':'pod'}}",
                   &none, &TD_POD);
     CHECK_INT_EQ(d.phase, PHASE_STOPPED);
@@ -307,7 +328,7 @@ TEST(decide_switch_guard_sandbox_to_pod) {
     obs_claim cl = {.name = "hiclaw-worker-alice", .uid = "c1", .phase = "Completed", .replicas = 1, .claimed = 1,
                     .spec_hash = TD_SHASH};
     obs_sandbox sb = {.name = "sbx-1", .uid = "s1", .phase = "Paused", .paused = 1, .spec_hash = TD_SHASH};
-    observed o = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1};
+    td_obs o = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1};
     /* status says sandbox; spec asks pod; a paused Sandbox exists → blocked */
     decision d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m','backendRuntime':'pod'},'status':{'backendRuntime':'sandbox'}}", &o, &TD_POD);
     CHECK_STR_EQ(d.synced.reason, "BackendSwitchBlocked");
@@ -316,7 +337,7 @@ TEST(decide_switch_guard_sandbox_to_pod) {
     CHECK_INT_EQ(d.phase, PHASE_SLEEPING);
     /* A claim still Claiming (no Sandbox yet) blocks too, even with status lost (absent field). */
     obs_claim claiming = {.name = "hiclaw-worker-alice", .uid = "c1", .phase = "Claiming", .replicas = 1, .spec_hash = TD_SHASH};
-    observed oc = {.claims = &claiming, .nclaims = 1};
+    td_obs oc = {.claims = &claiming, .nclaims = 1};
     d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m'}}", &oc, &TD_POD);
     CHECK_STR_EQ(d.synced.reason, "BackendSwitchBlocked");
     CHECK(!creates_anything(&d));
@@ -326,7 +347,7 @@ TEST(decide_switch_guard_sandbox_to_pod) {
     CHECK(!creates_anything(&d));
     /* Both backends present (someone else created one): touch neither unless Stopped. */
     obs_pod p = td_pod("Running", 1, NULL);
-    observed both = {.pods = &p, .npods = 1, .claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1};
+    td_obs both = {.pods = &p, .npods = 1, .claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1};
     d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m'}}", &both, &TD_POD);
     CHECK_STR_EQ(d.synced.status, "False");
     CHECK(!creates_anything(&d) && !deletes_anything(&d));
@@ -340,7 +361,7 @@ TEST(decide_sandbox_status_table) {
     arena a;
     arena_init(&a);
     const char *sbw = "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox'},'status':{'backendRuntime':'sandbox'}}";
-    observed none = {0};
+    td_obs none = {0};
     decision d = td_decide(&a, sbw, &none, &TD_POD);
     CHECK_INT_EQ(d.phase, PHASE_PENDING);
     CHECK(has_action(&d, ACT_WRITE_DEPS) && has_action(&d, ACT_CREATE_CLAIM));
@@ -374,7 +395,7 @@ TEST(decide_sandbox_status_table) {
         obs_sandbox sb = {.name = "sbx-1", .uid = "s1", .phase = rows[i].sbx_phase, .ready_known = rows[i].ready_known,
                           .ready = rows[i].ready, .ready_message = rows[i].ready_msg, .spec_hash = TD_SHASH,
                           .claim_name = "hiclaw-worker-alice"};
-        observed o = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = rows[i].sbx_phase ? 1 : 0,
+        td_obs o = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = rows[i].sbx_phase ? 1 : 0,
                       .token_present = 1, .token_refresh_in_ms = 60000, .deps_present = 1};
         d = td_decide(&a, sbw, &o, &TD_POD);
         if (d.phase != rows[i].want) printf("    row %zu: phase %s\n", i, phase_name(d.phase));
@@ -399,7 +420,7 @@ TEST(decide_sandbox_status_table) {
     /* Paused → Sleeping. */
     obs_claim cl = {.name = "hiclaw-worker-alice", .uid = "c1", .phase = "Completed", .replicas = 1, .claimed = 1, .spec_hash = TD_SHASH};
     obs_sandbox sb = {.name = "sbx-1", .uid = "s1", .phase = "Paused", .paused = 1, .spec_hash = TD_SHASH};
-    observed o = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1, .token_present = 1, .token_refresh_in_ms = 1};
+    td_obs o = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1, .token_present = 1, .token_refresh_in_ms = 1};
     d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox','state':'Sleeping'}}", &o, &TD_PAUSE);
     CHECK_INT_EQ(d.phase, PHASE_SLEEPING);
     CHECK_INT_EQ(d.nactions, 0);
@@ -421,14 +442,14 @@ TEST(decide_sandbox_status_table) {
     CHECK(has_action(&d, ACT_DELETE_CLAIM) && has_action(&d, ACT_DELETE_SANDBOX));
     CHECK(!has_action(&d, ACT_DELETE_DEPS_TOKEN));
     /* Stopped, all gone → the token object goes last. */
-    observed gone = {.token_present = 1};
+    td_obs gone = {.token_present = 1};
     d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox','state':'Stopped'},'status':{'backendRuntime':'sandbox'}}",
                   &gone, &TD_POD);
     CHECK_INT_EQ(d.phase, PHASE_STOPPED);
     CHECK(has_action(&d, ACT_DELETE_DEPS_TOKEN));
     /* Token due for refresh → refreshed, the Sandbox untouched. */
     sb.phase = "Running";
-    observed due = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1, .token_present = 1, .token_refresh_in_ms = 0};
+    td_obs due = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1, .token_present = 1, .token_refresh_in_ms = 0};
     d = td_decide(&a, sbw, &due, &TD_POD);
     CHECK(has_action(&d, ACT_REFRESH_TOKEN));
     CHECK(!deletes_anything(&d) && !has_action(&d, ACT_SET_SANDBOX_PAUSED));
@@ -442,7 +463,7 @@ TEST(decide_multiple_sandboxes_deletes_nothing) {
     obs_claim cl = {.name = "hiclaw-worker-alice", .uid = "c1", .phase = "Completed", .replicas = 1, .claimed = 1, .spec_hash = TD_SHASH};
     obs_sandbox sb[2] = {{.name = "sbx-1", .uid = "s1", .phase = "Running", .ready = 1, .spec_hash = TD_SHASH},
                          {.name = "sbx-2", .uid = "s2", .phase = "Running", .ready = 1, .spec_hash = TD_SHASH}};
-    observed o = {.claims = &cl, .nclaims = 1, .sandboxes = sb, .nsandboxes = 2};
+    td_obs o = {.claims = &cl, .nclaims = 1, .sandboxes = sb, .nsandboxes = 2};
     const char *states[] = {"Running", "Sleeping", "Stopped"};
     for (int i = 0; i < 3; i++) {
         char json[512];
@@ -461,7 +482,7 @@ TEST(decide_invalid_spec_touches_nothing) {
     arena a;
     arena_init(&a);
     obs_pod p = td_pod("Running", 1, NULL);
-    observed o = {.pods = &p, .npods = 1};
+    td_obs o = {.pods = &p, .npods = 1};
     const char *bad[] = {
         "{" W_BASE ",'spec':{'model':'m','resources':{'limits':{'cpu':'lots'}}}}",
         "{" W_BASE ",'spec':{'model':'m','resources':{'requests':{'memory':'8Gi'},'limits':{'memory':'1Gi'}}}}",
@@ -481,7 +502,7 @@ TEST(decide_invalid_spec_touches_nothing) {
 TEST(decide_reserved_env_warns_once_per_generation) {
     arena a;
     arena_init(&a);
-    observed none = {0};
+    td_obs none = {0};
     decision d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m','env':{'HOME':'/x','HICLAW_WORKER_NAME':'y','OK':'1','9bad':'z'}}}",
                            &none, &TD_POD);
     REQUIRE(has_event(&d, "ReservedEnvIgnored"));
@@ -559,7 +580,7 @@ TEST(leader_decide_expiry_by_local_observation) {
 TEST(decide_recreate_waits_out_the_backoff) {
     arena a;
     arena_init(&a);
-    observed o = {.recreate_backoff_ms = 8000, .last_failure = "Pod hiclaw-worker-alice failed: Error",
+    td_obs o = {.recreate_backoff_ms = 8000, .last_failure = "Pod hiclaw-worker-alice failed: Error",
                   .last_failure_reason = "PodFailed"};
     decision d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m'}}", &o, &TD_POD);
     CHECK(!creates_anything(&d));
@@ -572,7 +593,7 @@ TEST(decide_recreate_waits_out_the_backoff) {
     d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox'}}", &o, &TD_POD);
     CHECK(!creates_anything(&d));
     /* backoff over: create */
-    observed none = {0};
+    td_obs none = {0};
     d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m'}}", &none, &TD_POD);
     CHECK(has_action(&d, ACT_CREATE_POD));
     td_release(&a);
@@ -581,9 +602,14 @@ TEST(decide_recreate_waits_out_the_backoff) {
 /* Failpoints and logs name actions by action_kind_name(): a kind added without a name would
  * make its failpoint unreachable ("after-unknown"). */
 TEST(decide_every_action_kind_has_a_name) {
-    for (int k = ACT_ADD_FINALIZER; k < ACT_KIND_COUNT; k++) CHECK(strcmp(action_kind_name((action_kind)k), "unknown") != 0);
+    static const action_kind all[] = {
+        ACT_ADD_FINALIZER, ACT_REMOVE_FINALIZER, ACT_ENSURE_SERVICEACCOUNT, ACT_DELETE_SERVICEACCOUNT,
+        ACT_CONFIRM_INSTANCES_GONE, ACT_CREATE_POD, ACT_DELETE_POD, ACT_WRITE_DEPS, ACT_REFRESH_TOKEN, ACT_WRITE_ENV,
+        ACT_CREATE_CLAIM, ACT_DELETE_CLAIM, ACT_DELETE_SANDBOX, ACT_SET_SANDBOX_PAUSED, ACT_DELETE_DEPS_TOKEN,
+        ACT_DELETE_DEPS_ALL, ACT_DELETE_DEPS_MOVED};
+    for (size_t k = 0; k < sizeof all / sizeof *all; k++) CHECK(strcmp(action_kind_name(all[k]), "unknown") != 0);
     CHECK_STR_EQ(action_kind_name(ACT_WRITE_DEPS), "write-deps");
-    CHECK_STR_EQ(action_kind_name((action_kind)999), "unknown");
+    CHECK_STR_EQ(action_kind_name(NULL), "unknown");
 }
 
 /* Found on the real bed: OpenKruise locks a pool sandbox (labels it for the Worker, still Running
@@ -599,7 +625,7 @@ TEST(decide_sandbox_is_starting_until_openkruise_finishes_the_claim) {
                     .message = "Claiming sandboxes: 0/1 claimed", .spec_hash = TD_SHASH};
     obs_sandbox sb = {.name = "pool-x1", .uid = "s1", .phase = "Running", .ready_known = 1, .ready = 1,
                       .spec_hash = TD_SHASH, .claim_name = "hiclaw-worker-alice", .pod_ip = "127.1.0.9"};
-    observed o = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1, .token_present = 1,
+    td_obs o = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1, .token_present = 1,
                   .token_refresh_in_ms = 60000, .deps_present = 1};
     decision d = td_decide(&a, sbw, &o, &TD_POD);
     CHECK_INT_EQ(d.phase, PHASE_STARTING);
@@ -646,7 +672,7 @@ TEST(pod_env_values_escape_dollar_for_the_kubelet) {
     worker_env_config c = {0};
     env_list env;
     env_build(&a, &w, &c, NULL, 1, &env);
-    pod_settings ps = {"ctl", "hiclaw-", "aud"};
+    instance_settings ps = {"ctl", "hiclaw-", "aud"};
     buf b = BUF_INIT;
     pod_render(&b, &a, &w, &env, &ps, TD_HASH);
     cJSON *pod = cJSON_Parse(buf_cstr(&b));
@@ -748,12 +774,12 @@ TEST(reconcile_schedule_requeues_at_the_earlier_of_refresh_and_resync) {
 TEST(decide_sandbox_disabled_with_sandbox_instances_touches_nothing) {
     arena a;
     arena_init(&a);
-    const decide_config off = {"hiclaw-", 0, 0, 0};
+    const td_cfg off = {"hiclaw-", 0, 0, 0};
     obs_claim cl = {.name = "hiclaw-worker-alice", .uid = "c1", .phase = "Completed", .replicas = 1, .claimed = 1,
                     .spec_hash = TD_SHASH};
     obs_sandbox sb = {.name = "pool-x7k2p", .uid = "s1", .phase = "Running", .ready_known = 1, .ready = 1,
                       .spec_hash = TD_SHASH, .claim_name = "hiclaw-worker-alice", .pod_ip = "10.0.0.9"};
-    observed o = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1, .token_present = 1,
+    td_obs o = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1, .token_present = 1,
                   .token_refresh_in_ms = 0};
     const char *specs[] = {
         "{" W_BASE ",'spec':{'model':'m'},'status':{'backendRuntime':'sandbox'}}",                     /* switched to pod */
@@ -788,19 +814,19 @@ TEST(decide_sandbox_disabled_with_sandbox_instances_touches_nothing) {
     CHECK_CONTAINS(d.message, "remove SandboxClaim hiclaw-worker-alice");
     /* ... a Pod of it is still removed (the pod backend is on) */
     obs_pod p = td_pod("Running", 1, NULL);
-    observed op = o;
+    td_obs op = o;
     op.pods = &p;
     op.npods = 1;
     d = td_decide(&a, deleting, &op, &off);
     CHECK(has_action(&d, ACT_DELETE_POD) && !has_action(&d, ACT_DELETE_CLAIM) && !has_action(&d, ACT_DELETE_SANDBOX));
     CHECK(!has_action(&d, ACT_REMOVE_FINALIZER));
     /* once removed by hand, the finalizer goes */
-    observed none = {0};
+    td_obs none = {0};
     d = td_decide(&a, deleting, &none, &off);
     CHECK(has_action(&d, ACT_REMOVE_FINALIZER) && d.done_deleting);
     CHECK(!has_action(&d, ACT_DELETE_DEPS_ALL)); /* no storage configured: nothing to reach */
     /* with worker-deps storage configured, a disabled backend still removes the deps objects */
-    const decide_config off_storage = {"hiclaw-", 0, 0, 1};
+    const td_cfg off_storage = {"hiclaw-", 0, 0, 1};
     d = td_decide(&a, deleting, &none, &off_storage);
     CHECK(has_action(&d, ACT_DELETE_DEPS_ALL) && has_action(&d, ACT_REMOVE_FINALIZER));
     td_release(&a);
@@ -817,16 +843,16 @@ TEST(decide_completed_claim_whose_sandbox_is_gone_is_reclaimed_once_confirmed) {
     const char *sbw = "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox'},'status':{'backendRuntime':'sandbox'}}";
     obs_claim cl = {.name = "hiclaw-worker-alice", .uid = "c1", .phase = "Completed", .replicas = 1, .claimed = 1,
                     .message = "Successfully claimed 1/1 sandboxes", .spec_hash = TD_SHASH};
-    observed o = {.claims = &cl, .nclaims = 1, .token_present = 1, .token_refresh_in_ms = 60000, .deps_present = 1};
+    td_obs o = {.claims = &cl, .nclaims = 1, .token_present = 1, .token_refresh_in_ms = 60000, .deps_present = 1};
     decision d = td_decide(&a, sbw, &o, &TD_POD);
     CHECK(!deletes_anything(&d) && !creates_anything(&d));
-    CHECK(d.confirm_sandbox_lost); /* the shell is asked to look in the API server */
+    CHECK(d.recheck); /* the shell is asked to look in the API server */
     CHECK_INT_EQ(d.phase, PHASE_STARTING);
     CHECK(d.requeue_after_ms > 0 && d.requeue_after_ms <= 5000);
     /* the API server has no Sandbox for it either */
     o.sandbox_lost_confirmed = 1;
     d = td_decide(&a, sbw, &o, &TD_POD);
-    CHECK(!d.confirm_sandbox_lost);
+    CHECK(!d.recheck);
     REQUIRE(has_action(&d, ACT_DELETE_CLAIM));
     CHECK_STR_EQ(d.actions[0].uid, "c1");
     CHECK(!creates_anything(&d));
@@ -856,7 +882,7 @@ TEST(decide_deps_owned_by_another_worker_are_not_touched) {
     arena_init(&a);
     const char *sbw = "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox'},'status':{'backendRuntime':'sandbox'}}";
     const char *why = "s3://deps/" DEPS_NOW "env/env belongs to Worker ns/bob (UID u2)";
-    observed o = {.deps_path = DEPS_NOW, .deps_observed = 1, .deps_conflict = why};
+    td_obs o = {.deps_path = DEPS_NOW, .deps_observed = 1, .deps_conflict = why};
     decision d = td_decide(&a, sbw, &o, &TD_POD);
     CHECK(!creates_anything(&d) && !deletes_anything(&d));
     CHECK(!has_action(&d, ACT_REFRESH_TOKEN) && !has_action(&d, ACT_WRITE_ENV) && !has_action(&d, ACT_DELETE_DEPS_TOKEN));
@@ -868,7 +894,7 @@ TEST(decide_deps_owned_by_another_worker_are_not_touched) {
     obs_claim cl = {.name = "hiclaw-worker-alice", .uid = "c1", .phase = "Completed", .replicas = 1, .claimed = 1,
                     .spec_hash = TD_SHASH};
     obs_sandbox sb = {.name = "sbx-1", .uid = "s1", .phase = "Running", .ready_known = 1, .ready = 1, .spec_hash = TD_SHASH};
-    observed run = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1, .deps_path = DEPS_NOW,
+    td_obs run = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1, .deps_path = DEPS_NOW,
                     .deps_observed = 1, .token_present = 1, .token_refresh_in_ms = 0, .deps_conflict = why};
     d = td_decide(&a, sbw, &run, &TD_POD);
     CHECK(!has_action(&d, ACT_REFRESH_TOKEN) && !has_action(&d, ACT_WRITE_ENV) && !deletes_anything(&d));
@@ -876,7 +902,7 @@ TEST(decide_deps_owned_by_another_worker_are_not_touched) {
     CHECK_INT_EQ(d.phase, PHASE_RUNNING);
     CHECK_CONTAINS(d.message, "ns/bob (UID u2)");
     /* Stopped: the token is not deleted either */
-    observed stopped = {.deps_path = DEPS_NOW, .deps_observed = 1, .token_present = 1, .deps_conflict = why};
+    td_obs stopped = {.deps_path = DEPS_NOW, .deps_observed = 1, .token_present = 1, .deps_conflict = why};
     d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox','state':'Stopped'},"
                       "'status':{'backendRuntime':'sandbox'}}", &stopped, &TD_POD);
     CHECK(!has_action(&d, ACT_DELETE_DEPS_TOKEN));
@@ -893,7 +919,7 @@ TEST(decide_lost_or_changed_env_object_is_rewritten_in_place) {
     obs_claim cl = {.name = "hiclaw-worker-alice", .uid = "c1", .phase = "Completed", .replicas = 1, .claimed = 1,
                     .spec_hash = TD_SHASH};
     obs_sandbox sb = {.name = "sbx-1", .uid = "s1", .phase = "Running", .ready_known = 1, .ready = 1, .spec_hash = TD_SHASH};
-    observed o = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1, .deps_path = DEPS_NOW,
+    td_obs o = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1, .deps_path = DEPS_NOW,
                   .deps_observed = 1, .token_present = 1, .token_refresh_in_ms = 60000, .deps_present = 0,
                   .want_deps_hash = "feedfacefeedface"};
     decision d = td_decide(&a, sbw, &o, &TD_POD);
@@ -930,7 +956,7 @@ TEST(decide_deps_follow_the_recorded_path) {
     arena_init(&a);
     const char *moved = "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox'},'status':{'backendRuntime':'sandbox',"
                         "'workerDepsPath':'" DEPS_OLD "'}}";
-    observed none = {.deps_path = DEPS_NOW, .deps_observed = 1};
+    td_obs none = {.deps_path = DEPS_NOW, .deps_observed = 1};
     decision d = td_decide(&a, moved, &none, &TD_POD);
     REQUIRE(d.nactions >= 4);
     CHECK_INT_EQ(d.actions[0].kind, ACT_DELETE_DEPS_MOVED);
@@ -948,7 +974,7 @@ TEST(decide_deps_follow_the_recorded_path) {
     obs_claim cl = {.name = "hiclaw-worker-alice", .uid = "c1", .phase = "Completed", .replicas = 1, .claimed = 1,
                     .spec_hash = TD_SHASH};
     obs_sandbox sb = {.name = "sbx-1", .uid = "s1", .phase = "Running", .ready_known = 1, .ready = 1, .spec_hash = TD_SHASH};
-    observed due = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1, .deps_path = DEPS_NOW,
+    td_obs due = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1, .deps_path = DEPS_NOW,
                     .deps_observed = 1, .token_present = 1, .token_refresh_in_ms = 0, .deps_present = 1};
     d = td_decide(&a, moved, &due, &TD_POD);
     const action *rf = find_action(&d, ACT_REFRESH_TOKEN);
@@ -956,7 +982,7 @@ TEST(decide_deps_follow_the_recorded_path) {
     REQUIRE(rf != NULL);
     CHECK_STR_EQ(rf->name, DEPS_OLD);
     /* Stopped after a sandbox→pod switch, nothing left running: the token goes, at the recorded path */
-    observed stopped = {.deps_path = DEPS_NOW, .deps_observed = 1, .token_present = 1};
+    td_obs stopped = {.deps_path = DEPS_NOW, .deps_observed = 1, .token_present = 1};
     d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m','state':'Stopped'},'status':{'backendRuntime':'sandbox',"
                       "'workerDepsPath':'" DEPS_OLD "'}}", &stopped, &TD_POD);
     const action *dt = find_action(&d, ACT_DELETE_DEPS_TOKEN);
@@ -973,7 +999,7 @@ TEST(decide_deps_follow_the_recorded_path) {
     const char *deleting = "{'metadata':{'name':'alice','namespace':'ns','uid':'u1','generation':1,"
                            "'deletionTimestamp':'2026-11-23T00:00:00Z','finalizers':['hiclaw.io/cleanup']},"
                            "'spec':{'model':'m','backendRuntime':'sandbox'},'status':{'workerDepsPath':'" DEPS_OLD "'}}";
-    observed gone = {.deps_path = DEPS_NOW};
+    td_obs gone = {.deps_path = DEPS_NOW};
     d = td_decide(&a, deleting, &gone, &TD_POD);
     int now = 0, old = 0;
     for (size_t i = 0; i < d.nactions; i++)
@@ -983,7 +1009,7 @@ TEST(decide_deps_follow_the_recorded_path) {
         }
     CHECK(now == 1 && old == 1);
     /* the backend disabled and no storage: the objects are left, and that is said once */
-    const decide_config off = {"hiclaw-", 0, 0, 0};
+    const td_cfg off = {"hiclaw-", 0, 0, 0};
     d = td_decide(&a, deleting, &gone, &off);
     CHECK(!has_action(&d, ACT_DELETE_DEPS_ALL) && has_action(&d, ACT_REMOVE_FINALIZER));
     CHECK(has_event(&d, "WorkerDepsLeft"));
@@ -999,7 +1025,7 @@ TEST(decide_blocked_switch_still_refreshes_the_sandbox_token) {
                     .spec_hash = "0000000000000000"};
     obs_sandbox sb = {.name = "sbx-1", .uid = "s1", .phase = "Running", .ready_known = 1, .ready = 1,
                       .spec_hash = "0000000000000000"};
-    observed o = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1, .deps_path = DEPS_NOW,
+    td_obs o = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1, .deps_path = DEPS_NOW,
                   .deps_observed = 1, .token_present = 1, .token_refresh_in_ms = 0, .deps_present = 1};
     const char *blocked = "{" W_BASE ",'spec':{'model':'m','backendRuntime':'pod'},'status':{'backendRuntime':'sandbox',"
                           "'workerDepsPath':'" DEPS_NOW "'}}";
@@ -1025,7 +1051,7 @@ TEST(decide_status_describes_the_instance_that_really_exists) {
     arena a;
     arena_init(&a);
     obs_pod p = td_pod("Running", 1, NULL);
-    observed op = {.pods = &p, .npods = 1};
+    td_obs op = {.pods = &p, .npods = 1};
     /* pod runs, switch to sandbox blocked, state Sleeping: the Pod still runs */
     decision d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox','state':'Sleeping'},"
                                "'status':{'backendRuntime':'pod'}}", &op, &TD_POD);
@@ -1038,7 +1064,7 @@ TEST(decide_status_describes_the_instance_that_really_exists) {
     obs_claim cl = {.name = "hiclaw-worker-alice", .uid = "c1", .phase = "Completed", .replicas = 1, .claimed = 1,
                     .spec_hash = TD_SHASH};
     obs_sandbox sb = {.name = "sbx-1", .uid = "s1", .phase = "Running", .ready_known = 1, .ready = 1, .spec_hash = TD_SHASH};
-    observed os = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1, .token_present = 1,
+    td_obs os = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1, .token_present = 1,
                    .token_refresh_in_ms = 60000};
     d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m','state':'Sleeping'},'status':{'backendRuntime':'sandbox'}}", &os,
                   &TD_POD);
@@ -1058,12 +1084,12 @@ TEST(decide_status_describes_the_instance_that_really_exists) {
     CHECK_STR_EQ(d.instance.kind, "Pod");
     CHECK_STR_EQ(d.instance.name, "hiclaw-worker-alice");
     /* both backends */
-    observed both = {.pods = &p, .npods = 1, .claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1};
+    td_obs both = {.pods = &p, .npods = 1, .claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1};
     d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m'}}", &both, &TD_POD);
     CHECK_STR_EQ(d.synced.reason, "BackendSwitchBlocked");
     CHECK(d.instance.kind != NULL);
     /* and with nothing running, nothing is named */
-    observed none = {0};
+    td_obs none = {0};
     d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m','image':'bad image'}}", &none, &TD_POD);
     CHECK(d.instance.kind == NULL);
     td_release(&a);
@@ -1082,7 +1108,7 @@ TEST(decide_token_refresh_goes_where_the_live_claim_mounts) {
                     .spec_hash = TD_SHASH, .deps_path = "p/workers-deps/ns/new/"};
     obs_sandbox sb = {.name = "sbx-1", .uid = "s1", .phase = "Running", .ready_known = 1, .ready = 1,
                       .spec_hash = TD_SHASH, .claim_name = "hiclaw-worker-alice"};
-    observed o = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1, .token_present = 1,
+    td_obs o = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1, .token_present = 1,
                   .token_refresh_in_ms = 0, .deps_present = 1, .deps_path = "p/workers-deps/ns/new/",
                   .mounted_deps_path = "p/workers-deps/ns/new/"};
     decision d = td_decide(&a, sbw, &o, &TD_POD);

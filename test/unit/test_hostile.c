@@ -11,58 +11,18 @@
  * (and the same informer) keeps working: the next request succeeds. The wrong-certificate
  * case reuses test_http.c's TLS server.
  */
-#include <sys/resource.h>
 
-static struct {
-    int tried, ok;
-    pid_t pid;
-    int stdin_fd;
-    int port;
-} g_hostile = {0, 0, -1, -1, 0};
-
-static void hostile_server_stop(void) {
-    if (g_hostile.pid <= 0) return;
-    close(g_hostile.stdin_fd);
-    for (int i = 0; i < 100; i++) {
-        if (waitpid(g_hostile.pid, NULL, WNOHANG) == g_hostile.pid) goto reaped;
-        wc_sleep_ms(20);
-    }
-    kill(g_hostile.pid, SIGKILL);
-    waitpid(g_hostile.pid, NULL, 0);
-reaped:
-    g_hostile.pid = -1;
+/* How many objects an informer's cache holds. */
+static size_t kube_informer_len(kube_informer *inf) {
+    pthread_rwlock_rdlock(&inf->cache.mu);
+    size_t n = inf->cache.entries.len;
+    pthread_rwlock_unlock(&inf->cache.mu);
+    return n;
 }
 
-static int hostile_server(void) {
-    if (g_hostile.tried) return g_hostile.ok ? 0 : -1;
-    g_hostile.tried = 1;
-    int in[2], out[2];
-    if (pipe(in) < 0 || pipe(out) < 0) return -1;
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0) return -1;
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        if (getppid() != parent) _exit(1);
-        dup2(in[0], 0);
-        dup2(out[1], 1);
-        close(in[0]); close(in[1]); close(out[0]); close(out[1]);
-        execlp("python3", "python3", "test/unit/hostile_server.py", (char *)NULL);
-        _exit(127);
-    }
-    close(in[0]);
-    close(out[1]);
-    fcntl(in[1], F_SETFD, FD_CLOEXEC);
-    g_hostile.pid = pid;
-    g_hostile.stdin_fd = in[1];
-    atexit(hostile_server_stop);
-    FILE *f = fdopen(out[0], "r");
-    char line[128];
-    g_hostile.ok = f && fgets(line, sizeof line, f) && sscanf(line, "READY %d", &g_hostile.port) == 1;
-    if (f) fclose(f);
-    if (!g_hostile.ok) fprintf(stdout, "    hostile_server.py did not start\n");
-    return g_hostile.ok ? 0 : -1;
-}
+static py_server g_hostile = {.script = "test/unit/hostile_server.py", .pid = -1, .stdin_fd = -1};
+
+static int hostile_server(void) { return py_server_start(&g_hostile); }
 
 /* Points an existing client at another misbehaviour (same connection pool, same state). */
 static void hostile_mode(kube_client *kc, const char *mode) {
@@ -100,7 +60,7 @@ static void hostile_check_recovers(kube_client *kc) {
     cJSON *page = NULL;
     int rc = kube_list_page(kc, &KUBE_PODS, "ns", NULL, NULL, 0, NULL, &page, &err);
     if (rc != 0) unit_fail(__FILE__, __LINE__, "list after the failure: %s", err.msg);
-    CHECK_STR_EQ(kube_json_str(page, "metadata.resourceVersion"), "10");
+    CHECK_STR_EQ(json_str_at(page, "metadata.resourceVersion"), "10");
     cJSON_Delete(page);
 }
 

@@ -1,5 +1,25 @@
 /* test_kubeconfig.c — kubeconfig parsing of real-world shapes, and the in-cluster layout. */
 
+/* The encoder the round-trip property needs (the program only decodes). */
+static void base64_encode(buf *out, const void *data, size_t n) {
+    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const unsigned char *p = data;
+    size_t i = 0;
+    for (; i + 2 < n; i += 3) {
+        char q[4] = {alphabet[p[i] >> 2], alphabet[((p[i] & 3) << 4) | (p[i + 1] >> 4)],
+                     alphabet[((p[i + 1] & 15) << 2) | (p[i + 2] >> 6)], alphabet[p[i + 2] & 63]};
+        buf_append(out, q, 4);
+    }
+    if (n - i == 1) {
+        char q[4] = {alphabet[p[i] >> 2], alphabet[(p[i] & 3) << 4], '=', '='};
+        buf_append(out, q, 4);
+    } else if (n - i == 2) {
+        char q[4] = {alphabet[p[i] >> 2], alphabet[((p[i] & 3) << 4) | (p[i + 1] >> 4)],
+                     alphabet[(p[i + 1] & 15) << 2], '='};
+        buf_append(out, q, 4);
+    }
+}
+
 static char kc_dir[PATH_MAX];
 
 static void kc_write(const char *name, const char *content) {

@@ -86,6 +86,7 @@ typedef struct rbac_doc {
 } rbac_doc;
 
 static const char *ynode_str(yaml_document_t *d, yaml_node_t *n) {
+    (void)d;
     return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
 }
 

@@ -9,284 +9,6 @@
  * the shell did (objects, S3 metadata, the request log).
  */
 
-static struct {
-    int tried, ok;
-    pid_t pid;
-    int stdin_fd;
-    int port;
-} g_fake = {0, 0, -1, -1, 0};
-
-static void fake_server_stop(void) {
-    if (g_fake.pid <= 0) return;
-    close(g_fake.stdin_fd);
-    for (int i = 0; i < 100; i++) {
-        if (waitpid(g_fake.pid, NULL, WNOHANG) == g_fake.pid) goto reaped;
-        wc_sleep_ms(20);
-    }
-    kill(g_fake.pid, SIGKILL);
-    waitpid(g_fake.pid, NULL, 0);
-reaped:
-    g_fake.pid = -1;
-}
-
-static int fake_server(void) {
-    if (g_fake.tried) return g_fake.ok ? 0 : -1;
-    g_fake.tried = 1;
-    int in[2], out[2];
-    if (pipe(in) < 0 || pipe(out) < 0) return -1;
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0) return -1;
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        if (getppid() != parent) _exit(1);
-        dup2(in[0], 0);
-        dup2(out[1], 1);
-        close(in[0]); close(in[1]); close(out[0]); close(out[1]);
-        execlp("python3", "python3", "test/unit/fake_server.py", (char *)NULL);
-        _exit(127);
-    }
-    close(in[0]);
-    close(out[1]);
-    fcntl(in[1], F_SETFD, FD_CLOEXEC);
-    g_fake.pid = pid;
-    g_fake.stdin_fd = in[1];
-    atexit(fake_server_stop);
-    FILE *f = fdopen(out[0], "r");
-    char line[128];
-    g_fake.ok = f && fgets(line, sizeof line, f) && sscanf(line, "READY %d", &g_fake.port) == 1;
-    if (f) fclose(f);
-    if (!g_fake.ok) fprintf(stdout, "    fake_server.py did not start\n");
-    return g_fake.ok ? 0 : -1;
-}
-
-/* The http client insists on a trust bundle whatever the scheme; plain http never uses it. */
-#define FAKE_UNUSED_CA "-----BEGIN CERTIFICATE-----\nunused for http://\n-----END CERTIFICATE-----\n"
-
-/* One request to the fake's control endpoints; the body (if any) into out. Returns the status. */
-static long fake_call(const char *method, const char *path, const char *body, buf *out) {
-    static http_client *h;
-    if (!h) {
-        http_client_options o;
-        memset(&o, 0, sizeof o);
-        o.insecure_skip_verify = 1;
-        wc_err e;
-        h = http_client_new(&o, &e);
-        if (!h) return -1;
-    }
-    char url[512];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", g_fake.port, path);
-    const char *hdr[1] = {"Content-Type: application/json"};
-    http_request req;
-    memset(&req, 0, sizeof req);
-    req.method = method;
-    req.url = url;
-    req.headers = hdr;
-    req.nheaders = body ? 1 : 0;
-    req.body = body;
-    req.body_len = body ? strlen(body) : 0;
-    req.timeout_ms = 10000;
-    http_response resp;
-    http_response_init(&resp);
-    wc_err e;
-    long st = http_do(h, &req, &resp, &e) == 0 ? resp.status : -1;
-    if (out) buf_append(out, resp.body.data ? resp.body.data : "", resp.body.len);
-    http_response_free(&resp);
-    return st;
-}
-
-static void fake_reset(void) { fake_call("POST", "/__reset", "{}", NULL); }
-
-/* Seeds an object into a collection (single quotes in json_sq stand for double quotes). */
-static void fake_seed(const char *collection, const char *json_sq) {
-    buf b = BUF_INIT;
-    buf_printf(&b, "{\"path\":\"%s\",\"object\":", collection);
-    for (const char *p = json_sq; *p; p++) buf_putc(&b, *p == '\'' ? '"' : *p);
-    buf_putc(&b, '}');
-    long st = fake_call("POST", "/__seed", buf_cstr(&b), NULL);
-    if (st != 200) unit_fail(__FILE__, __LINE__, "seeding %s: %ld", collection, st);
-    buf_free(&b);
-}
-
-/* Seeds an S3 object "bucket/key" with metadata given as a JSON object (single quotes). */
-static void fake_s3_seed(const char *key, const char *body, const char *meta_sq) {
-    buf b = BUF_INIT;
-    buf_puts(&b, "{\"key\":");
-    buf_put_json_string(&b, key);
-    buf_puts(&b, ",\"body\":");
-    buf_put_json_string(&b, body);
-    buf_puts(&b, ",\"meta\":");
-    for (const char *p = meta_sq; *p; p++) buf_putc(&b, *p == '\'' ? '"' : *p);
-    buf_putc(&b, '}');
-    long st = fake_call("POST", "/__s3seed", buf_cstr(&b), NULL);
-    if (st != 200) unit_fail(__FILE__, __LINE__, "seeding s3 %s: %ld", key, st);
-    buf_free(&b);
-}
-
-/* The S3 object "bucket/key" as {"body":..., "meta":{...}}, or NULL when absent. */
-static cJSON *fake_s3_get(const char *key) {
-    char path[600];
-    snprintf(path, sizeof path, "/__s3/%s", key);
-    buf b = BUF_INIT;
-    long st = fake_call("GET", path, NULL, &b);
-    cJSON *o = st == 200 ? cJSON_Parse(buf_cstr(&b)) : NULL;
-    buf_free(&b);
-    return o;
-}
-
-/* The request log ("METHOD path" lines) since the last reset; caller frees. */
-static char *fake_log(void) {
-    buf b = BUF_INIT;
-    fake_call("GET", "/__log", NULL, &b);
-    return buf_steal(&b);
-}
-
-/* The object at an API path, or NULL. */
-static cJSON *fake_get(const char *path) {
-    buf b = BUF_INIT;
-    long st = fake_call("GET", path, NULL, &b);
-    cJSON *o = st == 200 ? cJSON_Parse(buf_cstr(&b)) : NULL;
-    buf_free(&b);
-    return o;
-}
-
-#define FAKE_BUCKET "deps"
-
-/* A controller whose Kubernetes client and S3 client talk to the fake, configured like `run`
- * with the sandbox backend on (controller "ctl", prefix "hiclaw-", deps prefix "p/"). */
-static void fake_controller(controller *c) {
-    memset(c, 0, sizeof *c);
-    kube_config cfg;
-    memset(&cfg, 0, sizeof cfg);
-    buf s = BUF_INIT;
-    buf_printf(&s, "http://127.0.0.1:%d", g_fake.port);
-    cfg.server = buf_steal(&s);
-    cfg.token = xstrdup("fake-test-token-Qz4");
-    buf_puts(&cfg.ca_pem, FAKE_UNUSED_CA);
-    wc_err err;
-    c->kc = kube_client_new(&cfg, &err);
-    kube_config_free(&cfg);
-    char ep[128];
-    snprintf(ep, sizeof ep, "http://127.0.0.1:%d/s3", g_fake.port);
-    c->s3 = s3_client_new(ep, FAKE_BUCKET, "us-east-1", "AKIDFAKE", "fake-secret-key-9Xw", FAKE_UNUSED_CA, &err);
-    c->rec = kube_recorder_new(c->kc, "hiclaw.io/worker-controller", "ctl-test");
-    c->controller_name = "ctl";
-    c->wd = TD_DEFAULTS;
-    c->dc = (decide_config){"hiclaw-", 1, 0, 1};
-    c->ps = (pod_settings){"ctl", "hiclaw-", "hiclaw-controller"};
-    c->deps_prefix = "p/";
-    c->deps_pv = "deps-pv";
-    c->pool = "pool";
-    c->token_ttl_s = 3600;
-    c->claim_timeout_ms = 60000;
-    c->wait_ready_timeout_ms = 60000;
-    pthread_mutex_init(&c->backoff_mu, NULL);
-}
-
-static void fake_controller_free(controller *c) {
-    kube_recorder_free(c->rec);
-    kube_client_free(c->kc);
-    s3_client_free(c->s3);
-    pthread_mutex_destroy(&c->backoff_mu);
-}
-
-#define SHELL_SETUP()                     \
-    REQUIRE(fake_server() == 0);          \
-    fake_reset();                         \
-    controller ctl;                       \
-    fake_controller(&ctl);                \
-    REQUIRE(ctl.kc && ctl.s3);            \
-    arena a;                              \
-    arena_init(&a);                       \
-    wc_err err;                           \
-    err_clear(&err)
-
-#define SHELL_TEARDOWN()          \
-    do {                          \
-        td_release(&a);           \
-        fake_controller_free(&ctl); \
-    } while (0)
-
-#define NS_PODS "/api/v1/namespaces/ns/pods"
-#define NS_CLAIMS "/apis/agents.kruise.io/v1alpha1/namespaces/ns/sandboxclaims"
-#define NS_SANDBOXES "/apis/agents.kruise.io/v1alpha1/namespaces/ns/sandboxes"
-#define NS_WORKERS "/apis/hiclaw.io/v1beta1/namespaces/ns/workers"
-
-/* Caches like run's, never started: the tests put objects in them (what the watches would have
- * delivered) and seed the fake with what the API server really holds — the two may differ,
- * which is the point of several tests. */
-static void shell_informers(controller *c) {
-    kube_informer_options ow = {.resource = &KUBE_WORKERS, .namespace = "ns", .project = worker_project};
-    kube_informer_options op = {.resource = &KUBE_PODS, .namespace = "ns", .project = pod_project, .index = instance_index};
-    kube_informer_options oc = {.resource = &KUBE_SANDBOXCLAIMS, .namespace = "ns", .project = claim_project,
-                                .index = instance_index};
-    kube_informer_options os = {.resource = &KUBE_SANDBOXES, .namespace = "ns", .project = sandbox_project,
-                                .index = instance_index};
-    c->workers = kube_informer_new(c->kc, "workers", &ow);
-    c->pods = kube_informer_new(c->kc, "pods", &op);
-    c->claims = kube_informer_new(c->kc, "sandboxclaims", &oc);
-    c->sandboxes = kube_informer_new(c->kc, "sandboxes", &os);
-}
-
-static void shell_informers_free(controller *c) {
-    kube_informer *all[4] = {c->workers, c->pods, c->claims, c->sandboxes};
-    for (int i = 0; i < 4; i++) kube_informer_free(all[i]);
-    c->workers = c->pods = c->claims = c->sandboxes = NULL;
-}
-
-/* Puts an object (single quotes for double) into a cache, as a watch ADDED event would. */
-static void shell_cache(kube_informer *inf, const char *json_sq) {
-    char *j = xstrdup(json_sq);
-    for (char *p = j; *p; p++)
-        if (*p == '\'') *p = '"';
-    cJSON *o = cJSON_Parse(j);
-    if (!o) unit_fail(__FILE__, __LINE__, "bad JSON: %s", j);
-    else kube_informer_apply(inf, KUBE_WATCH_ADDED, o);
-    cJSON_Delete(o);
-    free(j);
-}
-
-/* The same object in the cache and in the fake API server. */
-static void shell_both(kube_informer *inf, const char *collection, const char *json_sq) {
-    shell_cache(inf, json_sq);
-    fake_seed(collection, json_sq);
-}
-
-/* A Worker alice (uid u1) labelled for controller ctl; spec_sq: the spec object, status_sq the
- * status object (or NULL). Cached and held by the fake. */
-static void shell_worker(controller *c, const char *extra_md_sq, const char *spec_sq, const char *status_sq) {
-    char o[4096];
-    snprintf(o, sizeof o,
-             "{'apiVersion':'hiclaw.io/v1beta1','kind':'Worker','metadata':{'name':'alice','namespace':'ns','uid':'u1',"
-             "'resourceVersion':'7','generation':2,'finalizers':['hiclaw.io/cleanup'],"
-             "'labels':{'hiclaw.io/controller':'ctl'}%s},'spec':%s%s%s}",
-             extra_md_sq ? extra_md_sq : "", spec_sq, status_sq ? ",'status':" : "", status_sq ? status_sq : "");
-    shell_both(c->workers, NS_WORKERS, o);
-}
-
-/* The Worker as the fake holds it after the controller's patches. */
-static cJSON *shell_worker_now(void) { return fake_get(NS_WORKERS "/alice"); }
-
-static const char *cond_field(const cJSON *w, const char *type, const char *field) {
-    const cJSON *c;
-    cJSON_ArrayForEach(c, cJSON_GetObjectItem(cJSON_GetObjectItem(w, "status"), "conditions"))
-        if (str_eq(json_str(c, "type"), type)) return json_str(c, field);
-    return NULL;
-}
-
-/* Runs one action of the shell for Worker w (env built like reconcile_worker builds it). */
-static int shell_exec(controller *c, arena *a, const worker *w, action_kind k, const char *name, const char *uid,
-                      exec_ctx *x_out, wc_err *err) {
-    env_list *env = arena_calloc(a, sizeof *env);
-    env_build(a, w, &c->envc, NULL, 1, env);
-    exec_ctx x = {a, w, env, TD_HASH, TD_SHASH, NULL, NULL};
-    action act = {k, name, uid, 0};
-    err_clear(err);
-    int rc = exec_action(c, &x, &act, err);
-    if (x_out) *x_out = x;
-    return rc;
-}
-
 TEST(shell_fake_server_creates_a_pod_through_exec_action) {
     SHELL_SETUP();
     worker w;
@@ -305,9 +27,14 @@ TEST(shell_fake_server_creates_a_pod_through_exec_action) {
 TEST(run_watches_only_workers_labelled_for_this_controller) {
     run_selectors s;
     run_selectors_for("ctl-a", &s);
+    backend pod = {.ops = &pod_backend_ops};
+    wc_err err;
+    REQUIRE(pod.ops->setup(&pod, NULL, &err) == 0);
+    char pods[400];
+    run_cache_selector("ctl-a", &pod.caches[0], pods, sizeof pods);
     CHECK_STR_EQ(s.workers, "hiclaw.io/controller=ctl-a");
     CHECK_STR_EQ(s.instances, "hiclaw.io/controller=ctl-a");
-    CHECK_CONTAINS(s.pods, "hiclaw.io/controller=ctl-a,");
+    CHECK_CONTAINS(pods, "hiclaw.io/controller=ctl-a,");
 }
 
 /* At start the controller says once how many Workers of its namespace carry no
@@ -319,7 +46,7 @@ TEST(run_counts_unlabelled_workers_with_one_small_list) {
     fake_seed(NS_WORKERS, "{'metadata':{'name':'orphan-1','namespace':'ns'}}");
     fake_seed(NS_WORKERS, "{'metadata':{'name':'orphan-2','namespace':'ns','labels':{'team':'x'}}}");
     unlabelled_workers u;
-    REQUIRE(count_unlabelled_workers(ctl.kc, "ns", 100, &u, &err) == 0);
+    REQUIRE(count_unlabelled_workers(ctl.host.kc, "ns", 100, &u, &err) == 0);
     CHECK_INT_EQ(u.count, 2);
     CHECK_INT_EQ(u.at_least, 0);
     CHECK_CONTAINS(u.names, "orphan-1");
@@ -334,7 +61,7 @@ TEST(run_counts_unlabelled_workers_with_one_small_list) {
         snprintf(o, sizeof o, "{'metadata':{'name':'w%d','namespace':'ns'}}", i);
         fake_seed(NS_WORKERS, o);
     }
-    REQUIRE(count_unlabelled_workers(ctl.kc, "ns", 3, &u, &err) == 0);
+    REQUIRE(count_unlabelled_workers(ctl.host.kc, "ns", 3, &u, &err) == 0);
     CHECK_INT_EQ(u.count, 3);
     CHECK_INT_EQ(u.at_least, 1);
     log = fake_log();
@@ -353,7 +80,6 @@ TEST(lease_loss_stops_every_write_at_once) {
     td_worker(&a, "{" W_BASE ",'spec':{'model':'m'}}", &w);
     run_state *r = xcalloc(1, sizeof *r);
     r->ctl = ctl;
-    ctl.s3->cancel = &ctl.kc->cancel; /* as run wires it */
     sigset_t term, old;
     sigemptyset(&term);
     sigaddset(&term, SIGTERM);
@@ -366,7 +92,7 @@ TEST(lease_loss_stops_every_write_at_once) {
     CHECK_INT_EQ(shell_exec(&r->ctl, &a, &w, ACT_CREATE_POD, "hiclaw-worker-alice", NULL, NULL, &err), -1);
     CHECK_CONTAINS(err.msg, "cancelled");
     err_clear(&err);
-    CHECK(s3_put(r->ctl.s3, "k", "v", 1, NULL, 0, &err) < 0);
+    CHECK(s3_put(SHELL_S3(&r->ctl), "k", "v", 1, NULL, 0, &err) < 0);
     char *log = fake_log();
     CHECK_NOT_CONTAINS(log, "POST");
     CHECK_NOT_CONTAINS(log, "PUT");
@@ -385,7 +111,7 @@ TEST(shell_reconcile_worker_runs_against_the_fake) {
     cJSON *pod = fake_get(NS_PODS "/hiclaw-worker-alice");
     CHECK(pod != NULL);
     cJSON *wk = shell_worker_now();
-    CHECK_STR_EQ(kube_json_str(wk, "status.phase"), "Pending");
+    CHECK_STR_EQ(json_str_at(wk, "status.phase"), "Pending");
     CHECK_STR_EQ(cond_field(wk, "Synced", "status"), "True");
     cJSON_Delete(wk);
     cJSON_Delete(pod);
@@ -408,12 +134,12 @@ TEST(shell_pod_of_another_worker_uid_is_neither_deleted_nor_adopted) {
     SHELL_SETUP();
     shell_informers(&ctl);
     shell_worker(&ctl, NULL, "{'model':'m'}", NULL);
-    shell_both(ctl.pods, NS_PODS, POD_SQ("hiclaw-worker-alice", OWNED_BY("u-old")));
+    shell_both(SHELL_PODS(&ctl), NS_PODS, POD_SQ("hiclaw-worker-alice", OWNED_BY("u-old")));
     reconcile_result res = reconcile_worker(&ctl, "ns/alice");
     CHECK_INT_EQ(res.error, 1);
     cJSON *pod = fake_get(NS_PODS "/hiclaw-worker-alice");
     CHECK(pod != NULL); /* still there, still the old one */
-    CHECK_STR_EQ(kube_json_str(pod, "metadata.uid"), "pod-hiclaw-worker-alice");
+    CHECK_STR_EQ(json_str_at(pod, "metadata.uid"), "pod-hiclaw-worker-alice");
     char *log = fake_log();
     CHECK_NOT_CONTAINS(log, "DELETE " NS_PODS);
     free(log);
@@ -422,7 +148,7 @@ TEST(shell_pod_of_another_worker_uid_is_neither_deleted_nor_adopted) {
     CHECK_STR_EQ(cond_field(wk, "Synced", "reason"), "PodNameConflict");
     CHECK_CONTAINS(cond_field(wk, "Synced", "message"), "u-old");
     CHECK_CONTAINS(cond_field(wk, "Synced", "message"), "hiclaw-worker-alice");
-    CHECK(kube_json_str(wk, "status.instance.name") == NULL); /* not described as ours */
+    CHECK(json_str_at(wk, "status.instance.name") == NULL); /* not described as ours */
     cJSON_Delete(wk);
     cJSON_Delete(pod);
     shell_informers_free(&ctl);
@@ -489,12 +215,12 @@ TEST(shell_claim_and_sandbox_of_another_worker_uid_are_not_ours) {
     shell_informers(&ctl);
     const char *sbx_spec = "{'model':'m','backendRuntime':'sandbox'}";
     shell_worker(&ctl, NULL, sbx_spec, "{'backendRuntime':'sandbox'}");
-    shell_both(ctl.claims, NS_CLAIMS, CLAIM_SQ("u-old", "0123456789abcdef"));
+    shell_both(SHELL_CLAIMS(&ctl), NS_CLAIMS, CLAIM_SQ("u-old", "0123456789abcdef"));
     reconcile_result res = reconcile_worker(&ctl, "ns/alice");
     CHECK_INT_EQ(res.error, 1);
     cJSON *claim = fake_get(NS_CLAIMS "/hiclaw-worker-alice");
     CHECK(claim != NULL);
-    CHECK_STR_EQ(kube_json_str(claim, "metadata.uid"), "claim-1");
+    CHECK_STR_EQ(json_str_at(claim, "metadata.uid"), "claim-1");
     cJSON_Delete(claim);
     char *log = fake_log();
     CHECK_NOT_CONTAINS(log, "DELETE " NS_CLAIMS);
@@ -513,18 +239,18 @@ TEST(shell_claim_and_sandbox_of_another_worker_uid_are_not_ours) {
     worker w;
     cJSON *wobj = kube_informer_get(ctl.workers, "ns/alice");
     REQUIRE(worker_parse(&a, wobj, &ctl.wd, &w, &err) == 0);
-    sandbox_spec_hash(&ctl, &a, &w, NULL, hash);
+    sandbox_spec_hash(SHELL_SBX(&ctl), &a, &w, NULL, hash);
     char buf1[2048], buf2[2048], buf3[2048];
     snprintf(buf1, sizeof buf1, CLAIM_SQ("u1", "%s"), hash);
     snprintf(buf2, sizeof buf2, SBX_SQ("pool-mine", ",'hiclaw.io/worker-uid':'u1'", "%s"), hash);
     snprintf(buf3, sizeof buf3, SBX_SQ("pool-theirs", ",'hiclaw.io/worker-uid':'u-old'", "%s"), hash);
-    shell_both(ctl.claims, NS_CLAIMS, buf1);
-    shell_both(ctl.sandboxes, NS_SANDBOXES, buf2);
-    shell_both(ctl.sandboxes, NS_SANDBOXES, buf3);
+    shell_both(SHELL_CLAIMS(&ctl), NS_CLAIMS, buf1);
+    shell_both(SHELL_SANDBOXES(&ctl), NS_SANDBOXES, buf2);
+    shell_both(SHELL_SANDBOXES(&ctl), NS_SANDBOXES, buf3);
     res = reconcile_worker(&ctl, "ns/alice");
     wk = shell_worker_now();
-    CHECK_STR_EQ(kube_json_str(wk, "status.phase"), "Running");
-    CHECK_STR_EQ(kube_json_str(wk, "status.instance.name"), "pool-mine");
+    CHECK_STR_EQ(json_str_at(wk, "status.phase"), "Running");
+    CHECK_STR_EQ(json_str_at(wk, "status.instance.name"), "pool-mine");
     CHECK(!str_eq(cond_field(wk, "Synced", "reason"), "MultipleSandboxes"));
     cJSON_Delete(wk);
     log = fake_log();
@@ -545,8 +271,6 @@ TEST(shell_claim_and_sandbox_of_another_worker_uid_are_not_ours) {
     shell_informers_free(&ctl);
     SHELL_TEARDOWN();
 }
-
-#define DELETING_MD ",'deletionTimestamp':'2026-11-23T00:00:00Z'"
 
 /* SPEC 3.2: the finalizer is never removed while a Pod, claim or Sandbox of the Worker exists —
  * confirmed against the API server, not only the cache. Each of them, present in the API server
@@ -604,20 +328,20 @@ TEST(shell_completed_claim_without_sandbox_is_deleted_only_when_the_api_server_a
         worker w;
         cJSON *wobj = kube_informer_get(ctl.workers, "ns/alice");
         REQUIRE(worker_parse(&a, wobj, &ctl.wd, &w, &err) == 0);
-        sandbox_spec_hash(&ctl, &a, &w, NULL, hash);
+        sandbox_spec_hash(SHELL_SBX(&ctl), &a, &w, NULL, hash);
         snprintf(c1, sizeof c1, CLAIM_SQ("u1", "%s"), hash);
         snprintf(s1, sizeof s1, SBX_SQ("pool-new", ",'hiclaw.io/worker-uid':'u1'", "%s"), hash);
-        shell_both(ctl.claims, NS_CLAIMS, c1);
+        shell_both(SHELL_CLAIMS(&ctl), NS_CLAIMS, c1);
         if (lag) fake_seed(NS_SANDBOXES, s1); /* the API server has it; the cache not yet */
         reconcile_worker(&ctl, "ns/alice");
         cJSON *claim = fake_get(NS_CLAIMS "/hiclaw-worker-alice");
         cJSON *wk = shell_worker_now();
         if (lag) {
             CHECK(claim != NULL);
-            CHECK_STR_EQ(kube_json_str(wk, "status.phase"), "Starting");
+            CHECK_STR_EQ(json_str_at(wk, "status.phase"), "Starting");
         } else {
             CHECK(claim == NULL);
-            CHECK_STR_EQ(kube_json_str(wk, "status.phase"), "Failed");
+            CHECK_STR_EQ(json_str_at(wk, "status.phase"), "Failed");
             CHECK_STR_EQ(cond_field(wk, "Synced", "reason"), "SandboxLost");
         }
         cJSON_Delete(claim);
@@ -670,7 +394,7 @@ TEST(shell_deps_written_namespaced_and_owned) {
     free(cj);
     cJSON_Delete(claim);
     cJSON *wk = shell_worker_now();
-    CHECK_STR_EQ(kube_json_str(wk, "status.workerDepsPath"), "p/workers-deps/ns/alice/");
+    CHECK_STR_EQ(json_str_at(wk, "status.workerDepsPath"), "p/workers-deps/ns/alice/");
     cJSON_Delete(wk);
     shell_informers_free(&ctl);
     SHELL_TEARDOWN();
@@ -744,11 +468,11 @@ TEST(shell_lost_env_object_is_rewritten_without_touching_the_sandbox) {
     worker w;
     cJSON *wobj = kube_informer_get(ctl.workers, "ns/alice");
     REQUIRE(worker_parse(&a, wobj, &ctl.wd, &w, &err) == 0);
-    sandbox_spec_hash(&ctl, &a, &w, NULL, hash);
+    sandbox_spec_hash(SHELL_SBX(&ctl), &a, &w, NULL, hash);
     snprintf(c1, sizeof c1, CLAIM_SQ("u1", "%s"), hash);
     snprintf(s1, sizeof s1, SBX_SQ("pool-a", ",'hiclaw.io/worker-uid':'u1'", "%s"), hash);
-    shell_both(ctl.claims, NS_CLAIMS, c1);
-    shell_both(ctl.sandboxes, NS_SANDBOXES, s1);
+    shell_both(SHELL_CLAIMS(&ctl), NS_CLAIMS, c1);
+    shell_both(SHELL_SANDBOXES(&ctl), NS_SANDBOXES, s1);
     fake_s3_seed(KEY_NOW "token/token", "tok",
                  "{'x-amz-meta-hiclaw-owner-uid':'u1','x-amz-meta-hiclaw-issued':'1900000000',"
                  "'x-amz-meta-hiclaw-expires':'1900086400'}");
@@ -786,7 +510,7 @@ TEST(shell_deps_moved_by_a_workername_change_are_removed) {
     CHECK(n != NULL);
     cJSON_Delete(n);
     cJSON *wk = shell_worker_now();
-    CHECK_STR_EQ(kube_json_str(wk, "status.workerDepsPath"), "p/workers-deps/ns/al2/");
+    CHECK_STR_EQ(json_str_at(wk, "status.workerDepsPath"), "p/workers-deps/ns/al2/");
     cJSON_Delete(wk);
     shell_informers_free(&ctl);
     SHELL_TEARDOWN();
@@ -799,25 +523,25 @@ TEST(sandbox_spec_hash_covers_deps_location_pv_and_pool) {
     worker w;
     td_worker(&a, "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox'}}", &w);
     char base[17], h[17];
-    sandbox_spec_hash(&ctl, &a, &w, NULL, base);
-    ctl.deps_prefix = "q/";
-    sandbox_spec_hash(&ctl, &a, &w, NULL, h);
+    sandbox_spec_hash(SHELL_SBX(&ctl), &a, &w, NULL, base);
+    sbx_state(SHELL_SBX(&ctl))->set.deps_prefix = "q/";
+    sandbox_spec_hash(SHELL_SBX(&ctl), &a, &w, NULL, h);
     CHECK(strcmp(h, base) != 0);
-    ctl.deps_prefix = "p/";
-    ctl.deps_pv = "other-pv";
-    sandbox_spec_hash(&ctl, &a, &w, NULL, h);
+    sbx_state(SHELL_SBX(&ctl))->set.deps_prefix = "p/";
+    sbx_state(SHELL_SBX(&ctl))->set.deps_pv = "other-pv";
+    sandbox_spec_hash(SHELL_SBX(&ctl), &a, &w, NULL, h);
     CHECK(strcmp(h, base) != 0);
-    ctl.deps_pv = "deps-pv";
-    ctl.pool = "other-pool";
-    sandbox_spec_hash(&ctl, &a, &w, NULL, h);
+    sbx_state(SHELL_SBX(&ctl))->set.deps_pv = "deps-pv";
+    sbx_state(SHELL_SBX(&ctl))->set.pool = "other-pool";
+    sandbox_spec_hash(SHELL_SBX(&ctl), &a, &w, NULL, h);
     CHECK(strcmp(h, base) != 0);
-    ctl.pool = "pool";
+    sbx_state(SHELL_SBX(&ctl))->set.pool = "pool";
     worker w2;
     td_worker(&a, "{'metadata':{'name':'alice','namespace':'ns2','uid':'u1','generation':2},"
                   "'spec':{'model':'m','backendRuntime':'sandbox'}}", &w2);
-    sandbox_spec_hash(&ctl, &a, &w2, NULL, h);
+    sandbox_spec_hash(SHELL_SBX(&ctl), &a, &w2, NULL, h);
     CHECK(strcmp(h, base) != 0);
-    sandbox_spec_hash(&ctl, &a, &w, NULL, h);
+    sandbox_spec_hash(SHELL_SBX(&ctl), &a, &w, NULL, h);
     CHECK_STR_EQ(h, base);
     SHELL_TEARDOWN();
 }

@@ -4,6 +4,61 @@
  * Timing assertions are one-sided where it matters: "not before the delay" is checked strictly
  * (the monotonic clock cannot run early), "soon after" only against a generous bound. */
 
+/* Ready keys (queued, not processing, not waiting), due keys promoted first: the depth gauge. */
+static size_t wq_len(wq *q) {
+    wq_counters c;
+    wq_stats(q, &c);
+    return c.depth;
+}
+
+/* How many rate-limited adds the key had since its last wq_forget. */
+static unsigned wq_num_requeues(wq *q, const char *key) {
+    pthread_mutex_lock(&q->mu);
+    wq_entry *e = wq_lookup(q, key);
+    unsigned n = e ? e->failures : 0;
+    pthread_mutex_unlock(&q->mu);
+    return n;
+}
+
+/* Checks every structural invariant of the queue; 0, or -1 with the first violation in err.
+ * O(n), takes the lock. */
+static int wq_check_invariants(wq *q, wc_err *err) {
+    int rc = 0;
+    pthread_mutex_lock(&q->mu);
+    size_t n = 0, ready = 0, processing = 0, waiting = 0;
+    const char *k;
+    void *v;
+    strmap_foreach(&q->entries, k, v) {
+        wq_entry *e = v;
+        n++;
+        if (rc == 0 && (strcmp(e->key, k) != 0 || wq_lookup(q, e->key) != e))
+            rc = err_set(err, WC_EINVAL, "key %s unreachable by lookup", e->key);
+        else if (rc == 0 && !e->flags && e->heap_idx == WQ_NOT_WAITING && !e->failures)
+            rc = err_set(err, WC_EINVAL, "key %s holds no state but was not released", e->key);
+        if ((e->flags & (WQ_F_DIRTY | WQ_F_PROCESSING)) == WQ_F_DIRTY) ready++;
+        if (e->flags & WQ_F_PROCESSING) processing++;
+        if (e->heap_idx != WQ_NOT_WAITING) {
+            waiting++;
+            if (rc == 0 && (e->heap_idx >= q->heap_len || q->heap[e->heap_idx] != e))
+                rc = err_set(err, WC_EINVAL, "key %s has a wrong heap index", e->key);
+        }
+    }
+    if (rc == 0 && n != q->entries.len) rc = err_set(err, WC_EINVAL, "table count %zu, entries %zu", q->entries.len, n);
+    if (rc == 0 && ready != q->ring_len) rc = err_set(err, WC_EINVAL, "ready entries %zu, ring %zu", ready, q->ring_len);
+    if (rc == 0 && processing != q->nprocessing)
+        rc = err_set(err, WC_EINVAL, "processing entries %zu, counter %zu", processing, q->nprocessing);
+    if (rc == 0 && waiting != q->heap_len) rc = err_set(err, WC_EINVAL, "waiting entries %zu, heap %zu", waiting, q->heap_len);
+    for (size_t i = 0; i < q->ring_len && rc == 0; i++) {
+        wq_entry *e = q->ring[(q->ring_head + i) % q->ring_cap];
+        if ((e->flags & (WQ_F_DIRTY | WQ_F_PROCESSING)) != WQ_F_DIRTY)
+            rc = err_set(err, WC_EINVAL, "ring holds key %s with flags %u", e->key, e->flags);
+    }
+    for (size_t i = 1; i < q->heap_len && rc == 0; i++)
+        if (wq_heap_less(q->heap[i], q->heap[(i - 1) / 2])) rc = err_set(err, WC_EINVAL, "heap order broken at %zu", i);
+    pthread_mutex_unlock(&q->mu);
+    return rc;
+}
+
 static wq *wqt_new(const wq_limits *l) {
     wc_err err;
     err_clear(&err);

@@ -3,8 +3,10 @@
  * record a failure with file:line and keep going, REQUIRE* stop the test. The runner prints one
  * line per failing check, a line per test, and ends with "N passed, N failed".
  *
- * Tests run in one process in registration order; a test that needs a server starts it itself.
- * Filter with: build/unit-tests PATTERN (substring of the test name).
+ * Tests run in one process; a test that needs a server starts it itself, and no test relies on
+ * another having run before it — registration follows the files' include order, which says
+ * nothing. WC_UNIT_ORDER=reverse or WC_UNIT_ORDER=shuffle:<seed> runs them in another order to
+ * prove it. Filter with: build/unit-tests PATTERN (substring of the test name).
  */
 
 typedef struct unit_test {
@@ -71,9 +73,32 @@ static void unit_fail(const char *file, int line, const char *fmt, ...) {
             unit_fail(__FILE__, __LINE__, "\"%s\" must not contain \"%s\"", _h, _n);           \
     } while (0)
 
+/* Reorders the registered tests as WC_UNIT_ORDER asks (reverse, shuffle:<seed>). */
+static void unit_reorder(void) {
+    const char *order = getenv("WC_UNIT_ORDER");
+    if (!order || !*order) return;
+    if (strcmp(order, "reverse") == 0) {
+        for (int i = 0, j = unit_ntests - 1; i < j; i++, j--) {
+            unit_test t = unit_tests[i];
+            unit_tests[i] = unit_tests[j];
+            unit_tests[j] = t;
+        }
+    } else if (strncmp(order, "shuffle:", 8) == 0) {
+        unsigned seed = (unsigned)strtoul(order + 8, NULL, 10);
+        for (int i = unit_ntests - 1; i > 0; i--) {
+            int j = (int)(rand_r(&seed) % (unsigned)(i + 1));
+            unit_test t = unit_tests[i];
+            unit_tests[i] = unit_tests[j];
+            unit_tests[j] = t;
+        }
+    }
+    printf("order: %s\n", order);
+}
+
 static int unit_run(int argc, char **argv) {
     const char *filter = argc > 1 ? argv[1] : NULL;
     int passed = 0, failed = 0;
+    unit_reorder();
     for (int i = 0; i < unit_ntests; i++) {
         if (filter && !strstr(unit_tests[i].name, filter)) continue;
         unit_current_failed = 0;
@@ -86,5 +111,9 @@ static int unit_run(int argc, char **argv) {
         else passed++;
     }
     printf("%d passed, %d failed\n", passed, failed);
+    /* The test runner (scripts/test.sh) reads the counts from here, not from the output. */
+    const char *results = getenv("WC_TEST_RESULTS");
+    FILE *rf = results && *results ? fopen(results, "w") : NULL;
+    if (rf) fprintf(rf, "%d %d 0\n", passed, failed), fclose(rf);
     return failed ? 1 : 0;
 }

@@ -2,8 +2,14 @@
  * unit_main.c — the unit test binary: the whole program (without its main) plus the tests, one
  * translation unit, so tests can reach every static function.
  */
+#define WC_NO_MAIN 1
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include "../../worker-controller.c"
+#include "../err_names.h"
 #include "unit.h"
+#include "support.c"
 
 #include "test_base.c"
 #include "test_http.c"
@@ -17,6 +23,8 @@
 #include "test_packaging.c"
 #include "test_hostile.c"
 #include "test_shell.c"
+#include "test_golden.c"
+#include "test_backend.c"
 
 int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);

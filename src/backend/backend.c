@@ -1,0 +1,193 @@
+/*
+ * backend.c — the one interface every backend implements, and what the shell lends them.
+ *
+ * A backend is where a Worker's instance runs: a plain Pod, an OpenKruise sandbox, ... Each is
+ * one module (backend/pod.c, backend/sandbox.c) that fills a backend_ops table, and the table
+ * of backends (backend/registry.c) lists them like the applet table lists commands. The
+ * reconcile shell drives every backend through these operations and knows none of them by
+ * name — like SQLite's VFS, a backend is a table of functions plus the state its setup built:
+ *
+ *   setup     its settings (from the configuration table), clients, and the caches it needs
+ *   observe   its instances, from its caches (or, when a decision asks, from the API server)
+ *   render    the spec hash of the instance the Worker needs (what else it derives from the
+ *             Worker and its Secret); the bodies themselves are rendered when executing
+ *   execute   one of its actions of decide()'s list
+ *   live      its instances as the API server (not the cache) has them, for the switch guard
+ *             and the finalizer; gone: what it still waits for once they are gone (clean up)
+ *   start     once leading, before the first reconcile (a warm pool)
+ *
+ * and its policy (worker/decide.c's backend_policy): the pure half — what its instance's status
+ * is, what to create, replace, pause or delete — which decide() consults.
+ */
+
+/* What the shell lends every backend: the clients and the names everything is made with. */
+typedef struct backend_host {
+    kube_client *kc;
+    kube_recorder *rec;              /* Events on the Worker; NULL records none */
+    instance_settings names;
+    worker_env_config envc;          /* the system env every instance gets */
+    const char *namespace;           /* watched */
+} backend_host;
+
+/* One reconcile of one Worker, as each backend sees it. */
+typedef struct exec_ctx {
+    arena *a;
+    const worker *w;
+    const char *key;                 /* namespace/name: the instance caches' index key */
+    const kv_list *secret;           /* the Worker's Secret data; NULL when absent or not read */
+    observed *o;
+    void *own[DECIDE_MAX_BACKENDS];          /* each backend's observations as it built them (o->of
+                                                is their read-only view), for its later steps */
+    const char *hashes[DECIDE_MAX_BACKENDS]; /* each backend's spec hash (render) */
+    cJSON *held[2 * DECIDE_MAX_BACKENDS];    /* cache copies the observations borrow from */
+    size_t nheld;
+    const char *failure_reason;      /* a failing action's Synced reason (default APIError) */
+    const char *deps_path;           /* where an action wrote worker-deps: status.workerDepsPath */
+} exec_ctx;
+
+/* Keeps a cache copy alive until the reconcile ends (observations borrow its strings). */
+static void exec_hold(exec_ctx *x, cJSON *tree) {
+    assert(x->nheld < sizeof x->held / sizeof *x->held);
+    x->held[x->nheld++] = tree;
+}
+
+static void exec_release(exec_ctx *x) {
+    for (size_t i = 0; i < x->nheld; i++) cJSON_Delete(x->held[i]);
+    x->nheld = 0;
+}
+
+#define BACKEND_MAX_CACHES 2
+
+/* A resource a backend watches: one informer, labelled for this controller, indexed by Worker. */
+typedef struct backend_cache {
+    const char *name;                /* the informer's name in logs and /readyz: "pods" */
+    const kube_resource *resource;
+    kube_project_fn project;
+    const char *selector_extra;      /* appended to hiclaw.io/controller=<name>; NULL: nothing */
+} backend_cache;
+
+typedef struct backend backend;
+
+typedef struct backend_ops {
+    const char *name;
+    /* State from the configuration; which caches to watch (b->caches). 0, or -1 with err
+     * (WC_EINVAL: a configuration problem, exit 2). Logs what it decided. */
+    int (*setup)(backend *b, const wc_cfg *conf, wc_err *err);
+    void (*release)(backend *b);
+    /* Its part of the observation: x->o->of[b->index]. live: the decision asked to look in the
+     * API server itself; returns 1 when that changed the observation (decide again). */
+    int (*observe)(backend *b, exec_ctx *x, int live);
+    void (*render)(backend *b, exec_ctx *x, char hash[17]);
+    int (*execute)(backend *b, exec_ctx *x, const action *act, wc_err *err);
+    /* The Worker's instances in the API server, counted (*n) and named into names ("Pod x"). */
+    int (*live)(backend *b, const worker *w, size_t *n, buf *names, wc_err *err);
+    /* Optional: every instance is gone from the API server; 0 when nothing of it is left. */
+    int (*gone)(backend *b, exec_ctx *x, wc_err *err);
+    /* Optional: once leading. */
+    int (*start)(backend *b, wc_err *err);
+} backend_ops;
+
+struct backend {
+    const backend_ops *ops;
+    backend_policy policy;           /* its pure half, as decide() gets it */
+    const backend_host *host;
+    size_t index;                    /* its place in the controller's table and in observed.of */
+    backend_cache caches[BACKEND_MAX_CACHES];
+    kube_informer *informers[BACKEND_MAX_CACHES]; /* started by run, one per cache */
+    size_t ncaches;
+    void *state;                     /* its own settings and clients */
+};
+
+/* ---- shared by the backends' execute ---- */
+
+/* An Event on the Worker. */
+static void backend_record(const backend_host *h, const worker *w, const char *type, const char *reason,
+                           const char *verb, const char *note) {
+    if (!h->rec) return;
+    kube_event_ref ref = {"hiclaw.io/v1beta1", "Worker", w->namespace, w->name, w->uid};
+    kube_record(h->rec, &ref, type, reason, verb, "%s", note);
+}
+
+static int delete_ok(int rc, const wc_err *err) {
+    /* Gone already, or the UID precondition says it is a newer object: either way not ours to delete. */
+    return rc == 0 || kube_err_not_found(err) || kube_err_conflict(err);
+}
+
+/* Deletes one of the Worker's instances (UID precondition), logging and recording it. */
+static int backend_delete(backend *b, exec_ctx *x, const kube_resource *r, const action *act, wc_err *err) {
+    const worker *w = x->w;
+    int rc = kube_delete(b->host->kc, r, w->namespace, act->name, act->uid, NULL, "Background", err);
+    if (rc == 0) {
+        char msg[64];
+        snprintf(msg, sizeof msg, "deleted %s", r->kind);
+        log_info(msg, "worker", w->name, "namespace", w->namespace, "backend", b->ops->name, "name", act->name);
+        backend_record(b->host, w, "Normal", "Deleted", "Delete", arena_sprintf(x->a, "deleted %s %s", r->kind, act->name));
+    }
+    return delete_ok(rc, err) ? 0 : -1;
+}
+
+/* A create answered 409: the object of that name is ours when the cache only lagged behind
+ * our own create (success), anyone else's otherwise (an error with the reason given, nothing
+ * touched). Read from the API server, not the cache. */
+static int backend_create_conflict(backend *b, exec_ctx *x, const kube_resource *r, const char *name,
+                                   const char *reason, wc_err *err) {
+    cJSON *obj = NULL;
+    wc_err gerr;
+    err_clear(&gerr);
+    if (kube_get(b->host->kc, r, x->w->namespace, name, NULL, &obj, &gerr) < 0) {
+        if (kube_err_not_found(&gerr))
+            return err_set(err, WC_EHTTP, "create %s %s: 409, and then not found: retrying", r->kind, name);
+        *err = gerr;
+        return -1;
+    }
+    const char *why = instance_name_conflict(x->a, obj, x->w, b->host->names.controller_name, r->kind);
+    cJSON_Delete(obj);
+    if (!why) return 0; /* ours: the cache lagged behind our own create */
+    x->failure_reason = reason;
+    return err_set(err, WC_EINVAL, "%s", why);
+}
+
+/* Creates an instance from its body, logging it and recording `note` as an Event. A 409 goes
+ * through backend_create_conflict (conflict_reason when the object is someone else's); any
+ * other failure gets failure_reason (NULL: an API error). */
+static int backend_create(backend *b, exec_ctx *x, const kube_resource *r, const char *name, const buf *body,
+                          const char *note, const char *conflict_reason, const char *failure_reason, wc_err *err) {
+    const worker *w = x->w;
+    int rc = kube_create(b->host->kc, r, w->namespace, NULL, NULL, buf_cstr(body), NULL, err);
+    if (rc == 0) {
+        char msg[64];
+        snprintf(msg, sizeof msg, "created %s", r->kind);
+        log_info(msg, "worker", w->name, "namespace", w->namespace, "backend", b->ops->name, "name", name);
+        backend_record(b->host, w, "Normal", "Created", "Create", note);
+    } else if (kube_err_conflict(err)) {
+        rc = backend_create_conflict(b, x, r, name, conflict_reason, err);
+    } else if (failure_reason) {
+        x->failure_reason = failure_reason;
+    }
+    return rc;
+}
+
+/* Lists the Worker's objects of r in the API server (labelled for it and this controller, plus
+ * selector_extra), counting those that are its instances (the projection says: not another
+ * Worker UID's, and accepted by is_instance when given) and naming them into names. */
+static int backend_live_list(backend *b, const worker *w, const kube_resource *r, const char *selector_extra,
+                             kube_project_fn project, int (*is_instance)(const cJSON *proj), size_t *n, buf *names,
+                             wc_err *err) {
+    char sel[700];
+    snprintf(sel, sizeof sel, LABEL_WORKER "=%s," LABEL_CONTROLLER "=%s%s", w->name, b->host->names.controller_name,
+             selector_extra ? selector_extra : "");
+    cJSON *list = NULL;
+    if (kube_list_page(b->host->kc, r, w->namespace, sel, NULL, 0, NULL, &list, err) < 0) return -1;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, json_get(list, "items")) {
+        cJSON *proj = project(it);
+        const cJSON *md = json_get(proj, "metadata");
+        if ((!is_instance || is_instance(proj)) && !instance_of_other_worker(md, w->uid)) {
+            if (names) buf_printf(names, "%s%s %s", names->len ? ", " : "", r->kind, json_str(md, "name") ? json_str(md, "name") : "?");
+            (*n)++;
+        }
+        cJSON_Delete(proj);
+    }
+    cJSON_Delete(list);
+    return 0;
+}

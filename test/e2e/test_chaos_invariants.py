@@ -1,0 +1,174 @@
+"""Issue 16: every invariant of the chaos soak's checker fires.
+
+The checker (test/soak/chaos_invariants.py) is only worth its zero if it can say no. Each case
+runs the failpoint build of the controller with one deliberately broken behaviour
+(WC_FAILPOINT=break-..., never in the product), makes the broken path happen on the real bed, and
+asserts the checker fails with a message naming the invariant that behaviour violates:
+
+  break-switch-guard      a Pod is made beside a running sandbox       -> both-backends
+  break-duplicate-pod     every Pod is made twice                      -> duplicate-instance
+  break-skip-cleanup      the finalizer goes, nothing is cleaned up    -> orphan
+  break-deps-after-claim  the claim is made before its env and token   -> claim-before-deps
+  break-foreign-deps      the env file names another Worker            -> foreign-deps
+  break-leak-secret       a credential in the status message, raw      -> secret-leak
+  break-ignore-lease-loss a replica that lost its lease keeps writing  -> two-writers
+  break-status-running    Running reported whatever runs               -> running-while-idle
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import pytest
+from kubernetes import client
+
+import bed
+import controller_harness as h
+import sandbox_support as sx
+from conftest import drop_namespace, make_namespace, unique
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "soak"))
+import chaos_invariants as ci  # noqa: E402
+
+GRACE = 8.0
+
+
+class Case:
+    """A namespace, a broken controller, and a checker watching them."""
+
+    def __init__(self, tb, api, core, s3, runtime, failpoint: str, sandbox: bool = True, env=None):
+        self.tb, self.api, self.core = tb, api, core
+        self.custom = client.CustomObjectsApi(api)
+        self.ns = make_namespace(core, failpoint[:20])
+        self.ctl = h.ControllerProcess(tb, core, self.ns, unique("brk"), sandbox=sandbox,
+                                       binary_path=h.failpoint_binary(), env={"WC_FAILPOINT": failpoint, **(env or {})})
+        self.ctl.setup_identity()
+        self.planted = [f"planted-{unique('s')}-SECRET"]
+        self.extra = []
+        self.checker = ci.Checker(tb, api, self.ns, s3, runtime, [self.ctl.username], self.planted,
+                                  [self.ctl.log_path], grace_s=GRACE, log=print).start()
+
+    def creds(self, worker: str) -> None:
+        self.core.create_namespaced_secret(self.ns, client.V1Secret(
+            metadata=client.V1ObjectMeta(name=f"hiclaw-creds-{worker}"),
+            string_data={"WORKER_MATRIX_TOKEN": self.planted[0]}))
+
+    def fired(self, invariant: str, timeout: float = 90.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            hit = [v for v in self.checker.violations if v.startswith(f"INVARIANT {invariant}:")]
+            if hit:
+                return hit[0]
+            time.sleep(0.5)
+        raise AssertionError(f"the checker did not report {invariant} within {timeout}s; it said: "
+                             f"{self.checker.violations}\n{self.ctl.log_tail(15)}")
+
+    def close(self) -> None:
+        self.checker.stop()
+        for c in [self.ctl] + self.extra:
+            c.close()
+        drop_namespace(self.core, self.ns)
+
+
+@pytest.fixture
+def case(tb, api, core, s3, runtime):
+    made = []
+
+    def make(failpoint, **kw):
+        c = Case(tb, api, core, s3, runtime, failpoint, **kw)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.close()
+
+
+def test_both_backends_fires(case):
+    c = case("break-switch-guard")
+    c.ctl.start()
+    h.create_worker(c.custom, c.ns, "w", backendRuntime="sandbox")
+    h.wait_phase(c.custom, c.ns, "w", "Running", timeout=60)
+    h.patch_worker(c.custom, c.ns, "w", {"spec": {"backendRuntime": "pod"}})  # while Running: must be blocked
+    print(c.fired("both-backends"))
+
+
+def test_duplicate_instance_fires(case):
+    c = case("break-duplicate-pod", sandbox=False)
+    c.ctl.start()
+    h.create_worker(c.custom, c.ns, "w")
+    print(c.fired("duplicate-instance"))
+
+
+def test_orphan_fires(case):
+    c = case("break-skip-cleanup", sandbox=False)
+    c.ctl.start()
+    h.create_worker(c.custom, c.ns, "w")
+    h.wait_phase(c.custom, c.ns, "w", "Running", timeout=60)
+    c.core.patch_namespaced_pod("hiclaw-worker-w", c.ns, {"metadata": {"finalizers": ["e2e.wc.test/hold"]}})
+    h.delete_worker(c.custom, c.ns, "w")
+    try:
+        print(c.fired("orphan", timeout=GRACE + 60))
+    finally:
+        c.core.patch_namespaced_pod("hiclaw-worker-w", c.ns, {"metadata": {"finalizers": None}})
+
+
+def test_claim_before_deps_fires(case):
+    c = case("break-deps-after-claim")
+    c.ctl.start()
+    h.create_worker(c.custom, c.ns, "w", backendRuntime="sandbox")
+    print(c.fired("claim-before-deps"))
+
+
+def test_foreign_deps_fires(case):
+    c = case("break-foreign-deps")
+    c.ctl.start()
+    h.create_worker(c.custom, c.ns, "w", backendRuntime="sandbox")
+    print(c.fired("foreign-deps"))
+
+
+def test_secret_leak_fires(case):
+    c = case("break-leak-secret", sandbox=False)
+    c.creds("w")
+    c.ctl.start()
+    h.create_worker(c.custom, c.ns, "w")
+    print(c.fired("secret-leak", timeout=60))
+
+
+def test_two_writers_fires(tb, case):
+    c = case("break-ignore-lease-loss", sandbox=False, env={"HICLAW_LEADER_ELECT": "true"})
+    c.ctl.start()
+    c.ctl.wait_log("became leader", timeout=30)
+    other = h.ControllerProcess(tb, c.core, c.ns, c.ctl.name, env={"HICLAW_LEADER_ELECT": "true"})
+    other.setup_replica_identity(f"{c.ctl.name}-b")
+    c.extra.append(other)
+    c.checker.controller_users.add(other.username)
+    other.start(wait_synced=False)
+    names = [f"w{i}" for i in range(6)]
+    for n in names:
+        h.create_worker(c.custom, c.ns, n)
+    # an intruder takes the lease: the broken replica goes on as if it still led
+    coord = client.CoordinationV1Api(c.api)
+    lease = coord.read_namespaced_lease(f"{c.ctl.name}-leader", c.ns)
+    lease.spec.holder_identity = "intruder"
+    lease.spec.lease_duration_seconds = 3
+    lease.spec.renew_time = __import__("datetime").datetime.now(__import__("datetime").timezone.utc)
+    coord.replace_namespaced_lease(f"{c.ctl.name}-leader", c.ns, lease)
+    other.wait_log("became leader", timeout=60)
+    deadline = time.monotonic() + 60
+    i = 0
+    while time.monotonic() < deadline and not [v for v in c.checker.violations if "two-writers" in v]:
+        for n in names:  # keep both replicas busy writing
+            h.patch_worker(c.custom, c.ns, n, {"spec": {"env": {"TICK": str(i)}}})
+        i += 1
+        time.sleep(1)
+    print(c.fired("two-writers", timeout=5))
+
+
+def test_running_while_idle_fires(case):
+    c = case("break-status-running", sandbox=False)
+    c.ctl.start()
+    h.create_worker(c.custom, c.ns, "w", labels=bed.HOLD)  # its Pod never runs
+    print(c.fired("running-while-idle", timeout=GRACE + 60))
