@@ -10,7 +10,7 @@
 #   ./build.sh test-asan  the unit and e2e tiers under ASan+UBSan+LSan (glibc build; unit-asan:
 #                         the unit tier alone)
 #   ./build.sh fuzz [S]   build the libFuzzer targets and run each for S seconds (default 60)
-#   ./build.sh bench [--full]  benchmarks vs the floor + footprint (short: N=200; see BENCHMARKS.md)
+#   ./build.sh bench [--full|--n50k]  product vs controller-runtime peer vs floor (short: N=200; BENCHMARKS.md)
 #   ./build.sh soak [--valgrind]  10,000 reconciles, RSS sampled (valgrind: leak check; RELIABILITY.md)
 #   ./build.sh soak-chaos [--minutes N] [--seed S]  churn + faults + invariant checker (RELIABILITY.md)
 #   ./build.sh deps       fetch, verify and build the static dependencies only (deps-glibc: the

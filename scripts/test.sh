@@ -152,22 +152,46 @@ summary() {
   [ "$f" -eq 0 ]
 }
 
-# Benchmarks (test/bench/, BENCHMARKS.md): the product binary and the C bench tools (stand-ins,
-# stopwatch, floor: the whole program included, like probe.c) in build/bench/, a test bed of
-# their own (WC_TESTBED, default /tmp/wc-bed-bench; left up, `test/cluster/down.sh` stops it),
-# matplotlib in a venv under the cache for the plots. Extra arguments go to test/bench/bench.py.
+# Benchmarks (test/bench/, BENCHMARKS.md): the product binary, the C bench tools (stopwatch,
+# floor, creator, pool, clear: the whole program included, like probe.c) and the
+# controller-runtime peer (Go, test/bench/peer/) in build/bench/; a test bed of their own
+# (WC_TESTBED, default /tmp/wc-bed-bench, started with WC_BED_FAST=1; left up,
+# `WC_TESTBED=/tmp/wc-bed-bench test/cluster/down.sh` stops it); matplotlib in a venv under the
+# cache for the plots. Extra arguments go to test/bench/bench.py (--full, --n50k, --help).
 run_bench() {
   build_deps
   ensure_tools
   gen_embed
   compile build/bench/worker-controller worker-controller.c product
   compile build/bench/wc-bench test/bench/bench.c bench
+  build_bench_peer
   export WC_TESTBED=${WC_TESTBED:-/tmp/wc-bed-bench}
-  test/cluster/up.sh
+  WC_BED_FAST=1 test/cluster/up.sh
   local venv=$CACHE/bench-venv
   [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import matplotlib' 2>/dev/null ||
     { python3 -m venv "$venv" && "$venv/bin/pip" install -q matplotlib; } || log "no matplotlib: plots skipped"
   python3 test/bench/bench.py "$@"
+}
+
+# The controller-runtime peer: built through the Go module proxy (versions pinned by
+# test/bench/peer/go.mod and go.sum; module cache shared with test/cluster/testbin.sh), cached
+# under $CACHE/bench-peer-<controller-runtime version>-<hash of the peer's source>/ so a warm
+# cache never runs `go`. Neither downloaded modules nor the binary are part of the repository.
+build_bench_peer() {
+  local src=test/bench/peer ver key dir
+  ver=$(awk '$1 == "sigs.k8s.io/controller-runtime" {print $2}' "$src/go.mod")
+  key=$(cat "$src/go.mod" "$src/go.sum" "$src"/*.go | sha256sum | cut -c1-12)
+  dir=$CACHE/bench-peer-$ver-$key
+  if [ ! -f "$dir/.complete" ]; then
+    command -v go >/dev/null || die "the bench peer needs Go (1.26) on PATH"
+    log "building the controller-runtime peer ($ver) into $dir"
+    mkdir -p "$dir" "$CACHE/go/mod" "$CACHE/go/build"
+    (cd "$src" && GOMODCACHE=$CACHE/go/mod GOCACHE=$CACHE/go/build GOFLAGS="-mod=mod -modcacherw" GOTOOLCHAIN=local \
+      CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$dir/wc-bench-peer" .) || die "building the bench peer failed"
+    touch "$dir/.complete"
+  fi
+  mkdir -p build/bench
+  ln -sfn "$dir/wc-bench-peer" build/bench/wc-bench-peer
 }
 
 # Soak (test/soak/soak.py, RELIABILITY.md): N reconciles (default 10,000) with RSS sampled;

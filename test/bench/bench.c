@@ -1,11 +1,11 @@
 /*
  * bench.c — the benchmark's C tools, built on the project's own client (the whole program is
- * included, minus its main(), as test/e2e/probe.c does). One binary, four roles:
+ * included, minus its main(), as test/e2e/probe.c does). One binary, five roles:
  *
  *   wc-bench create  [RUN FLAGS]   creates BENCH_N Workers (BENCH_THREADS parallel POSTs)
- *   wc-bench standin [RUN FLAGS]   prompt kubelet + OpenKruise stand-in: marks the controller's
- *                                  Pods Running/Ready, binds its SandboxClaims (Sandbox created,
- *                                  Sandbox Running/Ready, claim Completed), BENCH_THREADS writers
+ *   wc-bench pool    [RUN FLAGS]   a sandbox run's warm pool: the controller's SandboxSet with
+ *                                  BENCH_N replicas (the product's renderer), waits until the real
+ *                                  OpenKruise controller reports them available
  *   wc-bench watch   [RUN FLAGS]   the stopwatch: informers on Workers and on the instances;
  *                                  prints SYNCED, then one JSON line with the wall-clock times
  *                                  (ms since the epoch) when the last instance appeared and when
@@ -16,6 +16,12 @@
  *                                  SandboxClaim — and the two status patches Starting/Running),
  *                                  with HICLAW_CONCURRENCY threads, no decision logic, the same
  *                                  informers to learn about Workers and their instances
+ *   wc-bench clear   [RUN FLAGS]   removes the finalizers of a finished run's Workers (its
+ *                                  controller is stopped), so the namespace can be deleted
+ *
+ * Nothing here plays a component: Pods are bound by kube-scheduler and run by kwok, claims are
+ * served by the real OpenKruise controller (test/cluster/README.md). Both the product and the
+ * floor wait for the same real components.
  *
  * RUN FLAGS are `worker-controller run`'s (--server --token-file --ca-file ...) and the same
  * HICLAW_* environment (namespace, controller name, sandbox, worker-deps storage, concurrency),
@@ -25,8 +31,6 @@
  */
 #define WC_NO_MAIN 1
 #include "../../worker-controller.c"
-
-#include <poll.h>
 
 static long env_long(const char *name, long def) {
     const char *v = getenv(name);
@@ -88,12 +92,6 @@ static char *jobq_pop(jobq *q) {
     }
     pthread_mutex_unlock(&q->mu);
     return s;
-}
-static void jobq_close(jobq *q) {
-    pthread_mutex_lock(&q->mu);
-    q->closed = 1;
-    pthread_cond_broadcast(&q->cv);
-    pthread_mutex_unlock(&q->mu);
 }
 
 /* A set of strings under a lock: "first time this key?" */
@@ -256,198 +254,93 @@ static void wait_synced(kube_informer *inf) {
     }
 }
 
-/* ---- standin ---- */
-static jobq sq_pods, sq_claims;
-static strset s_pods_done, s_claims_done;
-static kube_informer *s_claims_inf;
-
-static void standin_on_pod(void *ud, const char *key, const cJSON *o, const cJSON *n) {
-    (void)ud, (void)o, (void)key;
-    if (!n || proj_deleting(n)) return;
-    const char *ph = proj_phase(n);
-    if (ph && strcmp(ph, "Pending") != 0) return;
-    jobq_push(&sq_pods, proj_name(n));
-}
-static cJSON *project_claim(const cJSON *obj) {
-    cJSON *out = project_phase(obj);
-    const cJSON *spec = cJSON_GetObjectItemCaseSensitive(obj, "spec");
-    if (spec) cJSON_AddItemToObject(out, "spec", cJSON_Duplicate(spec, 1));
-    return out;
-}
-static void standin_on_claim(void *ud, const char *key, const cJSON *o, const cJSON *n) {
-    (void)ud, (void)o;
-    if (!n || proj_deleting(n) || proj_phase(n)) return;
-    jobq_push(&sq_claims, key);
-}
-
-static void standin_pod(const char *name) {
-    char ts[32];
-    wc_rfc3339(ts, time(NULL));
-    unsigned h = 0;
-    for (const char *p = name; *p; p++) h = h * 31 + (unsigned char)*p;
-    buf b = BUF_INIT;
-    buf_printf(&b,
-               "{\"status\":{\"phase\":\"Running\",\"startTime\":\"%s\",\"hostIP\":\"127.0.0.1\",\"podIP\":\"127.2.%u.%u\","
-               "\"conditions\":[{\"type\":\"PodScheduled\",\"status\":\"True\",\"lastTransitionTime\":\"%s\"},"
-               "{\"type\":\"Initialized\",\"status\":\"True\",\"lastTransitionTime\":\"%s\"},"
-               "{\"type\":\"ContainersReady\",\"status\":\"True\",\"lastTransitionTime\":\"%s\"},"
-               "{\"type\":\"Ready\",\"status\":\"True\",\"lastTransitionTime\":\"%s\"}],"
-               "\"containerStatuses\":[{\"name\":\"worker\",\"image\":\"registry.invalid/worker:bench\","
-               "\"imageID\":\"registry.invalid/worker@sha256:%064d\",\"containerID\":\"containerd://%08x\",\"ready\":true,"
-               "\"started\":true,\"restartCount\":0,\"state\":{\"running\":{\"startedAt\":\"%s\"}}}]}}",
-               ts, (h >> 8) & 255, h & 255, ts, ts, ts, ts, 0, h, ts);
-    for (int attempt = 0; attempt < 5; attempt++) {
-        wc_err err;
-        err_clear(&err);
-        if (kube_patch(B.kc, &KUBE_PODS, B.ns, name, "status", KUBE_PATCH_MERGE, b.data, NULL, 0, 0, NULL, &err) == 0) break;
-        if (kube_err_not_found(&err) || !retry_transient(&err)) break;
-        wc_sleep_ms(50 << attempt);
-    }
-    buf_free(&b);
-}
-
-static void standin_claim(const char *key) {
-    cJSON *claim = kube_informer_get(s_claims_inf, key);
-    if (!claim) return;
-    const char *cname = proj_name(claim);
-    const cJSON *spec = cJSON_GetObjectItemCaseSensitive(claim, "spec");
-    const char *image = json_str(cJSON_GetObjectItemCaseSensitive(spec, "inplaceUpdate"), "image");
-    char sname[300];
-    snprintf(sname, sizeof sname, "%s-sbx", cname);
-    cJSON *labels = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(spec, "labels"), 1);
-    if (!labels) labels = cJSON_CreateObject();
-    cJSON_AddStringToObject(labels, "agents.kruise.io/claim-name", cname);
-    cJSON_AddStringToObject(labels, "agents.kruise.io/sandbox-claimed", "true");
-    char *ls = cJSON_PrintUnformatted(labels);
-    buf b = BUF_INIT;
-    buf_puts(&b, "{\"apiVersion\":\"agents.kruise.io/v1alpha1\",\"kind\":\"Sandbox\",\"metadata\":{\"name\":");
-    buf_put_json_string(&b, sname);
-    buf_puts(&b, ",\"labels\":");
-    buf_puts(&b, ls);
-    buf_puts(&b, "},\"spec\":{\"paused\":false,\"template\":{\"spec\":{\"containers\":[{\"name\":\"worker\",\"image\":");
-    buf_put_json_string(&b, image ? image : "registry.invalid/worker:latest");
-    buf_puts(&b, "}]}}}}");
-    free(ls);
-    cJSON_Delete(labels);
+/* ---- pool: the warm pool of a sandbox run, filled before t0 ----
+ * The SandboxSet the controller manages (HICLAW_SANDBOX_POOL), applied as the sandbox backend's
+ * start applies it — the product's own renderer (sandbox_pool_render), server-side apply with
+ * its field manager — with BENCH_N replicas, then polled until OpenKruise reports BENCH_N
+ * available sandboxes (each a Pod scheduled by kube-scheduler and run by kwok). The controller,
+ * started later with HICLAW_SANDBOX_PREWARM_SIZE=BENCH_N, applies the same object (no change);
+ * the floor never touches the pool. Claims then take warm sandboxes, and OpenKruise refills the
+ * pool while both sides run, alike for both. */
+static int cmd_pool(void) {
+    int64_t t0 = epoch_ms();
+    const char *pool = B.conf.sandbox_pool;
     wc_err err;
     err_clear(&err);
-    int rc = -1;
-    for (int attempt = 0; attempt < 5 && rc < 0; attempt++) {
-        rc = kube_create(B.kc, &KUBE_SANDBOXES, B.ns, NULL, NULL, b.data, NULL, &err);
-        if (rc < 0 && kube_err_conflict(&err)) rc = 0;
-        if (rc < 0 && !retry_transient(&err)) break;
-        if (rc < 0) wc_sleep_ms(50 << attempt);
-    }
-    buf_free(&b);
+    buf body = BUF_INIT;
+    sandbox_pool_render(&body, pool, B.ns, B.conf.controller_name, B.conf.sandbox_agent_runtime_image, B.n,
+                        B.conf.worker_cpu.canon, B.conf.worker_memory.canon);
+    int rc = kube_patch(B.kc, &KUBE_SANDBOXSETS, B.ns, pool, NULL, KUBE_PATCH_APPLY, body.data, "worker-controller", 1, 0,
+                        NULL, &err);
+    buf_free(&body);
     if (rc < 0) {
-        fprintf(stderr, "standin: create Sandbox %s: %s\n", sname, err.msg);
-        cJSON_Delete(claim);
-        return;
+        fprintf(stderr, "pool: apply SandboxSet %s: %s\n", pool, err.msg);
+        return 1;
     }
-    char ts[32];
-    wc_rfc3339(ts, time(NULL));
-    unsigned h = 0;
-    for (const char *p = sname; *p; p++) h = h * 31 + (unsigned char)*p;
-    char st[1024];
-    snprintf(st, sizeof st,
-             "{\"status\":{\"phase\":\"Running\",\"message\":\"\",\"sandboxIp\":\"127.2.%u.%u\",\"nodeName\":\"wc-standin-node\","
-             "\"podInfo\":{\"podIP\":\"127.2.%u.%u\",\"nodeName\":\"wc-standin-node\"},\"observedGeneration\":1,"
-             "\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\",\"reason\":\"SandboxReady\",\"message\":\"\","
-             "\"lastTransitionTime\":\"%s\"}]}}",
-             (h >> 8) & 255, h & 255, (h >> 8) & 255, h & 255, ts);
-    for (int attempt = 0; attempt < 5; attempt++) {
+    long avail = 0;
+    int64_t last_report = wc_now_ms();
+    while (!expired()) {
+        cJSON *set = NULL;
         err_clear(&err);
-        if (kube_patch(B.kc, &KUBE_SANDBOXES, B.ns, sname, "status", KUBE_PATCH_MERGE, st, NULL, 0, 0, NULL, &err) == 0) break;
-        if (!retry_transient(&err)) { fprintf(stderr, "standin: sandbox status: %s\n", err.msg); break; }
-        wc_sleep_ms(50 << attempt);
+        if (kube_get(B.kc, &KUBE_SANDBOXSETS, B.ns, pool, NULL, &set, &err) == 0) {
+            avail = json_int(cJSON_GetObjectItemCaseSensitive(set, "status"), "availableReplicas", 0);
+            cJSON_Delete(set);
+            if (avail >= B.n) break;
+        }
+        if (wc_now_ms() - last_report > 10000) {
+            last_report = wc_now_ms();
+            fprintf(stderr, "[pool] %ld/%ld available\n", avail, B.n);
+        }
+        wc_sleep_ms(500);
     }
-    snprintf(st, sizeof st,
-             "{\"status\":{\"phase\":\"Completed\",\"claimedReplicas\":1,\"message\":\"claimed 1 sandbox(es)\","
-             "\"observedGeneration\":1,\"claimStartTime\":\"%s\",\"completionTime\":\"%s\"}}", ts, ts);
-    for (int attempt = 0; attempt < 5; attempt++) {
-        err_clear(&err);
-        if (kube_patch(B.kc, &KUBE_SANDBOXCLAIMS, B.ns, cname, "status", KUBE_PATCH_MERGE, st, NULL, 0, 0, NULL, &err) == 0) break;
-        if (kube_err_not_found(&err) || !retry_transient(&err)) { fprintf(stderr, "standin: claim status: %s\n", err.msg); break; }
-        wc_sleep_ms(50 << attempt);
-    }
-    cJSON_Delete(claim);
+    int64_t t1 = epoch_ms();
+    printf("{\"pool\":\"%s\",\"replicas\":%ld,\"available\":%ld,\"seconds\":%.3f}\n", pool, B.n, avail, (t1 - t0) / 1000.0);
+    return avail >= B.n ? 0 : 1;
 }
 
-static atomic_long s_pods_marked, s_claims_bound;
-static void *standin_thread(void *arg) {
+/* ---- clear: a finished run's Workers lose their finalizers ----
+ * The controller under test is stopped before its namespace is deleted, so nobody would remove
+ * hiclaw.io/cleanup and the namespace would never go. BENCH_THREADS parallel merge patches. */
+static char **clear_keys;
+static size_t clear_n;
+static atomic_long clear_next, clear_ok, clear_fail;
+static void *clear_thread(void *arg) {
     (void)arg;
-    while (!expired()) {
-        char *s = jobq_pop(&sq_pods);
-        if (s) {
-            if (strset_add(&s_pods_done, s)) standin_pod(s), atomic_fetch_add(&s_pods_marked, 1);
-            free(s);
-            continue;
+    for (;;) {
+        long i = atomic_fetch_add(&clear_next, 1);
+        if ((size_t)i >= clear_n || expired()) break;
+        const char *name = strchr(clear_keys[i], '/');
+        name = name ? name + 1 : clear_keys[i];
+        int ok = 0;
+        for (int attempt = 0; attempt < 6 && !ok && !expired(); attempt++) {
+            wc_err err;
+            err_clear(&err);
+            if (kube_patch(B.kc, &KUBE_WORKERS, B.ns, name, NULL, KUBE_PATCH_MERGE, "{\"metadata\":{\"finalizers\":null}}", NULL,
+                           0, 0, NULL, &err) == 0 || kube_err_not_found(&err)) ok = 1;
+            else if (!retry_transient(&err)) { fprintf(stderr, "clear %s: %s\n", name, err.msg); break; }
+            else wc_sleep_ms(100 << attempt);
         }
-        if (sq_pods.closed) break;
-        s = jobq_pop(&sq_claims);
-        if (s) {
-            if (strset_add(&s_claims_done, s)) standin_claim(s), atomic_fetch_add(&s_claims_bound, 1);
-            free(s);
-        }
+        atomic_fetch_add(ok ? &clear_ok : &clear_fail, 1);
     }
     return NULL;
 }
-/* Pods and claims share the threads; claims get their own dedicated pop loop too, so a quiet
- * pod queue does not add 200 ms per claim. */
-static void *standin_claim_thread(void *arg) {
-    (void)arg;
-    while (!expired() && !sq_claims.closed) {
-        char *s = jobq_pop(&sq_claims);
-        if (!s) continue;
-        if (strset_add(&s_claims_done, s)) standin_claim(s), atomic_fetch_add(&s_claims_bound, 1);
-        free(s);
-    }
-    return NULL;
-}
-
-/* Runs until stdin closes (the driver holds the pipe) or BENCH_SECONDS. */
-static void wait_stdin_or_deadline(void) {
-    while (!expired()) {
-        struct pollfd p = {0, POLLIN, 0};
-        int r = poll(&p, 1, 500);
-        if (r > 0) {
-            char tmp[256];
-            ssize_t k = read(0, tmp, sizeof tmp);
-            if (k <= 0) break;
-        }
-    }
-}
-
-static int cmd_standin(void) {
-    jobq_init(&sq_pods);
-    jobq_init(&sq_claims);
-    strset_init(&s_pods_done);
-    strset_init(&s_claims_done);
-    char sel[300];
-    snprintf(sel, sizeof sel, LABEL_CONTROLLER "=%s", B.conf.controller_name);
-    kube_informer *pods = start_informer("pods", &KUBE_PODS, sel, project_phase, standin_on_pod, NULL);
-    s_claims_inf = strcmp(B.backend, "sandbox") == 0
-                       ? start_informer("sandboxclaims", &KUBE_SANDBOXCLAIMS, sel, project_claim, standin_on_claim, NULL)
-                       : NULL;
-    wait_synced(pods);
-    wait_synced(s_claims_inf);
-    long nt = B.threads > 128 ? 128 : B.threads;
+static int cmd_clear(void) {
+    int64_t t0 = epoch_ms();
+    kube_informer *wk = start_informer("workers", &KUBE_WORKERS, NULL, project_phase, NULL, NULL);
+    wait_synced(wk);
+    clear_keys = kube_informer_keys(wk, &clear_n);
     pthread_t th[256];
-    for (long i = 0; i < nt; i++) pthread_create(&th[i], NULL, s_claims_inf ? standin_claim_thread : standin_thread, NULL);
-    if (s_claims_inf) /* sandbox runs: a few pod writers as well (the pod backend is idle there) */
-        for (long i = 0; i < 2; i++) pthread_create(&th[nt + i], NULL, standin_thread, NULL);
-    printf("SYNCED\n");
+    long nt = B.threads > 256 ? 256 : B.threads;
+    for (long i = 0; i < nt; i++) pthread_create(&th[i], NULL, clear_thread, NULL);
+    for (long i = 0; i < nt; i++) pthread_join(th[i], NULL);
+    printf("{\"workers\":%zu,\"cleared\":%ld,\"failed\":%ld,\"seconds\":%.3f}\n", clear_n, atomic_load(&clear_ok),
+           atomic_load(&clear_fail), (epoch_ms() - t0) / 1000.0);
     fflush(stdout);
-    wait_stdin_or_deadline();
-    atomic_store(&B.stop, 1);
-    jobq_close(&sq_pods);
-    jobq_close(&sq_claims);
-    for (long i = 0; i < nt + (s_claims_inf ? 2 : 0); i++) pthread_join(th[i], NULL);
-    printf("{\"pods_marked\":%ld,\"claims_bound\":%ld}\n", atomic_load(&s_pods_marked), atomic_load(&s_claims_bound));
+    for (size_t i = 0; i < clear_n; i++) free(clear_keys[i]);
+    free(clear_keys);
     atomic_store(&B.kc->cancel, 1);
-    kube_informer_free(pods);
-    kube_informer_free(s_claims_inf);
-    return 0;
+    kube_informer_free(wk);
+    return atomic_load(&clear_fail) ? 1 : 0;
 }
 
 /* ---- watch: the stopwatch ---- */
@@ -506,7 +399,9 @@ static int cmd_watch(void) {
 /* ---- floor ---- */
 static controller F;           /* the product's controller struct, set up as `run` does */
 static int f_pod;              /* BENCH_BACKEND=pod */
-static kube_informer *f_inst;  /* the instances: Pods or claims */
+static kube_informer *f_inst;  /* the instances: Pods, or SandboxClaims */
+static kube_informer *f_sbx;   /* sandbox runs: the Sandboxes */
+static long f_setup_requests, f_setup_writes; /* made by controller_setup (its CRD probes): not the floor's */
 /* BENCH_FLOOR_EXTRAS=1: also the requests the controller makes beyond the issue's list — the
  * credentials Secret GET before each of the two writes passes and the "Created" Event — to show
  * how much of the gap to the floor is requests rather than logic. */
@@ -532,14 +427,14 @@ static void floor_on_worker(void *ud, const char *key, const cJSON *o, const cJS
         jobq_push(&fq, job);
     }
 }
-/* The instance reached Running: one status patch. Pods: Running + Ready. Claims: Completed
- * (the stand-in completes the claim after its Sandbox is Running and Ready). */
+/* The instance reached Running: one status patch. Pods: Running + Ready (kwok). Sandbox
+ * Workers: the claim Completed with its sandbox claimed (OpenKruise, after /init and the mounts)
+ * and the Sandbox it bound Running + Ready — what the product waits for too (SPEC 3's table). */
 static void floor_on_instance(void *ud, const char *key, const cJSON *o, const cJSON *n) {
     (void)ud, (void)o, (void)key;
     if (!n) return;
     const char *ph = proj_phase(n);
-    int pod = f_pod;
-    if (!ph || strcmp(ph, pod ? "Running" : "Completed") != 0 || (pod && !proj_ready(n))) return;
+    if (!ph || strcmp(ph, "Running") != 0 || !proj_ready(n)) return;
     const char *wn = json_str(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(n, "metadata"), "labels"),
                               LABEL_WORKER);
     if (!wn) return;
@@ -549,6 +444,64 @@ static void floor_on_instance(void *ud, const char *key, const cJSON *o, const c
     jobq_push(&fq, job);
 }
 
+static pthread_mutex_t f_sbx_mu = PTHREAD_MUTEX_INITIALIZER;
+static strmap f_claim_done; /* ns/worker -> (void *)1: its claim Completed and claimed */
+static strmap f_sbx_ready;  /* ns/worker -> "sandbox podIP" of its Running + Ready Sandbox */
+
+/* With f_sbx_mu held: both halves seen? Then one Running job (floor_running dedups). */
+static void floor_sandbox_check(const char *wkey) {
+    const char *sb = strmap_get(&f_sbx_ready, wkey);
+    if (!sb || !strmap_get(&f_claim_done, wkey)) return;
+    char job[800];
+    snprintf(job, sizeof job, "r %s %s", wkey, sb);
+    jobq_push(&fq, job);
+}
+static const char *proj_worker(const cJSON *p) {
+    return json_str(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(p, "metadata"), "labels"), LABEL_WORKER);
+}
+static void floor_on_claim(void *ud, const char *key, const cJSON *o, const cJSON *n) {
+    (void)ud, (void)o, (void)key;
+    if (!n || proj_deleting(n)) return;
+    const char *ph = proj_phase(n), *wn = proj_worker(n);
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(n, "status");
+    if (!wn || !ph || strcmp(ph, "Completed") != 0 || json_int(st, "claimedReplicas", 0) < 1) return;
+    char wkey[400];
+    snprintf(wkey, sizeof wkey, "%s/%s", B.ns, wn);
+    pthread_mutex_lock(&f_sbx_mu);
+    if (!strmap_get(&f_claim_done, wkey)) strmap_put(&f_claim_done, wkey, (void *)1);
+    floor_sandbox_check(wkey);
+    pthread_mutex_unlock(&f_sbx_mu);
+}
+static void floor_on_sandbox(void *ud, const char *key, const cJSON *o, const cJSON *n) {
+    (void)ud, (void)o, (void)key;
+    if (!n || proj_deleting(n)) return;
+    const char *ph = proj_phase(n), *wn = proj_worker(n);
+    if (!wn || !ph || strcmp(ph, "Running") != 0 || !proj_ready(n)) return;
+    const char *ip = json_str(cJSON_GetObjectItemCaseSensitive(n, "status"), "podIP");
+    char wkey[400], val[400];
+    snprintf(wkey, sizeof wkey, "%s/%s", B.ns, wn);
+    snprintf(val, sizeof val, "%s %s", proj_name(n), ip && *ip ? ip : "-");
+    pthread_mutex_lock(&f_sbx_mu);
+    if (!strmap_get(&f_sbx_ready, wkey)) strmap_put(&f_sbx_ready, wkey, xstrdup(val));
+    floor_sandbox_check(wkey);
+    pthread_mutex_unlock(&f_sbx_mu);
+}
+/* A claim as the floor reads it: phase, claimedReplicas, the Worker label. */
+static cJSON *project_claim(const cJSON *obj) {
+    cJSON *out = project_phase(obj);
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(obj, "status");
+    cJSON_AddNumberToObject(cJSON_GetObjectItemCaseSensitive(out, "status"), "claimedReplicas",
+                            (double)json_int(st, "claimedReplicas", 0));
+    return out;
+}
+/* A Sandbox: phase, Ready, the Worker label (the claim's spec.labels), status.podInfo.podIP. */
+static cJSON *project_sandbox(const cJSON *obj) {
+    cJSON *out = project_phase(obj);
+    const char *ip = json_str(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(obj, "status"), "podInfo"), "podIP");
+    if (ip) cJSON_AddStringToObject(cJSON_GetObjectItemCaseSensitive(out, "status"), "podIP", ip);
+    return out;
+}
+
 static void floor_status(arena *a, const cJSON *obj, const worker *w, int running, const char *inst_name, const char *ip) {
     int pod = f_pod;
     decision d;
@@ -556,8 +509,8 @@ static void floor_status(arena *a, const cJSON *obj, const worker *w, int runnin
     d.phase = running ? PHASE_RUNNING : PHASE_STARTING;
     d.backend = pod ? "pod" : "sandbox";
     d.instance.kind = pod ? "Pod" : "Sandbox";
-    if (pod) d.instance.name = inst_name;
-    else d.instance.claim_name = inst_name;
+    d.instance.name = pod || running ? inst_name : NULL;
+    if (!pod) d.instance.claim_name = arena_sprintf(a, "%sworker-%s", F.dc.prefix, w->name);
     d.instance.pod_ip = ip;
     d.container_state = running ? (pod ? "Running" : "Running") : (pod ? "Pending" : "Claiming");
     d.message = running ? "" : "waiting for the instance to start";
@@ -681,19 +634,26 @@ static int cmd_floor(void) {
     f_pod = strcmp(B.backend, "sandbox") != 0;
     wc_err err;
     err_clear(&err);
+    /* The backends as run sets them up: names, env, the sandbox's settings and worker-deps
+     * storage. Its probe of the OpenKruise CRDs (two LISTs) is setup, not the floor's work: not
+     * counted in the requests printed below. */
     if (controller_setup(&F, wc_backend_table, WC_NBACKENDS, &B.conf, &err) < 0) {
         fprintf(stderr, "floor: setup: %s\n", err.msg);
         return 1;
     }
+    f_setup_requests = atomic_load(&B.kc->requests);
+    f_setup_writes = atomic_load(&B.kc->writes);
     if (!f_pod && !sbx_state(&F.backends[1])->deps.s3) {
-        fprintf(stderr, "floor: the sandbox bench needs worker-deps storage\n");
+        fprintf(stderr, "floor: s3: the sandbox bench needs worker-deps storage (HICLAW_WORKER_DEPS_*)\n");
         return 1;
     }
     char sel[300];
     snprintf(sel, sizeof sel, LABEL_CONTROLLER "=%s", B.conf.controller_name);
-    /* Instance informer first, so f_inst sees every instance before its Worker's first event. */
-    if (!f_pod) f_inst = start_informer("sandboxclaims", &KUBE_SANDBOXCLAIMS, sel, project_phase, floor_on_instance, NULL);
-    else f_inst = start_informer("pods", &KUBE_PODS, sel, project_phase, floor_on_instance, NULL);
+    /* Instance informers first, so they see every instance before its Worker's first event. */
+    if (!f_pod) {
+        f_inst = start_informer("sandboxclaims", &KUBE_SANDBOXCLAIMS, sel, project_claim, floor_on_claim, NULL);
+        f_sbx = start_informer("sandboxes", &KUBE_SANDBOXES, sel, project_sandbox, floor_on_sandbox, NULL);
+    } else f_inst = start_informer("pods", &KUBE_PODS, sel, project_phase, floor_on_instance, NULL);
     F.workers = start_informer("workers", &KUBE_WORKERS, NULL, worker_project, floor_on_worker, NULL);
     wait_synced(F.workers);
     int64_t t_synced = epoch_ms();
@@ -704,12 +664,13 @@ static int cmd_floor(void) {
     int64_t t1 = epoch_ms();
     printf("{\"threads\":%ld,\"started\":%ld,\"running\":%ld,\"errors\":%ld,\"requests\":%ld,\"writes\":%ld,"
            "\"start_ms\":%" PRId64 ",\"synced_ms\":%" PRId64 ",\"end_ms\":%" PRId64 "}\n",
-           nt, atomic_load(&f_started.n), atomic_load(&f_running.n), atomic_load(&f_errors), atomic_load(&B.kc->requests),
-           atomic_load(&B.kc->writes), t0, t_synced, t1);
+           nt, atomic_load(&f_started.n), atomic_load(&f_running.n), atomic_load(&f_errors),
+           atomic_load(&B.kc->requests) - f_setup_requests, atomic_load(&B.kc->writes) - f_setup_writes, t0, t_synced, t1);
     fflush(stdout);
     atomic_store(&B.kc->cancel, 1);
     kube_informer_free(F.workers);
     kube_informer_free(f_inst);
+    kube_informer_free(f_sbx);
     controller_release(&F);
     kube_recorder_free(F.host.rec);
     return atomic_load(&f_running.n) >= B.n ? 0 : 1;
@@ -719,14 +680,15 @@ int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     if (argc < 2) {
-        fprintf(stderr, "usage: wc-bench create|standin|watch|floor [run flags]\n");
+        fprintf(stderr, "usage: wc-bench create|pool|watch|floor|clear [run flags]\n");
         return 2;
     }
     if (bench_setup(argc - 1, argv + 1) < 0) return 2;
     const char *cmd = argv[1];
     int rc;
     if (strcmp(cmd, "create") == 0) rc = cmd_create();
-    else if (strcmp(cmd, "standin") == 0) rc = cmd_standin();
+    else if (strcmp(cmd, "pool") == 0) rc = cmd_pool();
+    else if (strcmp(cmd, "clear") == 0) rc = cmd_clear();
     else if (strcmp(cmd, "watch") == 0) rc = cmd_watch();
     else if (strcmp(cmd, "floor") == 0) rc = cmd_floor();
     else {

@@ -15,6 +15,31 @@ source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
 S=$WC_TESTBED
 ENV_FILE=$S/env
+# WC_BED_FAST=1 (the benchmarks' bed, test/bench/): the bed's own components must not be what
+# limits a run of thousands of Pods, so kube-scheduler and kube-controller-manager get no
+# client-side rate limit (their defaults are 50 QPS/100 burst and 20/30: a scheduler binding 50
+# Pods a second would set the pace of every run), kwok plays 32 Pod stages at once instead of 8,
+# the played agent-runtime writes its state file at most every 2 s instead of after every call, and
+# the kwok Nodes are big enough for 50,000 Pods.
+# Every client of the bed (the controller, its peer, the floor) then runs against the same faster
+# bed. Off by default: the e2e beds are unchanged. Recorded in the env file; a running bed whose
+# setting differs from the one asked for is restarted.
+BED_FAST=${WC_BED_FAST:-0}
+[[ $BED_FAST == 0 || $BED_FAST == 1 ]] || { echo "[testbed] ERROR: WC_BED_FAST must be 0 or 1" >&2; exit 2; }
+if [[ $BED_FAST == 1 ]]; then
+    CLIENT_FAST=(--kube-api-qps 5000 --kube-api-burst 10000)
+    KWOK_POD_PARALLELISM=32
+    RUNTIME_FAST=(--save-interval 2)
+    # kwok's default Node is 1k CPU / 1Ti: 8,192 Pods requesting 256Mi over both Nodes. The
+    # benchmarks run 10,000 and 50,000 Workers (a Node's status may be set when it is created;
+    # kwok's node stage keeps a given allocatable and capacity).
+    NODE_STATUS=$'status:\n  allocatable: {cpu: "1M", memory: "1Ei", pods: "1M"}\n  capacity: {cpu: "1M", memory: "1Ei", pods: "1M"}'
+else
+    CLIENT_FAST=()
+    KWOK_POD_PARALLELISM=8
+    RUNTIME_FAST=()
+    NODE_STATUS=
+fi
 
 tb_need openssl:openssl curl:curl python3:python3 flock:util-linux
 
@@ -38,7 +63,8 @@ bed_healthy() {
     local p
     for p in "${TB_PROCESSES[@]}"; do tb_pid_ours "$S/$p.pid" || return 1; done
     # shellcheck disable=SC1090
-    (source "$ENV_FILE" && curl -fsS --max-time 5 --cacert "$WC_CA_FILE" -H "Authorization: Bearer $WC_ADMIN_TOKEN" \
+    (unset WC_BED_FAST; source "$ENV_FILE" && [[ ${WC_BED_FAST:-0} == "$BED_FAST" ]] &&
+        curl -fsS --max-time 5 --cacert "$WC_CA_FILE" -H "Authorization: Bearer $WC_ADMIN_TOKEN" \
         "$WC_APISERVER_URL/readyz" >/dev/null)
 }
 
@@ -358,7 +384,8 @@ q() { printf '%q' "$1"; }
         "WC_RUNTIME_URL=http://127.0.0.1:$RUNTIME_CONTROL_PORT" \
         "WC_KRUISE_DIR=$KRUISE_DIR" \
         "WC_AGENT_SANDBOX_DIR=$AGENT_SANDBOX_DIR" \
-        "WC_AGENT_SANDBOX_HEALTH_URL=http://127.0.0.1:$AS_HEALTH_PORT/healthz"; do
+        "WC_AGENT_SANDBOX_HEALTH_URL=http://127.0.0.1:$AS_HEALTH_PORT/healthz" \
+        "WC_BED_FAST=$BED_FAST"; do
         echo "export ${kv%%=*}=$(q "${kv#*=}")"
     done
 } >"$ENV_FILE.tmp"
@@ -418,9 +445,9 @@ launch kube-controller-manager kube-controller-manager --kubeconfig "$S/kubeconf
     --leader-elect=false --secure-port=0 --controllers='*' \
     --service-account-private-key-file "$P/sa.key" --root-ca-file "$P/ca.crt" \
     --use-service-account-credentials=false --allocate-node-cidrs=false \
-    --concurrent-gc-syncs=10
+    --concurrent-gc-syncs=10 "${CLIENT_FAST[@]}"
 launch kube-scheduler kube-scheduler --kubeconfig "$S/kubeconfig-kube-scheduler" \
-    --leader-elect=false --secure-port=0
+    --leader-elect=false --secure-port=0 "${CLIENT_FAST[@]}"
 
 # ---- kwok: fake Nodes whose Pods "run" ----------------------------------------------------------
 # kwok manages the Nodes annotated kwok.x-k8s.io/node=fake. Node stages come from the kwok
@@ -436,7 +463,7 @@ options:
   manageNodesWithAnnotationSelector: kwok.x-k8s.io/node=fake
   cidr: $POD_CIDR
   nodeIP: 127.0.0.1
-  podPlayStageParallelism: 8
+  podPlayStageParallelism: $KWOK_POD_PARALLELISM
   nodePlayStageParallelism: 2
   nodeLeaseParallelism: 2
   podsOnNodeSyncParallelism: 2
@@ -459,6 +486,7 @@ metadata:
     kubernetes.io/os: linux
     kubernetes.io/arch: amd64
     type: kwok
+$NODE_STATUS
 ---
 EOF
 done | kubectl apply -f - >"$S/logs/nodes.log" 2>&1 || { cat "$S/logs/nodes.log" >&2; tb_die "creating Nodes failed"; }
@@ -543,7 +571,7 @@ WC_RUNTIME_S3_ACCESS_KEY=$S3_ACCESS_KEY WC_RUNTIME_S3_SECRET_KEY=$S3_SECRET_KEY 
     launch agent-runtime "$VENV/bin/python" "$TB_SCRIPT_DIR/agent_runtime.py" \
     --kubeconfig "$S/kubeconfig-agent-runtime" --state-dir "$S/agent-runtime" \
     --control-port "$RUNTIME_CONTROL_PORT" --cidr "$POD_CIDR" --driver "$DEPS_CSI_DRIVER" \
-    --s3-endpoint "https://localhost:$S3_PORT" --s3-region "$S3_REGION" --ca-file "$P/ca.crt"
+    --s3-endpoint "https://localhost:$S3_PORT" --s3-region "$S3_REGION" --ca-file "$P/ca.crt" "${RUNTIME_FAST[@]}"
 
 # ---- namespace, and readiness of the whole bed --------------------------------------------------
 kubectl create namespace wc-test --dry-run=client -o yaml | kubectl apply -f - >/dev/null
