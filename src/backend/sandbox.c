@@ -31,6 +31,9 @@ typedef struct sandbox_state {
     sandbox_policy_cfg policy;
     deps_store deps;                /* worker-deps storage (deps.s3 NULL when there is none) */
     int watching;                   /* OpenKruise serves claims and Sandboxes: informers 0 and 1 */
+    int enabled;                    /* in effect: HICLAW_SANDBOX_ENABLED, auto resolved */
+    char off_why[400];              /* auto resolved off: why (status messages name it) */
+    char disabled_spec[600];        /* the policy's disabled_spec then */
 } sandbox_state;
 
 static sandbox_state *sbx_state(backend *b) { return b->state; }
@@ -274,9 +277,10 @@ static int sandbox_api_served(backend *b, const kube_resource *r, wc_err *err) {
  * disabled (read-only then): a Worker whose sandbox was made before the backend was turned off
  * must be seen — never doubled by a Pod, never stripped of its finalizer while its agent runs.
  * Enabled, the CRDs are required; disabled, they are looked for. */
-static int sandbox_setup_caches(backend *b, int enabled, wc_err *err) {
+static int sandbox_setup_caches(backend *b, int auto_mode, wc_err *err) {
     static const kube_resource *const need[] = {&KUBE_SANDBOXCLAIMS, &KUBE_SANDBOXES};
-    int served = 0;
+    sandbox_state *st = sbx_state(b);
+    int served = 0, enabled = st->enabled;
     for (size_t i = 0; i < 2; i++) {
         char crd[128];
         snprintf(crd, sizeof crd, "%s.%s", need[i]->plural, need[i]->group);
@@ -289,7 +293,11 @@ static int sandbox_setup_caches(backend *b, int enabled, wc_err *err) {
             if (err->code == WC_EINVAL) err->code = WC_EIO; /* not a configuration error: exit 1 */
             return -1;
         }
-        if (p == 0 && enabled) {
+        if (p == 0 && enabled && auto_mode) { /* auto: Pods only, said at start and in status */
+            snprintf(st->off_why, sizeof st->off_why,
+                     "OpenKruise agents is not installed (%s is not served): install it and restart the controller", crd);
+            st->enabled = 0;
+        } else if (p == 0 && enabled) {
             log_error("the sandbox backend is enabled but a CRD it needs is not installed: install OpenKruise "
                       "agents, or set HICLAW_SANDBOX_ENABLED=false",
                       "crd", crd);
@@ -312,11 +320,11 @@ static int sandbox_setup_caches(backend *b, int enabled, wc_err *err) {
 static int sandbox_setup_storage(backend *b, const wc_cfg *conf, wc_err *err) {
     sandbox_state *st = sbx_state(b);
     int have_storage = *conf->worker_deps_endpoint && *conf->worker_deps_bucket && *conf->worker_deps_access_key_id;
-    if (!conf->sandbox_enabled && !have_storage) return 0;
+    if (!st->enabled && !have_storage) return 0;
     st->deps.s3 = s3_client_new(conf->worker_deps_endpoint, conf->worker_deps_bucket, conf->worker_deps_region,
                            conf->worker_deps_access_key_id, conf->worker_deps_secret_access_key, conf->worker_deps_ca_pem,
                            err);
-    if (!st->deps.s3 && conf->sandbox_enabled) {
+    if (!st->deps.s3 && st->enabled) {
         log_error("cannot set up worker-deps storage", "error", err->msg);
         err->code = WC_EINVAL;
         return -1;
@@ -343,9 +351,24 @@ static int sandbox_setup(backend *b, const wc_cfg *conf, wc_err *err) {
         .memory = conf->worker_memory.canon,
     };
     st->deps = (deps_store){.host = b->host, .token_ttl_s = conf->sandbox_token_ttl_s};
-    if (sandbox_setup_caches(b, conf->sandbox_enabled, err) < 0 || sandbox_setup_storage(b, conf, err) < 0) return -1;
-    st->policy = (sandbox_policy_cfg){.pause = conf->sandbox_pause, .deps_storage = st->deps.s3 != NULL};
-    b->policy = (backend_policy)SANDBOX_POLICY(conf->sandbox_enabled, &st->policy);
+    st->enabled = conf->sandbox_enabled;
+    if (conf->sandbox_off_why) snprintf(st->off_why, sizeof st->off_why, "%s", conf->sandbox_off_why);
+    int auto_mode = conf->sandbox_mode < 0;
+    if (sandbox_setup_caches(b, auto_mode, err) < 0 || sandbox_setup_storage(b, conf, err) < 0) return -1;
+    st->policy = (sandbox_policy_cfg){.pause = conf->sandbox_pause, .deps_storage = st->deps.s3 != NULL,
+                                      .off_why = st->off_why[0] ? st->off_why : NULL};
+    b->policy = (backend_policy)SANDBOX_POLICY(st->enabled, &st->policy);
+    if (auto_mode && !st->enabled) {
+        snprintf(st->disabled_spec, sizeof st->disabled_spec,
+                 "spec.backendRuntime is sandbox but the sandbox backend is off (HICLAW_SANDBOX_ENABLED=auto): %s",
+                 st->off_why);
+        b->policy.disabled_spec = st->disabled_spec;
+        log_warn("sandbox backend off (HICLAW_SANDBOX_ENABLED=auto): running Pods only; Workers asking for a sandbox get "
+                 "Synced=False SandboxDisabled", "why", st->off_why);
+    } else if (auto_mode) {
+        log_info("sandbox backend on (HICLAW_SANDBOX_ENABLED=auto: worker-deps storage configured, OpenKruise agents "
+                 "installed)");
+    }
     return 0;
 }
 

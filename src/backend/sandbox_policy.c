@@ -74,6 +74,7 @@ static const obs_sandboxes SANDBOX_NONE;
 typedef struct sandbox_policy_cfg {
     int pause;                    /* HICLAW_SANDBOX_PAUSE: Sleeping pauses instead of releasing */
     int deps_storage;             /* worker-deps storage usable (always with sandbox; else when configured) */
+    const char *off_why;          /* disabled by HICLAW_SANDBOX_ENABLED=auto: why; NULL: by false (or enabled) */
 } sandbox_policy_cfg;
 
 static const obs_sandboxes *sbx_obs(const void *obs) { return obs ? obs : &SANDBOX_NONE; }
@@ -431,13 +432,16 @@ static const char *sandbox_instances_named(arena *a, const obs_sandboxes *s) {
  * turned off). They are observed through read-only watches and never touched — the controller
  * has no right to, and removing an agent on a configuration change would be destructive — so
  * status says why nothing more happens and what the operator can do. */
-static const char *sbx_disabled_message(arena *a, const void *obs, int deleting) {
+static const char *sbx_disabled_message(const backend_policy *p, arena *a, const void *obs, int deleting) {
     const obs_sandboxes *s = sbx_obs(obs);
+    const sandbox_policy_cfg *cfg = p->cfg;
     const char *what = sandbox_instances_named(a, s);
-    return arena_sprintf(a, "%s of this Worker exist%s but the sandbox backend is disabled (HICLAW_SANDBOX_ENABLED=false): "
+    const char *why = cfg && cfg->off_why ? arena_sprintf(a, "off (HICLAW_SANDBOX_ENABLED=auto: %s)", cfg->off_why)
+                                          : "disabled (HICLAW_SANDBOX_ENABLED=false)";
+    return arena_sprintf(a, "%s of this Worker exist%s but the sandbox backend is %s: "
                             "nothing more is done for %s%s; enable it (HICLAW_SANDBOX_ENABLED=true) or remove %s by hand",
-                         what, s->nclaims + s->nsandboxes > 1 ? "" : "s", s->nclaims + s->nsandboxes > 1 ? "them" : "it",
-                         deleting ? " and the finalizer stays" : "", what);
+                         what, s->nclaims + s->nsandboxes > 1 ? "" : "s", why,
+                         s->nclaims + s->nsandboxes > 1 ? "them" : "it", deleting ? " and the finalizer stays" : "", what);
 }
 
 /* The sandbox backend's policy; enabled per HICLAW_SANDBOX_ENABLED, cfg its settings. */

@@ -71,6 +71,30 @@ static int check_served(kube_client *kc, const kube_resource *r, const char *ns,
     return kube_err_not_found(err) ? 0 : -1;
 }
 
+/* HICLAW_SANDBOX_ENABLED=auto: what run will make of it, as one line (ok: Pods only is a valid
+ * setup). Off for want of OpenKruise agents, the sandbox checks that follow are skipped as run
+ * skips the backend. */
+static void check_sandbox_auto(check_state *st, kube_client *kc, wc_cfg *conf, const char *ns) {
+    if (conf->sandbox_mode >= 0) return;
+    if (!conf->sandbox_enabled) {
+        check_report(st, 1, "sandbox", "off (HICLAW_SANDBOX_ENABLED=auto): %s", conf->sandbox_off_why);
+        return;
+    }
+    wc_err err;
+    err_clear(&err);
+    int served = check_served(kc, &KUBE_SANDBOXCLAIMS, ns, &err);
+    if (served == 0) {
+        check_report(st, 1, "sandbox", "off (HICLAW_SANDBOX_ENABLED=auto): OpenKruise agents is not installed "
+                                       "(%s/%s %s is not served): install it and restart the controller",
+                     KUBE_SANDBOXCLAIMS.group, KUBE_SANDBOXCLAIMS.version, KUBE_SANDBOXCLAIMS.plural);
+        conf->sandbox_enabled = 0;
+        return;
+    }
+    if (served > 0) check_report(st, 1, "sandbox", "on (HICLAW_SANDBOX_ENABLED=auto: worker-deps storage configured, "
+                                                   "OpenKruise agents installed)");
+    /* served < 0: the CRD checks below say why */
+}
+
 static void check_crd(check_state *st, kube_client *kc, const kube_resource *r, const char *ns, const char *hint) {
     char name[256], crd[200];
     snprintf(crd, sizeof crd, "%s.%s", r->plural, r->group);
@@ -217,6 +241,7 @@ static int cmd_check(int argc, char **argv) {
     cJSON_Delete(ver);
 
     check_crd(&st, kc, &KUBE_WORKERS, ns, "install it with worker-controller install-crds");
+    check_sandbox_auto(&st, kc, &conf, ns);
     if (conf.sandbox_enabled) {
         const char *hint = "install OpenKruise agents, or set HICLAW_SANDBOX_ENABLED=false";
         check_crd(&st, kc, &KUBE_SANDBOXCLAIMS, ns, hint);

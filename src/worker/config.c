@@ -21,6 +21,7 @@
 enum cfg_type {
     CFG_STRING,
     CFG_BOOL,
+    CFG_AUTO_BOOL,   /* "auto" (stored -1) or a boolean (0, 1) */
     CFG_INT,         /* int64 within [min, max] */
     CFG_DURATION,    /* Go-style duration, stored in ms, within [min, max] ms */
     CFG_QUANTITY,    /* Kubernetes quantity, > 0 */
@@ -92,7 +93,10 @@ typedef struct wc_cfg {
     WC_PASS_ALL(CFG_PASS_FIELD)
 #undef CFG_PASS_FIELD
     /* sandbox backend */
-    int sandbox_enabled;
+    int sandbox_mode;              /* HICLAW_SANDBOX_ENABLED as given: -1 auto, 0 false, 1 true */
+    int sandbox_enabled;           /* in effect (cfg_load resolves auto: on with worker-deps storage;
+                                      the sandbox backend turns it off again without OpenKruise agents) */
+    const char *sandbox_off_why;   /* auto resolved off: why, naming what to configure; else NULL */
     char *sandbox_pool;
     int sandbox_manage_pool;
     char *sandbox_agent_runtime_image;
@@ -197,9 +201,10 @@ static const cfg_field cfg_fields[] = {
 
     WC_PASS_ENDPOINTS(F_PASS) WC_PASS_OPTIONAL(F_PASS_OPT)
 
-    {.off = CFG_AT(sandbox_enabled), .env = "HICLAW_SANDBOX_ENABLED", .flag = "sandbox-enabled", .type = CFG_BOOL,
-     .def = "true", .helm = "sandbox.enabled",
-     .help = "allow spec.backendRuntime: sandbox (needs OpenKruise agents and worker-deps storage)"},
+    {.off = CFG_AT(sandbox_mode), .env = "HICLAW_SANDBOX_ENABLED", .flag = "sandbox-enabled", .type = CFG_AUTO_BOOL,
+     .def = "auto", .helm = "sandbox.enabled",
+     .help = "allow spec.backendRuntime: sandbox (needs OpenKruise agents and worker-deps storage); auto: on when "
+             "worker-deps storage is configured and OpenKruise agents is installed, else Pods only"},
     {.off = CFG_AT(sandbox_pool), .env = "HICLAW_SANDBOX_POOL", .flag = "sandbox-pool", .def = "hiclaw-worker-pool",
      .check = CFG_CHECK_SUBDOMAIN, .helm = "sandbox.pool", .help = "SandboxSet (warm pool) that claims are made from"},
     {.off = CFG_AT(sandbox_manage_pool), .env = "HICLAW_SANDBOX_MANAGE_POOL", .flag = "sandbox-manage-pool",
@@ -359,6 +364,13 @@ static int cfg_apply(wc_cfg *c, const cfg_field *f, const char *v, wc_err *err) 
         *(int *)(base + f->off) = b;
         return 0;
     }
+    case CFG_AUTO_BOOL: {
+        int b;
+        if (strcasecmp(v, "auto") == 0) b = -1;
+        else if (parse_bool(v, &b) < 0) return CFG_ERR(err, f, v, "is not auto, true or false");
+        *(int *)(base + f->off) = b;
+        return 0;
+    }
     case CFG_INT: {
         char *end;
         errno = 0;
@@ -449,7 +461,7 @@ static int cfg_parse_flags(wc_cfg *c, int argc, char **argv, const char **vals, 
         const char *v = eq ? eq + 1 : NULL;
         const cfg_field *f = cfg_find_flag(name, n);
         if (f) {
-            if (!v && f->type == CFG_BOOL) v = "true";
+            if (!v && (f->type == CFG_BOOL || f->type == CFG_AUTO_BOOL)) v = "true";
             else if (!v && i + 1 < argc) v = argv[++i];
             else if (!v) return err_set(err, WC_EINVAL, "%s (--%s): the flag needs a value", f->env, f->flag);
             vals[f - cfg_fields] = v;
@@ -553,10 +565,33 @@ static int cfg_validate(const wc_cfg *c, wc_err *err) {
     for (int i = 0; i < n; i++)
         snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? (i == n - 1 ? " and " : ", ") : "",
                  missing[i]);
+    if (c->sandbox_mode < 0)
+        return err_set(err, WC_EINVAL,
+                       "worker-deps storage is only partly configured: %s %s not set; with HICLAW_SANDBOX_ENABLED=auto "
+                       "set %s for the sandbox backend, or leave every HICLAW_WORKER_DEPS_* setting unset for Pods only",
+                       list, n == 1 ? "is" : "are", n == 1 ? "it" : "them");
     return err_set(err, WC_EINVAL,
                    "HICLAW_SANDBOX_ENABLED is true but %s %s not set; set %s or HICLAW_SANDBOX_ENABLED=false "
                    "(--sandbox-enabled=false)",
                    list, n == 1 ? "is" : "are", n == 1 ? "it" : "them");
+}
+
+/* What was asked of the sandbox backend, made definite: auto is on when any worker-deps storage
+ * setting is given (the rest must then be complete: cfg_validate), else off — the default
+ * install runs Pods only and says why. (Run turns auto off again when OpenKruise agents is not
+ * installed: only the cluster knows that.) */
+static void cfg_resolve_sandbox(wc_cfg *c) {
+    c->sandbox_off_why = NULL;
+    if (c->sandbox_mode >= 0) {
+        c->sandbox_enabled = c->sandbox_mode;
+        return;
+    }
+    c->sandbox_enabled = *c->worker_deps_endpoint || *c->worker_deps_bucket || *c->worker_deps_access_key_id ||
+                         *c->worker_deps_secret_access_key;
+    if (!c->sandbox_enabled)
+        c->sandbox_off_why = "no worker-deps storage is configured: set HICLAW_WORKER_DEPS_ENDPOINT, "
+                             "HICLAW_WORKER_DEPS_BUCKET, HICLAW_WORKER_DEPS_ACCESS_KEY_ID and "
+                             "HICLAW_WORKER_DEPS_SECRET_ACCESS_KEY (or their _FILE variants)";
 }
 
 static void cfg_resolve_logging(wc_cfg *c) {
@@ -587,6 +622,7 @@ static int cfg_load(wc_cfg *c, char **env, int argc, char **argv, wc_err *err) {
         rc = cfg_apply(c, &cfg_fields[i], v, err);
     }
     if (rc == 0) rc = cfg_load_files(c, set, err);
+    if (rc == 0) cfg_resolve_sandbox(c);
     if (rc == 0) rc = cfg_validate(c, err);
     if (rc < 0) {
         cfg_free(c);

@@ -18,6 +18,7 @@ static const char *cfg_placeholder(const cfg_field *f) {
         default: return "STRING";
         }
     case CFG_BOOL: return NULL;
+    case CFG_AUTO_BOOL: return "auto|true|false";
     case CFG_INT: return "N";
     case CFG_DURATION: return "DURATION";
     case CFG_QUANTITY: return "QUANTITY";
@@ -91,6 +92,11 @@ static void cfg_value_text(const wc_cfg *c, const cfg_field *f, char *out, size_
     const char *base = (const char *)c;
     switch (f->type) {
     case CFG_BOOL: snprintf(out, n, "%s", *(const int *)(base + f->off) ? "true" : "false"); return;
+    case CFG_AUTO_BOOL: {
+        int v = *(const int *)(base + f->off);
+        snprintf(out, n, "%s", v < 0 ? "auto" : v ? "true" : "false");
+        return;
+    }
     case CFG_INT: snprintf(out, n, "%" PRId64, *(const int64_t *)(base + f->off)); return;
     case CFG_DURATION: cfg_format_duration(out, n, *(const int64_t *)(base + f->off)); return;
     case CFG_QUANTITY: snprintf(out, n, "%s", ((const qty *)(base + f->off))->canon); return;

@@ -129,7 +129,7 @@ struct backend_policy {
     /* Optional: a switch away from it is blocked; the actions of its as-is decision that still run. */
     void (*blocked)(const decision *as_is, decision *d);
     /* Why its instances are left alone while it is disabled (deleting: the finalizer stays). */
-    const char *(*disabled_message)(arena *a, const void *obs, int deleting);
+    const char *(*disabled_message)(const backend_policy *p, arena *a, const void *obs, int deleting);
 };
 
 /* What decide() needs of the configuration. */
@@ -301,7 +301,7 @@ static void decide_deletion(arena *a, const worker *w, const observed *o, const 
     d->message = "Worker is being deleted";
     set_ready(d, "False", "Deleting", d->message);
     if (stuck) {
-        d->message = stuck->disabled_message(a, stuck_obs, 1);
+        d->message = stuck->disabled_message(stuck, a, stuck_obs, 1);
         decide_warn(w, d, stuck->disabled_reason, d->message);
     }
     if (!pending && w->has_finalizer) {
@@ -354,7 +354,7 @@ static int decide_hands_off(arena *a, const worker *w, const observed *o, const 
         d->instance = inner.instance;
         d->container_state = inner.container_state;
         d->ready = inner.ready;
-        d->message = p->disabled_message(a, decide_obs(o, i), 0);
+        d->message = p->disabled_message(p, a, decide_obs(o, i), 0);
         decide_warn(w, d, p->disabled_reason, d->message);
         return 1;
     }

@@ -311,6 +311,73 @@ def test_check_sandbox_bucket_probe(tb, chart_env, core):
     assert tb.WC_S3_SECRET_KEY not in r.stdout + r.stderr
 
 
+# ---- a default install ------------------------------------------------------------------
+
+def test_default_values_run_pods_only_and_say_why(tb, core, custom, api, tmp_path):
+    """Issue 19 item 6: the chart with default values renders HICLAW_SANDBOX_ENABLED=auto and no
+    worker-deps storage. A controller started with exactly the environment the Deployment gets
+    (only the listen addresses moved to loopback: tests never bind elsewhere) under the chart's
+    RBAC runs Pods only and says so once; a pod Worker converges; a sandbox Worker reports
+    Synced=False SandboxDisabled naming what to configure, and no claim is made; `check` passes
+    and says the sandbox backend is off. (Before: exit 2, "HICLAW_SANDBOX_ENABLED is true but...")"""
+    from conftest import drop_namespace, make_namespace
+    ns = make_namespace(core, "ops-default")
+    p = None
+    try:
+        docs = ops.helm_template(tb, ns, RELEASE)
+        ops.kubectl_apply_docs(tb, ops.kinds(docs, "ServiceAccount", "Role", "RoleBinding", "CustomResourceDefinition"))
+        container = ops.one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+        env = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent"}
+        for e in container["env"]:
+            if "value" in e:
+                env[e["name"]] = e["value"]
+            elif (e.get("valueFrom") or {}).get("fieldRef", {}).get("fieldPath") == "metadata.namespace":
+                env[e["name"]] = ns
+            else:
+                pytest.fail(f"default values render an env source this test cannot supply: {e}")
+        assert env["HICLAW_SANDBOX_ENABLED"] == "auto"
+        assert not any(k.startswith("HICLAW_WORKER_DEPS_") and k not in ("HICLAW_WORKER_DEPS_REGION",
+                                                                        "HICLAW_WORKER_DEPS_ALLOW_PLAINTEXT_HTTP")
+                       and v for k, v in env.items()), env
+        env.update({"HICLAW_METRICS_ADDR": "127.0.0.1:0", "HICLAW_HEALTH_ADDR": "127.0.0.1:0"})
+        name = env["HICLAW_CONTROLLER_NAME"]
+        h.set_namespace_controller(ns, name)
+        sa = ops.one(docs, "ServiceAccount")["metadata"]["name"]
+        token_path = str(tmp_path / "token")
+        ops.write_secret_file(token_path, h.request_token(core, ns, sa, 3600))
+        p = ops.Proc([ops.binary(), "run", *conn_flags(tb, token_path)], env, str(tmp_path / "default.log")).start()
+        off = p.wait_msg("sandbox backend off (HICLAW_SANDBOX_ENABLED=auto): running Pods only; Workers asking for a "
+                         "sandbox get Synced=False SandboxDisabled", 20)
+        assert "HICLAW_WORKER_DEPS_ENDPOINT" in off["why"], off
+        p.wait_msg("caches synced, starting workers", 30)
+        h.create_worker(custom, ns, "pw")
+        h.wait_phase(custom, ns, "pw", "Running", timeout=60)
+        h.create_worker(custom, ns, "sw", backendRuntime="sandbox")
+        w = h.wait_condition(custom, ns, "sw", "Synced", "False", "SandboxDisabled", timeout=30)
+        msg = h.condition(w, "Synced")["message"]
+        assert "HICLAW_SANDBOX_ENABLED=auto" in msg and "HICLAW_WORKER_DEPS_ENDPOINT" in msg, msg
+        assert not h.worker_pods(core, ns, "sw")
+        claims = custom.list_namespaced_custom_object("agents.kruise.io", "v1alpha1", ns, "sandboxclaims")["items"]
+        assert claims == [], claims
+        assert [r["msg"] for r in p.records()].count(off["msg"]) == 1  # said once
+        assert p.proc.poll() is None, p.text()[-2000:]
+        r = ops.run([ops.binary(), "check", *conn_flags(tb, token_path)], env=env)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert re.search(r"^ok\s+sandbox\s+off \(HICLAW_SANDBOX_ENABLED=auto\): no worker-deps storage", r.stdout,
+                         re.M), r.stdout
+    finally:
+        if p is not None:
+            p.signal(signal.SIGTERM)
+            p.wait(30)
+            p.close()
+        for wn in ("pw", "sw"):
+            try:
+                h.delete_worker(custom, ns, wn)
+            except Exception:
+                pass
+        drop_namespace(core, ns)
+
+
 # ---- the scratch image ------------------------------------------------------------------
 
 def test_runs_in_an_empty_root_as_65532_with_in_cluster_config(tb, chart_env, core, custom, api, tmp_path):

@@ -430,6 +430,23 @@ def test_claim_timeout_fails_then_retries_with_new_claim(tb, api, core, custom, 
 
 # ---- 6. pause / resume ---------------------------------------------------------------------------
 
+def test_auto_with_storage_and_openkruise_is_on(tb, api, core, custom):
+    """Issue 19 item 6: HICLAW_SANDBOX_ENABLED=auto with worker-deps storage configured, on a
+    cluster serving OpenKruise agents: the backend is on (said once) and a sandbox Worker binds
+    a claim and runs."""
+    ns = make_namespace(core, "sbx-auto")
+    c = sx.sandbox_controller(tb, core, ns, {"HICLAW_SANDBOX_ENABLED": "auto"})
+    try:
+        c.wait_log("sandbox backend on (HICLAW_SANDBOX_ENABLED=auto", timeout=10, since_start=True)
+        w = bound_worker(api, custom, ns)
+        assert sx.get_claim(custom, ns, sx.claim_name(w)) is not None
+        assert ch.wait_phase(custom, ns, w, "Running", timeout=60)["status"]["backendRuntime"] == "sandbox"
+        assert "sandbox backend off" not in c.log_text()
+    finally:
+        c.close()
+        drop_namespace(core, ns)
+
+
 def test_sleeping_with_pause_on_pauses_and_resumes(tb, api, core, custom, s3, runtime):
     ns = make_namespace(core, "sbx-pause")
     c = sx.sandbox_controller(tb, core, ns, {"HICLAW_SANDBOX_PAUSE": "true"})

@@ -157,7 +157,7 @@ TEST(cfg_defaults_match_the_spec) {
     CHECK_STR_EQ(c.worker_memory.canon, "2Gi");
     CHECK_STR_EQ(c.auth_audience, "hiclaw-controller");
     CHECK_STR_EQ(c.controller_url, "");
-    CHECK_INT_EQ(c.sandbox_enabled, 1);
+    CHECK_INT_EQ(c.sandbox_mode, -1); /* auto (issue 19): cfg_load resolves it (cfg_sandbox_requires_storage) */
     CHECK_STR_EQ(c.sandbox_pool, "hiclaw-worker-pool");
     CHECK_INT_EQ(c.sandbox_manage_pool, 1);
     CHECK_STR_EQ(c.sandbox_agent_runtime_image, "hiclaw/agent-runtime:latest");
@@ -416,16 +416,43 @@ TEST(cfg_sandbox_requires_storage) {
     wc_err e;
     char *argv[] = {"run", NULL};
     char *none[] = {NULL};
-    REQUIRE(load(&c, none, 1, argv, &e) < 0); /* sandbox is on by default */
+    /* auto (the default) without any worker-deps setting: Pods only, and why */
+    REQUIRE(load(&c, none, 1, argv, &e) == 0);
+    CHECK_INT_EQ(c.sandbox_enabled, 0);
+    CHECK_CONTAINS(c.sandbox_off_why, "no worker-deps storage is configured");
+    cfg_free(&c);
+    /* true demands the storage */
+    char *on[] = {"HICLAW_SANDBOX_ENABLED=true", NULL};
+    REQUIRE(load(&c, on, 1, argv, &e) < 0);
     CHECK_CONTAINS(e.msg, "HICLAW_SANDBOX_ENABLED is true but HICLAW_WORKER_DEPS_ENDPOINT");
     CHECK_CONTAINS(e.msg, "HICLAW_SANDBOX_ENABLED=false");
     CHECK_INT_EQ(e.code, WC_EINVAL);
+    char *argv_on[] = {"run", "--sandbox-enabled", NULL}; /* a bare flag is true */
+    REQUIRE(load(&c, none, 2, argv_on, &e) < 0);
+    CHECK_CONTAINS(e.msg, "HICLAW_SANDBOX_ENABLED is true");
 
-    char *one_missing[] = {"HICLAW_WORKER_DEPS_ENDPOINT=https://minio:9000", "HICLAW_WORKER_DEPS_ACCESS_KEY_ID=AKID1234",
-                           "HICLAW_WORKER_DEPS_SECRET_ACCESS_KEY=secret1234", NULL};
+    char *one_missing[] = {"HICLAW_SANDBOX_ENABLED=yes", "HICLAW_WORKER_DEPS_ENDPOINT=https://minio:9000",
+                           "HICLAW_WORKER_DEPS_ACCESS_KEY_ID=AKID1234", "HICLAW_WORKER_DEPS_SECRET_ACCESS_KEY=secret1234",
+                           NULL};
     REQUIRE(load(&c, one_missing, 1, argv, &e) < 0);
     CHECK_STR_EQ(e.msg, "HICLAW_SANDBOX_ENABLED is true but HICLAW_WORKER_DEPS_BUCKET is not set; set it or "
                         "HICLAW_SANDBOX_ENABLED=false (--sandbox-enabled=false)");
+    /* auto with storage partly configured: a mistake, said as one */
+    REQUIRE(load(&c, one_missing + 1, 1, argv, &e) < 0);
+    CHECK_CONTAINS(e.msg, "worker-deps storage is only partly configured: HICLAW_WORKER_DEPS_BUCKET is not set");
+    CHECK_CONTAINS(e.msg, "HICLAW_SANDBOX_ENABLED=auto");
+    /* auto with the storage complete: on */
+    char *complete[] = {"HICLAW_SANDBOX_ENABLED=AUTO", "HICLAW_WORKER_DEPS_ENDPOINT=https://minio:9000",
+                    "HICLAW_WORKER_DEPS_BUCKET=deps", "HICLAW_WORKER_DEPS_ACCESS_KEY_ID=AKID1234",
+                    "HICLAW_WORKER_DEPS_SECRET_ACCESS_KEY=secret1234", NULL};
+    REQUIRE(load(&c, complete, 1, argv, &e) == 0);
+    CHECK_INT_EQ(c.sandbox_mode, -1);
+    CHECK_INT_EQ(c.sandbox_enabled, 1);
+    CHECK(c.sandbox_off_why == NULL);
+    cfg_free(&c);
+    char *bad[] = {"HICLAW_SANDBOX_ENABLED=maybe", NULL};
+    REQUIRE(load(&c, bad, 1, argv, &e) < 0);
+    CHECK_STR_EQ(e.msg, "HICLAW_SANDBOX_ENABLED (--sandbox-enabled): \"maybe\" is not auto, true or false");
 
     char *off[] = {"HICLAW_SANDBOX_ENABLED=false", NULL};
     REQUIRE(load(&c, off, 1, argv, &e) == 0);
