@@ -172,3 +172,29 @@ def test_running_while_idle_fires(case):
     c.ctl.start()
     h.create_worker(c.custom, c.ns, "w", labels=bed.HOLD)  # its Pod never runs
     print(c.fired("running-while-idle", timeout=GRACE + 60))
+
+
+def _sandbox_of(worker_uid: str, uid: str, rv: int) -> dict:
+    return {"metadata": {"uid": uid, "name": f"pool-{uid}", "resourceVersion": str(rv),
+                         "labels": {ci.WORKER_UID_LABEL: worker_uid}}}
+
+
+def test_relist_does_not_invent_an_overlap(tb, api, s3, runtime):
+    """A relist learns only that an object is gone by the list's revision, not when it went: the
+    checker must not take the list's revision for its end (a Sandbox deleted, then another claimed
+    for the Worker, both while the watch was down, read as two at once — the soak of seed 16001
+    reported exactly that after an API server restart). An overlap it did see still fires."""
+    checker = ci.Checker(tb, api, unique("nowatch"), s3, runtime, [], [], [], grace_s=GRACE, log=print)
+    checker._event("sandboxes", "ADDED", _sandbox_of("w1", "a", 100))
+    # watch down; meanwhile a is deleted (rev 140) and b claimed for the Worker (rev 150); relist at 200
+    checker._event("sandboxes", "ADDED", _sandbox_of("w1", "b", 150))
+    checker._relisted("sandboxes", {"b"}, 200)
+    checker.check_overlaps()
+    assert checker.violations == []
+
+    checker._event("sandboxes", "ADDED", _sandbox_of("w2", "c", 300))
+    checker._event("sandboxes", "ADDED", _sandbox_of("w2", "d", 310))
+    checker._event("sandboxes", "MODIFIED", _sandbox_of("w2", "c", 320))  # c seen alive after d was the Worker's
+    checker._relisted("sandboxes", {"d"}, 400)
+    checker.check_overlaps()
+    assert [v for v in checker.violations if v.startswith("INVARIANT duplicate-instance:")], checker.violations

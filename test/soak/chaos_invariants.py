@@ -152,12 +152,15 @@ class Checker:
                 time.sleep(0.5)
 
     def _relisted(self, kind: str, listed: set, rv: int) -> None:
-        """After a relist: tracked objects of that kind the list no longer has ended by then."""
+        """After a relist: tracked objects of that kind the list no longer has are gone. When they
+        went is unknown — somewhere after the last revision seen of them, up to the list's (the
+        watch was down in between) — so they count as alive only up to that last revision seen:
+        an overlap is reported when it is certain, never inferred from the blind window."""
         want = {"pods": ("pod", "sandbox-pod"), "claims": ("claim",), "sandboxes": ("sandbox",), "workers": ()}[kind]
         with self.lock:
             for t in self.tracks.values():
                 if t.kind in want and t.end == INF and t.uid not in listed:
-                    t.end = rv
+                    t.end = min(rv, _rv(t.obj) + 1) if t.obj else rv
         if kind == "workers":
             for uid in list(self.workers):
                 if uid not in listed:
@@ -266,6 +269,22 @@ class Checker:
         by_worker: dict = {}
         for t in tracks:
             by_worker.setdefault(t.worker_uid, []).append(t)
+        self._check_overlaps(by_worker)
+        self._check_running(workers, by_worker)
+        self._check_two_writers()
+        self._check_orphans(by_worker)
+        self._check_mounts(tracks)
+
+    def check_overlaps(self) -> None:
+        """both-backends and duplicate-instance alone (the other checks need the bed's files)."""
+        with self.lock:
+            tracks = list(self.tracks.values())
+        by_worker: dict = {}
+        for t in tracks:
+            by_worker.setdefault(t.worker_uid, []).append(t)
+        self._check_overlaps(by_worker)
+
+    def _check_overlaps(self, by_worker: dict) -> None:
         for wuid, ts in by_worker.items():
             pods = [t for t in ts if t.kind == "pod"]
             sbx = [t for t in ts if t.kind in ("claim", "sandbox")]
@@ -285,10 +304,6 @@ class Checker:
                         if _overlap(a.start, end_of(a), b.start, end_of(b)):
                             self.violate("duplicate-instance", f"{a.uid}/{b.uid}",
                                          f"Worker uid {wuid}: two {a.kind}s {a.name} and {b.name} at once")
-        self._check_running(workers, by_worker)
-        self._check_two_writers()
-        self._check_orphans(by_worker)
-        self._check_mounts(tracks)
 
     def _check_running(self, workers: dict, by_worker: dict) -> None:
         """running-while-idle: status Running needs a running instance, within a grace period."""
