@@ -24,8 +24,11 @@ typedef struct controller {
     atomic_long reconciles;
     /* recreate backoff after instance failures, per Worker key (in memory: a restart forgets it,
      * which costs at most one early retry) */
-    pthread_mutex_t backoff_mu;
+    pthread_mutex_t backoff_mu;     /* also guards created */
     strmap backoffs;
+    /* when the controller last created an instance for the Worker key (int64_t ms), until a
+     * reconcile no longer wants to create: see own_create_unseen */
+    strmap created;
 } controller;
 
 /* ---- setting up ---- */
@@ -48,6 +51,7 @@ static void controller_release(controller *c) {
     for (size_t i = c->nbackends; i-- > 0;) c->backends[i].ops->release(&c->backends[i]);
     c->nbackends = 0;
     strmap_free(&c->backoffs, instance_backoff_free);
+    strmap_free(&c->created, free);
     pthread_mutex_destroy(&c->backoff_mu);
 }
 
@@ -273,6 +277,56 @@ static int exec_action(controller *c, exec_ctx *x, const action *act, wc_err *er
     return err_set(err, WC_EINVAL, "unknown action %s", action_kind_name(act->kind));
 }
 
+/* ---- own creates the cache has not shown yet ---- */
+
+#define UNSEEN_CREATE_WAIT_MS 10000   /* how long a create is taken to be on its way to the cache */
+#define UNSEEN_CREATE_RECHECK_MS 1000 /* a look again meanwhile (its watch event requeues sooner) */
+
+static int decision_creates(const decision *d, size_t upto) {
+    for (size_t i = 0; i < upto && i < d->nactions; i++)
+        if (d->actions[i].kind->creates) return 1;
+    return 0;
+}
+
+/* Right after the controller creates an instance its cache does not show it for a moment, and
+ * the Worker's own status write triggers a reconcile in that moment. Acting on that view would
+ * run the create sequence again: a second token and the deps rewritten under a sandbox that
+ * already mounted the first, a create answered 409. So the time of the Worker's last create is
+ * kept until a reconcile no longer wants to create (the cache has the instance); a create wanted
+ * within UNSEEN_CREATE_WAIT_MS of it waits for the cache instead. After that it goes ahead: the
+ * object may have been deleted before the cache ever saw it. (controller-runtime users keep
+ * "expectations" for the same reason.) Returns 1 when this reconcile must wait. */
+static int own_create_unseen(controller *c, const char *key, const decision *d) {
+    int wait = 0;
+    pthread_mutex_lock(&c->backoff_mu);
+    if (!decision_creates(d, d->nactions)) {
+        free(strmap_del(&c->created, key));
+    } else {
+        const int64_t *at = strmap_get(&c->created, key);
+        wait = at && wc_now_ms() - *at < UNSEEN_CREATE_WAIT_MS;
+    }
+    pthread_mutex_unlock(&c->backoff_mu);
+    return wait;
+}
+
+/* After the actions up to `ran` (exclusive) succeeded: remember a create among them. */
+static void own_create_record(controller *c, const char *key, const decision *d, size_t ran) {
+    if (!decision_creates(d, ran)) return;
+    int64_t *at = xcalloc(1, sizeof *at);
+    *at = wc_now_ms();
+    pthread_mutex_lock(&c->backoff_mu);
+    free(strmap_put(&c->created, key, at));
+    pthread_mutex_unlock(&c->backoff_mu);
+}
+
+/* A Worker gone from the cache: nothing of its key is kept. */
+static void own_key_forget(controller *c, const char *key) {
+    pthread_mutex_lock(&c->backoff_mu);
+    instance_backoff_free(strmap_del(&c->backoffs, key));
+    free(strmap_del(&c->created, key));
+    pthread_mutex_unlock(&c->backoff_mu);
+}
+
 /* ---- one reconcile ---- */
 
 typedef enum reconcile_outcome {
@@ -445,7 +499,13 @@ static void reconcile_parsed(controller *c, exec_ctx *x, const cJSON *obj, recon
         reconcile_report(c, x, obj, &d, w->observed_generation, res);
         return;
     }
+    if (own_create_unseen(c, x->key, &d)) {
+        res->outcome = RECONCILE_AFTER;
+        res->requeue_after_ms = UNSEEN_CREATE_RECHECK_MS;
+        return;
+    }
     long failed = reconcile_act(c, x, &d, &err);
+    own_create_record(c, x->key, &d, failed < 0 ? d.nactions : (size_t)failed);
     if (failed >= 0 && d.actions[failed].kind == ACT_ADD_FINALIZER && kube_err_conflict(&err)) {
         res->outcome = RECONCILE_RETRY; /* the cache is behind the Worker: normal, not worth an error status */
         return;
@@ -478,6 +538,7 @@ static reconcile_result reconcile_worker(controller *c, const char *key) {
     if (c->host.rec) kube_recorder_sweep(c->host.rec);
     cJSON *obj = kube_informer_get(c->workers, key);
     if (!obj) { /* deleted: nothing left to do (the finalizer guarantees cleanup ran) */
+        own_key_forget(c, key);
         log_set_reconcile_id(NULL);
         return res;
     }

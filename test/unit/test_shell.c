@@ -566,3 +566,30 @@ TEST(shell_own_pod_labelled_for_another_controller_is_reported) {
     shell_informers_free(&ctl);
     SHELL_TEARDOWN();
 }
+
+/* A reconcile right after the controller's own create, before the cache shows what it made (the
+ * Worker's status write brings one within milliseconds): nothing is done again — no second
+ * token, deps write or create. Found on a loaded machine by the e2e claim-shape test: OpenKruise
+ * mounted the first token while the bucket already held a second. Once a reconcile sees the
+ * instance (no create wanted), a later create goes ahead at once. */
+TEST(shell_own_create_not_yet_in_the_cache_is_not_redone) {
+    SHELL_SETUP();
+    shell_informers(&ctl);
+    shell_worker(&ctl, NULL, "{'model':'m','backendRuntime':'sandbox'}", "{'backendRuntime':'sandbox'}");
+    reconcile_result res = reconcile_worker(&ctl, "ns/alice");
+    CHECK_INT_EQ(res.error, 0);
+    char *before = fake_log();
+    CHECK_CONTAINS(before, "POST " NS_CLAIMS);
+    res = reconcile_worker(&ctl, "ns/alice"); /* the cache still shows no claim */
+    CHECK_INT_EQ(res.error, 0);
+    CHECK_INT_EQ(res.outcome, RECONCILE_AFTER);
+    CHECK(res.requeue_after_ms > 0 && res.requeue_after_ms <= 2000);
+    char *after = fake_log();
+    const char *delta = after + strlen(before);
+    CHECK_NOT_CONTAINS(delta, "POST");
+    CHECK_NOT_CONTAINS(delta, "PUT");
+    free(before);
+    free(after);
+    shell_informers_free(&ctl);
+    SHELL_TEARDOWN();
+}
