@@ -131,6 +131,9 @@ tier_chaos() {
   WC_TESTBED=$bed test/cluster/up.sh || { tier_result chaos 0 1; return 1; }
   WC_TESTBED=$bed "$(test/e2e/venv.sh)/bin/python" test/soak/chaos.py --binary "$ROOT/$BIN" \
     --json build/chaos.json "$@" || rc=$?
+  if [ $rc -ne 0 ] && [ -d "$bed/logs" ]; then  # the bed goes: its logs stay for the diagnosis
+    rm -rf build/chaos-bed-logs && cp -r "$bed/logs" build/chaos-bed-logs && log "chaos: the bed's logs are in build/chaos-bed-logs"
+  fi
   WC_TESTBED=$bed test/cluster/down.sh || rc=1
   if [ $rc -eq 0 ]; then tier_result chaos 1 0; else tier_result chaos 0 1; fi
   return $rc

@@ -170,6 +170,17 @@ class ControllerProcess:
         with os.fdopen(fd, "w") as f:
             f.write(self.token)
 
+    def rotate_token(self) -> None:
+        """What the kubelet does to a projected token before it expires: a new one for the same
+        ServiceAccount, swapped in whole (the controller re-reads the file when it changes)."""
+        token = request_token(self.core, self.namespace, self.sa_name or self.name, 3600)
+        tmp = self.token_path + ".new"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token)
+        os.replace(tmp, self.token_path)
+        self.token = token
+
     def setup_identity(self) -> None:
         _NAMESPACE_CONTROLLER[self.namespace] = self.name
         install_crds(self.tb)

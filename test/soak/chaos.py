@@ -185,6 +185,29 @@ class Fleet:
         return bad
 
 
+def bed_diagnosis(tb, core, ns: str) -> list:
+    """Why a fleet may not converge that is not the controller's doing: the bed's processes that
+    are no longer alive, and the Pods that are not Ready with what their status says."""
+    out = []
+    for f in sorted(os.listdir(tb.WC_TESTBED)):
+        if f.endswith(".pid"):
+            try:
+                with open(os.path.join(tb.WC_TESTBED, f)) as fh:
+                    pid = int(fh.read().split()[0])
+                os.kill(pid, 0)
+            except (OSError, ValueError, IndexError):
+                out.append(f"bed process {f[:-4]} is not running")
+    try:
+        for p in core.list_namespaced_pod(ns).items:
+            ready = [c.status for c in (p.status.conditions or []) if c.type == "Ready"]
+            if ready != ["True"]:
+                out.append(f"Pod {p.metadata.name}: phase {p.status.phase}, node {p.spec.node_name}, "
+                           f"Ready {ready}, deleting {bool(p.metadata.deletion_timestamp)}")
+    except Exception as e:
+        out.append(f"Pods not listed: {e!r}")
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--minutes", type=float, default=5.0)
@@ -194,6 +217,8 @@ def main() -> int:
     ap.add_argument("--converge-s", type=float, default=240.0)
     ap.add_argument("--faults", default="controller,apiserver,openkruise,kcm,minio,compaction,slow-api,stall-api,s3-writes")
     ap.add_argument("--json", default=None, help="write the figures here too")
+    ap.add_argument("--token-rotate-s", type=float, default=1200.0,
+                    help="rotate the replicas' 1 h tokens this often, as the kubelet would (a run outlasts them)")
     a = ap.parse_args()
     rng = random.Random(a.seed)
     tb = TB(os.path.join(os.environ.get("WC_TESTBED", "/tmp/wc-bed-chaos"), "env"))
@@ -258,8 +283,17 @@ def main() -> int:
     until = t_start + a.minutes * 60
     injector = cf.Injector(faults, rng, log=log).start(until) if faults else None
     steps = 0
+    rotated = t_start
     try:
         while time.monotonic() < until and steps < 100000:
+            if time.monotonic() - rotated > a.token_rotate_s:
+                try:  # the replicas' 1 h tokens, rotated as the kubelet would (a run outlasts them)
+                    for r in replicas:
+                        r.rotate_token()
+                    rotated = time.monotonic()
+                    log("replica tokens rotated")
+                except Exception as e:
+                    log(f"token rotation: {type(e).__name__}; trying again")
             try:
                 fleet.step()
             except Exception as e:  # the API server may be down (a fault): the driver waits
@@ -286,6 +320,9 @@ def main() -> int:
                 break
             time.sleep(2)
         converge_s = time.monotonic() - t_quiet
+        if bad:
+            for line in bed_diagnosis(tb, core, ns):
+                log(f"not converged: {line}")
         time.sleep(checker.grace + 5)  # let the orphan checks of the last deletions run
         checker.sweep()
         checker.sweep_slow()
