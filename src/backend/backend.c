@@ -27,6 +27,7 @@ typedef struct backend_host {
     instance_settings names;
     worker_env_config envc;          /* the system env every instance gets */
     const char *namespace;           /* watched */
+    int read_only;                   /* explain: every client a backend makes refuses writes */
 } backend_host;
 
 /* One reconcile of one Worker, as each backend sees it. */

@@ -330,7 +330,7 @@ static int sandbox_setup_storage(backend *b, const wc_cfg *conf, wc_err *err) {
         return -1;
     }
     if (!st->deps.s3) log_warn("cannot set up worker-deps storage; deleted Workers' worker-deps objects stay", "error", err->msg);
-    else st->deps.s3->cancel = &b->host->kc->cancel;
+    else st->deps.s3->cancel = &b->host->kc->cancel, st->deps.s3->read_only = b->host->read_only;
     return 0;
 }
 
