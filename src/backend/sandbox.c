@@ -562,7 +562,21 @@ static int sandbox_start(backend *b, wc_err *err) {
     return rc;
 }
 
+/* explain: the Worker's worker-deps at the path its sandbox mounts (or would), HEADs only. */
+static void sandbox_describe(backend *b, exec_ctx *x, cJSON *out) {
+    sandbox_state *st = sbx_state(b);
+    cJSON *d = json_add_object(out, "workerDeps");
+    json_add_bool(d, "configured", st->deps.s3 != NULL);
+    if (!st->deps.s3) {
+        json_add_str(d, "note", "no worker-deps storage is configured");
+        return;
+    }
+    const obs_sandboxes *s = x->own[b->index] ? x->own[b->index] : &SANDBOX_NONE;
+    deps_describe(st->deps.s3, deps_live_path(x->w, s), x->w->uid, d);
+}
+
 static const backend_ops sandbox_backend_ops = {.name = "sandbox", .setup = sandbox_setup, .release = sandbox_release,
                                                 .observe = sandbox_observe, .render = sandbox_render,
                                                 .execute = sandbox_execute, .live = sandbox_live,
-                                                .gone = sandbox_gone, .start = sandbox_start};
+                                                .gone = sandbox_gone, .start = sandbox_start,
+                                                .describe = sandbox_describe};
