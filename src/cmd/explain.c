@@ -88,9 +88,14 @@ static int explain_parse_args(int argc, char **argv, char **rest, explain_args *
         else if (strcmp(fmt, "text") != 0) return err_set(err, WC_EINVAL, "--output takes text or json, not %s", fmt);
     }
     if (!out->target) return err_set(err, WC_EINVAL, "which Worker? give NAMESPACE/NAME or NAME");
+    /* Kubernetes names (RFC 1123: lower-case letters, digits, '-', '.'): they go into request
+     * paths and a label selector as they are */
     const char *slash = strchr(out->target, '/');
-    if (!out->target[0] || (slash && (slash == out->target || !slash[1] || strchr(slash + 1, '/'))))
-        return err_set(err, WC_EINVAL, "%s is not NAMESPACE/NAME or NAME", out->target);
+    size_t nslen = slash ? (size_t)(slash - out->target) : 0, namelen = strlen(slash ? slash + 1 : out->target);
+    int ok = namelen > 0 && namelen <= 253 && nslen <= 63 && (!slash || nslen > 0);
+    for (const char *p = out->target; ok && *p; p++)
+        ok = islower((unsigned char)*p) || isdigit((unsigned char)*p) || *p == '-' || *p == '.' || (p == slash);
+    if (!ok) return err_set(err, WC_EINVAL, "%s is not NAMESPACE/NAME or NAME (Kubernetes names)", out->target);
     return 0;
 }
 
@@ -227,9 +232,26 @@ static int explain_worker(explain_state *e, const wc_cfg *conf, cJSON **tree, wc
     return explain_gather(e, conf, tree, err) < 0 ? WC_EXIT_FAILURE : WC_EXIT_OK;
 }
 
+/* Every string of the tree through the redactor, before any rendering: JSON escaping could
+ * otherwise hide a secret holding a quote from a scrub of the rendered text. */
+static void explain_redact_tree(cJSON *node) {
+    cJSON *it;
+    cJSON_ArrayForEach(it, node) {
+        if (cJSON_IsString(it)) {
+            char *clean = log_redact(it->valuestring);
+            if (strcmp(clean, it->valuestring) != 0) cJSON_SetValuestring(it, clean);
+            free(clean);
+        } else {
+            explain_redact_tree(it);
+        }
+    }
+}
+
 /* What explain prints for the tree: JSON or text, every registered secret and every JWT or
- * bearer shape scrubbed (caller frees). Pure but for the redactor's registered secrets. */
-static char *explain_output(const cJSON *tree, int json) {
+ * bearer shape scrubbed — in each string of the tree, and in the text again (caller frees).
+ * Pure but for the redactor's registered secrets. */
+static char *explain_output(cJSON *tree, int json) {
+    explain_redact_tree(tree);
     buf out = BUF_INIT;
     if (json) {
         char *s = cJSON_Print(tree);

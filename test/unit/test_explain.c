@@ -226,6 +226,8 @@ TEST(explain_arguments) {
         {3, {"explain", "a", "b"}, "one Worker at a time"},
         {2, {"explain", "a/b/c"}, "is not NAMESPACE/NAME"},
         {2, {"explain", "/b"}, "is not NAMESPACE/NAME"},
+        {2, {"explain", "ns/a?b"}, "is not NAMESPACE/NAME"},
+        {2, {"explain", "ns/Alice"}, "is not NAMESPACE/NAME"},
         {3, {"explain", "a/b", "-o"}, "needs a value"},
         {4, {"explain", "a/b", "-o", "yaml"}, "text or json, not yaml"},
     };
