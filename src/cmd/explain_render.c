@@ -182,7 +182,11 @@ static void explain_decision(cJSON *root, arena *a, const explain_input *in) {
         json_add_str(n, "reason", "NotHandled");
         json_add_str(n, "message", why);
         json_add_str(n, "summary", arena_sprintf(a, "nothing: %s", why));
+        json_add_str(n, "then", ""); /* the same keys as a decision's, for tools */
         json_add_array(n, "actions");
+        json_add_array(n, "events");
+        json_add_bool(n, "backoff", 0);
+        json_add_int(n, "requeueAfterSeconds", 0);
         return;
     }
     const decision *d = in->d;
