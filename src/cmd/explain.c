@@ -32,7 +32,9 @@ static const char explain_usage_head[] =
     "read live from the API server (and object storage); nothing is written anywhere.\n"
     "NAME alone means the watched namespace (HICLAW_K8S_NAMESPACE, else the current one).\n"
     "\n"
-    "  --output, -o FORMAT   text (default) or json (stable keys, for tools)\n"
+    "  --output, -o FORMAT   text (default) or json (stable keys, for tools: worker, spec, status,\n"
+    "                        backends, instances, beside, backoff, next{handled, reason, message,\n"
+    "                        summary, then, actions[], events[], status, backoff, requeueAfterSeconds})\n"
     "\n"
     "It takes every flag of 'run' (see 'worker-controller run --help') and its environment.\n"
     "Exit codes: 0 shown, 1 Worker not found or API/storage error, 2 usage or configuration.\n";
