@@ -113,4 +113,6 @@ static void wc_oom(void);
 #include "cmd/run.c"
 #include "cmd/helm_env.c"
 #include "cmd/check.c"
+#include "cmd/explain_render.c"
+#include "cmd/explain.c"
 #include "cmd/main.c"

@@ -15,6 +15,7 @@
  *   live      its instances as the API server (not the cache) has them, for the switch guard
  *             and the finalizer; gone: what it still waits for once they are gone (clean up)
  *   start     once leading, before the first reconcile (a warm pool)
+ *   describe  for explain: what it keeps beside its instances (worker-deps), read only
  *
  * and its policy (worker/decide.c's backend_policy): the pure half — what its instance's status
  * is, what to create, replace, pause or delete — which decide() consults.
@@ -27,6 +28,7 @@ typedef struct backend_host {
     instance_settings names;
     worker_env_config envc;          /* the system env every instance gets */
     const char *namespace;           /* watched */
+    int read_only;                   /* explain: every client a backend makes refuses writes */
 } backend_host;
 
 /* One reconcile of one Worker, as each backend sees it. */
@@ -85,6 +87,9 @@ typedef struct backend_ops {
     int (*gone)(backend *b, exec_ctx *x, wc_err *err);
     /* Optional: once leading. */
     int (*start)(backend *b, wc_err *err);
+    /* Optional, for explain: what it keeps beside its instances (after observe), as a member of
+     * out; reads only. */
+    void (*describe)(backend *b, exec_ctx *x, cJSON *out);
 } backend_ops;
 
 struct backend {

@@ -309,3 +309,43 @@ static int deps_delete_at(const deps_store *st, exec_ctx *x, const char *dir, in
     }
     return 0;
 }
+
+/* explain: each of a Worker's objects under dir — present or not, whose (and whether that is a
+ * conflict for the Worker of this uid), the token's lifetime — from one HEAD each, never a read
+ * of a credential. Into d (a JSON object). */
+static void deps_describe(s3_client *s3, const char *dir, const char *uid, cJSON *d) {
+    json_add_str(d, "bucket", s3->bucket);
+    json_add_str(d, "path", dir ? dir : "");
+    if (!dir) return;
+    deps_keys k;
+    deps_keys_in(dir, &k);
+    const char *names[3] = {"token", "env", "data"}, *keys[3] = {k.token, k.env, k.data};
+    cJSON *objs = json_add_array(d, "objects");
+    for (int i = 0; i < 3; i++) {
+        cJSON *o = json_push_object(objs);
+        json_add_str(o, "name", names[i]);
+        json_add_str(o, "key", keys[i]);
+        deps_head h;
+        wc_err err;
+        err_clear(&err);
+        if (deps_head_read(s3, keys[i], &h, &err) < 0) {
+            json_add_str(o, "error", err.msg);
+            continue;
+        }
+        json_add_bool(o, "present", h.present);
+        if (!h.present) continue;
+        cJSON *owner = json_add_object(o, "owner");
+        json_add_str(owner, "uid", h.owner.uid);
+        json_add_str(owner, "namespace", h.owner.ns);
+        json_add_str(owner, "name", h.owner.name);
+        char why[700];
+        if (!deps_owner_allows(&h.owner, uid, s3->bucket, keys[i], why, sizeof why)) json_add_str(o, "conflict", why);
+        if (i != 0) continue; /* the token's lifetime */
+        char ts[32];
+        wc_rfc3339(ts, (time_t)h.issued);
+        json_add_str(o, "issued", h.issued > 0 ? ts : "");
+        wc_rfc3339(ts, (time_t)h.expires);
+        json_add_str(o, "expires", h.expires > 0 ? ts : "");
+        json_add_int(o, "refreshInSeconds", deps_token_refresh_in_ms(h.issued, h.expires, (int64_t)time(NULL)) / 1000);
+    }
+}

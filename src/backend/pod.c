@@ -13,8 +13,10 @@
 
 #define POD_TOKEN_EXPIRATION_S 3600
 
-static const action_type ACT_CREATE_POD[1] = {{.name = "create-pod", .backend = "pod", .creates = "Pod"}};
-static const action_type ACT_DELETE_POD[1] = {{.name = "delete-pod", .backend = "pod"}};
+static const action_type ACT_CREATE_POD[1] = {
+    {.name = "create-pod", .backend = "pod", .creates = "Pod",
+     .does = {"create Pod"}}};
+static const action_type ACT_DELETE_POD[1] = {{.name = "delete-pod", .backend = "pod", .does = {"delete Pod"}}};
 
 /* ---- observations ---- */
 

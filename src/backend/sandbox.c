@@ -330,7 +330,7 @@ static int sandbox_setup_storage(backend *b, const wc_cfg *conf, wc_err *err) {
         return -1;
     }
     if (!st->deps.s3) log_warn("cannot set up worker-deps storage; deleted Workers' worker-deps objects stay", "error", err->msg);
-    else st->deps.s3->cancel = &b->host->kc->cancel;
+    else st->deps.s3->cancel = &b->host->kc->cancel, st->deps.s3->read_only = b->host->read_only;
     return 0;
 }
 
@@ -562,7 +562,21 @@ static int sandbox_start(backend *b, wc_err *err) {
     return rc;
 }
 
+/* explain: the Worker's worker-deps at the path its sandbox mounts (or would), HEADs only. */
+static void sandbox_describe(backend *b, exec_ctx *x, cJSON *out) {
+    sandbox_state *st = sbx_state(b);
+    cJSON *d = json_add_object(out, "workerDeps");
+    json_add_bool(d, "configured", st->deps.s3 != NULL);
+    if (!st->deps.s3) {
+        json_add_str(d, "note", "no worker-deps storage is configured");
+        return;
+    }
+    const obs_sandboxes *s = x->own[b->index] ? x->own[b->index] : &SANDBOX_NONE;
+    deps_describe(st->deps.s3, deps_live_path(x->w, s), x->w->uid, d);
+}
+
 static const backend_ops sandbox_backend_ops = {.name = "sandbox", .setup = sandbox_setup, .release = sandbox_release,
                                                 .observe = sandbox_observe, .render = sandbox_render,
                                                 .execute = sandbox_execute, .live = sandbox_live,
-                                                .gone = sandbox_gone, .start = sandbox_start};
+                                                .gone = sandbox_gone, .start = sandbox_start,
+                                                .describe = sandbox_describe};

@@ -11,16 +11,36 @@
  * verified; refresh-token and write-env: that object alone, the sandbox untouched;
  * delete-deps-all: token, env and data (Worker deletion); delete-deps-moved: token, env and data
  * marker at a path the Worker no longer uses. set-sandbox-paused's flag is the value. */
-static const action_type ACT_WRITE_DEPS[1] = {{.name = "write-deps", .backend = "sandbox"}};
-static const action_type ACT_REFRESH_TOKEN[1] = {{.name = "refresh-token", .backend = "sandbox"}};
-static const action_type ACT_WRITE_ENV[1] = {{.name = "write-env", .backend = "sandbox"}};
-static const action_type ACT_CREATE_CLAIM[1] = {{.name = "create-claim", .backend = "sandbox", .creates = "SandboxClaim"}};
-static const action_type ACT_DELETE_CLAIM[1] = {{.name = "delete-claim", .backend = "sandbox"}};
-static const action_type ACT_DELETE_SANDBOX[1] = {{.name = "delete-sandbox", .backend = "sandbox"}};
-static const action_type ACT_SET_SANDBOX_PAUSED[1] = {{.name = "set-sandbox-paused", .backend = "sandbox"}};
-static const action_type ACT_DELETE_DEPS_TOKEN[1] = {{.name = "delete-deps-token", .backend = "sandbox"}};
-static const action_type ACT_DELETE_DEPS_ALL[1] = {{.name = "delete-deps-all", .backend = "sandbox"}};
-static const action_type ACT_DELETE_DEPS_MOVED[1] = {{.name = "delete-deps-moved", .backend = "sandbox"}};
+static const action_type ACT_WRITE_DEPS[1] = {
+    {.name = "write-deps", .backend = "sandbox",
+     .does = {"write and verify worker-deps (env file, token, data marker) under"}}};
+static const action_type ACT_REFRESH_TOKEN[1] = {
+    {.name = "refresh-token", .backend = "sandbox",
+     .does = {"write a fresh token to the worker-deps under"}}};
+static const action_type ACT_WRITE_ENV[1] = {
+    {.name = "write-env", .backend = "sandbox",
+     .does = {"write the env file again under"}}};
+static const action_type ACT_CREATE_CLAIM[1] = {
+    {.name = "create-claim", .backend = "sandbox", .creates = "SandboxClaim",
+     .does = {"create SandboxClaim"}}};
+static const action_type ACT_DELETE_CLAIM[1] = {
+    {.name = "delete-claim", .backend = "sandbox",
+     .does = {"delete SandboxClaim"}}};
+static const action_type ACT_DELETE_SANDBOX[1] = {
+    {.name = "delete-sandbox", .backend = "sandbox",
+     .does = {"delete Sandbox"}}};
+static const action_type ACT_SET_SANDBOX_PAUSED[1] = {
+    {.name = "set-sandbox-paused", .backend = "sandbox",
+     .does = {"resume Sandbox", "pause Sandbox"}}};
+static const action_type ACT_DELETE_DEPS_TOKEN[1] = {
+    {.name = "delete-deps-token", .backend = "sandbox",
+     .does = {"delete the worker-deps token under"}}};
+static const action_type ACT_DELETE_DEPS_ALL[1] = {
+    {.name = "delete-deps-all", .backend = "sandbox",
+     .does = {"delete the worker-deps objects under"}}};
+static const action_type ACT_DELETE_DEPS_MOVED[1] = {
+    {.name = "delete-deps-moved", .backend = "sandbox",
+     .does = {"delete the worker-deps objects at a path no longer used:"}}};
 
 /* ---- observations ---- */
 

@@ -28,6 +28,8 @@ static const wc_command wc_commands[] = {
     {"helm-env", cmd_helm_env, "print the Deployment env: block for the Helm chart (from the configuration table)",
      helm_env_usage, NULL},
     {"check", cmd_check, "preflight: CRDs served, RBAC allowed, worker-deps bucket writable", NULL, check_usage},
+    {"explain", cmd_explain, "what the controller sees for one Worker and would do next (read-only)", NULL,
+     explain_usage},
     {"version", cmd_version, "print the version and the linked library versions", version_usage, NULL},
     {"help", cmd_help, "list commands or show the usage of one", help_usage, NULL},
 };

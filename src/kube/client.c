@@ -54,6 +54,7 @@ typedef struct kube_client {
     atomic_long writes;   /* non-GET requests: the steady-state "no writes" check counts these */
     metrics_rest rest;    /* rest_client_requests_total */
     atomic_long timeout_ms; /* default per-request timeout; shortened at shutdown */
+    int read_only;        /* refuse every request but GET, before it leaves the process (explain) */
 } kube_client;
 
 static void kube_client_free(kube_client *c) {
@@ -217,6 +218,10 @@ typedef struct kube_call {
 /* One request. Returns 0 on 2xx; -1 with err (WC_EHTTP + http_status for an error status, or
  * the transport error). resp holds the body and Retry-After either way. */
 static int kube_do(kube_client *c, const kube_call *call, http_response *resp, wc_err *err) {
+    /* A read-only client (explain) cannot write, whatever code above it asks: the one place
+     * every request passes through says no, so no write can reach the API server by mistake. */
+    if (c->read_only && strcmp(call->method, "GET") != 0)
+        return err_set(err, WC_EINVAL, "read-only client: refusing %s %s", call->method, call->path);
     buf url = BUF_INIT, auth = BUF_INIT, tok = BUF_INIT;
     const char *headers[4];
     size_t nh = 0;

@@ -221,6 +221,21 @@ static int kube_informer_list(kube_informer *inf, wc_err *err) {
     return 0;
 }
 
+/* An informer filled by one paged LIST now, never watching (no thread): what a cache would hold,
+ * read from the API server itself. explain gathers a Worker's instances through it so the
+ * backends observe exactly as they do from run's caches. NULL with err when the list fails. */
+static void kube_informer_free(kube_informer *inf);
+static kube_informer *kube_informer_snapshot(kube_client *kc, const char *name, const kube_informer_options *o,
+                                             wc_err *err) {
+    kube_informer *inf = kube_informer_new(kc, name, o);
+    inf->o.handler = NULL; /* nothing to tell: no queue behind a snapshot */
+    int rc;
+    while ((rc = kube_informer_list(inf, err)) == 1) {} /* an expired continue token: list again */
+    if (rc == 0) return inf;
+    kube_informer_free(inf);
+    return NULL;
+}
+
 /* ---- WATCH ---- */
 
 typedef struct kube_watch_ctx {

@@ -16,6 +16,7 @@ typedef struct s3_client {
     int64_t backoff_ms; /* first retry delay, doubled each time */
     long timeout_ms;
     const atomic_int *cancel; /* shared with the Kubernetes client: shutdown aborts S3 calls too */
+    int read_only;      /* refuse every request but HEAD and GET, before it is sent (explain) */
 } s3_client;
 
 static void s3_client_free(s3_client *s) {
@@ -107,6 +108,11 @@ static void s3_error_detail(const buf *body, char *out, size_t outsz) {
  * with err set when no response came. 4xx is not retried: it will not get better. */
 static long s3_do(s3_client *s, const char *method, const char *key, const void *body, size_t len,
                   const char *const *extra, size_t nextra, http_response *resp, wc_err *err) {
+    http_response_init(resp); /* callers free it whatever happened */
+    if (s->read_only && strcmp(method, "HEAD") != 0 && strcmp(method, "GET") != 0) {
+        err_set(err, WC_EINVAL, "read-only client: refusing %s s3://%s/%s", method, s->bucket, key);
+        return -1;
+    }
     buf url = BUF_INIT;
     s3_url(s, key, &url);
     char hash[65], hdr_hash[100];

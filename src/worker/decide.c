@@ -32,19 +32,31 @@ typedef struct action_type {
     const char *backend;  /* the backend that executes it (its name); NULL: the reconcile shell */
     const char *creates;  /* the kind of instance it creates ("Pod"): the shell first confirms in the
                              API server that no instance of another backend exists; NULL: none */
+    const char *does[2];  /* in plain words, before the object's name (explain): [0], or [1] when the
+                             action's flag is set and [1] is given ("resume Sandbox" / "pause Sandbox") */
 } action_type;
 
 typedef const action_type *action_kind;
 
-static const action_type ACT_ADD_FINALIZER[1] = {{.name = "add-finalizer"}};
-static const action_type ACT_REMOVE_FINALIZER[1] = {{.name = "remove-finalizer"}};
+static const action_type ACT_ADD_FINALIZER[1] = {
+    {.name = "add-finalizer",
+     .does = {"add the finalizer hiclaw.io/cleanup to the Worker"}}};
+static const action_type ACT_REMOVE_FINALIZER[1] = {
+    {.name = "remove-finalizer",
+     .does = {"remove the finalizer hiclaw.io/cleanup (the Worker then goes)"}}};
 /* The Worker's ServiceAccount: every backend's instance runs as it, or holds a token for it. */
-static const action_type ACT_ENSURE_SERVICEACCOUNT[1] = {{.name = "ensure-serviceaccount"}};
-static const action_type ACT_DELETE_SERVICEACCOUNT[1] = {{.name = "delete-serviceaccount"}};
+static const action_type ACT_ENSURE_SERVICEACCOUNT[1] = {
+    {.name = "ensure-serviceaccount",
+     .does = {"make sure the ServiceAccount exists:"}}};
+static const action_type ACT_DELETE_SERVICEACCOUNT[1] = {
+    {.name = "delete-serviceaccount",
+     .does = {"delete the ServiceAccount"}}};
 /* Fails while the API server (not the cache) still has an instance of any backend. */
-static const action_type ACT_CONFIRM_INSTANCES_GONE[1] = {{.name = "confirm-instances-gone"}};
+static const action_type ACT_CONFIRM_INSTANCES_GONE[1] = {
+    {.name = "confirm-instances-gone", .does = {"confirm in the API server that no instance of any backend is left"}}};
 
 static const char *action_kind_name(action_kind k) { return k && k->name ? k->name : "unknown"; }
+
 
 typedef struct action {
     action_kind kind;
@@ -52,6 +64,13 @@ typedef struct action {
     const char *uid;            /* delete precondition */
     int flag;                   /* a kind's one parameter (pause: the value) */
 } action;
+
+/* What an action does in plain words (explain): its kind's phrase for the flag, else its name. */
+static const char *action_does(const action *act) {
+    const action_type *k = act->kind;
+    if (k && act->flag && k->does[1]) return k->does[1];
+    return k && k->does[0] ? k->does[0] : action_kind_name(k);
+}
 
 typedef struct decided_event {
     const char *type;           /* Normal, Warning */
