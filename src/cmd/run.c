@@ -260,6 +260,7 @@ static int metrics_handler(void *ud, const char *path, buf *b, const char **ctyp
                   "# TYPE leader_election_master_status gauge\nleader_election_master_status{name=\"%s-leader\"} %d\n",
                r->conf.controller_name, r->elector ? atomic_load(&r->elector->leading) : 1);
     render_worker_gauge(b, r->ctl.workers);
+    if (r->ctl.host.metrics) wm_render(b, r->ctl.host.metrics);
     metrics_process_render(b, r->start_time);
     return 200;
 }
