@@ -136,7 +136,12 @@ static void wm_decided(worker_metrics *m, const char *key, const worker *w, cons
     case WM_START_KEEP:
         break;
     case WM_START_FORGET:
-        if (w->state != STATE_RUNNING) t = wm_track_of(m, key, w->uid, 1), t->idle = 1;
+        if (w->state != STATE_RUNNING) {
+            t = wm_track_of(m, key, w->uid, 1);
+            t->idle = 1;
+        } else if (t) {
+            t->idle = 0; /* Running and up (or not ours to run): a Sleeping seen before never took effect */
+        }
         if (t) t->start = 0;
         break;
     case WM_START_CREATED:

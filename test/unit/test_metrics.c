@@ -250,6 +250,16 @@ TEST(wm_startup_after_sleeping_and_not_after_a_restart_mid_start) {
     wm_reported(&e.m, "ns/alice", &crashed, &ready, 2210);
     CHECK_INT_EQ(tm_count(&e.m.startup[0]), 1);
 
+    /* Sleeping seen, then Running again before anything stopped (still Ready): no start, and a
+     * crash later is not one either */
+    wm_decided(&e.m, "ns/alice", &sleeping, &stopping, 2300);
+    worker still_up = tm_worker(&e, "{'model':'m'}", ST_READY);
+    wm_decided(&e.m, "ns/alice", &still_up, &ready, 2301);
+    wm_decided(&e.m, "ns/alice", &crashed, &notready, 2310);
+    wm_decided(&e.m, "ns/alice", &crashed, &ready, 2320);
+    wm_reported(&e.m, "ns/alice", &crashed, &ready, 2320);
+    CHECK_INT_EQ(tm_count(&e.m.startup[0]), 1);
+
     /* a restarted controller (fresh metrics) finds a Worker mid-start: not observed */
     wm_release(&e.m);
     wm_init(&e.m, e.list, 2);
