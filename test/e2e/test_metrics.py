@@ -171,12 +171,12 @@ def recreates(text: str, backend: str, reason: str) -> float:
 
 def test_image_change_counts_one_recreate_with_its_reason(ctl, core, custom, namespace):
     ns = namespace
+    n0 = value(scrape(ctl), STARTUP, POD) + 1     # this Worker's own start, observed first
     w = pod_worker(custom, ns)
     ch.wait_worker(custom, ns, w, ready, 60, "Ready")
+    before = wait_value(ctl, STARTUP, POD, n0)
     old_uid = ch.get_pod(core, ns, w).metadata.uid
-    before = scrape(ctl)
     r0, f0 = recreates(before, "pod", "Recreating"), recreates(before, "pod", "PodFailed")
-    n0 = value(before, STARTUP, POD)
     ch.patch_worker(custom, ns, w, {"spec": {"image": "registry.example/hiclaw/worker:e2e-2"}})
 
     def replaced():
