@@ -12,6 +12,8 @@ a managed warm pool) for the module:
   no startup (a replacement is not a start);
 - a blocked backend switch → hiclaw_backend_switch_blocked_total +1 once, however often the
   Worker is reconciled while blocked; +1 again after the block ended and came back;
+- a start under way when the controller restarts is not observed by the new process (it cannot
+  know when it began), while a start after the restart is;
 - the exposition passes promtool (and ops_support.check_exposition), and every metric the
   Grafana dashboard (chart/dashboards/worker-controller.json) queries is one the binary exposes.
 """
@@ -26,6 +28,7 @@ import warnings
 
 import pytest
 
+import bed
 import controller_harness as ch
 import ops_support as ops
 import sandbox_support as sx
@@ -49,10 +52,10 @@ def ctl(tb, core, namespace):
 
 
 def metrics_url(c: ch.ControllerProcess) -> str:
-    for rec in c.log_records():
-        if rec.get("msg") == "serving metrics":
-            return f"http://{rec['addr']}/metrics"
-    raise AssertionError(f"the controller logged no metrics address:\n{c.log_tail()}")
+    """The address the running process logged (the last start's: a restart picks a new port)."""
+    addrs = [r["addr"] for r in c.log_records() if r.get("msg") == "serving metrics"]
+    assert addrs, f"the controller logged no metrics address:\n{c.log_tail()}"
+    return f"http://{addrs[-1]}/metrics"
 
 
 def scrape(c: ch.ControllerProcess) -> str:
@@ -220,6 +223,26 @@ def test_blocked_switch_counts_each_entry_once(ctl, core, custom, namespace):
     ch.wait_condition(custom, ns, w, "Synced", "False", "BackendSwitchBlocked", timeout=20)
     wait_value(ctl, BLOCKED, "", b0 + 2)
     ch.delete_worker(custom, ns, w)
+
+
+# ---- a restart ---------------------------------------------------------------------------------
+
+def test_a_start_under_way_at_a_restart_is_not_observed(ctl, core, custom, namespace):
+    ns = namespace
+    held = pod_worker(custom, ns, labels=bed.HOLD)      # its Pod stays Pending until released
+    ch.wait_pod(core, ns, held, timeout=30)
+    ch.wait_phase(custom, ns, held, "Starting", timeout=30)
+    ctl.restart()
+    n0 = value(scrape(ctl), STARTUP, POD)
+    bed.kwok_state(core, ns, ch.pod_name(held), "ready")
+    ch.wait_worker(custom, ns, held, ready, 60, "Ready after the release")
+    time.sleep(2)
+    assert value(scrape(ctl), STARTUP, POD) == n0       # begun before this process: not timed
+    fresh = pod_worker(custom, ns)
+    ch.wait_worker(custom, ns, fresh, ready, 60, "Ready")
+    wait_value(ctl, STARTUP, POD, n0 + 1)
+    for w in (held, fresh):
+        ch.delete_worker(custom, ns, w)
 
 
 # ---- the exposition and the dashboard -----------------------------------------------------------
