@@ -114,8 +114,8 @@ def test_pod_worker_startup_is_observed_once_under_backend_pod(ctl, custom, name
     # from creationTimestamp (second precision): at most the wait seen here, plus that second
     assert 0 < observed <= took + 1.5, (observed, took, created)
     assert value(text, STARTUP, SBX) == sbx0
-    # reconciles after Ready (a label change, the resync) observe nothing more
-    ch.patch_worker(custom, ns, w, {"metadata": {"labels": {"poke": "1"}}})
+    # reconciles after Ready (an annotation change: a new resourceVersion, the same spec) observe nothing more
+    ch.patch_worker(custom, ns, w, {"metadata": {"annotations": {"e2e.wc.test/poke": "1"}}})
     time.sleep(3)
     assert value(scrape(ctl), STARTUP, POD) == n0 + 1
 
@@ -157,8 +157,8 @@ def test_sandbox_worker_observes_deps_write_claim_and_startup(ctl, custom, names
     # the deps come before the claim, both inside the start
     assert 0 < deps < startup and 0 < claim < startup <= took + 1.5, (deps, claim, startup, took)
     assert deps + claim <= startup + 1, (deps, claim, startup)   # + creationTimestamp's second
-    # later reconciles (token upkeep, a label change) observe nothing more
-    ch.patch_worker(custom, ns, w, {"metadata": {"labels": {"poke": "1"}}})
+    # later reconciles (an annotation change; a label would be a spec change: a recreate) observe nothing more
+    ch.patch_worker(custom, ns, w, {"metadata": {"annotations": {"e2e.wc.test/poke": "1"}}})
     time.sleep(3)
     text = scrape(ctl)
     assert (value(text, "hiclaw_worker_deps_write_seconds_count"), value(text, "hiclaw_sandbox_claim_seconds_count"),
@@ -212,7 +212,7 @@ def test_blocked_switch_counts_each_entry_once(ctl, core, custom, namespace):
     ch.wait_condition(custom, ns, w, "Synced", "False", "BackendSwitchBlocked", timeout=20)
     wait_value(ctl, BLOCKED, "", b0 + 1)
     for i in range(3):   # reconciled again and again while blocked
-        ch.patch_worker(custom, ns, w, {"metadata": {"labels": {"poke": str(i)}}})
+        ch.patch_worker(custom, ns, w, {"metadata": {"annotations": {"e2e.wc.test/poke": str(i)}}})
         time.sleep(1)
     assert value(scrape(ctl), BLOCKED) == b0 + 1
     assert sx.claims_of(custom, ns, w) == []
