@@ -95,6 +95,7 @@ static void wc_oom(void);
 #include "worker/decide.c"
 
 /* backend/ */
+#include "backend/worker_metrics.c"
 #include "backend/instance.c"
 #include "backend/backend.c"
 #include "backend/deps.c"

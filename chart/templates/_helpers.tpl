@@ -135,3 +135,11 @@ a Prometheus' serviceMonitorSelector matches). One map, so a key is never writte
 {{- $labels = mergeOverwrite $labels (deepCopy (.Values.serviceMonitor.labels | default dict)) }}
 {{- toYaml $labels }}
 {{- end }}
+
+{{/* The dashboard ConfigMap's labels: the chart's, then grafanaDashboard.labels (the label
+Grafana's sidecar selects on). One map, so a key is never written twice. */}}
+{{- define "worker-controller.dashboardLabels" -}}
+{{- $labels := fromYaml (include "worker-controller.labels" .) }}
+{{- $labels = mergeOverwrite $labels (deepCopy (.Values.grafanaDashboard.labels | default dict)) }}
+{{- toYaml $labels }}
+{{- end }}

@@ -29,6 +29,7 @@ typedef struct backend_host {
     worker_env_config envc;          /* the system env every instance gets */
     const char *namespace;           /* watched */
     int read_only;                   /* explain: every client a backend makes refuses writes */
+    worker_metrics *metrics;         /* the Worker metrics (the controller's); NULL records none */
 } backend_host;
 
 /* One reconcile of one Worker, as each backend sees it. */
@@ -45,6 +46,8 @@ typedef struct exec_ctx {
     size_t nheld;
     const char *failure_reason;      /* a failing action's Synced reason (default APIError) */
     const char *deps_path;           /* where an action wrote worker-deps: status.workerDepsPath */
+    int created;                     /* the last backend_create made its object (0: it was there
+                                        already — ours, the cache had not seen it yet) */
 } exec_ctx;
 
 /* Keeps a cache copy alive until the reconcile ends (observations borrow its strings). */
@@ -159,6 +162,7 @@ static int backend_create(backend *b, exec_ctx *x, const kube_resource *r, const
                           const char *note, const char *conflict_reason, const char *failure_reason, wc_err *err) {
     const worker *w = x->w;
     int rc = kube_create(b->host->kc, r, w->namespace, NULL, NULL, buf_cstr(body), NULL, err);
+    x->created = rc == 0;
     if (rc == 0) {
         char msg[64];
         snprintf(msg, sizeof msg, "created %s", r->kind);

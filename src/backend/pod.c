@@ -78,6 +78,7 @@ static void pod_decide_status(arena *a, const obs_pod *pod, const char *hash, de
         d->message = arena_sprintf(a, "spec changed: recreating Pod %s", pod->name);
         set_ready(d, "False", "Recreating", d->message);
         decide_event(d, "Normal", "Recreating", d->message);
+        decide_recreate(d, "Recreating", pod->uid);
         return;
     }
     const char *phase = pod->phase ? pod->phase : "";
@@ -89,6 +90,7 @@ static void pod_decide_status(arena *a, const obs_pod *pod, const char *hash, de
                                    pod->terminated_reason ? ": " : "", pod->terminated_reason ? pod->terminated_reason : "");
         set_ready(d, "False", "PodFailed", d->message);
         decide_event(d, "Warning", "PodFailed", d->message);
+        decide_recreate(d, "PodFailed", pod->uid);
         d->backoff = 1;
         return;
     }
@@ -157,10 +159,14 @@ static void pod_decide(const backend_policy *p, arena *a, const worker *w, const
     }
     pod_decide_status(a, pod, hash, d);
 }
+/* Why a Pod is replaced: its spec hash changed (Recreating), it ended (PodFailed). A Pod deleted
+ * by someone else is simply created again: no reason says it, so it is not counted. */
+static const char *const POD_RECREATE_REASONS[] = {"Recreating", "PodFailed", NULL};
+
 /* The pod backend's policy: always enabled, nothing to settle or keep beside its Pods. */
 #define POD_POLICY                                                                                  \
     {.name = "pod", .noun = "Pod", .an_instance = "a Pod", .enabled = 1, .count = pod_count,         \
-     .teardown = pod_teardown, .decide = pod_decide}
+     .teardown = pod_teardown, .decide = pod_decide, .recreate_reasons = POD_RECREATE_REASONS}
 
 /* ---- rendering (pure) ---- */
 

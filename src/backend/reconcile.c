@@ -29,6 +29,7 @@ typedef struct controller {
     /* when the controller last created an instance for the Worker key (int64_t ms), until a
      * reconcile no longer wants to create: see own_create_unseen */
     strmap created;
+    worker_metrics metrics;         /* hiclaw_worker_* (host.metrics points here once set up) */
 } controller;
 
 /* ---- setting up ---- */
@@ -50,6 +51,8 @@ static void instance_backoff_free(void *p) {
 static void controller_release(controller *c) {
     for (size_t i = c->nbackends; i-- > 0;) c->backends[i].ops->release(&c->backends[i]);
     c->nbackends = 0;
+    if (c->host.metrics) wm_release(c->host.metrics);
+    c->host.metrics = NULL;
     strmap_free(&c->backoffs, instance_backoff_free);
     strmap_free(&c->created, free);
     pthread_mutex_destroy(&c->backoff_mu);
@@ -61,6 +64,7 @@ static void controller_release(controller *c) {
 static int controller_setup(controller *c, const backend_ops *const *table, size_t n, const wc_cfg *conf,
                             wc_err *err) {
     assert(n >= 1 && n <= DECIDE_MAX_BACKENDS);
+    c->host.metrics = NULL; /* set once every backend is: controller_release may run before */
     c->host.names = (instance_settings){
         .controller_name = conf->controller_name, .prefix = conf->resource_prefix, .audience = conf->auth_audience};
     c->host.envc = worker_env_config_of(conf);
@@ -81,6 +85,8 @@ static int controller_setup(controller *c, const backend_ops *const *table, size
         c->policies[b->index] = &b->policy;
     }
     c->dc = (decide_config){.prefix = conf->resource_prefix, .backends = c->policies, .nbackends = n};
+    wm_init(&c->metrics, c->policies, n);
+    c->host.metrics = &c->metrics;
     return 0;
 }
 
@@ -464,11 +470,24 @@ static void reconcile_report(controller *c, exec_ctx *x, const cJSON *obj, const
                              reconcile_result *res) {
     wc_err serr;
     err_clear(&serr);
-    if (write_status(c->host.kc, x->a, obj, x->w, d, observed_gen, &serr) < 0 && !kube_err_not_found(&serr)) {
+    if (write_status(c->host.kc, x->a, obj, x->w, d, observed_gen, &serr) < 0) {
+        if (kube_err_not_found(&serr)) return;
         log_warn("status update failed", "worker", x->w->name, "namespace", x->w->namespace, "error", serr.msg);
         if (res->outcome == RECONCILE_DONE || (res->outcome == RECONCILE_AFTER && res->requeue_after_ms > 5000))
             res->outcome = RECONCILE_RETRY;
+        return;
     }
+    wm_reported(c->host.metrics, x->key, x->w, d, wc_wall_seconds()); /* Ready=True written: a start ends */
+}
+
+/* hiclaw_worker_recreates_total: the decision replaces its instance, and the delete of it ran
+ * (failed: the index of the action that failed, -1 none). */
+static void reconcile_count_recreate(controller *c, exec_ctx *x, const decision *d, long failed) {
+    if (!d->recreate || d->acting < 0) return;
+    size_t i = 0;
+    while (i < d->nactions && !(d->recreate_uid && str_eq(d->actions[i].uid, d->recreate_uid))) i++;
+    if (failed >= 0 && (i == d->nactions || (long)i >= failed)) return; /* the delete did not happen */
+    wm_recreated(c->host.metrics, x->key, x->w, (size_t)d->acting, d->recreate, d->recreate_uid);
 }
 
 /* A failed action: Synced=False with its reason (a Warning the first time this generation, or
@@ -504,8 +523,10 @@ static void reconcile_parsed(controller *c, exec_ctx *x, const cJSON *obj, recon
         res->requeue_after_ms = UNSEEN_CREATE_RECHECK_MS;
         return;
     }
+    wm_decided(c->host.metrics, x->key, w, &d, wc_wall_seconds()); /* a decision acted on */
     long failed = reconcile_act(c, x, &d, &err);
     own_create_record(c, x->key, &d, failed < 0 ? d.nactions : (size_t)failed);
+    reconcile_count_recreate(c, x, &d, failed);
     if (failed >= 0 && d.actions[failed].kind == ACT_ADD_FINALIZER && kube_err_conflict(&err)) {
         res->outcome = RECONCILE_RETRY; /* the cache is behind the Worker: normal, not worth an error status */
         return;
@@ -539,6 +560,7 @@ static reconcile_result reconcile_worker(controller *c, const char *key) {
     cJSON *obj = kube_informer_get(c->workers, key);
     if (!obj) { /* deleted: nothing left to do (the finalizer guarantees cleanup ran) */
         own_key_forget(c, key);
+        wm_forget(c->host.metrics, key);
         log_set_reconcile_id(NULL);
         return res;
     }

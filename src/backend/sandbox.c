@@ -393,6 +393,9 @@ static void sandbox_observe_caches(backend *b, exec_ctx *x, obs_sandboxes *s) {
     const cJSON *it;
     cJSON_ArrayForEach(it, claims_json)
         if (!instance_of_other_worker(json_get(it, "metadata"), x->w->uid)) claim_observe(it, &claims[s->nclaims++]);
+    for (size_t i = 0; i < s->nclaims; i++) /* hiclaw_sandbox_claim_seconds: a claim seen Completed */
+        wm_claim_seen(b->host->metrics, x->key, x->w, claims[i].name, claims[i].deleting, claims[i].phase,
+                      claims[i].claimed, claims[i].replicas, wc_now_seconds());
     cJSON_ArrayForEach(it, sbx_json)
         if (!instance_of_other_worker(json_get(it, "metadata"), x->w->uid)) sandbox_observe_one(it, &sbx[s->nsandboxes++]);
     s->claims = claims;
@@ -447,6 +450,7 @@ static int sandbox_create_claim(backend *b, exec_ctx *x, const char *name, wc_er
                             arena_sprintf(x->a, "created SandboxClaim %s (pool %s)", name, sbx_state(b)->set.pool),
                             "ClaimNameConflict", "ClaimFailed", err);
     buf_free(&body);
+    if (rc == 0 && x->created) wm_claim_created(b->host->metrics, x->key, x->w, name, wc_now_seconds());
     return rc;
 }
 
@@ -466,7 +470,9 @@ static int sandbox_execute_deps(backend *b, exec_ctx *x, const action *act, wc_e
     const char *dir = act->name && *act->name ? act->name : sandbox_deps_path(b, x->a, x->w); /* decide() names it */
     int rc = 0;
     if (act->kind == ACT_WRITE_DEPS) {
+        double t0 = wc_now_seconds();
         rc = deps_write_all(&sbx_state(b)->deps, x, dir, err);
+        if (rc == 0) wm_deps_written(b->host->metrics, wc_now_seconds() - t0); /* written and verified only */
     } else if (act->kind == ACT_REFRESH_TOKEN) {
         if ((rc = deps_write_token_at(&sbx_state(b)->deps, x, dir, err)) < 0) return deps_failed(x, err);
         log_info("refreshed worker-deps token", "worker", w->name, "namespace", w->namespace, "backend", "sandbox");

@@ -238,6 +238,7 @@ static void sbx_decide_reclaim(const obs_claim *claim, const char *reason, const
     set_synced(d, "False", reason, message);
     decide_event(d, "Warning", reason, message);
     decide_action(d, ACT_DELETE_CLAIM, claim->name, claim->uid, 0);
+    decide_recreate(d, reason, claim->uid);
     d->backoff = 1;
 }
 
@@ -336,6 +337,7 @@ static void sbx_decide_bound(arena *a, const obs_sandboxes *s, const obs_claim *
                                    strcmp(sp, "Failed") == 0 ? "failed" : "exited");
         set_ready(d, "False", "SandboxFailed", d->message);
         decide_event(d, "Warning", "SandboxFailed", d->message);
+        decide_recreate(d, "SandboxFailed", claim ? claim->uid : sbx->uid);
         d->backoff = 1;
         return;
     }
@@ -365,6 +367,7 @@ static void sbx_decide_running(arena *a, const worker *w, const obs_sandboxes *s
         d->message = "spec changed: replacing claim and Sandbox";
         set_ready(d, "False", "Recreating", d->message);
         decide_event(d, "Normal", "Recreating", d->message);
+        decide_recreate(d, "Recreating", claim ? claim->uid : sbx->uid);
         return;
     }
     sbx_decide_upkeep(w, s, d);
@@ -464,6 +467,10 @@ static const char *sbx_disabled_message(const backend_policy *p, arena *a, const
                          s->nclaims + s->nsandboxes > 1 ? "them" : "it", deleting ? " and the finalizer stays" : "", what);
 }
 
+/* Why a sandbox is replaced: its spec hash changed (Recreating), its claim timed out
+ * (ClaimFailed), its Sandbox vanished (SandboxLost) or ended (SandboxFailed). */
+static const char *const SANDBOX_RECREATE_REASONS[] = {"Recreating", "ClaimFailed", "SandboxLost", "SandboxFailed", NULL};
+
 /* The sandbox backend's policy; enabled per HICLAW_SANDBOX_ENABLED, cfg its settings. */
 #define SANDBOX_POLICY(on, cfgp)                                                                          \
     {.name = "sandbox", .noun = "sandbox", .an_instance = "a sandbox instance", .enabled = (on),         \
@@ -472,4 +479,4 @@ static const char *sbx_disabled_message(const backend_policy *p, arena *a, const
                       "(HICLAW_SANDBOX_ENABLED=false)",                                                  \
      .cfg = (cfgp), .count = sbx_count, .teardown = sbx_teardown, .decide = sbx_decide,                  \
      .settle = sbx_settle, .deleted = sbx_deleted, .blocked = sbx_blocked,                               \
-     .disabled_message = sbx_disabled_message}
+     .disabled_message = sbx_disabled_message, .recreate_reasons = SANDBOX_RECREATE_REASONS}

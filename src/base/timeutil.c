@@ -15,6 +15,14 @@ static double wc_now_seconds(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* Wall-clock time, Unix seconds with a fraction: for durations measured from a timestamp the
+ * API server wrote (creationTimestamp). */
+static double wc_wall_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 /* Writes "2026-11-23T23:08:32Z" (RFC 3339, second precision: metav1.Time's wire form). */
 static void wc_rfc3339(char out[32], time_t t) {
     struct tm tm;

@@ -240,8 +240,8 @@ static int metrics_handler(void *ud, const char *path, buf *b, const char **ctyp
     buf_printf(b, "# HELP controller_runtime_reconcile_errors_total Total number of reconciliation errors per controller\n"
                   "# TYPE controller_runtime_reconcile_errors_total counter\n"
                   "controller_runtime_reconcile_errors_total{controller=\"worker\"} %ld\n", atomic_load(&r->results[1]));
-    buf_puts(b, "# HELP controller_runtime_reconcile_time_seconds Length of time per reconciliation per controller\n"
-                "# TYPE controller_runtime_reconcile_time_seconds histogram\n");
+    metrics_family(b, "controller_runtime_reconcile_time_seconds", "histogram",
+                   "Length of time per reconciliation per controller");
     metrics_histogram_render(b, "controller_runtime_reconcile_time_seconds", "controller=\"worker\"", &r->reconcile_time);
     wq_counters wc;
     memset(&wc, 0, sizeof wc);
@@ -260,6 +260,7 @@ static int metrics_handler(void *ud, const char *path, buf *b, const char **ctyp
                   "# TYPE leader_election_master_status gauge\nleader_election_master_status{name=\"%s-leader\"} %d\n",
                r->conf.controller_name, r->elector ? atomic_load(&r->elector->leading) : 1);
     render_worker_gauge(b, r->ctl.workers);
+    if (r->ctl.host.metrics) wm_render(b, r->ctl.host.metrics);
     metrics_process_render(b, r->start_time);
     return 200;
 }
@@ -347,7 +348,7 @@ static int run_serve(run_state *r) {
     wc_err err;
     err_clear(&err);
     r->start_time = (double)time(NULL);
-    pthread_mutex_init(&r->reconcile_time.mu, NULL);
+    metrics_histogram_init(&r->reconcile_time, METRICS_RECONCILE_BUCKETS, METRICS_COUNT_OF(METRICS_RECONCILE_BUCKETS));
     if (*r->conf.health_addr && !(r->health = httpd_start(r->conf.health_addr, health_handler, r, &err))) {
         log_error("cannot serve health probes", "addr", r->conf.health_addr, "error", err.msg);
         if (!strstr(err.msg, "in use")) return WC_EXIT_FAILURE;

@@ -106,6 +106,9 @@ typedef struct decision {
                                     itself (not its cache), then for a new decision */
     int acting;                  /* the backend (its place in decide_config) whose policy decided; -1: none */
     const char *deps_path;       /* status.workerDepsPath to record; NULL = keep (the shell sets it after a write) */
+    /* the acting backend replaces its instance: why (one of its policy's recreate_reasons), and
+     * the UID of the instance going (the shell counts each replaced instance once) */
+    const char *recreate, *recreate_uid;
 } decision;
 
 /* ---- observations and backends ---- */
@@ -133,6 +136,9 @@ struct backend_policy {
     const char *disabled_reason; /* the Synced reason while disabled ("SandboxDisabled") */
     const char *disabled_spec;   /* the message when a Worker asks for it while disabled */
     const void *cfg;             /* its own decision settings */
+    /* Why it replaces an instance (decision.recreate), NULL-terminated: the bounded values of
+     * hiclaw_worker_recreates_total{reason}, the same reasons its status and Events give. */
+    const char *const *recreate_reasons;
     /* Instances observed (the switch guard). */
     size_t (*count)(const void *obs);
     /* Deletes every instance not already going; 1 while any is left. */
@@ -175,6 +181,12 @@ static void decide_event(decision *d, const char *type, const char *reason, cons
     d->events[d->nevents].reason = reason;
     d->events[d->nevents].note = note;
     d->nevents++;
+}
+
+/* The instance (uid) is deleted to be replaced, for `reason` (one of the policy's recreate_reasons). */
+static void decide_recreate(decision *d, const char *reason, const char *uid) {
+    d->recreate = reason;
+    d->recreate_uid = uid;
 }
 
 static void set_ready(decision *d, const char *status, const char *reason, const char *message) {

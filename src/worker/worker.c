@@ -57,6 +57,7 @@ typedef struct worker {
     /* metadata */
     const char *namespace, *name, *uid, *resource_version;
     int64_t generation;
+    int64_t created;          /* metadata.creationTimestamp, Unix seconds; 0: unknown */
     int deleting;
     const char **finalizers;
     size_t nfinalizers;
@@ -187,6 +188,7 @@ static int worker_parse(arena *a, const cJSON *obj, const worker_defaults *d, wo
     w->uid = json_str(md, "uid");
     w->resource_version = json_str(md, "resourceVersion");
     w->generation = json_int(md, "generation", 0);
+    w->created = wc_rfc3339_parse(json_str(md, "creationTimestamp"));
     w->deleting = json_str(md, "deletionTimestamp") != NULL;
     const cJSON *fins = json_get(md, "finalizers");
     size_t nf = cJSON_IsArray(fins) ? (size_t)cJSON_GetArraySize(fins) : 0;
@@ -269,10 +271,11 @@ static cJSON *json_copy_except(const cJSON *obj, const char *const *drop, size_t
 }
 
 /* The Worker as the cache keeps it (the Worker informer's projection): everything the reconciler reads, minus managedFields,
- * annotations, creationTimestamp, apiVersion/kind (constant), and the spec/status fields other
- * components own (they change often and never matter to the instance). */
+ * annotations, apiVersion/kind (constant), and the spec/status fields other components own
+ * (they change often and never matter to the instance). creationTimestamp stays: a new
+ * Worker's startup is timed from it (hiclaw_worker_startup_seconds). */
 static cJSON *worker_project(const cJSON *obj) {
-    static const char *const mdrop[] = {"managedFields", "annotations", "creationTimestamp"};
+    static const char *const mdrop[] = {"managedFields", "annotations"};
     static const char *const drop[] = {"model", "identity", "soul", "agents", "skills", "remoteSkills", "mcpServers",
                                        "package", "expose", "channelPolicy", "accessEntries"};
     static const char *const sdrop[] = {"matrixUserID", "roomID", "lastHeartbeat", "exposedPorts"};

@@ -57,7 +57,7 @@ def chart_selector(release: str) -> dict:
 
 def chart_knobs(release: str) -> dict:
     """Values setting every deployment knob of the chart (scheduling, Pod metadata, resources,
-    PodDisruptionBudget, ServiceMonitor), as a user's values file would. The podLabels include
+    PodDisruptionBudget, ServiceMonitor, Grafana dashboard), as a user's values file would. The podLabels include
     two that try to take over the selector labels, and a podAnnotation the chart's checksum."""
     selector = chart_selector(release)
     return {
@@ -81,6 +81,8 @@ def chart_knobs(release: str) -> dict:
         "podDisruptionBudget": {"enabled": True, "minAvailable": 1},
         "serviceMonitor": {"enabled": True, "namespace": "monitoring", "interval": "30s", "scrapeTimeout": "10s",
                            "labels": {"release": "kube-prometheus-stack"}},
+        "grafanaDashboard": {"enabled": True, "labels": {"grafana_dashboard": "1", "team": "agents"},
+                             "annotations": {"grafana_folder": "HiClaw"}},
     }
 
 

@@ -1,7 +1,8 @@
 """The chart's deployment knobs people expect from an operator chart (issue 19, item 5):
 scheduling (nodeSelector, tolerations, affinity, topologySpreadConstraints, priorityClassName),
-imagePullSecrets, podAnnotations, podLabels, resources, an optional PodDisruptionBudget and an
-optional Prometheus Operator ServiceMonitor.
+imagePullSecrets, podAnnotations, podLabels, resources, an optional PodDisruptionBudget, an
+optional Prometheus Operator ServiceMonitor, and an optional ConfigMap holding the Grafana
+dashboard for Grafana's sidecar (issue 19 item 2).
 
 Pure: only the helm binary and the repository's chart; no API server. Each value set lands
 where it belongs, nothing new appears when none is set, `helm lint --strict` passes both ways,
@@ -10,6 +11,7 @@ and values.schema.json rejects each value of the wrong type.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 
@@ -146,6 +148,13 @@ def test_every_value_lands_where_it_belongs(tmp_path):
     assert sm["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "30s",
                                         "scrapeTimeout": "10s"}]
 
+    # the Grafana dashboard, for the sidecar: its label and folder annotation, the chart's labels
+    cm = ops.one(docs, "ConfigMap")
+    assert cm["metadata"]["name"] == f"{FULLNAME}-dashboard" and cm["metadata"]["namespace"] == NS
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1" and cm["metadata"]["labels"]["team"] == "agents"
+    assert cm["metadata"]["labels"]["app.kubernetes.io/instance"] == RELEASE
+    assert cm["metadata"]["annotations"] == {"grafana_folder": "HiClaw"}
+
 
 def test_pdb_takes_min_available_or_max_unavailable_not_both(tmp_path):
     def pdb_spec(pdb: dict) -> dict:
@@ -182,13 +191,40 @@ def test_service_monitor_alone_and_without_metrics(tmp_path):
     assert ops.one(docs, "Service") and not ops.kinds(docs, "ServiceMonitor")
 
 
+DASHBOARD = os.path.join(ops.CHART, "dashboards", "worker-controller.json")
+
+
+def test_grafana_dashboard_configmap_holds_the_dashboard_file(tmp_path):
+    """The ConfigMap carries chart/dashboards/worker-controller.json byte for byte (the file
+    test_metrics.py checks against the binary's /metrics), labelled for the sidecar by default,
+    in the release namespace unless told otherwise."""
+    lint(["--set", "grafanaDashboard.enabled=true"])
+    docs = render(["--set", "grafanaDashboard.enabled=true"])
+    cm = ops.one(docs, "ConfigMap")
+    assert cm["metadata"]["namespace"] == NS
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert "annotations" not in cm["metadata"] and not empties(cm)
+    with open(DASHBOARD) as f:
+        text = f.read()
+    assert list(cm["data"]) == ["worker-controller.json"]
+    assert cm["data"]["worker-controller.json"] == text.rstrip("\n")
+    dash = json.loads(cm["data"]["worker-controller.json"])
+    assert dash["uid"] == "hiclaw-worker-controller" and dash["panels"]
+    # another namespace and label value (a sidecar configured otherwise); nothing else changes
+    docs2 = render(["-f", values_file(tmp_path, {"grafanaDashboard": {
+        "enabled": True, "namespace": "monitoring", "labels": {"grafana_dashboard": "hiclaw"}}})])
+    cm2 = ops.one(docs2, "ConfigMap")
+    assert cm2["metadata"]["namespace"] == "monitoring" and cm2["metadata"]["labels"]["grafana_dashboard"] == "hiclaw"
+    assert [d for d in docs2 if d["kind"] != "ConfigMap"] == [d for d in docs if d["kind"] != "ConfigMap"]
+
+
 # ---- (b) nothing set --------------------------------------------------------------------
 
 def test_defaults_render_nothing_new():
     lint([])
     docs = render([])
     assert sorted(d["kind"] for d in docs) == ["Deployment", "Role", "RoleBinding", "ServiceAccount"]
-    assert not ops.kinds(docs, "PodDisruptionBudget", "ServiceMonitor", "Service")
+    assert not ops.kinds(docs, "PodDisruptionBudget", "ServiceMonitor", "Service", "ConfigMap")
     dep = ops.one(docs, "Deployment")
     pod = dep["spec"]["template"]["spec"]
     for k in NEW_POD_KEYS:
@@ -202,7 +238,7 @@ def test_defaults_render_nothing_new():
         assert not empties(d), (d["kind"], empties(d))
     # empty values given explicitly render the same as none
     assert render(["--set", "priorityClassName=", "--set", "podDisruptionBudget.enabled=false",
-                   "--set", "serviceMonitor.enabled=false"]) == docs
+                   "--set", "serviceMonitor.enabled=false", "--set", "grafanaDashboard.enabled=false"]) == docs
 
 
 # ---- values.schema.json -----------------------------------------------------------------
@@ -263,6 +299,13 @@ WRONG = [
     ({"serviceMonitor": {"namespace": 5}}, "/serviceMonitor/namespace"),
     ({"serviceMonitor": {"namespace": "Monitoring_NS"}}, "/serviceMonitor/namespace"),
     ({"serviceMonitor": {"port": "metrics"}}, "/serviceMonitor"),
+    ({"grafanaDashboard": True}, "/grafanaDashboard"),
+    ({"grafanaDashboard": {"enabled": "yes"}}, "/grafanaDashboard/enabled"),
+    ({"grafanaDashboard": {"labels": ["grafana_dashboard=1"]}}, "/grafanaDashboard/labels"),
+    ({"grafanaDashboard": {"labels": {"grafana_dashboard": 1}}}, "/grafanaDashboard/labels/grafana_dashboard"),
+    ({"grafanaDashboard": {"annotations": {"grafana_folder": 2}}}, "/grafanaDashboard/annotations/grafana_folder"),
+    ({"grafanaDashboard": {"namespace": "Monitoring_NS"}}, "/grafanaDashboard/namespace"),
+    ({"grafanaDashboard": {"folder": "HiClaw"}}, "/grafanaDashboard"),
 ]
 
 
@@ -281,6 +324,7 @@ def test_schema_rejects_a_wrong_type(tmp_path, values, path):
     ("priorityClassName=5", "/priorityClassName"),
     ("podDisruptionBudget.minAvailable=x", "/podDisruptionBudget/minAvailable"),
     ("serviceMonitor.interval=30", "/serviceMonitor/interval"),
+    ("grafanaDashboard.enabled=maybe", "/grafanaDashboard/enabled"),
 ])
 def test_schema_rejects_a_wrong_type_given_with_set(flag, path):
     r = template(["--set", flag])

@@ -166,8 +166,8 @@ def test_chart_lints_and_renders_a_hardened_deployment(tb):
 
 
 def test_chart_with_every_knob_is_accepted_by_the_api_server(tb, namespace, tmp_path):
-    """The Deployment, PodDisruptionBudget and metrics Service rendered with every deployment
-    knob set (test_chart_values.py checks where each lands) pass the API server's validation and
+    """The Deployment, PodDisruptionBudget, metrics Service and dashboard ConfigMap rendered with
+    every deployment knob set (test_chart_values.py checks where each lands) pass the API server's validation and
     admission, stored nowhere (server-side dry run). A podLabel taking over a selector label would
     fail here (selector does not match template labels), as would a malformed toleration, spread
     constraint or minAvailable. (The ServiceMonitor's CRD is not on the bed.)"""
@@ -176,12 +176,12 @@ def test_chart_with_every_knob_is_accepted_by_the_api_server(tb, namespace, tmp_
     r = ops.run([ops.helm(tb), "template", RELEASE, ops.CHART, "--namespace", namespace, "-f", str(knobs)])
     assert r.returncode == 0, r.stderr
     docs = [d for d in yaml.safe_load_all(r.stdout) if d]
-    objs = ops.kinds(docs, "Deployment", "PodDisruptionBudget", "Service")
-    assert sorted(d["kind"] for d in objs) == ["Deployment", "PodDisruptionBudget", "Service"]
+    objs = ops.kinds(docs, "Deployment", "PodDisruptionBudget", "Service", "ConfigMap")
+    assert sorted(d["kind"] for d in objs) == ["ConfigMap", "Deployment", "PodDisruptionBudget", "Service"]
     r = ops.kubectl_dry_run_docs(tb, objs)
     assert r.returncode == 0, r.stdout + r.stderr
     assert sorted(r.stdout.split()) == sorted([f"deployment.apps/{FULLNAME}", f"poddisruptionbudget.policy/{FULLNAME}",
-                                               f"service/{FULLNAME}-metrics"]), r.stdout
+                                               f"service/{FULLNAME}-metrics", f"configmap/{FULLNAME}-dashboard"]), r.stdout
 
 
 def _help_rows() -> list[dict]:

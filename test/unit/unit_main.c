@@ -26,6 +26,7 @@
 #include "test_golden.c"
 #include "test_backend.c"
 #include "test_explain.c"
+#include "test_metrics.c"
 
 int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
