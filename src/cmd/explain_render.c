@@ -367,6 +367,16 @@ static void explain_text_instances(buf *out, const cJSON *root) {
     }
 }
 
+/* One status line: phase, backend, then the Ready and Synced conditions. */
+static void explain_text_status(buf *out, const char *lead, const cJSON *st) {
+    buf_printf(out, "%sphase %s, backend %s, ", lead, *tx(st, "phase") ? tx(st, "phase") : "-",
+               *tx(st, "backendRuntime") ? tx(st, "backendRuntime") : "-");
+    explain_text_cond(out, "Ready", json_get(st, "ready"));
+    buf_puts(out, ", ");
+    explain_text_cond(out, "Synced", json_get(st, "synced"));
+    buf_putc(out, '\n');
+}
+
 static void explain_text_next(buf *out, const cJSON *n) {
     buf_printf(out, "\nNext (what decide() would do now)\n  reason:  %s\n", tx(n, "reason"));
     if (*tx(n, "message")) buf_printf(out, "  why:     %s\n", tx(n, "message"));
@@ -379,14 +389,7 @@ static void explain_text_next(buf *out, const cJSON *n) {
     cJSON_ArrayForEach(a, json_get(n, "events"))
         buf_printf(out, "  event:   %s %s: %s\n", tx(a, "type"), tx(a, "reason"), tx(a, "note"));
     const cJSON *st = json_get(n, "status");
-    if (st) {
-        buf_printf(out, "  status:  phase %s, backend %s, ", *tx(st, "phase") ? tx(st, "phase") : "-",
-                   *tx(st, "backendRuntime") ? tx(st, "backendRuntime") : "-");
-        explain_text_cond(out, "Ready", json_get(st, "ready"));
-        buf_puts(out, ", ");
-        explain_text_cond(out, "Synced", json_get(st, "synced"));
-        buf_putc(out, '\n');
-    }
+    if (st) explain_text_status(out, "  status:  ", st);
     if (*tx(n, "then")) buf_printf(out, "  then:    %s\n", tx(n, "then"));
 }
 
@@ -400,12 +403,7 @@ static void explain_text(buf *out, const cJSON *root) {
     buf_printf(out, "  controller: %s; the Worker's label hiclaw.io/controller=%s: %s\n", tx(w, "controller"),
                label ? label : "(none)", cJSON_IsTrue(json_get(w, "handled")) ? "handled by it" : "NOT handled by it");
     explain_text_spec(out, json_get(root, "spec"));
-    buf_printf(out, "\nStatus (as the Worker says now)\n  phase %s, backend %s, ", *tx(st, "phase") ? tx(st, "phase") : "-",
-               *tx(st, "backendRuntime") ? tx(st, "backendRuntime") : "-");
-    explain_text_cond(out, "Ready", json_get(st, "ready"));
-    buf_puts(out, ", ");
-    explain_text_cond(out, "Synced", json_get(st, "synced"));
-    buf_putc(out, '\n');
+    explain_text_status(out, "\nStatus (as the Worker says now)\n  ", st);
     if (*tx(st, "message")) buf_printf(out, "  message: %s\n", tx(st, "message"));
     explain_text_instances(out, root);
     explain_text_beside(out, json_get(root, "beside"));
