@@ -46,6 +46,7 @@ typedef struct exec_ctx {
     size_t nheld;
     const char *failure_reason;      /* a failing action's Synced reason (default APIError) */
     const char *deps_path;           /* where an action wrote worker-deps: status.workerDepsPath */
+    const char *deps_recorded;       /* a path this reconcile recorded in status before writing there */
     int created;                     /* the last backend_create made its object (0: it was there
                                         already — ours, the cache had not seen it yet) */
 } exec_ctx;

@@ -464,11 +464,34 @@ static int sandbox_set_paused(backend *b, exec_ctx *x, const action *act, wc_err
     return rc;
 }
 
+/* Before anything is written at a path the Worker's status does not name, the status names it:
+ * a deletion removes the objects at the paths the status records, so objects written first and
+ * recorded after could be forgotten — the record lost to a failing API server, then workerName
+ * changed again (found by the 60-minute chaos soak: deps at a path in between outlived their
+ * Worker). A merge patch of this one field; the status write at the end carries it too. */
+static int sandbox_record_deps_path(backend *b, exec_ctx *x, const char *dir, wc_err *err) {
+    const worker *w = x->w;
+    if (str_eq(dir, w->status_deps_path) || str_eq(dir, x->deps_recorded)) return 0;
+    cJSON *patch = json_object();
+    json_add_str(json_add_object(patch, "status"), "workerDepsPath", dir);
+    buf body = BUF_INIT;
+    json_render_free(&body, patch);
+    int rc = kube_patch(b->host->kc, &KUBE_WORKERS, w->namespace, w->name, "status", KUBE_PATCH_MERGE, body.data, NULL,
+                        0, 0, NULL, err);
+    buf_free(&body);
+    if (rc < 0) return err_wrap(err, "recording status.workerDepsPath %s before writing there", dir);
+    x->deps_recorded = dir;
+    return 0;
+}
+
 /* The deps actions: written (and where, for status.workerDepsPath) or deleted. */
 static int sandbox_execute_deps(backend *b, exec_ctx *x, const action *act, wc_err *err) {
     const worker *w = x->w;
     const char *dir = act->name && *act->name ? act->name : sandbox_deps_path(b, x->a, x->w); /* decide() names it */
     int rc = 0;
+    if ((act->kind == ACT_WRITE_DEPS || act->kind == ACT_REFRESH_TOKEN || act->kind == ACT_WRITE_ENV) &&
+        sandbox_record_deps_path(b, x, dir, err) < 0)
+        return -1;
     if (act->kind == ACT_WRITE_DEPS) {
         double t0 = wc_now_seconds();
         rc = deps_write_all(&sbx_state(b)->deps, x, dir, err);

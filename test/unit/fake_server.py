@@ -23,6 +23,9 @@ Control:
   POST /__s3seed         body {"key": "<bucket>/<key>", "body": "...", "meta": {...}}
   GET  /__log            the requests seen since the last reset, one "METHOD path" per line
   GET  /__s3/<bucket>/<key>  {"body":..., "meta": {...}} or 404
+  POST /__fail           body {"method": "PATCH", "suffix": "/status", "times": N}: the next N
+                         matching requests (logged) answer 500 — a write lost to a failing server;
+                         "times": 0 ends every such failure
 """
 import json
 import re
@@ -35,6 +38,7 @@ STORE = {}   # collection path -> {name: object}
 S3 = {}      # "bucket/key" -> (body bytes, {meta-name: value})
 LOG = []
 COUNTER = [100]
+FAILS = []   # [method, path suffix, times left]
 
 
 def split_path(path):
@@ -141,7 +145,7 @@ class Handler(BaseHTTPRequestHandler):
         body = self.body() if method in ("POST", "PUT", "PATCH", "DELETE") else b""
         if path == "/__reset":
             with LOCK:
-                STORE.clear(); S3.clear(); LOG.clear()
+                STORE.clear(); S3.clear(); LOG.clear(); FAILS.clear()
             return self.reply(200, {})
         if path == "/__seed":
             d = json.loads(body)
@@ -157,6 +161,14 @@ class Handler(BaseHTTPRequestHandler):
             with LOCK:
                 S3[d["key"]] = (d.get("body", "").encode(), dict(d.get("meta", {})))
             return self.reply(200, {})
+        if path == "/__fail":
+            d = json.loads(body)
+            with LOCK:
+                if int(d.get("times", 1)) == 0:
+                    FAILS.clear()
+                else:
+                    FAILS.append([d["method"], d["suffix"], int(d.get("times", 1))])
+            return self.reply(200, {})
         if path == "/__log":
             with LOCK:
                 return self.reply(200, raw=("\n".join(LOG) + "\n").encode())
@@ -168,6 +180,11 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(200, {"body": o[0].decode(), "meta": o[1]})
         with LOCK:
             LOG.append(f"{method} {path}" + (f"?{query}" if method == "GET" and query else ""))
+            failing = next((f for f in FAILS if f[0] == method and path.endswith(f[1]) and f[2] > 0), None)
+            if failing:
+                failing[2] -= 1
+        if failing:
+            return self.reply(*status(500, "InternalError", "injected by the test"))
         if path.startswith("/s3/"):
             return self.s3(method, path[len("/s3/"):], body)
         return self.kube(method, path, q, body)

@@ -322,6 +322,13 @@ static cJSON *fake_s3_get(const char *key) {
     return o;
 }
 
+/* The next `times` requests of `method` whose path ends with `suffix` answer 500. */
+static void fake_fail(const char *method, const char *suffix, int times) {
+    char body[300];
+    snprintf(body, sizeof body, "{\"method\":\"%s\",\"suffix\":\"%s\",\"times\":%d}", method, suffix, times);
+    fake_call("POST", "/__fail", body, NULL);
+}
+
 /* Whether the fake holds an object at an API path. */
 static int fake_get_exists(const char *path) {
     buf b = BUF_INIT;

@@ -516,6 +516,43 @@ TEST(shell_deps_moved_by_a_workername_change_are_removed) {
     SHELL_TEARDOWN();
 }
 
+/* Found by the 60-minute chaos soak: worker-deps written at a path the Worker's status never
+ * recorded (the status write after them lost to a failing API server), then a workerName change,
+ * then the Worker deleted — the deletion knew only the current and the recorded path, and the
+ * objects in between outlived the Worker. The path is recorded before anything is written there:
+ * with the status write failing, nothing is written and nothing is claimed. */
+TEST(shell_deps_are_written_only_at_a_path_the_status_records) {
+    SHELL_SETUP();
+    shell_informers(&ctl);
+    shell_worker(&ctl, NULL, "{'model':'m','backendRuntime':'sandbox'}", "{'backendRuntime':'sandbox'}");
+    fake_fail("PATCH", NS_WORKERS "/alice/status", 100);
+    reconcile_result res = reconcile_worker(&ctl, "ns/alice");
+    CHECK_INT_EQ(res.error, 1);
+    const char *keys[] = {KEY_NOW "token/token", KEY_NOW "env/env", KEY_NOW "data/.keep"};
+    for (int i = 0; i < 3; i++) {
+        cJSON *o = fake_s3_get(keys[i]);
+        if (o) unit_fail(__FILE__, __LINE__, "%s written while status.workerDepsPath does not name it", keys[i]);
+        cJSON_Delete(o);
+    }
+    CHECK(!fake_get_exists(NS_CLAIMS "/hiclaw-worker-alice"));
+    cJSON *wk = shell_worker_now();
+    CHECK(json_str_at(wk, "status.workerDepsPath") == NULL);
+    cJSON_Delete(wk);
+    /* the API server answers again: recorded, written, claimed */
+    fake_fail("PATCH", "", 0);
+    res = reconcile_worker(&ctl, "ns/alice");
+    CHECK_INT_EQ(res.error, 0);
+    cJSON *t = fake_s3_get(KEY_NOW "token/token");
+    CHECK(t != NULL);
+    cJSON_Delete(t);
+    CHECK(fake_get_exists(NS_CLAIMS "/hiclaw-worker-alice"));
+    wk = shell_worker_now();
+    CHECK_STR_EQ(json_str_at(wk, "status.workerDepsPath"), "p/workers-deps/ns/alice/");
+    cJSON_Delete(wk);
+    shell_informers_free(&ctl);
+    SHELL_TEARDOWN();
+}
+
 /* Everything that shapes a sandbox is in its spec hash: the worker-deps location (prefix,
  * namespace), the PV that exposes it, the pool. */
 TEST(sandbox_spec_hash_covers_deps_location_pv_and_pool) {
