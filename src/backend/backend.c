@@ -89,6 +89,10 @@ typedef struct backend_ops {
     int (*live)(backend *b, const worker *w, size_t *n, buf *names, wc_err *err);
     /* Optional: every instance is gone from the API server; 0 when nothing of it is left. */
     int (*gone)(backend *b, exec_ctx *x, wc_err *err);
+    /* Optional: instances under the Worker key `key` that belong to a Worker object that no
+     * longer exists (worker_uid: the UID of the Worker now under that key, NULL when there is
+     * none) and that nothing else removes — confirmed against the API server, then deleted. */
+    int (*sweep)(backend *b, const char *key, const char *worker_uid, wc_err *err);
     /* Optional: once leading. */
     int (*start)(backend *b, wc_err *err);
     /* Optional, for explain: what it keeps beside its instances (after observe), as a member of

@@ -549,6 +549,23 @@ static void reconcile_parsed(controller *c, exec_ctx *x, const cJSON *obj, recon
     reconcile_report(c, x, obj, &d, w->generation, res);
 }
 
+/* The instances under key of a Worker object that is gone (worker_uid: the one there now, NULL
+ * none), which only their backend can remove: each backend's sweep. A failure retries the key. */
+static void reconcile_sweep(controller *c, const char *key, const char *worker_uid, reconcile_result *res) {
+    for (size_t i = 0; i < c->nbackends; i++) {
+        backend *b = &c->backends[i];
+        if (!b->ops->sweep) continue;
+        wc_err err;
+        err_clear(&err);
+        if (b->ops->sweep(b, key, worker_uid, &err) < 0) {
+            log_warn("cannot remove the instances of a deleted Worker", "worker", key, "backend", b->ops->name, "error",
+                     err.msg);
+            if (res->outcome != RECONCILE_AFTER || res->requeue_after_ms > 5000) res->outcome = RECONCILE_RETRY;
+            res->error = 1;
+        }
+    }
+}
+
 /* Reconciles one Worker. */
 static reconcile_result reconcile_worker(controller *c, const char *key) {
     reconcile_result res = {RECONCILE_DONE, 0, 0};
@@ -558,9 +575,10 @@ static reconcile_result reconcile_worker(controller *c, const char *key) {
     log_set_reconcile_id(rid);
     if (c->host.rec) kube_recorder_sweep(c->host.rec);
     cJSON *obj = kube_informer_get(c->workers, key);
-    if (!obj) { /* deleted: nothing left to do (the finalizer guarantees cleanup ran) */
+    if (!obj) { /* deleted: the finalizer guaranteed cleanup ran — except for what appeared after */
         own_key_forget(c, key);
         wm_forget(c->host.metrics, key);
+        reconcile_sweep(c, key, NULL, &res);
         log_set_reconcile_id(NULL);
         return res;
     }
@@ -577,6 +595,7 @@ static reconcile_result reconcile_worker(controller *c, const char *key) {
         memset(&o, 0, sizeof o);
         exec_ctx x = {.a = &a, .w = &w, .key = key, .o = &o};
         reconcile_parsed(c, &x, obj, &res);
+        reconcile_sweep(c, key, w.uid, &res);
         exec_release(&x);
     }
     log_set_reconcile_id(NULL);

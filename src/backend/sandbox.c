@@ -549,7 +549,9 @@ static int sandbox_gone(backend *b, exec_ctx *x, wc_err *err) {
     const cJSON *it;
     cJSON_ArrayForEach(it, json_get(list, "items")) {
         const char *name = json_str_at(it, "metadata.name"), *uid = json_str_at(it, "metadata.uid");
-        if (!name) continue;
+        /* Another Worker object's (same name, older UID): its Sandbox may be alive, and deleting
+         * its Pod would only fight OpenKruise recreating it — the sweep removes that Sandbox. */
+        if (!name || instance_of_other_worker(json_get(it, "metadata"), w->uid)) continue;
         n++;
         buf_printf(&names, "%s%s", names.len ? ", " : "", name);
         if (json_str_at(it, "metadata.deletionTimestamp")) continue;
@@ -572,6 +574,62 @@ static int sandbox_gone(backend *b, exec_ctx *x, wc_err *err) {
                      n > 1 ? "s" : "", buf_cstr(&names), n > 1 ? "" : "s", n > 1 ? "they are" : "it is");
     }
     buf_free(&names);
+    return rc;
+}
+
+/* A Sandbox can outlive its Worker with nothing left to remove it: OpenKruise's claim controller
+ * may still be working on a claim that is already deleted and create the claim's Sandbox
+ * (createOnNoStock, the pool empty) after the Worker's deletion has confirmed none exists — found
+ * by the 60-minute chaos soak 46 s after the claim was gone. It carries the claim's labels, no
+ * ownerReference, and the agent it runs holds the deleted Worker's identity. Such a Sandbox names
+ * a Worker UID no Worker has any more; once the API server confirms that (the Worker of that name
+ * is gone or is a newer object), it is deleted (UID precondition). Its Pod follows its owner. */
+static int sandbox_sweep(backend *b, const char *key, const char *worker_uid, wc_err *err) {
+    if (!b->policy.enabled || !sbx_state(b)->watching) return 0; /* disabled: observed, never touched */
+    cJSON *sbx_json = kube_informer_by_index(b->informers[1], key);
+    const cJSON *it;
+    const char *stray_uid = NULL;
+    cJSON_ArrayForEach(it, sbx_json) {
+        const cJSON *md = json_get(it, "metadata");
+        const char *uid = json_str(json_get(md, "labels"), LABEL_WORKER_UID);
+        if (uid && *uid && !json_get(md, "deletionTimestamp") && !str_eq(uid, worker_uid)) stray_uid = uid;
+    }
+    if (!stray_uid) {
+        cJSON_Delete(sbx_json);
+        return 0;
+    }
+    const char *slash = strchr(key, '/');
+    char ns[256];
+    snprintf(ns, sizeof ns, "%.*s", slash ? (int)(slash - key) : 0, key);
+    const char *name = slash ? slash + 1 : key;
+    cJSON *wobj = NULL;
+    wc_err gerr;
+    err_clear(&gerr);
+    const char *live_uid = NULL;
+    if (kube_get(b->host->kc, &KUBE_WORKERS, ns, name, NULL, &wobj, &gerr) == 0) live_uid = json_str_at(wobj, "metadata.uid");
+    else if (!kube_err_not_found(&gerr)) {
+        *err = gerr;
+        cJSON_Delete(sbx_json);
+        return err_wrap(err, "confirming that the Worker of Sandbox labels %s is gone", key);
+    }
+    int rc = 0;
+    cJSON_ArrayForEach(it, sbx_json) {
+        const cJSON *md = json_get(it, "metadata");
+        const char *uid = json_str(json_get(md, "labels"), LABEL_WORKER_UID), *sname = json_str(md, "name");
+        if (!uid || !*uid || !sname || json_get(md, "deletionTimestamp") || str_eq(uid, live_uid)) continue;
+        wc_err derr;
+        err_clear(&derr);
+        int d = kube_delete(b->host->kc, &KUBE_SANDBOXES, ns, sname, json_str(md, "uid"), NULL, "Background", &derr);
+        if (d == 0)
+            log_info("deleted a Sandbox of a Worker that no longer exists", "worker", name, "namespace", ns, "name", sname,
+                     "workerUID", uid);
+        else if (!delete_ok(d, &derr)) {
+            *err = derr;
+            rc = err_wrap(err, "deleting Sandbox %s of a Worker that no longer exists", sname);
+        }
+    }
+    cJSON_Delete(wobj);
+    cJSON_Delete(sbx_json);
     return rc;
 }
 
@@ -607,5 +665,6 @@ static void sandbox_describe(backend *b, exec_ctx *x, cJSON *out) {
 static const backend_ops sandbox_backend_ops = {.name = "sandbox", .setup = sandbox_setup, .release = sandbox_release,
                                                 .observe = sandbox_observe, .render = sandbox_render,
                                                 .execute = sandbox_execute, .live = sandbox_live,
-                                                .gone = sandbox_gone, .start = sandbox_start,
+                                                .gone = sandbox_gone, .sweep = sandbox_sweep,
+                                                .start = sandbox_start,
                                                 .describe = sandbox_describe};

@@ -207,9 +207,11 @@ TEST(shell_pod_create_conflict_is_success_only_for_our_own_pod) {
     "'podInfo':{'podIP':'10.1.1.1'}}}"
 
 /* The same rule for the sandbox backend: a claim controlled by another Worker UID is left alone
- * (a create of the same name is reported); a Sandbox carries the Worker's UID as the label
- * hiclaw.io/worker-uid (OpenKruise copies the claim's labels onto it; it has no ownerReference),
- * and one labelled for another UID is not this Worker's — not counted, not touched. */
+ * (a create of the same name is reported; the garbage collector removes it by its ownerReference);
+ * a Sandbox carries the Worker's UID as the label hiclaw.io/worker-uid (OpenKruise copies the
+ * claim's labels onto it; it has no ownerReference), and one labelled for another UID is not this
+ * Worker's — not counted. Nothing else would ever remove it, so once the API server confirms that
+ * UID's Worker is gone (alice is u1 now) the sweep deletes it; this Worker's own is untouched. */
 TEST(shell_claim_and_sandbox_of_another_worker_uid_are_not_ours) {
     SHELL_SETUP();
     shell_informers(&ctl);
@@ -230,7 +232,7 @@ TEST(shell_claim_and_sandbox_of_another_worker_uid_are_not_ours) {
     CHECK_CONTAINS(cond_field(wk, "Synced", "message"), "u-old");
     cJSON_Delete(wk);
 
-    /* A Sandbox of another UID beside ours: not "multiple Sandboxes", not deleted. */
+    /* A Sandbox of another UID beside ours: not "multiple Sandboxes"; swept, ours untouched. */
     fake_reset();
     shell_informers_free(&ctl);
     shell_informers(&ctl);
@@ -254,7 +256,9 @@ TEST(shell_claim_and_sandbox_of_another_worker_uid_are_not_ours) {
     CHECK(!str_eq(cond_field(wk, "Synced", "reason"), "MultipleSandboxes"));
     cJSON_Delete(wk);
     log = fake_log();
-    CHECK_NOT_CONTAINS(log, "DELETE " NS_SANDBOXES);
+    CHECK_CONTAINS(log, "GET " NS_WORKERS "/alice\n"); /* the API server asked first */
+    CHECK_CONTAINS(log, "DELETE " NS_SANDBOXES "/pool-theirs");
+    CHECK_NOT_CONTAINS(log, "DELETE " NS_SANDBOXES "/pool-mine");
     free(log);
     cJSON_Delete(wobj);
 
@@ -269,6 +273,54 @@ TEST(shell_claim_and_sandbox_of_another_worker_uid_are_not_ours) {
     CHECK_STR_EQ(json_str(cJSON_GetObjectItem(cJSON_GetObjectItem(claim, "spec"), "labels"), "hiclaw.io/worker-uid"), "u1");
     cJSON_Delete(claim);
     shell_informers_free(&ctl);
+    SHELL_TEARDOWN();
+}
+
+/* Found by the 60-minute chaos soak: OpenKruise's claim controller, still working on a claim that
+ * was already deleted, created the claim's Sandbox after the Worker's deletion had confirmed none
+ * was left — labelled for the deleted Worker, no ownerReference, nothing to remove it. A Sandbox
+ * under a Worker key with no Worker is deleted once the API server confirms its Worker is gone;
+ * while the API server still has that Worker (a cache behind), it is left alone. */
+TEST(shell_sandbox_of_a_worker_that_no_longer_exists_is_deleted) {
+    SHELL_SETUP();
+    shell_informers(&ctl);
+    shell_both(SHELL_SANDBOXES(&ctl), NS_SANDBOXES, SBX_SQ("pool-stray", ",'hiclaw.io/worker-uid':'u-gone'", "0123456789abcdef"));
+    reconcile_result res = reconcile_worker(&ctl, "ns/alice");
+    CHECK_INT_EQ(res.error, 0);
+    CHECK(!fake_get_exists(NS_SANDBOXES "/pool-stray"));
+    char *log = fake_log();
+    CHECK_CONTAINS(log, "GET " NS_WORKERS "/alice\n");
+    free(log);
+    /* the cache has no Worker yet, the API server has it, with that UID: not a stray */
+    fake_reset();
+    shell_informers_free(&ctl);
+    shell_informers(&ctl);
+    fake_seed(NS_WORKERS, "{'metadata':{'name':'alice','namespace':'ns','uid':'u-new'}}");
+    shell_both(SHELL_SANDBOXES(&ctl), NS_SANDBOXES, SBX_SQ("pool-young", ",'hiclaw.io/worker-uid':'u-new'", "0123456789abcdef"));
+    res = reconcile_worker(&ctl, "ns/alice");
+    CHECK_INT_EQ(res.error, 0);
+    CHECK(fake_get_exists(NS_SANDBOXES "/pool-young"));
+    shell_informers_free(&ctl);
+    SHELL_TEARDOWN();
+}
+
+/* A Worker's deletion removes the leftover Pods of its own deleted Sandboxes — never the Pod of a
+ * Sandbox labelled for another Worker object of the same name: that Sandbox may be alive, and
+ * deleting its Pod only fights OpenKruise recreating it (the soak saw ten rounds in five seconds). */
+TEST(shell_leftover_sandbox_pods_are_only_this_worker_objects) {
+    SHELL_SETUP();
+    fake_seed(NS_PODS, "{'metadata':{'name':'pool-old','namespace':'ns','labels':{'hiclaw.io/worker':'alice',"
+                       "'hiclaw.io/controller':'ctl','hiclaw.io/backend':'sandbox','hiclaw.io/worker-uid':'u-old'}}}");
+    fake_seed(NS_PODS, "{'metadata':{'name':'pool-mine','namespace':'ns','labels':{'hiclaw.io/worker':'alice',"
+                       "'hiclaw.io/controller':'ctl','hiclaw.io/backend':'sandbox','hiclaw.io/worker-uid':'u1'}}}");
+    worker w;
+    td_worker(&a, "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox'}}", &w);
+    exec_ctx x = {.a = &a, .w = &w, .key = "ns/alice"};
+    CHECK_INT_EQ(sandbox_gone(SHELL_SBX(&ctl), &x, &err), -1); /* pool-mine: the finalizer stays */
+    CHECK_CONTAINS(err.msg, "pool-mine");
+    CHECK_NOT_CONTAINS(err.msg, "pool-old");
+    CHECK(fake_get_exists(NS_PODS "/pool-old"));
+    CHECK(!fake_get_exists(NS_PODS "/pool-mine"));
     SHELL_TEARDOWN();
 }
 
