@@ -265,6 +265,52 @@ def test_a_blocked_switch_describes_the_sandbox_that_runs(tb, api, core, custom,
     assert ch.worker_pods(core, ns, w) == []
 
 
+# ---- the chaos soak's orphan: a Sandbox made for a claim already deleted ----------------------------------
+
+def _late_sandbox(custom, ns, like: dict, worker_uid: str) -> str:
+    """A Sandbox as OpenKruise's claim controller makes one when the pool is empty (createOnNoStock):
+    the pool's template, the claim's labels, no ownerReference — here for a Worker object that is
+    gone. The soak saw the real one created 46 s after its claim (and Worker) were deleted."""
+    pool = _pool(custom, ns)
+    labels = {k: v for k, v in like["metadata"]["labels"].items()
+              if k.startswith("hiclaw.io/") or k == "agents.kruise.io/claim-name"}
+    labels["hiclaw.io/worker-uid"] = worker_uid
+    name = unique("late")
+    spec = {"template": pool["spec"]["template"]}
+    if pool["spec"].get("runtimes"):
+        spec["runtimes"] = pool["spec"]["runtimes"]
+    custom.create_namespaced_custom_object(sx.KG, sx.KV, ns, sx.SANDBOXES, {
+        "apiVersion": f"{sx.KG}/{sx.KV}", "kind": "Sandbox",
+        "metadata": {"name": name, "namespace": ns, "labels": labels}, "spec": spec})
+    return name
+
+
+def test_a_sandbox_left_for_a_deleted_worker_is_removed(tb, api, core, custom, namespace, ctl, runtime):
+    ns = namespace
+    w = sandbox_worker(custom, ns)
+    wk = running(custom, ns, w)
+    old_uid, sname = wk["metadata"]["uid"], status(wk)["instance"]["name"]
+    like = sx.get_sandbox(custom, ns, sname)
+    ch.delete_worker(custom, ns, w)
+    sx.wait(lambda: _gone(lambda: ch.get_worker(custom, ns, w)), 60, "Worker gone")
+    # (a) no Worker of that name: the late Sandbox goes, and the Pod OpenKruise gave it with it
+    late = _late_sandbox(custom, ns, like, old_uid)
+    sx.wait(lambda: sx.get_sandbox(custom, ns, late) is None, 30, "the late Sandbox deleted")
+    assert "deleted a Sandbox of a Worker that no longer exists" in ctl.log_text()
+    sx.wait(lambda: _gone(lambda: core.read_namespaced_pod(late, ns)), 60, "its Pod gone")
+    # (b) a newer Worker of the same name runs (as a Pod): the late Sandbox of the old one goes,
+    # the new Worker and its Pod untouched
+    ch.create_worker(custom, ns, w, image=IMAGE)
+    wk = running(custom, ns, w)
+    pod_uid = ch.worker_pods(core, ns, w)[0].metadata.uid
+    late = _late_sandbox(custom, ns, like, old_uid)
+    sx.wait(lambda: sx.get_sandbox(custom, ns, late) is None, 30, "the old Worker's late Sandbox deleted")
+    wk = ch.get_worker(custom, ns, w)
+    assert status(wk)["phase"] == "Running"
+    assert [p.metadata.uid for p in ch.worker_pods(core, ns, w)] == [pod_uid]
+    ch.delete_worker(custom, ns, w)
+
+
 # ---- item 6: the sandbox backend disabled with a sandbox Worker present ---------------------------------
 
 def test_sandbox_backend_disabled_keeps_watching_and_never_doubles_or_orphans(tb, api, core, custom, s3):
