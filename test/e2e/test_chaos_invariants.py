@@ -13,6 +13,8 @@ asserts the checker fails with a message naming the invariant that behaviour vio
   break-leak-secret       a credential in the status message, raw      -> secret-leak
   break-ignore-lease-loss a replica that lost its lease keeps writing  -> two-writers
   break-status-running    Running reported whatever runs               -> running-while-idle
+
+and the soak's bed supervisor restarts a component that exits with no fault taking it down.
 """
 
 from __future__ import annotations
@@ -198,3 +200,32 @@ def test_relist_does_not_invent_an_overlap(tb, api, s3, runtime):
     checker._relisted("sandboxes", {"d"}, 400)
     checker.check_overlaps()
     assert [v for v in checker.violations if v.startswith("INVARIANT duplicate-instance:")], checker.violations
+
+
+# ---- the soak's bed: a component that exits on its own is restarted, loudly ---------------------------
+
+def test_a_bed_component_that_exits_is_restarted_and_counted(tb, core):
+    """The 60-minute run of seed 16001 lost its kube-scheduler (no line in its log) and could not
+    converge. The soak's supervisor starts such a component again, as the kubelet restarts a static
+    Pod, says so loudly and counts it — here kube-scheduler, killed behind the faults' back."""
+    import signal
+    import chaos_faults as cf
+    lines = []
+    sched = cf.BedProcess(tb, "kube-scheduler")
+    sup = cf.Supervisor([sched], log=lines.append, interval=0.5).start()
+    ns = make_namespace(core, "bed-sup")
+    try:
+        old = sched.pid()
+        os.kill(old, signal.SIGKILL)
+        sx.wait(lambda: sched.alive() and sched.pid() != old, 20, "kube-scheduler started again")
+        assert sup.restarts == {"kube-scheduler": 1}
+        assert [m for m in lines if m.startswith("BED: kube-scheduler exited")], lines
+        # and it schedules: a Pod gets a Node
+        core.create_namespaced_pod(ns, client.V1Pod(
+            metadata=client.V1ObjectMeta(name="sup-check"),
+            spec=client.V1PodSpec(automount_service_account_token=False,
+                                  containers=[client.V1Container(name="c", image="registry.invalid/sup:1")])))
+        sx.wait(lambda: core.read_namespaced_pod("sup-check", ns).spec.node_name, 60, "the Pod scheduled")
+    finally:
+        sup.stop()
+        drop_namespace(core, ns)

@@ -265,14 +265,20 @@ def main() -> int:
     def kruise_ready():
         h.wait_for_value(lambda: _http_ok(tb.WC_KRUISE_HEALTH_URL), 60, "OpenKruise health")
 
+    # the bed's components, shared by the faults that kill them and the supervisor that restarts
+    # one that exits on its own (kube-apiserver and etcd: only ever by their own faults)
+    bed_procs = {n: cf.BedProcess(tb, n) for n in
+                 ("kube-controller-manager", "kube-scheduler", "kwok", "agent-sandbox", "agent-runtime")}
+    bed_procs["openkruise"] = cf.BedProcess(tb, "openkruise", (tb.WC_KRUISE_HEALTH_URL.rsplit(":", 1)[1].split("/")[0],))
+    bed_procs["minio"] = cf.BedProcess(tb, "minio", (tb.WC_S3_PORT,))
+    supervisor = cf.Supervisor(list(bed_procs.values()), log=log).start()
+
     catalogue = {
         "controller": cf.ControllerKill(replicas, rng),
         "apiserver": cf.ApiServerRestart(tb),
-        "openkruise": cf.KillRestart("openkruise", cf.BedProcess(tb, "openkruise",
-                                                                  (tb.WC_KRUISE_HEALTH_URL.rsplit(":", 1)[1].split("/")[0],)),
-                                     rng, ready=kruise_ready),
-        "kcm": cf.KillRestart("kcm", cf.BedProcess(tb, "kube-controller-manager"), rng),
-        "minio": cf.KillRestart("minio", cf.BedProcess(tb, "minio", (tb.WC_S3_PORT,)), rng, down=(2.0, 8.0)),
+        "openkruise": cf.KillRestart("openkruise", bed_procs["openkruise"], rng, ready=kruise_ready),
+        "kcm": cf.KillRestart("kcm", bed_procs["kube-controller-manager"], rng),
+        "minio": cf.KillRestart("minio", bed_procs["minio"], rng, down=(2.0, 8.0)),
         "compaction": cf.Compaction(tb),
         "slow-api": cf.Window("slow-api", slow, rng),
         "stall-api": cf.Window("stall-api", stall, rng, secs=(5.0, 9.0)),
@@ -327,6 +333,7 @@ def main() -> int:
         checker.sweep()
         checker.sweep_slow()
     finally:
+        supervisor.stop()
         checker.stop()
         end_rss = {i: rss_kib(r.proc.pid) if r.running() else 0 for i, r in enumerate(replicas)}
         for r in replicas:
@@ -342,6 +349,7 @@ def main() -> int:
                                              - checker.grace - 5, 1) if not bad else None,
         "converge_after_quiet_s": round(converge_s, 1),
         "controller_rss_kib": {"start": start_rss, "end": end_rss},
+        "bed_restarts": supervisor.restarts,
     }
     print(json.dumps(figures, indent=1))
     if a.json:

@@ -13,6 +13,9 @@ runs it, and counts it. Everything acts through the bed's real processes and loo
   slow-api      the controllers' API connections slow down (0.2-0.5 s per chunk) for 10-25 s
   stall-api     the controllers' new API requests hang for 5-9 s (open watches keep flowing)
   s3-writes     the worker-deps S3 answers 503 SlowDown to every write for 10-25 s
+
+Beside them, ``Supervisor`` restarts a bed component that exits with no fault taking it down,
+as the kubelet would, and counts it.
 """
 
 from __future__ import annotations
@@ -48,12 +51,20 @@ class BedProcess:
         self.logfile = os.path.join(tb.WC_TESTBED, "logs", f"{name}.log")
         self.saved: Optional[tuple] = None
         self.children: list = []
+        self.busy = False  # a fault has it down on purpose: the supervisor leaves it alone
 
     def pid(self) -> int:
         with open(self.pidfile) as f:
             return int(f.read().split()[0])
 
-    def kill(self) -> None:
+    def alive(self) -> bool:
+        try:
+            return _alive(self.pid())
+        except (OSError, ValueError, IndexError):
+            return False
+
+    def snapshot(self) -> None:
+        """Remember how it runs (executable, argv, environment), to start it again the same way."""
         pid = self.pid()
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             argv = [a.decode() for a in f.read().split(b"\0") if a]
@@ -62,6 +73,10 @@ class BedProcess:
         exe = os.readlink(f"/proc/{pid}/exe")
         assert self.tb.WC_TESTBED + "/" in " ".join(argv) + " ".join(env.values()), f"{pid} is not this bed's {self.name}"
         self.saved = (exe, argv, env)
+
+    def kill(self) -> None:
+        pid = self.pid()
+        self.snapshot()
         os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 30
         while _alive(pid) and time.monotonic() < deadline:
@@ -98,9 +113,13 @@ class KillRestart(Fault):
         self.kind, self.proc, self.rng, self.down, self.ready = kind, proc, rng, down, ready
 
     def begin(self) -> None:
-        self.proc.kill()
-        time.sleep(self.rng.uniform(*self.down))
-        self.proc.start()
+        self.proc.busy = True
+        try:
+            self.proc.kill()
+            time.sleep(self.rng.uniform(*self.down))
+            self.proc.start()
+        finally:
+            self.proc.busy = False
         if self.ready:
             self.ready()
 
@@ -149,6 +168,55 @@ class ControllerKill(Fault):
         c.kill()
         time.sleep(self.rng.uniform(1.0, 5.0))
         c.start(wait_synced=False)
+
+
+class Supervisor:
+    """What the kubelet does for a cluster's static Pods, for the bed's components: one that exits
+    when no fault took it down (the 60-minute run of seed 16001 lost its kube-scheduler that way,
+    without a line in its log, and the fleet could not converge) is started again the same way.
+    Each restart is logged loudly with the end of the process's log, and counted in the figures:
+    it is the bed's failure, not the controller's, and must be visible, never silent."""
+
+    def __init__(self, procs: list, log: Callable = print, interval: float = 2.0):
+        self.procs, self.log, self.interval = procs, log, interval
+        self.restarts: dict = {}
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> "Supervisor":
+        for p in self.procs:
+            p.snapshot()
+        self._t.start()
+        return self
+
+    def _tail(self, p) -> str:
+        try:
+            with open(p.logfile, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - 600))
+                return f.read().decode(errors="replace").strip().splitlines()[-1][:300]
+        except (OSError, IndexError):
+            return "(no log)"
+
+    def check(self) -> None:
+        for p in self.procs:
+            if p.busy or p.alive():
+                continue
+            self.log(f"BED: {p.name} exited with no fault taking it down (last log line: {self._tail(p)}); "
+                     f"starting it again, as the kubelet restarts a static Pod")
+            self.restarts[p.name] = self.restarts.get(p.name, 0) + 1
+            try:
+                p.start()
+            except Exception as e:
+                self.log(f"BED: {p.name} could not be started again: {e!r}")
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.check()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._t.join(30)
 
 
 class Injector:
