@@ -108,7 +108,8 @@ static int wm_decision_creates(const decision *d) {
 /* What a decision means for the Worker's startup timer. Pure. A start is one of the two the
  * metric defines, seen by this process as it begins: a new Worker (no status phase yet, and
  * the decision creates its first instance), or spec.state set to Running after Sleeping or
- * Stopped (this process saw it so, or its status still says so). Anything else that is not
+ * Stopped (this process saw it so, or its status still says so); a new Worker whose spec was
+ * invalid starts when it is fixed. Anything else that is not
  * Ready — a replacement, a crash, a start already under way when this process began — is not
  * a start it can time, so it times none. tracking: a start is being timed; idle: this process
  * last saw the Worker Sleeping or Stopped. */
@@ -117,7 +118,9 @@ static wm_start wm_startup_rule(const worker *w, const decision *d, int tracking
     if (str_eq(w->ready.status, "True")) return WM_START_FORGET; /* up already: a start is over or never was */
     if (tracking) return WM_START_KEEP;
     if (idle || w->phase == PHASE_SLEEPING || w->phase == PHASE_STOPPED) return WM_START_NOW;
-    if (w->phase == PHASE_NONE && wm_decision_creates(d)) return WM_START_CREATED;
+    /* a new Worker that was invalid until now starts with its fix, not at its creation */
+    if (w->phase == PHASE_NONE && wm_decision_creates(d))
+        return str_eq(w->ready.reason, "InvalidSpec") ? WM_START_NOW : WM_START_CREATED;
     return WM_START_KEEP;
 }
 

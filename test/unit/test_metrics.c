@@ -146,6 +146,7 @@ static decision tm_decision(const char *ready, int acting) {
 #define ST_PENDING "{'phase':'Pending','conditions':[{'type':'Ready','status':'False','reason':'Pending'}]}"
 #define ST_READY "{'phase':'Running','conditions':[{'type':'Ready','status':'True','reason':'Running'}]}"
 #define ST_SLEEPING "{'phase':'Sleeping','conditions':[{'type':'Ready','status':'False','reason':'Sleeping'}]}"
+#define ST_INVALID "{'message':'bad','conditions':[{'type':'Ready','status':'False','reason':'InvalidSpec'}]}"
 
 TEST(wm_startup_rule_table) {
     tm_env e;
@@ -160,6 +161,9 @@ TEST(wm_startup_rule_table) {
     } rows[] = {
         /* a new Worker whose first instance is being made: from creationTimestamp */
         {"{'model':'m'}", NULL, &creates, 0, 0, WM_START_CREATED},
+        /* a new Worker invalid until its spec was fixed (perhaps hours later): from the fix, not
+         * from creationTimestamp (no phase was ever written: InvalidSpec keeps it empty) */
+        {"{'model':'m'}", ST_INVALID, &creates, 0, 0, WM_START_NOW},
         /* no status, but nothing to create (a legacy Worker whose Pod runs): no start */
         {"{'model':'m'}", NULL, &none, 0, 0, WM_START_KEEP},
         /* set to Running after Sleeping: status says so, or this process saw it */
