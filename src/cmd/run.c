@@ -273,7 +273,7 @@ static int metrics_handler(void *ud, const char *path, buf *b, const char **ctyp
  * Runs on the elector's thread. */
 static void on_leadership_lost(void *ud) {
     run_state *r = ud;
-    if (r && r->ctl.host.kc) atomic_store(&r->ctl.host.kc->cancel, 1);
+    if (r && r->ctl.host.kc) kube_client_cancel(r->ctl.host.kc);
     if (r) atomic_store(&r->lease_lost, 1);
     kill(getpid(), SIGTERM);
 }
@@ -477,7 +477,7 @@ static void run_teardown(run_state *r) {
     httpd_stop(r->health); /* before the queue and caches they read go away */
     httpd_stop(r->metrics);
     if (r->q) wq_shutdown(r->q);
-    if (c->host.kc) atomic_store(&c->host.kc->cancel, 1); /* abort watches and anything in flight (S3 too) */
+    kube_client_cancel(c->host.kc); /* abort watches and anything in flight (S3 too) */
     for (int i = 0; i < r->nthreads; i++) pthread_join(r->threads[i], NULL);
     leader_free(r->elector); /* nothing of ours runs any more: hand the lease over */
     for (size_t i = c->nbackends; i-- > 0;)

@@ -49,13 +49,21 @@ typedef struct kube_client {
     char *file_token;     /* last token read from token_file */
     struct timespec token_mtime;
     off_t token_size;
-    atomic_int cancel;    /* set at shutdown: aborts every request in flight */
+    atomic_int cancel;    /* set at shutdown, by kube_client_cancel: aborts every request in flight */
     atomic_long requests; /* all requests, for rest_client_requests_total */
     atomic_long writes;   /* non-GET requests: the steady-state "no writes" check counts these */
     metrics_rest rest;    /* rest_client_requests_total */
     atomic_long timeout_ms; /* default per-request timeout; shortened at shutdown */
     int read_only;        /* refuse every request but GET, before it leaves the process (explain) */
 } kube_client;
+
+/* Every request of this client in flight ends now, and every new one is refused — the S3 client
+ * shares the flag: the flag set, then every transfer woken to see it. */
+static void kube_client_cancel(kube_client *c) {
+    if (!c) return;
+    atomic_store(&c->cancel, 1);
+    http_wake_all();
+}
 
 static void kube_client_free(kube_client *c) {
     if (!c) return;

@@ -10,8 +10,14 @@
  *
  * Why drive a multi handle instead of curl_easy_perform(): easy_perform polls with a fixed
  * 1000 ms timeout (lib/easy.c, easy_transfer), so a cancel flag checked only from the progress
- * callback can take a full second to be noticed on an idle watch. Our own loop polls every
- * HTTP_POLL_MS and checks the cancel flag itself, so shutdown aborts watches promptly.
+ * callback can take a full second to be noticed on an idle watch. Our own loop sleeps in
+ * curl_multi_poll and checks the flag itself after each wake; whoever sets a cancel flag calls
+ * http_wake_all(), so shutdown and a lost lease abort every transfer at once. Until the response
+ * headers are in, it polls every HTTP_POLL_MS (BearSSL's handshake does not always leave libcurl
+ * a socket or a timer to wait on: a long poll there stalls it); once the body flows, every poll
+ * that brought nothing doubles the next one, up to HTTP_IDLE_POLL_MS — an idle watch wakes a
+ * few times a minute instead of ten times a second (four watches polled 40 times a second, most
+ * of an idle controller's CPU), and any data still wakes the poll at once.
  *
  * HTTP error statuses are not errors here: http_do() fails only when no complete response was
  * received (network, TLS, timeout, size bound, cancel, callback abort). resp->status tells the
@@ -26,6 +32,7 @@
 #define HTTP_DEFAULT_MAX_BODY ((size_t)16 << 20)
 #define HTTP_DEFAULT_POOL_MAX 8
 #define HTTP_POLL_MS 100
+#define HTTP_IDLE_POLL_MS 10000
 
 typedef int (*http_data_fn)(void *ud, const char *p, size_t n);
 static void http_header_value(const char *v, size_t n, char *out, size_t outsz);
@@ -75,7 +82,7 @@ typedef struct http_request {
     http_data_fn on_data;                /* streaming: a 2xx body goes here, not into resp->body
                                             (an error status body is still buffered) */
     void *ud;
-    const atomic_int *cancel;            /* non-zero aborts the transfer (checked every 100 ms) */
+    const atomic_int *cancel;            /* non-zero aborts the transfer (set it, then http_wake_all()) */
     long low_speed_bytes;                /* abort if below this many bytes/s ... */
     long low_speed_time_s;               /* ... for this many seconds (0 = no guard) */
     const char *aws_sigv4;               /* e.g. "aws:amz:us-east-1:s3" (CURLOPT_AWS_SIGV4) */
@@ -503,10 +510,49 @@ static void http_opts_callbacks(http_opts *o, const http_request *req, http_xfer
     if (!req->on_data) HTTP_OPT(o, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)x->resp->body.limit);
 }
 
-/* Drives the transfer on the slot's own multi handle, polling every HTTP_POLL_MS so the cancel
- * flag is noticed promptly. 0 with *cres the transfer's result, or -1 with err set. */
-static int http_drive(http_slot *slot, const http_request *req, const char *method, http_response *resp,
-                      CURLcode *cres, wc_err *err) {
+/* The transfers being driven, each by its multi handle, so that http_wake_all() can wake them. */
+typedef struct http_active {
+    CURLM *multi;
+    struct http_active *prev, *next;
+} http_active;
+
+static pthread_mutex_t http_active_mu = PTHREAD_MUTEX_INITIALIZER;
+static http_active *http_active_list;
+static atomic_long http_polls; /* curl_multi_poll calls made, process-wide (tests count wakeups) */
+
+/* Wakes every transfer's poll, so each checks its cancel flag now: call it after setting one.
+ * curl_multi_wakeup is meant to be called from another thread; the lock keeps a handle from
+ * leaving the list (and being reused) while it is woken. */
+static void http_wake_all(void) {
+    pthread_mutex_lock(&http_active_mu);
+    for (http_active *a = http_active_list; a; a = a->next) curl_multi_wakeup(a->multi);
+    pthread_mutex_unlock(&http_active_mu);
+}
+
+static void http_active_link(http_active *a) {
+    pthread_mutex_lock(&http_active_mu);
+    a->prev = NULL;
+    a->next = http_active_list;
+    if (http_active_list) http_active_list->prev = a;
+    http_active_list = a;
+    pthread_mutex_unlock(&http_active_mu);
+}
+
+static void http_active_unlink(http_active *a) {
+    pthread_mutex_lock(&http_active_mu);
+    if (a->prev) a->prev->next = a->next;
+    else http_active_list = a->next;
+    if (a->next) a->next->prev = a->prev;
+    pthread_mutex_unlock(&http_active_mu);
+}
+
+/* Drives the transfer on the slot's own multi handle until it ends, sleeping in between until
+ * data, a libcurl timer or a wake (the cancel flag is checked after each). 0 with *cres the
+ * transfer's result, or -1 with err set. */
+static int http_drive_loop(http_slot *slot, const http_request *req, const char *method, http_response *resp,
+                           CURLcode *cres, wc_err *err) {
+    int poll_ms = HTTP_POLL_MS;
+    curl_off_t seen = -1;
     for (;;) {
         int running = 0;
         CURLMcode mc = curl_multi_perform(slot->multi, &running);
@@ -522,9 +568,28 @@ static int http_drive(http_slot *slot, const http_request *req, const char *meth
             resp->cancelled = 1;
             return err_set(err, WC_EIO, "%s %s: cancelled", method, req->url); /* removing the handle closes its connection */
         }
-        mc = curl_multi_poll(slot->multi, NULL, 0, HTTP_POLL_MS, NULL);
+        long status = 0;
+        curl_off_t got = 0;
+        curl_easy_getinfo(slot->easy, CURLINFO_RESPONSE_CODE, &status);
+        curl_easy_getinfo(slot->easy, CURLINFO_SIZE_DOWNLOAD_T, &got);
+        if (status == 0 || got != seen) poll_ms = HTTP_POLL_MS; /* connecting, or data moved */
+        else if ((poll_ms *= 2) > HTTP_IDLE_POLL_MS) poll_ms = HTTP_IDLE_POLL_MS;
+        seen = got;
+        atomic_fetch_add(&http_polls, 1);
+        mc = curl_multi_poll(slot->multi, NULL, 0, poll_ms, NULL);
         if (mc != CURLM_OK) return err_set(err, WC_EIO, "%s %s: libcurl: %s", method, req->url, curl_multi_strerror(mc));
     }
+}
+
+/* The loop, registered for http_wake_all() from before its first look at the cancel flag: a
+ * wake that comes before the poll is kept for it by libcurl, so none is lost. */
+static int http_drive(http_slot *slot, const http_request *req, const char *method, http_response *resp,
+                      CURLcode *cres, wc_err *err) {
+    http_active a = {.multi = slot->multi};
+    http_active_link(&a);
+    int rc = http_drive_loop(slot, req, method, resp, cres, err);
+    http_active_unlink(&a);
+    return rc;
 }
 
 /* What a finished transfer means: 0 when a complete response arrived, else -1 with the cause. */

@@ -21,6 +21,7 @@ typedef int (*httpd_handler)(void *ud, const char *path, buf *body, const char *
 
 typedef struct httpd {
     int fd;
+    int wake[2]; /* a pipe: httpd_stop writes a byte so the accept poll returns at once */
     pthread_t thread;
     int started;
     atomic_int stop;
@@ -119,8 +120,9 @@ static void httpd_send(int c, int status, const char *ctype, const buf *body) {
 static void *httpd_main(void *arg) {
     httpd *s = arg;
     while (!atomic_load(&s->stop)) {
-        struct pollfd p = {s->fd, POLLIN, 0};
-        if (poll(&p, 1, 200) <= 0) continue;
+        /* Asleep until a client connects or httpd_stop wakes it (it polled every 200 ms). */
+        struct pollfd p[2] = {{s->fd, POLLIN, 0}, {s->wake[0], POLLIN, 0}};
+        if (poll(p, 2, -1) <= 0 || !(p[0].revents & POLLIN)) continue;
         int c = accept4(s->fd, NULL, NULL, SOCK_CLOEXEC);
         if (c < 0) continue;
         char path[512];
@@ -145,6 +147,12 @@ static httpd *httpd_start(const char *addr, httpd_handler h, void *ud, wc_err *e
     if (fd < 0) return NULL;
     httpd *s = xcalloc(1, sizeof *s);
     s->fd = fd;
+    if (pipe2(s->wake, O_CLOEXEC | O_NONBLOCK) < 0) {
+        err_set(err, WC_EIO, "http server wake pipe: %s", strerror(errno));
+        close(fd);
+        free(s);
+        return NULL;
+    }
     s->handler = h;
     s->ud = ud;
     /* The bound address (":0" picks a free port: tests read it from the log). */
@@ -169,6 +177,8 @@ static httpd *httpd_start(const char *addr, httpd_handler h, void *ud, wc_err *e
     int rc = pthread_create(&s->thread, NULL, httpd_main, s);
     if (rc) {
         close(fd);
+        close(s->wake[0]);
+        close(s->wake[1]);
         free(s);
         err_set(err, WC_EIO, "http server thread: %s", strerror(rc));
         return NULL;
@@ -180,7 +190,11 @@ static httpd *httpd_start(const char *addr, httpd_handler h, void *ud, wc_err *e
 static void httpd_stop(httpd *s) {
     if (!s) return;
     atomic_store(&s->stop, 1);
+    ssize_t w = write(s->wake[1], "x", 1);
+    (void)w; /* a full pipe already wakes it */
     if (s->started) pthread_join(s->thread, NULL);
     close(s->fd);
+    close(s->wake[0]);
+    close(s->wake[1]);
     free(s);
 }

@@ -118,6 +118,11 @@ class Handler(socketserver.BaseRequestHandler):
                     self.chunk(block)
                 sent += len(block)
             return False
+        if mode == "hang":  # a quiet watch: headers, then nothing until the client goes
+            self.head()
+            while time.time() < t_end:
+                time.sleep(0.2)
+            return False
         if mode == "slow":
             self.head(length=MIB)
             while time.time() < t_end:

@@ -177,6 +177,47 @@ TEST(hostile_never_ending_slow_body_times_out) {
     kube_client_free(kc);
 }
 
+/* A quiet watch sleeps longer and longer (up to 10 s) between polls, waking at once for data or a
+ * cancel — it polled every 100 ms: 40 wakeups a second for an idle controller's four watches. A
+ * cancel still ends it at once: kube_client_cancel wakes every transfer. */
+typedef struct {
+    kube_client *kc;
+    int rc;
+    int64_t ended_ms;
+    wc_err err;
+} hostile_hang_call;
+
+static void *hostile_hang_thread(void *arg) {
+    hostile_hang_call *h = arg;
+    kube_call call = {.method = "GET", .path = "/api/v1/namespaces/ns/pods?watch=1", .timeout_ms = 60000};
+    http_response resp;
+    http_response_init(&resp);
+    err_clear(&h->err);
+    h->rc = kube_do(h->kc, &call, &resp, &h->err);
+    h->ended_ms = wc_now_ms();
+    http_response_free(&resp);
+    return NULL;
+}
+
+TEST(hostile_quiet_watch_sleeps_until_cancelled) {
+    HOSTILE_SETUP("hang");
+    hostile_hang_call h = {.kc = kc};
+    long polls0 = atomic_load(&http_polls);
+    pthread_t t;
+    REQUIRE(pthread_create(&t, NULL, hostile_hang_thread, &h) == 0);
+    struct timespec quiet = {1, 500000000L};
+    nanosleep(&quiet, NULL);
+    long polls_quiet = atomic_load(&http_polls) - polls0;
+    int64_t cancelled_at = wc_now_ms();
+    kube_client_cancel(kc);
+    pthread_join(t, NULL);
+    CHECK_INT_EQ(h.rc, -1);
+    CHECK_CONTAINS(h.err.msg, "cancelled");
+    CHECK(h.ended_ms - cancelled_at < 1000); /* at once: woken, not found by a later poll */
+    CHECK(polls_quiet <= 8);                 /* 1.5 s of silence: 100, 200, 400, 800 ms..., not 15 */
+    kube_client_free(kc);
+}
+
 /* The informer: invalid JSON in the watch stream ends that watch with an error (the events
  * before it are applied, nothing after), the cache survives, and the next watch and list work.
  * A truncated watch and an event line that never ends behave the same way. */
@@ -239,7 +280,7 @@ TEST(hostile_informer_survives_bad_watch_streams) {
     CHECK_INT_EQ(inf->stream_refused, 1);
     CHECK(inf->stats.lists >= 4); /* three streams, one paged list */
     CHECK_INT_EQ(inf->stats.streamed, 0);
-    atomic_store(&kc->cancel, 1);
+    kube_client_cancel(kc); /* the informer's watch is woken to see it */
     kube_informer_free(inf);
     kube_client_free(kc);
 }
