@@ -1,5 +1,5 @@
-"""Idle probe: one controller (sandbox backend on: four watches, two HTTP servers, the lease
-loop off) for an empty namespace on a running bed; after a 5 s settle, its wakeups (voluntary +
+"""Idle probe: one controller (sandbox backend on: four watches and two HTTP servers) for an
+empty namespace on a running bed; after a 5 s settle, its wakeups (voluntary +
 involuntary context switches summed over its threads) and CPU over a window.
 
     source $WC_TESTBED/env; python test/bench/idle_probe.py [WINDOW_S]   (the e2e venv's python)
