@@ -54,6 +54,8 @@ typedef struct obs_asb_pod {
     const char *name, *uid;
     int deleting;
     const char *owner_uid;        /* its controlling Sandbox */
+    const char *waiting_reason;   /* container "worker" state.waiting: the Sandbox's Ready condition */
+    const char *waiting_message;  /* only says "not Ready", so a crash loop is read from the Pod */
 } obs_asb_pod;
 
 typedef struct obs_asbs {
@@ -195,6 +197,17 @@ static void asb_decide_status(arena *a, const obs_asbs *s, const obs_asb *sbx, c
         d->phase = PHASE_RUNNING;
         d->message = "";
         set_ready(d, "True", "Running", "");
+        return;
+    }
+    /* agent-sandbox says only "Pod is Running but not Ready": what will not start by itself
+     * (a crash loop, an image that cannot be pulled) is read from its Pod, as the pod backend's */
+    for (size_t i = 0; i < s->npods; i++) {
+        const obs_asb_pod *p = &s->pods[i];
+        if (!str_eq(p->owner_uid, sbx->uid) || !waiting_is_failure(p->waiting_reason)) continue;
+        d->phase = PHASE_FAILED;
+        d->container_state = p->waiting_reason;
+        d->message = arena_sprintf(a, "%s: %s", p->waiting_reason, p->waiting_message ? p->waiting_message : "");
+        set_ready(d, "False", p->waiting_reason, d->message);
         return;
     }
     d->phase = PHASE_STARTING;
@@ -369,13 +382,16 @@ static void asb_observe_one(const cJSON *proj, obs_asb *o) {
     o->pod_ip = json_str(st, "podIP");
 }
 
-/* A Sandbox's Pod: its metadata is all the backend needs (its status is the Sandbox's). */
+/* A live list's projection (a Sandbox's, a Pod's): its metadata is all that needs. */
 static cJSON *asb_pod_project(const cJSON *obj) { return instance_project_metadata(obj, NULL); }
 
+/* A Sandbox's Pod in the cache: the pod backend's projection (metadata, owner, container state). */
 static void asb_pod_observe(const cJSON *proj, obs_asb_pod *p) {
     memset(p, 0, sizeof *p);
-    instance_observe_identity(proj, &p->name, &p->uid, &p->deleting, NULL);
+    const cJSON *st = instance_observe_identity(proj, &p->name, &p->uid, &p->deleting, NULL);
     p->owner_uid = json_str(json_get(json_get(proj, "metadata"), "owner"), "uid");
+    p->waiting_reason = json_str(st, "waitingReason");
+    p->waiting_message = json_str(st, "waitingMessage");
 }
 
 /* ---- the operations ---- */
@@ -429,7 +445,7 @@ static int asb_setup(backend *b, const wc_cfg *conf, wc_err *err) {
         b->caches[0] = (backend_cache){.name = "agent-sandboxes", .resource = &KUBE_AGENT_SANDBOXES,
                                        .project = asb_project};
         b->caches[1] = (backend_cache){.name = "agent-sandbox-pods", .resource = &KUBE_PODS,
-                                       .project = asb_pod_project, .selector_extra = ASB_POD_SELECTOR_EXTRA};
+                                       .project = pod_project, .selector_extra = ASB_POD_SELECTOR_EXTRA};
         b->ncaches = 2;
     }
     st->policy.off_why = st->off_why[0] ? st->off_why : NULL;

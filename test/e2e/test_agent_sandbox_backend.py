@@ -441,3 +441,30 @@ def test_disabled_leaves_existing_sandbox_alone_and_makes_none(tb, api, custom, 
     ch.wait_phase(custom, ns, w, "Stopped", timeout=30)
     assert asbs_of(custom, ns, w) == [] and get_pod(core, ns, asb_name(w)) is None
     ch.wait_phase(custom, ns, w2, "Running", timeout=60)
+
+
+# ---- 10. status from reality: a crash loop, a finished Sandbox ---------------------------------------
+
+def test_crash_loop_is_failed_and_a_finished_sandbox_is_replaced(tb, api, custom, core, namespace, ctl):
+    import bed
+    ns = namespace
+    w = running_worker(custom, ns)
+    sbx_uid = get_asb(custom, ns, asb_name(w))["metadata"]["uid"]
+    # kwok puts the Pod in CrashLoopBackOff; agent-sandbox only says "Pod is Running but not Ready"
+    bed.kwok_state(core, ns, asb_name(w), "crashloop")
+    wk = ch.wait_worker(custom, ns, w, lambda o: status(o).get("phase") == "Failed"
+                        and cond(o, "Ready").get("reason") == "CrashLoopBackOff", 30, "Failed: CrashLoopBackOff")
+    assert cond(wk, "Ready")["message"].startswith("CrashLoopBackOff: back-off")  # the kubelet's, via kwok
+    assert get_asb(custom, ns, asb_name(w))["metadata"]["uid"] == sbx_uid  # left as it is
+    # the Pod fails: agent-sandbox marks the Sandbox Finished; it is replaced after the backoff
+    bed.kwok_state(core, ns, asb_name(w), "failed")
+    wk = ch.wait_worker(custom, ns, w, lambda o: cond(o, "Ready").get("reason") == "SandboxFinished", 30,
+                        "Failed: SandboxFinished")
+    assert status(wk)["phase"] == "Failed"
+    sx.wait(lambda: [e for e in ch.events_for(api, ns, w, "SandboxFinished") if e["type"] == "Warning"], 10,
+            "Warning Event SandboxFinished")
+    wk = ch.wait_worker(custom, ns, w, lambda o: status(o).get("phase") == "Running"
+                        and cond(o, "Ready").get("status") == "True", 60, "Running again on a new Sandbox")
+    now = get_asb(custom, ns, asb_name(w))
+    assert now["metadata"]["uid"] != sbx_uid
+    assert len(asbs_of(custom, ns, w)) == 1

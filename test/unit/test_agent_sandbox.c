@@ -93,6 +93,17 @@ TEST(agent_sandbox_status_table) {
     d = ta_decide(&a, TA_RUNNING, &one);
     CHECK_INT_EQ(d.phase, PHASE_STARTING);
 
+    /* Ready False because its Pod crash-loops (agent-sandbox says only "not Ready"): Failed,
+     * from the Pod's container state, nothing deleted */
+    s = ta_sandbox(), s.ready = "False", s.ready_reason = "DependenciesNotReady";
+    p.waiting_reason = "CrashLoopBackOff", p.waiting_message = "back-off 10s restarting failed container";
+    d = ta_decide(&a, TA_RUNNING, &one);
+    CHECK_INT_EQ(d.phase, PHASE_FAILED);
+    CHECK_STR_EQ(d.ready.reason, "CrashLoopBackOff");
+    CHECK_STR_EQ(d.container_state, "CrashLoopBackOff");
+    CHECK_INT_EQ(d.nactions, 0);
+    p = ta_pod("asb-uid");
+
     /* Finished: Failed, the Sandbox and its Pod replaced with backoff */
     s = ta_sandbox(), s.finished = 1, s.finished_message = "Pod succeeded";
     d = ta_decide(&a, TA_RUNNING, &one);
