@@ -316,3 +316,43 @@ TEST(agent_sandbox_projection_reads_conditions_and_pod_ips) {
     cJSON_Delete(proj);
     cJSON_Delete(obj);
 }
+
+/* Setup follows discovery: served → on (auto), its two caches watched; not served → auto off,
+ * saying why (and a Worker asking for it is told so), true a configuration error (exit 2), false
+ * off with nothing watched. */
+TEST(agent_sandbox_setup_follows_discovery) {
+    REQUIRE(fake_server() == 0);
+    fake_reset();
+    controller ctl;
+    fake_controller(&ctl);
+    REQUIRE(ctl.nbackends == 3);
+    backend *on = &ctl.backends[2];
+    CHECK_STR_EQ(on->ops->name, "agent-sandbox");
+    CHECK_INT_EQ(on->policy.enabled, 1);
+    CHECK_INT_EQ(on->ncaches, 2);
+    CHECK(on->caches[0].resource == &KUBE_AGENT_SANDBOXES);
+    CHECK_STR_EQ(on->caches[1].selector_extra, ",hiclaw.io/backend=agent-sandbox");
+    static const int modes[] = {-1, 1, 0};
+    for (size_t i = 0; i < 3; i++) {
+        wc_cfg conf = g_fake_conf; /* read only by the setup */
+        conf.agent_sandbox_mode = modes[i];
+        fake_unserved("GET", "/apis/agents.x-k8s.io/v1beta1/namespaces/ns/sandboxes", 1);
+        backend b = {.ops = &agent_sandbox_backend_ops, .host = &ctl.host, .index = 2};
+        wc_err err;
+        err_clear(&err);
+        int rc = asb_setup(&b, &conf, &err);
+        if (modes[i] == 1) {
+            CHECK_INT_EQ(rc, -1);
+            CHECK_INT_EQ(err.code, WC_EINVAL);
+            CHECK_CONTAINS(err.msg, "sandboxes.agents.x-k8s.io is not installed");
+        } else {
+            CHECK_INT_EQ(rc, 0);
+            CHECK_INT_EQ(b.policy.enabled, 0);
+            CHECK_INT_EQ(b.ncaches, 0);
+        }
+        if (modes[i] == -1) CHECK_CONTAINS(b.policy.disabled_spec, "HICLAW_AGENT_SANDBOX_ENABLED=auto): agent-sandbox is not installed");
+        if (modes[i] == 0) CHECK_CONTAINS(b.policy.disabled_spec, "HICLAW_AGENT_SANDBOX_ENABLED=false");
+        asb_release(&b);
+    }
+    fake_controller_free(&ctl);
+}
