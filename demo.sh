@@ -3,7 +3,8 @@
 #   build → start the local test cluster on loopback (kube-apiserver, etcd, controller-manager,
 #   scheduler, kwok Nodes that run Pods, the real OpenKruise agents controller, S3) → install
 #   the CRD → run the controller under exactly the RBAC `render-rbac` prints → apply sample
-#   Workers (pod and sandbox) → watch them converge through the real components.
+#   Workers (pod, sandbox, agent-sandbox) → watch them converge through the real components
+#   (kube-scheduler and kwok, OpenKruise agents, the kubernetes-sigs agent-sandbox controller).
 #
 #   ./demo.sh           run it, then tear everything down
 #   ./demo.sh --keep    leave the cluster and the controller running (prints how to stop them)
@@ -54,20 +55,21 @@ echo $! >"$RUN/controller.pid"
 
 # The examples carry hiclaw.io/controller: hiclaw-controller, the name this controller runs
 # under ($CTL): a controller acts only on the Workers labelled with its name.
-say "applying sample Workers: examples/worker-pod.yaml (pod) and examples/worker-sandbox.yaml (sandbox)"
-kubectl apply -n "$NS" -f examples/worker-pod.yaml -f examples/worker-sandbox.yaml
+say "applying sample Workers: examples/worker-pod.yaml (pod), examples/worker-sandbox.yaml (sandbox) and examples/worker-agent-sandbox.yaml (agent-sandbox)"
+kubectl apply -n "$NS" -f examples/worker-pod.yaml -f examples/worker-sandbox.yaml -f examples/worker-agent-sandbox.yaml
 
-say "waiting for both Workers to be Running"
+say "waiting for the three Workers to be Running"
 ok=0
 for _ in $(seq 1 120); do
   phases=$(kubectl get workers -n "$NS" -o jsonpath='{range .items[*]}{.status.phase}{" "}{end}')
-  if [ "$phases" = "Running Running " ]; then ok=1; break; fi
+  if [ "$phases" = "Running Running Running " ]; then ok=1; break; fi
   sleep 1
 done
 kubectl get workers -n "$NS"
-say "what the controller created, and what kube-scheduler, kwok and OpenKruise made of it"
-kubectl get pods -n "$NS" -o wide
+say "what the controller created, and what kube-scheduler, kwok, OpenKruise and agent-sandbox made of it"
+kubectl get pods -n "$NS" -o wide -L hiclaw.io/backend
 kubectl get serviceaccounts,sandboxclaims.agents.kruise.io,sandboxes.agents.kruise.io,sandboxsets.agents.kruise.io -n "$NS"
+kubectl get sandboxes.agents.x-k8s.io -n "$NS"
 sbx=$(kubectl get worker bob -n "$NS" -o jsonpath='{.status.instance.name}' 2>/dev/null || true)
 if [ -n "$sbx" ]; then
   say "what bob's sandbox received (OpenKruise mounted it through the agent-runtime at its pod IP)"
@@ -88,7 +90,7 @@ kubectl get events -n "$NS" --field-selector involvedObject.kind=Worker 2>/dev/n
 say "controller log (last lines)"
 tail -n 12 "$RUN/controller.log"
 if [ $ok = 1 ]; then
-  say "both Workers converged: alice runs as a Pod, bob in a claimed sandbox"
+  say "the Workers converged: alice runs as a Pod, bob in a claimed OpenKruise sandbox, carol in an agent-sandbox Sandbox"
 else
   say "the Workers did not converge within 120 s (see $RUN/controller.log and $WC_TESTBED/logs/)"
   exit 1

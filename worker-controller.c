@@ -10,7 +10,7 @@
  *   kube/    the Kubernetes client core: config, requests, watch decoding, informers, events, leases,
  *            TokenRequest
  *   worker/  the Worker API, config, RBAC, env rendering and the pure decision function
- *   backend/ the backends (pod, sandbox) behind one interface, worker-deps storage, the reconcile shell
+ *   backend/ the backends (pod, sandbox, agent-sandbox) behind one interface, worker-deps storage, the reconcile shell
  *   cmd/     the subcommands and main()
  */
 #include <assert.h>
@@ -102,6 +102,7 @@ static void wc_oom(void);
 #include "backend/pod.c"
 #include "backend/sandbox_policy.c"
 #include "backend/sandbox.c"
+#include "backend/agent_sandbox.c"
 #include "backend/registry.c"
 #include "backend/status.c"
 #include "backend/reconcile.c"

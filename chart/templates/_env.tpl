@@ -105,6 +105,8 @@ secretKeyRefs (see _helpers.tpl: *SecretName), never literal values.
   value: {{ .Values.sandbox.claimTimeout | quote }}
 - name: HICLAW_SANDBOX_WAIT_READY_TIMEOUT
   value: {{ .Values.sandbox.waitReadyTimeout | quote }}
+- name: HICLAW_AGENT_SANDBOX_ENABLED
+  value: {{ .Values.agentSandbox.enabled | quote }}
 {{- if .Values.workerDeps.endpoint }}
 - name: HICLAW_WORKER_DEPS_ENDPOINT
   value: {{ .Values.workerDeps.endpoint | quote }}

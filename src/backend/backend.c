@@ -42,7 +42,8 @@ typedef struct exec_ctx {
     void *own[DECIDE_MAX_BACKENDS];          /* each backend's observations as it built them (o->of
                                                 is their read-only view), for its later steps */
     const char *hashes[DECIDE_MAX_BACKENDS]; /* each backend's spec hash (render) */
-    cJSON *held[2 * DECIDE_MAX_BACKENDS];    /* cache copies the observations borrow from */
+    cJSON *held[4 * DECIDE_MAX_BACKENDS];    /* cache copies the observations borrow from (two caches
+                                                each, observed up to twice a reconcile) */
     size_t nheld;
     const char *failure_reason;      /* a failing action's Synced reason (default APIError) */
     const char *deps_path;           /* where an action wrote worker-deps: status.workerDepsPath */

@@ -249,11 +249,13 @@ static void pod_render(buf *b, arena *a, const worker *w, const env_list *env, c
     json_render_free(b, pod);
 }
 
-/* Everything that shapes a Pod, hashed (see hash.c). */
-static void pod_spec_hash(arena *a, const worker *w, const env_list *env, const instance_settings *s, char out[17]) {
+/* Everything that shapes a Pod of backend `backend` (its labels name it), hashed (see hash.c):
+ * the pod backend's Pod, or the Pod template a backend wrapping one embeds. */
+static void pod_spec_hash_as(arena *a, const worker *w, const env_list *env, const instance_settings *s,
+                             const char *backend_name, char out[17]) {
     spec_hasher h;
     spec_hash_init(&h);
-    spec_hash_field(&h, "backend", "pod");
+    spec_hash_field(&h, "backend", backend_name);
     spec_hash_field(&h, "image", w->image);
     spec_hash_field(&h, "runtime", w->runtime);
     spec_hash_field(&h, "workdir", worker_workdir(a, w));
@@ -273,9 +275,13 @@ static void pod_spec_hash(arena *a, const worker *w, const env_list *env, const 
     spec_hash_field(&h, "requests.memory", w->req_mem);
     spec_hash_field(&h, "limits.cpu", w->lim_cpu);
     spec_hash_field(&h, "limits.memory", w->lim_mem);
-    kv_list labels = instance_labels(a, w, s->controller_name, "pod");
+    kv_list labels = instance_labels(a, w, s->controller_name, backend_name);
     for (size_t i = 0; i < labels.n; i++) spec_hash_field(&h, arena_sprintf(a, "label:%s", labels.items[i].key), labels.items[i].value);
     spec_hash_final(&h, out);
+}
+
+static void pod_spec_hash(arena *a, const worker *w, const env_list *env, const instance_settings *s, char out[17]) {
+    pod_spec_hash_as(a, w, env, s, "pod", out);
 }
 
 /* ---- the pods cache ---- */

@@ -8,6 +8,7 @@
 static const backend_ops *const wc_backend_table[] = {
     &pod_backend_ops,
     &sandbox_backend_ops,
+    &agent_sandbox_backend_ops,
 };
 
 #define WC_NBACKENDS (sizeof wc_backend_table / sizeof *wc_backend_table)

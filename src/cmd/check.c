@@ -123,6 +123,30 @@ static void check_crd(check_state *st, kube_client *kc, const kube_resource *r, 
                               "identity, which run does not need)", r->group, r->version, ns);
 }
 
+/* HICLAW_AGENT_SANDBOX_ENABLED: true needs agents.x-k8s.io sandboxes served; auto follows it
+ * (off: its write rules are not checked, as run does not use them); false needs only reads. */
+static void check_agent_sandbox(check_state *st, kube_client *kc, wc_cfg *conf, const char *ns) {
+    if (conf->agent_sandbox_mode == 1) {
+        check_crd(st, kc, &KUBE_AGENT_SANDBOXES, ns, "install agent-sandbox, or set HICLAW_AGENT_SANDBOX_ENABLED=false");
+        return;
+    }
+    if (conf->agent_sandbox_mode == 0) return;
+    wc_err err;
+    err_clear(&err);
+    int served = check_served(kc, &KUBE_AGENT_SANDBOXES, ns, &err);
+    if (served == 0) {
+        check_report(st, 1, "agent-sandbox", "off (HICLAW_AGENT_SANDBOX_ENABLED=auto): %s/%s %s is not served",
+                     KUBE_AGENT_SANDBOXES.group, KUBE_AGENT_SANDBOXES.version, KUBE_AGENT_SANDBOXES.plural);
+        conf->agent_sandbox_mode = 0; /* as run: nothing of it is used, its read rules still are */
+    } else if (served > 0) {
+        check_report(st, 1, "agent-sandbox", "on (HICLAW_AGENT_SANDBOX_ENABLED=auto: %s/%s %s is served)",
+                     KUBE_AGENT_SANDBOXES.group, KUBE_AGENT_SANDBOXES.version, KUBE_AGENT_SANDBOXES.plural);
+    } else {
+        check_report(st, 0, "agent-sandbox", "cannot tell whether %s/%s %s is served: %s", KUBE_AGENT_SANDBOXES.group,
+                     KUBE_AGENT_SANDBOXES.version, KUBE_AGENT_SANDBOXES.plural, err.msg);
+    }
+}
+
 /* One SelfSubjectAccessReview. 1 allowed, 0 denied (reason filled), -1 error. */
 static int check_access(kube_client *kc, const char *ns, const char *group, const char *resource, const char *verb,
                         char *reason, size_t reasonsz, wc_err *err) {
@@ -155,7 +179,7 @@ static int check_access(kube_client *kc, const char *ns, const char *group, cons
 
 static void check_rbac(check_state *st, kube_client *kc, const wc_cfg *conf, const char *ns) {
     size_t it = 0;
-    for (const rbac_rule *r; (r = rbac_rules(conf->sandbox_enabled, conf->sandbox_manage_pool, &it));) {
+    for (const rbac_rule *r; (r = rbac_rules(conf->sandbox_enabled, conf->sandbox_manage_pool, conf->agent_sandbox_mode != 0, &it));) {
         for (int v = 0; v < RBAC_MAX_VERBS && r->verbs[v]; v++) {
             char name[256], reason[512];
             /* kubectl's spelling: verb resource[.group][/subresource] */
@@ -248,6 +272,7 @@ static int cmd_check(int argc, char **argv) {
         check_crd(&st, kc, &KUBE_SANDBOXES, ns, hint);
         if (conf.sandbox_manage_pool) check_crd(&st, kc, &KUBE_SANDBOXSETS, ns, hint);
     }
+    check_agent_sandbox(&st, kc, &conf, ns);
     check_rbac(&st, kc, &conf, ns);
     if (conf.sandbox_enabled) check_bucket(&st, &conf);
 done:

@@ -107,7 +107,7 @@ typedef struct chart_gen {
     buf content;
 } chart_gen;
 
-#define CHART_NGEN 5
+#define CHART_NGEN 8
 
 /* The embedded CRDs as `install-crds --print` writes them. */
 static void chart_crds_yaml(buf *out) {
@@ -127,20 +127,23 @@ static void chart_crds_yaml(buf *out) {
  * chart takes the Role's `rules:` from them and names and places the objects itself.
  */
 static void chart_generate(chart_gen gen[CHART_NGEN]) {
-    static const struct { const char *path; int sandbox, pool; } rbac_files[] = {
-        {"files/rbac/sandbox.yaml", 1, 1},
-        {"files/rbac/sandbox-unmanaged-pool.yaml", 1, 0},
-        {"files/rbac/no-sandbox.yaml", 0, 0},
+    static const struct { const char *path; int sandbox, pool, agent_sandbox; } rbac_files[] = {
+        {"files/rbac/sandbox.yaml", 1, 1, 1},
+        {"files/rbac/sandbox-unmanaged-pool.yaml", 1, 0, 1},
+        {"files/rbac/no-sandbox.yaml", 0, 0, 1},
+        {"files/rbac/sandbox-no-agent-sandbox.yaml", 1, 1, 0},
+        {"files/rbac/sandbox-unmanaged-pool-no-agent-sandbox.yaml", 1, 0, 0},
+        {"files/rbac/no-sandbox-no-agent-sandbox.yaml", 0, 0, 0},
     };
     for (int i = 0; i < CHART_NGEN; i++) gen[i].content = (buf)BUF_INIT;
     gen[0].path = "templates/_env.tpl";
     helm_env_template(&gen[0].content);
     gen[1].path = "crds/worker-controller-crds.yaml";
     chart_crds_yaml(&gen[1].content);
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 6; i++) {
         rbac_opts o = {.namespace = "default", .controller_name = "hiclaw-controller",
                        .service_account = "hiclaw-controller", .sandbox = rbac_files[i].sandbox,
-                       .manage_pool = rbac_files[i].pool};
+                       .manage_pool = rbac_files[i].pool, .agent_sandbox = rbac_files[i].agent_sandbox};
         gen[2 + i].path = rbac_files[i].path;
         rbac_render_yaml(&o, &gen[2 + i].content);
     }

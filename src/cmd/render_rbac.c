@@ -19,6 +19,8 @@ static const char render_rbac_usage[] =
     "                            write rules (claims and Sandboxes stay readable, so a sandbox\n"
     "                            Worker left over is seen and reported)\n"
     "  --no-manage-pool          HICLAW_SANDBOX_MANAGE_POOL=false: no SandboxSet rule\n"
+    "  --no-agent-sandbox        HICLAW_AGENT_SANDBOX_ENABLED=false: agent-sandbox Sandboxes\n"
+    "                            (agents.x-k8s.io) readable only, never written\n"
     "\n"
     "Example: worker-controller render-rbac --namespace hiclaw | kubectl apply -f -\n";
 
@@ -38,10 +40,12 @@ static int render_rbac_check(const rbac_opts *o, wc_err *err) {
 }
 
 static int cmd_render_rbac(int argc, char **argv) {
-    const char *ns = NULL, *name = NULL, *sa = NULL, *no_sandbox = NULL, *no_pool = NULL, *all = NULL;
+    const char *ns = NULL, *name = NULL, *sa = NULL, *no_sandbox = NULL, *no_pool = NULL, *all = NULL,
+               *no_asb = NULL;
     cli_flag flags[] = {
         {"namespace", 1, &ns},          {"controller-name", 1, &name}, {"service-account", 1, &sa},
         {"no-sandbox", 0, &no_sandbox}, {"no-manage-pool", 0, &no_pool}, {"all-namespaces", 0, &all},
+        {"no-agent-sandbox", 0, &no_asb},
         {NULL, 0, NULL},
     };
     wc_err err;
@@ -60,6 +64,7 @@ static int cmd_render_rbac(int argc, char **argv) {
         .controller_name = name ? name : "hiclaw-controller",
         .sandbox = !render_rbac_flag_on(no_sandbox),
         .manage_pool = !render_rbac_flag_on(no_pool),
+        .agent_sandbox = !render_rbac_flag_on(no_asb),
     };
     o.service_account = sa ? sa : o.controller_name;
     if (render_rbac_check(&o, &err) < 0) return cli_usage_error("render-rbac", &err);

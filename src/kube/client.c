@@ -31,6 +31,8 @@ static const kube_resource KUBE_WORKERS = {"hiclaw.io", "v1beta1", "workers", "W
 static const kube_resource KUBE_SANDBOXCLAIMS = {"agents.kruise.io", "v1alpha1", "sandboxclaims", "SandboxClaim", 1};
 static const kube_resource KUBE_SANDBOXES = {"agents.kruise.io", "v1alpha1", "sandboxes", "Sandbox", 1};
 static const kube_resource KUBE_SANDBOXSETS = {"agents.kruise.io", "v1alpha1", "sandboxsets", "SandboxSet", 1};
+/* kubernetes-sigs agent-sandbox: the same plural as OpenKruise's, another group (always name both). */
+static const kube_resource KUBE_AGENT_SANDBOXES = {"agents.x-k8s.io", "v1beta1", "sandboxes", "Sandbox", 1};
 
 typedef enum kube_patch_type {
     KUBE_PATCH_MERGE,     /* application/merge-patch+json */

@@ -106,6 +106,9 @@ typedef struct wc_cfg {
     int64_t sandbox_token_ttl_s;
     int64_t sandbox_claim_timeout_ms;
     int64_t sandbox_wait_ready_timeout_ms;
+    /* agent-sandbox backend (kubernetes-sigs agent-sandbox) */
+    int agent_sandbox_mode;        /* HICLAW_AGENT_SANDBOX_ENABLED as given: -1 auto, 0 false, 1 true; auto is
+                                      resolved by the backend (discovery: is agents.x-k8s.io served?) */
     /* worker-deps object storage */
     char *worker_deps_endpoint; /* trailing '/' removed */
     char *worker_deps_bucket;
@@ -230,6 +233,11 @@ static const cfg_field cfg_fields[] = {
     {.off = CFG_AT(sandbox_wait_ready_timeout_ms), .env = "HICLAW_SANDBOX_WAIT_READY_TIMEOUT",
      .flag = "sandbox-wait-ready-timeout", .type = CFG_DURATION, .def = "2m", .min = CFG_S, .max = CFG_DAY_MS,
      .helm = "sandbox.waitReadyTimeout", .help = "how long a claimed sandbox may take to become ready"},
+
+    {.off = CFG_AT(agent_sandbox_mode), .env = "HICLAW_AGENT_SANDBOX_ENABLED", .flag = "agent-sandbox-enabled",
+     .type = CFG_AUTO_BOOL, .def = "auto", .helm = "agentSandbox.enabled",
+     .help = "allow spec.backendRuntime: agent-sandbox (kubernetes-sigs agent-sandbox, agents.x-k8s.io); auto: on "
+             "when the agents.x-k8s.io API is served; off: Sandboxes already made are still observed, read-only"},
 
     {.off = CFG_AT(worker_deps_endpoint), .env = "HICLAW_WORKER_DEPS_ENDPOINT", .flag = "worker-deps-endpoint",
      .type = CFG_URL, .def = "", .helm = "workerDeps.endpoint",

@@ -52,6 +52,7 @@ static void cfg_help_text(buf *out) {
     static const struct { const char *group, *title; } titles[] = {
         {"controller", "Controller"}, {"log", "Logging"}, {"worker", "Worker defaults"},
         {"hiclaw", "HiClaw endpoints passed to every Worker"}, {"sandbox", "Sandbox backend (OpenKruise agents)"},
+        {"agentSandbox", "Agent-sandbox backend (kubernetes-sigs agent-sandbox)"},
         {"workerDeps", "Worker-deps object storage (S3-compatible)"},
     };
     buf_puts(out, "Configuration: each flag is also an environment variable; flag > environment > default.\n"

@@ -11,7 +11,9 @@
  * read: a claim names it and OpenKruise resolves it). With the backend disabled, claims and
  * Sandboxes are still watched read-only wherever OpenKruise is installed, so a Worker whose
  * sandbox was made before the backend was turned off is seen: never doubled by a Pod, never
- * stripped of its finalizer while its agent runs (issue 15).
+ * stripped of its finalizer while its agent runs (issue 15). The agent-sandbox backend
+ * (agents.x-k8s.io) likewise: its write rows only when enabled (true or auto), read-only rows
+ * when it is set to false.
  *
  * Scope: one Role in one namespace. `run` watches exactly one namespace (HICLAW_K8S_NAMESPACE,
  * by default its own) and keeps its Lease there, so nothing it does needs a ClusterRole (an
@@ -23,6 +25,8 @@ enum rbac_when {
     RBAC_SANDBOX,              /* HICLAW_SANDBOX_ENABLED */
     RBAC_SANDBOX_MANAGED_POOL, /* ... and HICLAW_SANDBOX_MANAGE_POOL */
     RBAC_NO_SANDBOX,           /* HICLAW_SANDBOX_ENABLED=false: the read-only sandbox rows */
+    RBAC_AGENT_SANDBOX,        /* HICLAW_AGENT_SANDBOX_ENABLED (true, or auto) */
+    RBAC_NO_AGENT_SANDBOX,     /* HICLAW_AGENT_SANDBOX_ENABLED=false: its Sandboxes read-only */
 };
 
 #define RBAC_MAX_VERBS 6
@@ -49,29 +53,33 @@ static const rbac_rule rbac_table[] = {
     {"agents.kruise.io", "sandboxsets", {"get", "list", "watch", "create", "patch"}, RBAC_SANDBOX_MANAGED_POOL},
     {"agents.kruise.io", "sandboxclaims", {"get", "list", "watch"}, RBAC_NO_SANDBOX},
     {"agents.kruise.io", "sandboxes", {"get", "list", "watch"}, RBAC_NO_SANDBOX},
+    {"agents.x-k8s.io", "sandboxes", {"get", "list", "watch", "create", "patch", "delete"}, RBAC_AGENT_SANDBOX},
+    {"agents.x-k8s.io", "sandboxes", {"get", "list", "watch"}, RBAC_NO_AGENT_SANDBOX},
 };
 
 #define RBAC_NRULES (sizeof rbac_table / sizeof *rbac_table)
 
-static int rbac_applies(const rbac_rule *r, int sandbox, int manage_pool) {
+static int rbac_applies(const rbac_rule *r, int sandbox, int manage_pool, int agent_sandbox) {
     switch (r->when) {
     case RBAC_ALWAYS: return 1;
     case RBAC_SANDBOX: return sandbox;
     case RBAC_SANDBOX_MANAGED_POOL: return sandbox && manage_pool;
     case RBAC_NO_SANDBOX: return !sandbox;
+    case RBAC_AGENT_SANDBOX: return agent_sandbox;
+    case RBAC_NO_AGENT_SANDBOX: return !agent_sandbox;
     }
     return 0;
 }
 
 /*
  * Iterates the rules `run` needs for these options, in table order:
- *   size_t it = 0; for (const rbac_rule *r; (r = rbac_rules(sandbox, pool, &it)); ) ...
+ *   size_t it = 0; for (const rbac_rule *r; (r = rbac_rules(sandbox, pool, agent_sandbox, &it)); ) ...
  * Returns NULL when done.
  */
-static const rbac_rule *rbac_rules(int sandbox, int manage_pool, size_t *cursor) {
+static const rbac_rule *rbac_rules(int sandbox, int manage_pool, int agent_sandbox, size_t *cursor) {
     while (*cursor < RBAC_NRULES) {
         const rbac_rule *r = &rbac_table[(*cursor)++];
-        if (rbac_applies(r, sandbox, manage_pool)) return r;
+        if (rbac_applies(r, sandbox, manage_pool, agent_sandbox)) return r;
     }
     return NULL;
 }
@@ -87,6 +95,7 @@ typedef struct rbac_opts {
     const char *service_account;
     int sandbox;
     int manage_pool;
+    int agent_sandbox;
 } rbac_opts;
 
 /* A YAML double-quoted scalar (JSON's string syntax is valid YAML); the caller frees it. */
@@ -118,7 +127,7 @@ static void rbac_yaml_role(buf *out, const rbac_opts *o, const char *name) {
     rbac_yaml_head(out, "rbac.authorization.k8s.io/v1", "Role", o, name);
     buf_puts(out, "rules:\n");
     size_t it = 0;
-    for (const rbac_rule *r; (r = rbac_rules(o->sandbox, o->manage_pool, &it));) rbac_yaml_rule(out, r);
+    for (const rbac_rule *r; (r = rbac_rules(o->sandbox, o->manage_pool, o->agent_sandbox, &it));) rbac_yaml_rule(out, r);
 }
 
 static void rbac_yaml_binding(buf *out, const rbac_opts *o, const char *name) {

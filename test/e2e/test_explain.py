@@ -62,7 +62,7 @@ def ro_token(tb, core, ctl, namespace):
     core.create_namespaced_service_account(ns, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=RO_SA)))
     rules = [client.V1PolicyRule(api_groups=[g], resources=r, verbs=["get", "list"]) for g, r in (
         ("hiclaw.io", ["workers"]), ("", ["pods", "secrets", "serviceaccounts"]),
-        ("agents.kruise.io", ["sandboxclaims", "sandboxes", "sandboxsets"]))]
+        ("agents.kruise.io", ["sandboxclaims", "sandboxes", "sandboxsets"]), ("agents.x-k8s.io", ["sandboxes"]))]
     rbac.create_namespaced_role(ns, client.V1Role(metadata=client.V1ObjectMeta(name=RO_SA), rules=rules))
     rbac.create_namespaced_role_binding(ns, client.V1RoleBinding(
         metadata=client.V1ObjectMeta(name=RO_SA),

@@ -25,7 +25,8 @@ Control:
   GET  /__s3/<bucket>/<key>  {"body":..., "meta": {...}} or 404
   POST /__fail           body {"method": "PATCH", "suffix": "/status", "times": N}: the next N
                          matching requests (logged) answer 500 — a write lost to a failing server;
-                         "times": 0 ends every such failure
+                         "times": 0 ends every such failure; "status": 404 answers NotFound
+                         instead (a resource the server does not serve)
 """
 import json
 import re
@@ -38,7 +39,7 @@ STORE = {}   # collection path -> {name: object}
 S3 = {}      # "bucket/key" -> (body bytes, {meta-name: value})
 LOG = []
 COUNTER = [100]
-FAILS = []   # [method, path suffix, times left]
+FAILS = []   # [method, path suffix, times left, status]
 
 
 def split_path(path):
@@ -167,7 +168,7 @@ class Handler(BaseHTTPRequestHandler):
                 if int(d.get("times", 1)) == 0:
                     FAILS.clear()
                 else:
-                    FAILS.append([d["method"], d["suffix"], int(d.get("times", 1))])
+                    FAILS.append([d["method"], d["suffix"], int(d.get("times", 1)), int(d.get("status", 500))])
             return self.reply(200, {})
         if path == "/__log":
             with LOCK:
@@ -183,6 +184,8 @@ class Handler(BaseHTTPRequestHandler):
             failing = next((f for f in FAILS if f[0] == method and path.endswith(f[1]) and f[2] > 0), None)
             if failing:
                 failing[2] -= 1
+        if failing and failing[3] == 404:
+            return self.reply(*status(404, "NotFound", "the server could not find the requested resource"))
         if failing:
             return self.reply(*status(500, "InternalError", "injected by the test"))
         if path.startswith("/s3/"):

@@ -329,6 +329,15 @@ static void fake_fail(const char *method, const char *suffix, int times) {
     fake_call("POST", "/__fail", body, NULL);
 }
 
+/* The next `times` requests of `method` whose path ends with `suffix` answer 404 NotFound, as for
+ * a resource the API server does not serve. */
+static void fake_unserved(const char *method, const char *suffix, int times) {
+    char body[300];
+    snprintf(body, sizeof body, "{\"method\":\"%s\",\"suffix\":\"%s\",\"times\":%d,\"status\":404}", method,
+             suffix, times);
+    fake_call("POST", "/__fail", body, NULL);
+}
+
 /* Whether the fake holds an object at an API path. */
 static int fake_get_exists(const char *path) {
     buf b = BUF_INIT;

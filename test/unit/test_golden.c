@@ -4,6 +4,7 @@
  * Every object the controller creates or patches is rendered here for a few representative
  * Workers (plain, every optional field set, hostile values) and compared with the files under
  * test/unit/data/golden/: the Pod, its ServiceAccount, the SandboxClaim, the SandboxSet, the
+ * agent-sandbox Sandbox, the
  * status and finalizer merge patches, the sandbox env file, and the spec hashes (a changed hash
  * recreates every instance of a fleet on upgrade); and the client core's Event, Lease,
  * DeleteOptions and TokenRequest. A refactoring of the renderers must leave
@@ -160,6 +161,17 @@ TEST(golden_instance_bodies_are_byte_identical) {
         buf_reset(&b);
         buf_printf(&b, "pod %s\nsandbox %s\nenvfile %s\n", pod_hash, sandbox_hash, file_hash);
         snprintf(file, sizeof file, "%s.hashes", gc->name);
+        GOLDEN(file, &b);
+        buf_reset(&b);
+        /* the agent-sandbox backend's Sandbox: the pod backend's Pod spec as its podTemplate */
+        char asb_hash[17];
+        pod_spec_hash_as(&a, &w, &env, &g.host.names, "agent-sandbox", asb_hash);
+        asb_render(&b, &a, &w, &env, &g.host.names, asb_hash);
+        snprintf(file, sizeof file, "%s.agent-sandbox.json", gc->name);
+        GOLDEN(file, &b);
+        buf_reset(&b);
+        buf_printf(&b, "agent-sandbox %s\n", asb_hash);
+        snprintf(file, sizeof file, "%s.agent-sandbox.hash", gc->name);
         GOLDEN(file, &b);
         buf_reset(&b);
         finalizer_patch_render(&b, &w, 1);

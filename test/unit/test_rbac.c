@@ -1,16 +1,19 @@
 /* test_rbac.c — the RBAC rule table (worker/rbac.c) and render-rbac's YAML. */
 
 /* Rules as "group resource verb,verb,..." lines, in iteration order. */
-static char *rules_text(int sandbox, int manage_pool) {
+static char *rules_text_asb(int sandbox, int manage_pool, int agent_sandbox) {
     buf b = BUF_INIT;
     size_t it = 0;
-    for (const rbac_rule *r; (r = rbac_rules(sandbox, manage_pool, &it));) {
+    for (const rbac_rule *r; (r = rbac_rules(sandbox, manage_pool, agent_sandbox, &it));) {
         buf_printf(&b, "%s %s ", *r->group ? r->group : "core", r->resource);
         for (int v = 0; v < RBAC_MAX_VERBS && r->verbs[v]; v++) buf_printf(&b, "%s%s", v ? "," : "", r->verbs[v]);
         buf_putc(&b, '\n');
     }
     return buf_steal(&b);
 }
+
+/* The rules with the agent-sandbox backend off (its read-only row, last). */
+static char *rules_text(int sandbox, int manage_pool) { return rules_text_asb(sandbox, manage_pool, 0); }
 
 #define RULES_ALWAYS                                                                                  \
     "hiclaw.io workers get,list,watch,patch,update\n"                                                 \
@@ -28,7 +31,8 @@ TEST(rbac_rules_follow_spec_section_9) {
                  "coordination.k8s.io leases get,create,update\n"
                  "agents.kruise.io sandboxclaims get,list,watch,create,delete\n"
                  "agents.kruise.io sandboxes get,list,watch,patch,delete\n"
-                 "agents.kruise.io sandboxsets get,list,watch,create,patch\n");
+                 "agents.kruise.io sandboxsets get,list,watch,create,patch\n"
+                 "agents.x-k8s.io sandboxes get,list,watch\n");
     char *unmanaged = rules_text(1, 0);
     CHECK_STR_EQ(unmanaged, RULES_ALWAYS
                  "core serviceaccounts/token create\n"
@@ -36,7 +40,8 @@ TEST(rbac_rules_follow_spec_section_9) {
                  "events.k8s.io events create,patch\n"
                  "coordination.k8s.io leases get,create,update\n"
                  "agents.kruise.io sandboxclaims get,list,watch,create,delete\n"
-                 "agents.kruise.io sandboxes get,list,watch,patch,delete\n");
+                 "agents.kruise.io sandboxes get,list,watch,patch,delete\n"
+                 "agents.x-k8s.io sandboxes get,list,watch\n");
     char *nosbx = rules_text(0, 1);
     char *nosbx2 = rules_text(0, 0);
     /* Without the sandbox backend, claims and Sandboxes stay readable (never writable): a
@@ -46,9 +51,24 @@ TEST(rbac_rules_follow_spec_section_9) {
                  "events.k8s.io events create,patch\n"
                  "coordination.k8s.io leases get,create,update\n"
                  "agents.kruise.io sandboxclaims get,list,watch\n"
-                 "agents.kruise.io sandboxes get,list,watch\n");
+                 "agents.kruise.io sandboxes get,list,watch\n"
+                 "agents.x-k8s.io sandboxes get,list,watch\n");
     CHECK_STR_EQ(nosbx2, nosbx); /* managing a pool means nothing without sandbox */
     free(all), free(unmanaged), free(nosbx), free(nosbx2);
+}
+
+/* The agent-sandbox backend (issue 20): its Sandboxes writable (create, suspend/resume by patch,
+ * delete) only when it is enabled; read-only otherwise (a Sandbox left over is seen), whatever
+ * the OpenKruise options. */
+TEST(rbac_agent_sandbox_rules_only_when_enabled) {
+    for (int sandbox = 0; sandbox < 2; sandbox++) {
+        char *on = rules_text_asb(sandbox, 1, 1), *off = rules_text_asb(sandbox, 1, 0);
+        CHECK_CONTAINS(on, "agents.x-k8s.io sandboxes get,list,watch,create,patch,delete\n");
+        CHECK(strstr(on, "agents.x-k8s.io sandboxes get,list,watch\n") == NULL);
+        CHECK_CONTAINS(off, "agents.x-k8s.io sandboxes get,list,watch\n");
+        CHECK(strstr(off, "create,patch,delete\n") == NULL || strstr(off, "agents.x-k8s.io sandboxes get,list,watch,") == NULL);
+        free(on), free(off);
+    }
 }
 
 TEST(rbac_table_has_no_duplicates) {
@@ -63,10 +83,10 @@ TEST(rbac_table_has_no_duplicates) {
     /* A resource may have two rows (read-only without sandbox, read-write with it) but never two
      * that apply to the same options. */
     for (int sandbox = 0; sandbox < 2; sandbox++)
-        for (int pool = 0; pool < 2; pool++) {
+        for (int pool = 0; pool < 4; pool++) {
             size_t it = 0, n = 0;
             const rbac_rule *seen[RBAC_NRULES];
-            for (const rbac_rule *r; (r = rbac_rules(sandbox, pool, &it));) {
+            for (const rbac_rule *r; (r = rbac_rules(sandbox, pool & 1, pool >> 1, &it));) {
                 for (size_t j = 0; j < n; j++)
                     if (strcmp(r->group, seen[j]->group) == 0 && strcmp(r->resource, seen[j]->resource) == 0)
                         unit_fail(__FILE__, __LINE__, "duplicate rule %s/%s", r->group, r->resource);
@@ -172,7 +192,7 @@ static char *render(const rbac_opts *o) {
     "app.kubernetes.io/name=worker-controller;app.kubernetes.io/instance=" inst ";app.kubernetes.io/managed-by=worker-controller;"
 
 TEST(render_rbac_namespaced_yaml_parses_with_expected_objects) {
-    rbac_opts o = {"team-a", "hiclaw-controller", "wc-sa", 1, 1};
+    rbac_opts o = {"team-a", "hiclaw-controller", "wc-sa", 1, 1, 1};
     char *y = render(&o);
     rbac_doc d[8];
     REQUIRE(rbac_parse_stream(y, d, 8) == 3);
@@ -187,7 +207,9 @@ TEST(render_rbac_namespaced_yaml_parses_with_expected_objects) {
                  "pods get,list,watch,create,delete;serviceaccounts get,list,watch,create,delete;"
                  "serviceaccounts/token create;secrets get;events create,patch;leases get,create,update;"
                  "sandboxclaims get,list,watch,create,delete;sandboxes get,list,watch,patch,delete;"
-                 "sandboxsets get,list,watch,create,patch;");
+                 "sandboxsets get,list,watch,create,patch;sandboxes get,list,watch,create,patch,delete;");
+    CHECK_CONTAINS(y, "apiGroups: [\"agents.x-k8s.io\"]\n    resources: [\"sandboxes\"]\n"
+                      "    verbs: [\"get\", \"list\", \"watch\", \"create\", \"patch\", \"delete\"]\n");
     CHECK_STR_EQ(d[2].kind, "RoleBinding");
     CHECK_STR_EQ(d[2].roleref, "hiclaw-controller");
     CHECK_STR_EQ(d[2].subject_ns, "team-a");
@@ -197,7 +219,7 @@ TEST(render_rbac_namespaced_yaml_parses_with_expected_objects) {
 }
 
 TEST(render_rbac_without_sandbox_and_deterministic) {
-    rbac_opts o = {"default", "hiclaw-controller", "hiclaw-controller", 0, 1};
+    rbac_opts o = {"default", "hiclaw-controller", "hiclaw-controller", 0, 1, 0};
     char *a = render(&o), *b = render(&o);
     CHECK_STR_EQ(a, b);
     CHECK_NOT_CONTAINS(a, "sandboxsets");

@@ -25,6 +25,7 @@
 #include "test_shell.c"
 #include "test_golden.c"
 #include "test_backend.c"
+#include "test_agent_sandbox.c"
 #include "test_explain.c"
 #include "test_metrics.c"
 
