@@ -405,16 +405,6 @@ typedef struct asb_state {
 
 static asb_state *asb_st(backend *b) { return b->state; }
 
-/* Is agents.x-k8s.io sandboxes served? A list (limit 1) in the watched namespace: the rights
- * `run` has anyway (reading the CRD would need cluster-scoped access). 404: not installed. */
-static int asb_api_served(backend *b, wc_err *err) {
-    cJSON *list = NULL;
-    int rc = kube_list_page(b->host->kc, &KUBE_AGENT_SANDBOXES, b->host->namespace, NULL, NULL, 1, NULL, &list, err);
-    cJSON_Delete(list);
-    if (rc == 0) return 1;
-    return kube_err_not_found(err) ? 0 : -1;
-}
-
 /* HICLAW_AGENT_SANDBOX_ENABLED: true needs the API, auto follows it, false leaves it read-only.
  * Wherever the API is served its Sandboxes (and their Pods) are watched, even disabled: a
  * Worker whose Sandbox was made before the backend was turned off must be seen — never doubled
@@ -423,7 +413,7 @@ static int asb_setup(backend *b, const wc_cfg *conf, wc_err *err) {
     asb_state *st = xcalloc(1, sizeof *st);
     b->state = st;
     int mode = conf->agent_sandbox_mode, enabled = mode != 0;
-    int served = asb_api_served(b, err);
+    int served = backend_api_served(b, &KUBE_AGENT_SANDBOXES, err);
     if (served < 0) {
         log_error("cannot check whether agent-sandbox (agents.x-k8s.io sandboxes) is served", "error", err->msg);
         if (err->code == WC_EINVAL) err->code = WC_EIO;

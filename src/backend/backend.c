@@ -182,6 +182,17 @@ static int backend_create(backend *b, exec_ctx *x, const kube_resource *r, const
     return rc;
 }
 
+/* Is resource r (another project's CRD) served? Asked by listing it (limit 1) in the watched
+ * namespace: that needs only the rights `run` has anyway, where reading the CRD itself would
+ * need cluster-scoped access to customresourcedefinitions. 1 served, 0 not (404), -1 with err. */
+static int backend_api_served(backend *b, const kube_resource *r, wc_err *err) {
+    cJSON *list = NULL;
+    int rc = kube_list_page(b->host->kc, r, b->host->namespace, NULL, NULL, 1, NULL, &list, err);
+    cJSON_Delete(list);
+    if (rc == 0) return 1;
+    return kube_err_not_found(err) ? 0 : -1;
+}
+
 /* Lists the Worker's objects of r in the API server (labelled for it and this controller, plus
  * selector_extra), counting those that are its instances (the projection says: not another
  * Worker UID's, and accepted by is_instance when given) and naming them into names. */

@@ -262,17 +262,6 @@ static void sandbox_observe_deps(backend *b, exec_ctx *x, obs_sandboxes *s) {
 
 /* ---- the operations ---- */
 
-/* Is a resource of the sandbox backend served? Asked by listing it (limit 1) in the watched
- * namespace: that needs only the rights `run` has anyway, where reading the CRD itself would
- * need cluster-scoped access to customresourcedefinitions. 404 means the CRD is absent. */
-static int sandbox_api_served(backend *b, const kube_resource *r, wc_err *err) {
-    cJSON *list = NULL;
-    int rc = kube_list_page(b->host->kc, r, b->host->namespace, NULL, NULL, 1, NULL, &list, err);
-    cJSON_Delete(list);
-    if (rc == 0) return 1;
-    return kube_err_not_found(err) ? 0 : -1;
-}
-
 /* Claims and Sandboxes are watched whenever OpenKruise serves them, even with the backend
  * disabled (read-only then): a Worker whose sandbox was made before the backend was turned off
  * must be seen — never doubled by a Pod, never stripped of its finalizer while its agent runs.
@@ -284,7 +273,7 @@ static int sandbox_setup_caches(backend *b, int auto_mode, wc_err *err) {
     for (size_t i = 0; i < 2; i++) {
         char crd[128];
         snprintf(crd, sizeof crd, "%s.%s", need[i]->plural, need[i]->group);
-        int p = sandbox_api_served(b, need[i], err);
+        int p = backend_api_served(b, need[i], err);
         if (p < 0) {
             log_error(enabled ? "cannot check the OpenKruise agents CRDs"
                               : "cannot check the OpenKruise agents CRDs (with the sandbox backend disabled the controller "
