@@ -457,6 +457,210 @@ TEST(decide_sandbox_status_table) {
     td_release(&a);
 }
 
+/* Issue 19 item 4: OpenKruise's own pause (spec.pauseTime reached) while the Worker should run.
+ * OpenKruise sets spec.paused=true and never resumes; resuming with paused=false alone leaves the
+ * past pauseTime, so OpenKruise pauses again at once — a loop. The resume clears pauseTime in
+ * the same patch, and a Warning says what happened, once per occurrence. */
+TEST(decide_sandbox_auto_paused_by_openkruise_is_resumed_and_pause_time_cleared) {
+    arena a;
+    arena_init(&a);
+    const char *sbw = "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox'},'status':{'backendRuntime':'sandbox'}}";
+    obs_claim cl = {.name = "hiclaw-worker-alice", .uid = "c1", .phase = "Completed", .replicas = 1, .claimed = 1,
+                    .spec_hash = TD_SHASH};
+    obs_sandbox sb = {.name = "sbx-1", .uid = "s1", .phase = "Paused", .paused = 1, .spec_hash = TD_SHASH,
+                      .pause_time = "2026-12-03T10:00:00Z", .pause_time_due = 1};
+    td_obs o = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1, .token_present = 1,
+                .token_refresh_in_ms = 60000};
+    decision d = td_decide(&a, sbw, &o, &TD_POD);
+    REQUIRE(has_action(&d, ACT_RESUME_SANDBOX_CLEAR_PAUSE_TIME));
+    CHECK(!has_action(&d, ACT_SET_SANDBOX_PAUSED)); /* a paused=false alone would loop */
+    CHECK(!deletes_anything(&d) && !creates_anything(&d));
+    CHECK_STR_EQ(d.ready.reason, "SandboxAutoPaused");
+    CHECK_CONTAINS(d.message, "sbx-1");
+    CHECK_CONTAINS(d.message, "spec.pauseTime 2026-12-03T10:00:00Z");
+    REQUIRE(has_event(&d, "SandboxAutoPaused"));
+    for (size_t i = 0; i < d.nevents; i++)
+        if (strcmp(d.events[i].reason, "SandboxAutoPaused") == 0) {
+            CHECK_STR_EQ(d.events[i].type, "Warning");
+            CHECK_CONTAINS(d.events[i].note, "Sandbox sbx-1");
+            CHECK_CONTAINS(d.events[i].note, "2026-12-03T10:00:00Z");
+            CHECK_CONTAINS(d.events[i].note, "state is Running");
+        }
+    /* The next reconcile of the same occurrence (status already says so): no second Event. */
+    buf esc = BUF_INIT; /* the message in the single-quoted literal: its apostrophes as \u0027 */
+    for (const char *p = d.message; *p; p++)
+        if (*p == '\'') buf_printf(&esc, "\\u0027");
+        else buf_append(&esc, p, 1);
+    const char *said = arena_sprintf(&a,
+        "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox'},'status':{'backendRuntime':'sandbox',"
+        "'conditions':[{'type':'Ready','status':'False','reason':'SandboxAutoPaused','message':'%s'}]}}", buf_cstr(&esc));
+    buf_free(&esc);
+    decision again = td_decide(&a, said, &o, &TD_POD);
+    CHECK(has_action(&again, ACT_RESUME_SANDBOX_CLEAR_PAUSE_TIME));
+    CHECK(!has_event(&again, "SandboxAutoPaused"));
+    /* A later occurrence (another pauseTime) is a new Event. */
+    sb.pause_time = "2026-12-03T11:00:00Z";
+    again = td_decide(&a, said, &o, &TD_POD);
+    CHECK(has_event(&again, "SandboxAutoPaused"));
+    /* Still Running in OpenKruise's eyes (the pause just written): resumed the same way. */
+    sb.phase = "Running";
+    d = td_decide(&a, sbw, &o, &TD_POD);
+    CHECK(has_action(&d, ACT_RESUME_SANDBOX_CLEAR_PAUSE_TIME));
+    CHECK_STR_EQ(d.ready.reason, "SandboxAutoPaused");
+    /* Paused by someone else with a pauseTime still ahead: resumed, the pauseTime cleared too
+     * (else it pauses again when it falls due), but no auto-pause Warning. */
+    sb.phase = "Paused";
+    sb.pause_time_due = 0;
+    d = td_decide(&a, sbw, &o, &TD_POD);
+    CHECK(has_action(&d, ACT_RESUME_SANDBOX_CLEAR_PAUSE_TIME));
+    CHECK(!has_event(&d, "SandboxAutoPaused"));
+    /* Paused without a pauseTime: the plain resume, as before. */
+    sb.pause_time = NULL;
+    d = td_decide(&a, sbw, &o, &TD_POD);
+    CHECK(has_action(&d, ACT_SET_SANDBOX_PAUSED) && !has_action(&d, ACT_RESUME_SANDBOX_CLEAR_PAUSE_TIME));
+    /* Running, not paused, a pauseTime ahead: left alone (someone scheduled a pause). */
+    sb.phase = "Running", sb.paused = 0, sb.ready = 1, sb.ready_known = 1;
+    sb.pause_time = "2099-01-01T00:00:00Z";
+    d = td_decide(&a, sbw, &o, &TD_POD);
+    CHECK_INT_EQ(d.phase, PHASE_RUNNING);
+    CHECK(!has_action(&d, ACT_RESUME_SANDBOX_CLEAR_PAUSE_TIME) && !has_action(&d, ACT_SET_SANDBOX_PAUSED));
+    /* Sleeping (pause on) and OpenKruise paused it: nothing to do, Sleeping. */
+    sb.phase = "Paused", sb.paused = 1, sb.ready = 0, sb.pause_time = "2026-12-03T10:00:00Z", sb.pause_time_due = 1;
+    d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox','state':'Sleeping'}}", &o, &TD_PAUSE);
+    CHECK_INT_EQ(d.phase, PHASE_SLEEPING);
+    CHECK_INT_EQ(d.nactions, 0);
+    td_release(&a);
+}
+
+/* Sleeping (pause on) while the claim still binds: pausing then makes OpenKruise's claim wait out
+ * waitReadyTimeout on a paused sandbox and fail. The pause waits for the claim to finish. */
+TEST(decide_sandbox_pause_waits_for_the_claim_to_finish) {
+    arena a;
+    arena_init(&a);
+    const char *sleeping = "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox','state':'Sleeping'},"
+                           "'status':{'backendRuntime':'sandbox'}}";
+    obs_claim cl = {.name = "hiclaw-worker-alice", .uid = "c1", .phase = "Claiming", .replicas = 1, .claimed = 0,
+                    .message = "Claiming sandboxes: 0/1 claimed", .spec_hash = TD_SHASH};
+    obs_sandbox sb = {.name = "sbx-1", .uid = "s1", .phase = "Running", .ready = 1, .ready_known = 1,
+                      .spec_hash = TD_SHASH, .claim_name = "hiclaw-worker-alice"};
+    td_obs o = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1, .token_present = 1,
+                .token_refresh_in_ms = 60000};
+    const char *phases[] = {"Claiming", "", NULL};
+    for (size_t i = 0; i < 3; i++) {
+        cl.phase = phases[i];
+        for (int with_sandbox = 0; with_sandbox < 2; with_sandbox++) {
+            o.nsandboxes = (size_t)with_sandbox;
+            decision d = td_decide(&a, sleeping, &o, &TD_PAUSE);
+            CHECK(!has_action(&d, ACT_SET_SANDBOX_PAUSED));
+            CHECK(!deletes_anything(&d) && !creates_anything(&d));
+            CHECK_INT_EQ(d.phase, PHASE_STARTING);
+            CHECK_CONTAINS(d.message, "waiting for claim hiclaw-worker-alice to finish before pausing");
+        }
+    }
+    /* Completed: the Sandbox is paused now. */
+    cl.phase = "Completed", cl.claimed = 1;
+    o.nsandboxes = 1;
+    decision d = td_decide(&a, sleeping, &o, &TD_PAUSE);
+    REQUIRE(has_action(&d, ACT_SET_SANDBOX_PAUSED));
+    /* Completed without a sandbox (timed out): nothing to pause; the failed claim goes. */
+    cl.claimed = 0, cl.message = "Timeout reached after 5m0s, claimed 0/1 sandboxes";
+    o.nsandboxes = 0;
+    d = td_decide(&a, sleeping, &o, &TD_PAUSE);
+    CHECK(has_action(&d, ACT_DELETE_CLAIM));
+    CHECK(!has_action(&d, ACT_SET_SANDBOX_PAUSED) && !creates_anything(&d));
+    CHECK_INT_EQ(d.phase, PHASE_STOPPING);
+    CHECK_CONTAINS(d.message, "Timeout reached");
+    td_release(&a);
+}
+
+/* Ready=False reason PodCreateFailed: OpenKruise cannot create the sandbox's Pod (admission,
+ * quota). Nothing else says why a Worker would be stuck Resuming or Pending for good. */
+TEST(decide_sandbox_pod_create_failed_names_the_cause) {
+    arena a;
+    arena_init(&a);
+    const char *sbw = "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox'},'status':{'backendRuntime':'sandbox'}}";
+    const char *denied = "pods \"sbx-1\" is forbidden: ValidatingAdmissionPolicy 'deny' with binding 'deny' denied request: no";
+    obs_claim cl = {.name = "hiclaw-worker-alice", .uid = "c1", .phase = "Completed", .replicas = 1, .claimed = 1,
+                    .spec_hash = TD_SHASH};
+    obs_sandbox sb = {.name = "sbx-1", .uid = "s1", .phase = "Resuming", .ready_known = 1, .ready = 0,
+                      .ready_reason = "PodCreateFailed", .ready_message = denied, .spec_hash = TD_SHASH};
+    td_obs o = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1, .token_present = 1,
+                .token_refresh_in_ms = 60000};
+    const char *phases[] = {"Resuming", "Pending", "Upgrading"};
+    for (size_t i = 0; i < 3; i++) {
+        sb.phase = phases[i];
+        decision d = td_decide(&a, sbw, &o, &TD_POD);
+        CHECK_INT_EQ(d.phase, PHASE_FAILED);
+        CHECK_STR_EQ(d.ready.status, "False");
+        CHECK_STR_EQ(d.ready.reason, "SandboxPodCreateFailed");
+        CHECK_CONTAINS(d.message, "OpenKruise cannot create the Pod of Sandbox sbx-1: ");
+        CHECK_CONTAINS(d.message, denied);
+        CHECK_CONTAINS(d.message, "annotation"); /* what makes it retry at once */
+        CHECK(has_event(&d, "SandboxPodCreateFailed"));
+        CHECK(!deletes_anything(&d) && !creates_anything(&d)); /* a new claim would meet the same denial */
+        CHECK_INT_EQ(d.nactions, 0);
+    }
+    /* Said already: no second Event. */
+    sb.phase = "Resuming";
+    const char *said = "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox'},'status':{'backendRuntime':'sandbox',"
+                       "'conditions':[{'type':'Ready','status':'False','reason':'SandboxPodCreateFailed','message':'x'}]}}";
+    decision d = td_decide(&a, said, &o, &TD_POD);
+    CHECK_STR_EQ(d.ready.reason, "SandboxPodCreateFailed");
+    CHECK(!has_event(&d, "SandboxPodCreateFailed"));
+    /* The Pod exists now (phase Running), Ready still carries the old error until it is Ready:
+     * starting, not failed. */
+    sb.phase = "Running";
+    d = td_decide(&a, sbw, &o, &TD_POD);
+    CHECK_INT_EQ(d.phase, PHASE_STARTING);
+    CHECK(strstr(d.message, denied) == NULL);
+    /* The claim's own Sandbox (createOnNoStock) while the claim still binds. */
+    cl.phase = "Claiming", cl.claimed = 0, cl.message = "Claiming sandboxes: 0/1 claimed";
+    sb.phase = "Pending";
+    d = td_decide(&a, sbw, &o, &TD_POD);
+    CHECK_STR_EQ(d.ready.reason, "SandboxPodCreateFailed");
+    CHECK_CONTAINS(d.message, denied);
+    CHECK_CONTAINS(d.message, "claim hiclaw-worker-alice");
+    CHECK(has_event(&d, "SandboxPodCreateFailed"));
+    td_release(&a);
+}
+
+/* Phase Upgrading comes only with spec.upgradePolicy (a SandboxUpdateOps), never from the
+ * claim's in-place image update: Starting, reason SandboxUpgrading, no action. */
+TEST(decide_sandbox_upgrading_is_named) {
+    arena a;
+    arena_init(&a);
+    const char *sbw = "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox'},'status':{'backendRuntime':'sandbox'}}";
+    obs_claim cl = {.name = "hiclaw-worker-alice", .uid = "c1", .phase = "Completed", .replicas = 1, .claimed = 1,
+                    .spec_hash = TD_SHASH};
+    obs_sandbox sb = {.name = "sbx-1", .uid = "s1", .phase = "Upgrading", .ready_known = 1, .ready = 0,
+                      .ready_reason = "Upgrading", .ready_message = "sandbox is upgrading", .spec_hash = TD_SHASH,
+                      .upgrading_reason = "PreUpgrade", .update_ops = "ops-1"};
+    td_obs o = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1, .token_present = 1,
+                .token_refresh_in_ms = 60000};
+    decision d = td_decide(&a, sbw, &o, &TD_POD);
+    CHECK_INT_EQ(d.phase, PHASE_STARTING);
+    CHECK_STR_EQ(d.ready.reason, "SandboxUpgrading");
+    CHECK_CONTAINS(d.message, "OpenKruise is upgrading Sandbox sbx-1");
+    CHECK_CONTAINS(d.message, "SandboxUpdateOps ops-1");
+    CHECK_CONTAINS(d.message, "step PreUpgrade");
+    CHECK_INT_EQ(d.nactions, 0);
+    /* A failing step (retried by OpenKruise for good): said, with its message. */
+    sb.upgrading_reason = "PreUpgradeFailed", sb.upgrading_message = "hook exited 1";
+    d = td_decide(&a, sbw, &o, &TD_POD);
+    CHECK_STR_EQ(d.ready.reason, "SandboxUpgrading");
+    CHECK_CONTAINS(d.message, "step PreUpgradeFailed: hook exited 1");
+    CHECK_CONTAINS(d.message, "retries");
+    CHECK_INT_EQ(d.nactions, 0);
+    /* Sleeping (pause on): a paused Sandbox woken for an upgrade is not "pausing". */
+    sb.paused = 1;
+    d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox','state':'Sleeping'}}", &o, &TD_PAUSE);
+    CHECK_INT_EQ(d.nactions, 0);
+    CHECK_INT_EQ(d.phase, PHASE_SLEEPING);
+    CHECK_STR_EQ(d.ready.reason, "SandboxUpgrading");
+    CHECK_CONTAINS(d.message, "paused again");
+    td_release(&a);
+}
+
 TEST(decide_multiple_sandboxes_deletes_nothing) {
     arena a;
     arena_init(&a);
