@@ -22,9 +22,10 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+import bed
 import controller_harness as ch
 import sandbox_support as sx
-from conftest import unique
+from conftest import drop_namespace, make_namespace, unique
 
 IMAGE = "registry.example/hiclaw/worker:states-1"
 
@@ -197,3 +198,52 @@ def test_pod_create_failed_is_named_once_and_recovers(tb, api, core, custom, nam
     wk = ch.wait_worker(custom, ns, w, lambda o: status(o).get("phase") == "Running"
                         and (ch.condition(o, "Ready") or {}).get("status") == "True", 90, "Running again")
     assert status(wk)["instance"]["name"] == sname
+
+
+# ---- Sleeping while the claim still binds ----------------------------------------------------------
+
+def test_sleeping_never_pauses_a_sandbox_whose_claim_still_binds(tb, api, core, custom):
+    """A warm pool that cannot fill (its template holds every Pod): the claim stays Claiming and
+    OpenKruise makes a Sandbox of its own for it (createOnNoStock), which never gets ready. Set
+    Sleeping (pause on) then: pausing that Sandbox would make OpenKruise's claim wait out
+    waitReadyTimeout on a paused sandbox — the controller waits for the claim to finish instead,
+    and once it completed without a sandbox, removes it and sleeps."""
+    ns = make_namespace(core, "sbx-binding-pause")
+    pool = "held"
+    custom.create_namespaced_custom_object(sx.KG, sx.KV, ns, sx.SANDBOXSETS, {
+        "apiVersion": f"{sx.KG}/{sx.KV}", "kind": "SandboxSet", "metadata": {"name": pool, "namespace": ns},
+        "spec": {"replicas": 0, "runtimes": [{"name": "csi"}, {"name": "agent-runtime"}],
+                 "template": {"metadata": {"labels": dict(bed.HOLD)},
+                              "spec": {"automountServiceAccountToken": False,
+                                       "containers": [{"name": "worker", "image": "registry.example/agent:e2e"}]}}}})
+    c = sx.sandbox_controller(tb, core, ns, {"HICLAW_SANDBOX_PAUSE": "true", "HICLAW_SANDBOX_MANAGE_POOL": "false",
+                                             "HICLAW_SANDBOX_POOL": pool, "HICLAW_SANDBOX_CLAIM_TIMEOUT": "25s",
+                                             "HICLAW_SANDBOX_WAIT_READY_TIMEOUT": "20s"})
+    try:
+        w = unique("bw")
+        cn = sx.claim_name(w)
+        ch.create_worker(custom, ns, w, backendRuntime="sandbox", image=IMAGE)
+        # the claim binds a Sandbox OpenKruise made for it, held Pending
+        sname = sx.wait(lambda: [s["metadata"]["name"] for s in sx.sandboxes_of(custom, ns, w)], 30,
+                        "the claim's own Sandbox")[0]
+        assert (sx.get_claim(custom, ns, cn) or {}).get("status", {}).get("phase") != "Completed"
+        mark = ch.audit_offset(tb)
+        ch.patch_worker(custom, ns, w, {"spec": {"state": "Sleeping"}})
+        time.sleep(8)
+        patched = [x for x in ch.audit_writes(tb, mark, resource=sx.SANDBOXES, namespace=ns)
+                   if x["user"] == c.username and x["verb"] == "patch"]
+        assert not patched, f"a Sandbox of a claim still binding was patched (paused): {patched} ({sname})"
+        wk = ch.get_worker(custom, ns, w)
+        assert f"waiting for claim {cn} to finish before pausing" in status(wk).get("message", ""), status(wk)
+        assert status(wk)["phase"] == "Starting"
+        # the claim times out (0/1): nothing to pause; it goes and the Worker sleeps
+        wk = ch.wait_worker(custom, ns, w, lambda o: status(o).get("phase") == "Sleeping", 90, "Sleeping")
+        assert sx.get_claim(custom, ns, cn) is None
+        deleted = [x for x in ch.audit_writes(tb, mark, resource=sx.CLAIMS, namespace=ns)
+                   if x["user"] == c.username and x["verb"] == "delete" and x["name"] == cn]
+        assert deleted, "the timed-out claim was not removed by the controller"
+        assert not [x for x in ch.audit_writes(tb, mark, resource=sx.CLAIMS, namespace=ns)
+                    if x["user"] == c.username and x["verb"] == "create"], "a claim was made while Sleeping"
+    finally:
+        c.close()
+        drop_namespace(core, ns)
