@@ -371,7 +371,8 @@ static int sandbox_setup(backend *b, const wc_cfg *conf, wc_err *err) {
     int auto_mode = conf->sandbox_mode < 0;
     if (sandbox_setup_caches(b, auto_mode, err) < 0 || sandbox_setup_storage(b, conf, err) < 0) return -1;
     st->policy = (sandbox_policy_cfg){.pause = conf->sandbox_pause, .deps_storage = st->deps.s3 != NULL,
-                                      .off_why = st->off_why[0] ? st->off_why : NULL};
+                                      .off_why = st->off_why[0] ? st->off_why : NULL, .pool = st->set.pool,
+                                      .claim_timeout_s = st->set.claim_timeout_ms / 1000};
     b->policy = (backend_policy)SANDBOX_POLICY(st->enabled, &st->policy);
     if (auto_mode && !st->enabled) {
         snprintf(st->disabled_spec, sizeof st->disabled_spec,

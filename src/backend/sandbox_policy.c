@@ -106,7 +106,14 @@ typedef struct sandbox_policy_cfg {
     int pause;                    /* HICLAW_SANDBOX_PAUSE: Sleeping pauses instead of releasing */
     int deps_storage;             /* worker-deps storage usable (always with sandbox; else when configured) */
     const char *off_why;          /* disabled by HICLAW_SANDBOX_ENABLED=auto: why; NULL: by false (or enabled) */
+    const char *pool;             /* HICLAW_SANDBOX_POOL and HICLAW_SANDBOX_CLAIM_TIMEOUT: named in status */
+    int64_t claim_timeout_s;      /* messages (what is waited for, where to look); NULL / 0: not named */
 } sandbox_policy_cfg;
+
+/* "pool P" for a status message, or "the warm pool" when the configuration is not known. */
+static const char *sbx_pool_named(arena *a, const sandbox_policy_cfg *cfg) {
+    return cfg && cfg->pool && *cfg->pool ? arena_sprintf(a, "pool %s", cfg->pool) : "the warm pool";
+}
 
 static const obs_sandboxes *sbx_obs(const void *obs) { return obs ? obs : &SANDBOX_NONE; }
 
@@ -197,6 +204,8 @@ static const char *sbx_upgrading_message(arena *a, const obs_sandbox *sbx) {
                                  : "the Worker is Running again when the upgrade ends");
 }
 
+static const char *sandbox_instances_named(arena *a, const obs_sandboxes *s);
+
 /* ---- Stopped, Sleeping ---- */
 
 /* Stopped, or Sleeping without pause: claim and Sandboxes go (the token object: settle). */
@@ -206,7 +215,10 @@ static void sbx_decide_release(arena *a, const worker *w, const obs_sandboxes *s
     if (sbx_teardown(s, d)) {
         d->phase = PHASE_STOPPING;
         d->container_state = sbx ? sbx->phase : claim ? claim->phase : NULL;
-        d->message = arena_sprintf(a, "removing claim and Sandbox (state %s)", state_name(w->state));
+        d->message = w->state == STATE_SLEEPING
+                         ? arena_sprintf(a, "removing %s: Sleeping releases the sandbox while HICLAW_SANDBOX_PAUSE is "
+                                            "off (on: it is paused and kept)", sandbox_instances_named(a, s))
+                         : arena_sprintf(a, "removing %s (state %s)", sandbox_instances_named(a, s), state_name(w->state));
         set_ready(d, "False", "Stopping", d->message);
         return;
     }
@@ -282,7 +294,7 @@ static void sbx_decide_pause(arena *a, const obs_claim *claim, const obs_sandbox
 
 /* No claim, no Sandbox: the create sequence. */
 static void sbx_decide_create(arena *a, const worker *w, const observed *o, const obs_sandboxes *s,
-                              const char *claim_name, decision *d) {
+                              const sandbox_policy_cfg *cfg, const char *claim_name, decision *d) {
     if (decide_backing_off(a, o, d)) return;
     if (s->deps_conflict) {
         d->phase = PHASE_FAILED;
@@ -301,7 +313,8 @@ static void sbx_decide_create(arena *a, const worker *w, const observed *o, cons
     decide_action(d, ACT_WRITE_DEPS, s->deps_path, NULL, 0);
     decide_action(d, ACT_CREATE_CLAIM, claim_name, NULL, 0);
     d->phase = PHASE_PENDING;
-    d->message = arena_sprintf(a, "writing worker-deps and claiming a sandbox (%s)", claim_name);
+    d->message = arena_sprintf(a, "writing worker-deps, then claiming a sandbox from %s (SandboxClaim %s)",
+                               sbx_pool_named(a, cfg), claim_name);
     set_ready(d, "False", "Pending", d->message);
 }
 
@@ -337,13 +350,20 @@ static void sbx_decide_reclaim(const obs_claim *claim, const char *reason, const
 }
 
 /* A claim without a Sandbox (yet). */
-static void sbx_decide_claim_only(arena *a, const obs_sandboxes *s, const obs_claim *claim, decision *d) {
+static void sbx_decide_claim_only(arena *a, const obs_sandboxes *s, const sandbox_policy_cfg *cfg, const obs_claim *claim,
+                                  decision *d) {
     const char *cp = claim->phase ? claim->phase : "";
     d->container_state = cp[0] ? cp : "Claiming";
     if (strcmp(cp, "Completed") == 0 && claim->claimed < (claim->replicas ? claim->replicas : 1)) {
+        /* OpenKruise keeps the real cause (a pool that cannot fill, /init or a mount failing) in
+         * events only: say where to look. */
         sbx_decide_reclaim(claim, "ClaimFailed",
-                           arena_sprintf(a, "claim %s failed: %s; retrying with backoff", claim->name,
-                                         claim->message && *claim->message ? claim->message : "no sandbox was claimed"),
+                           arena_sprintf(a, "claim %s completed without a sandbox: %s; %s had none ready in time "
+                                            "(kubectl describe sandboxclaim %s, and the events of the pool's Sandboxes, "
+                                            "say why); claiming again with backoff",
+                                         claim->name,
+                                         claim->message && *claim->message ? claim->message : "no sandbox was claimed",
+                                         sbx_pool_named(a, cfg), claim->name),
                            d);
         return;
     }
@@ -372,13 +392,20 @@ static void sbx_decide_claim_only(arena *a, const obs_sandboxes *s, const obs_cl
         return;
     }
     d->phase = PHASE_STARTING;
-    d->message = claim->message && *claim->message ? arena_sprintf(a, "claim %s: %s", cp[0] ? cp : "Claiming", claim->message)
-                                                   : arena_sprintf(a, "claim %s", cp[0] ? cp : "pending");
+    d->message = arena_sprintf(
+        a, "waiting for claim %s to bind a sandbox from %s (%s%s%s)%s", claim->name, sbx_pool_named(a, cfg),
+        cp[0] ? cp : "not started yet", claim->message && *claim->message ? ": " : "", claim->message ? claim->message : "",
+        cfg && cfg->claim_timeout_s > 0
+            ? arena_sprintf(a, "; OpenKruise gives up after claimTimeout %" PRId64 " s%s", cfg->claim_timeout_s,
+                            cfg->pool ? arena_sprintf(a, " (kubectl get sandboxset %s shows the sandboxes available)",
+                                                      cfg->pool)
+                                      : "")
+            : "");
     set_ready(d, "False", "Starting", d->message);
 }
 
 /* A Sandbox in phase Running: Ready, updating in place, or not ready. */
-static void sbx_decide_running_phase(arena *a, const obs_sandbox *sbx, decision *d) {
+static void sbx_decide_running_phase(arena *a, const worker *w, const obs_sandbox *sbx, decision *d) {
     if (sbx->ready) {
         d->phase = PHASE_RUNNING;
         d->message = "";
@@ -386,7 +413,8 @@ static void sbx_decide_running_phase(arena *a, const obs_sandbox *sbx, decision 
     } else if (sbx->ready_reason && strcmp(sbx->ready_reason, "InplaceUpdating") == 0) {
         /* OpenKruise is moving the sandbox to the Worker's image: on its way, not failing */
         d->phase = PHASE_STARTING;
-        d->message = arena_sprintf(a, "Sandbox %s: %s", sbx->name,
+        d->message = arena_sprintf(a, "OpenKruise is updating Sandbox %s in place to image %s (%s)", sbx->name,
+                                   w->image && *w->image ? w->image : "of the Worker",
                                    sbx->ready_message && *sbx->ready_message ? sbx->ready_message : "updating in place");
         set_ready(d, "False", "Starting", d->message);
     } else if (str_eq(sbx->ready_reason, "PodCreateFailed")) {
@@ -396,11 +424,14 @@ static void sbx_decide_running_phase(arena *a, const obs_sandbox *sbx, decision 
         set_ready(d, "False", "Starting", d->message);
     } else if (sbx->ready_known && sbx->ready_message && *sbx->ready_message) {
         d->phase = PHASE_FAILED;
-        d->message = arena_sprintf(a, "Sandbox %s not ready: %s", sbx->name, sbx->ready_message);
+        d->message = arena_sprintf(a, "Sandbox %s is running but not ready: %s%s%s; kubectl describe pod %s shows why",
+                                   sbx->name, sbx->ready_reason && *sbx->ready_reason ? sbx->ready_reason : "",
+                                   sbx->ready_reason && *sbx->ready_reason ? ": " : "", sbx->ready_message, sbx->name);
         set_ready(d, "False", "SandboxNotReady", d->message);
     } else {
         d->phase = PHASE_STARTING;
-        d->message = arena_sprintf(a, "Sandbox %s running, not ready yet", sbx->name);
+        d->message = arena_sprintf(a, "Sandbox %s is running; waiting for it to become Ready (OpenKruise initialises "
+                                      "the agent runtime and mounts the worker-deps)", sbx->name);
         set_ready(d, "False", "Starting", d->message);
     }
 }
@@ -419,9 +450,10 @@ static void sbx_decide_bound(arena *a, const worker *w, const obs_sandboxes *s, 
             return;
         }
         d->phase = PHASE_STARTING;
-        d->message = claim->message && *claim->message
-                         ? arena_sprintf(a, "claim %s: %s (Sandbox %s)", cp, claim->message, sbx->name)
-                         : arena_sprintf(a, "claim %s: binding Sandbox %s", cp, sbx->name);
+        d->message = arena_sprintf(a, "waiting for claim %s to finish with Sandbox %s (%s%s%s): OpenKruise sets the "
+                                      "Worker's image, initialises the agent runtime and mounts the worker-deps first",
+                                   claim->name, sbx->name, cp, claim->message && *claim->message ? ": " : "",
+                                   claim->message ? claim->message : "");
         set_ready(d, "False", "Starting", d->message);
         return;
     }
@@ -481,21 +513,26 @@ static void sbx_decide_bound(arena *a, const worker *w, const obs_sandboxes *s, 
         return;
     }
     if (strcmp(sp, "Running") == 0) {
-        sbx_decide_running_phase(a, sbx, d);
+        sbx_decide_running_phase(a, w, sbx, d);
         return;
     }
     d->phase = PHASE_STARTING; /* Pending, Resuming, or no phase yet */
-    d->message = arena_sprintf(a, "Sandbox %s %s", sbx->name, sp[0] ? sp : "has no phase yet");
+    d->message = strcmp(sp, "Resuming") == 0
+                     ? arena_sprintf(a, "waiting for OpenKruise to resume Sandbox %s (Resuming: a new Pod is made, then "
+                                        "the agent runtime initialised again)", sbx->name)
+                 : sp[0] ? arena_sprintf(a, "waiting for OpenKruise to start Sandbox %s (%s)", sbx->name, sp)
+                         : arena_sprintf(a, "waiting for OpenKruise to report the phase of Sandbox %s", sbx->name);
     set_ready(d, "False", "Starting", d->message);
 }
 
 /* State Running with a claim or a Sandbox. */
-static void sbx_decide_running(arena *a, const worker *w, const obs_sandboxes *s, const obs_claim *claim,
-                               const obs_sandbox *sbx, const char *hash, decision *d) {
+static void sbx_decide_running(arena *a, const worker *w, const obs_sandboxes *s, const sandbox_policy_cfg *cfg,
+                               const obs_claim *claim, const obs_sandbox *sbx, const char *hash, decision *d) {
     if ((claim && claim->deleting) || (sbx && sbx->deleting) || (sbx && sbx->phase && strcmp(sbx->phase, "Terminating") == 0)) {
         d->phase = PHASE_STOPPING;
         d->container_state = sbx ? sbx->phase : "Terminating";
-        d->message = "waiting for the previous claim or Sandbox to go away";
+        d->message = arena_sprintf(a, "waiting for the previous %s to be deleted before claiming again",
+                                   sandbox_instances_named(a, s));
         set_ready(d, "False", "Stopping", d->message);
         return;
     }
@@ -510,7 +547,7 @@ static void sbx_decide_running(arena *a, const worker *w, const obs_sandboxes *s
         return;
     }
     sbx_decide_upkeep(w, s, d);
-    if (claim && !sbx) sbx_decide_claim_only(a, s, claim, d);
+    if (claim && !sbx) sbx_decide_claim_only(a, s, cfg, claim, d);
     else sbx_decide_bound(a, w, s, claim, sbx, d);
 }
 
@@ -539,8 +576,8 @@ static void sbx_decide(const backend_policy *p, arena *a, const worker *w, const
     }
     if (w->state == STATE_STOPPED || (w->state == STATE_SLEEPING && !cfg->pause)) sbx_decide_release(a, w, s, claim, sbx, d);
     else if (w->state == STATE_SLEEPING) sbx_decide_pause(a, claim, sbx, d);
-    else if (!claim && !sbx) sbx_decide_create(a, w, o, s, claim_name, d);
-    else sbx_decide_running(a, w, s, claim, sbx, hash, d);
+    else if (!claim && !sbx) sbx_decide_create(a, w, o, s, cfg, claim_name, d);
+    else sbx_decide_running(a, w, s, cfg, claim, sbx, hash, d);
 }
 
 /* ---- beside the instance ---- */

@@ -67,7 +67,8 @@ typedef struct td_obs {
 static void td_decide_raw(arena *a, const worker *w, const td_obs *t, const td_cfg *c, const char *pod_hash,
                           const char *sandbox_hash, decision *d) {
     sandbox_policy_cfg *scfg = arena_calloc(a, sizeof *scfg);
-    *scfg = (sandbox_policy_cfg){.pause = c->sandbox_pause, .deps_storage = c->deps_storage};
+    *scfg = (sandbox_policy_cfg){.pause = c->sandbox_pause, .deps_storage = c->deps_storage,
+                                 .pool = "hiclaw-worker-pool", .claim_timeout_s = 300};
     backend_policy *pol = arena_calloc(a, 2 * sizeof *pol);
     pol[0] = (backend_policy)POD_POLICY;
     pol[1] = (backend_policy)SANDBOX_POLICY(c->sandbox_enabled, scfg);
@@ -658,6 +659,72 @@ TEST(decide_sandbox_upgrading_is_named) {
     CHECK_INT_EQ(d.phase, PHASE_SLEEPING);
     CHECK_STR_EQ(d.ready.reason, "SandboxUpgrading");
     CHECK_CONTAINS(d.message, "paused again");
+    td_release(&a);
+}
+
+/* Issue 19 item 3: a non-Running status says what is being waited for and what the reader can
+ * do — the pool and the timeout a claim waits on, when a retry comes, where the real cause is. */
+TEST(decide_messages_say_what_is_waited_for_and_what_to_do) {
+    arena a;
+    arena_init(&a);
+    const char *sbw = "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox'},'status':{'backendRuntime':'sandbox'}}";
+    const char *podw = "{" W_BASE ",'spec':{'model':'m'}}";
+    /* a claim binding: the pool, the timeout, where to look */
+    obs_claim cl = {.name = "hiclaw-worker-alice", .uid = "c1", .phase = "Claiming", .replicas = 1,
+                    .message = "Claiming sandboxes: 0/1 claimed", .spec_hash = TD_SHASH};
+    td_obs o = {.claims = &cl, .nclaims = 1, .token_present = 1, .token_refresh_in_ms = 60000};
+    decision d = td_decide(&a, sbw, &o, &TD_POD);
+    CHECK_CONTAINS(d.message, "waiting for claim hiclaw-worker-alice to bind a sandbox from pool hiclaw-worker-pool");
+    CHECK_CONTAINS(d.message, "claimTimeout 300 s");
+    CHECK_CONTAINS(d.message, "kubectl get sandboxset hiclaw-worker-pool");
+    /* a claim that completed without a sandbox: the pool, where the cause is, then when it retries */
+    cl.phase = "Completed", cl.message = "Timeout reached after 5m0s, claimed 0/1 sandboxes";
+    d = td_decide(&a, sbw, &o, &TD_POD);
+    CHECK_STR_EQ(d.ready.reason, "ClaimFailed");
+    CHECK_CONTAINS(d.message, "claim hiclaw-worker-alice completed without a sandbox: Timeout reached");
+    CHECK_CONTAINS(d.message, "pool hiclaw-worker-pool had none ready in time");
+    CHECK_CONTAINS(d.message, "kubectl describe sandboxclaim hiclaw-worker-alice");
+    td_obs waiting = {.recreate_backoff_ms = 40000, .last_failure = d.message, .last_failure_reason = "ClaimFailed"};
+    decision later = td_decide(&a, sbw, &waiting, &TD_POD);
+    CHECK_CONTAINS(later.message, "claiming again in 40 s");
+    CHECK(strstr(later.message, "with backoff") == NULL);
+    /* the create sequence names the pool */
+    td_obs none = {0};
+    d = td_decide(&a, sbw, &none, &TD_POD);
+    CHECK_CONTAINS(d.message, "from pool hiclaw-worker-pool (SandboxClaim hiclaw-worker-alice)");
+    /* a sandbox running, not ready, with a container message: the reason and where to look */
+    cl.phase = "Completed", cl.claimed = 1;
+    obs_sandbox sb = {.name = "sbx-1", .uid = "s1", .phase = "Running", .ready_known = 1, .ready = 0,
+                      .ready_reason = "StartContainerFailed", .ready_message = "back-off 10s restarting failed container=worker",
+                      .spec_hash = TD_SHASH};
+    td_obs bound = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1, .token_present = 1,
+                    .token_refresh_in_ms = 60000};
+    d = td_decide(&a, sbw, &bound, &TD_POD);
+    CHECK_CONTAINS(d.message, "Sandbox sbx-1 is running but not ready: StartContainerFailed: back-off");
+    CHECK_CONTAINS(d.message, "kubectl describe pod sbx-1");
+    sb.phase = "Resuming", sb.ready_reason = NULL, sb.ready_message = NULL;
+    d = td_decide(&a, sbw, &bound, &TD_POD);
+    CHECK_CONTAINS(d.message, "waiting for OpenKruise to resume Sandbox sbx-1");
+    /* a Pod that will not start by itself: what to check */
+    obs_pod p = td_pod("Running", 0, "CrashLoopBackOff");
+    td_obs op = {.pods = &p, .npods = 1};
+    d = td_decide(&a, podw, &op, &TD_POD);
+    CHECK_CONTAINS(d.message, "CrashLoopBackOff: back-off restarting (Pod hiclaw-worker-alice)");
+    CHECK_CONTAINS(d.message, "kubectl logs hiclaw-worker-alice --previous");
+    p = td_pod("Pending", 0, "ImagePullBackOff");
+    d = td_decide(&a, podw, &op, &TD_POD);
+    CHECK_CONTAINS(d.message, "check spec.image");
+    p = td_pod("Pending", 0, NULL);
+    d = td_decide(&a, podw, &op, &TD_POD);
+    CHECK_STR_EQ(d.message, "Pod hiclaw-worker-alice Pending: waiting for it to be scheduled and started");
+    p = td_pod("Running", 0, NULL);
+    d = td_decide(&a, podw, &op, &TD_POD);
+    CHECK_STR_EQ(d.message, "Pod hiclaw-worker-alice is running; waiting for it to become Ready");
+    /* a failed Pod waiting out its backoff: when */
+    td_obs pw = {.recreate_backoff_ms = 20000, .last_failure = "Pod hiclaw-worker-alice failed: Error; recreating with backoff",
+                 .last_failure_reason = "PodFailed"};
+    d = td_decide(&a, podw, &pw, &TD_POD);
+    CHECK_STR_EQ(d.message, "Pod hiclaw-worker-alice failed: Error; recreating in 20 s");
     td_release(&a);
 }
 
