@@ -85,6 +85,7 @@ static cJSON *sandbox_project(const cJSON *obj) {
     cJSON *s = cJSON_AddObjectToObject(out, "status");
     const char *phase = json_str(st, "phase");
     if (phase) cJSON_AddStringToObject(s, "phase", phase);
+    if (json_str(st, "message")) cJSON_AddStringToObject(s, "message", json_str(st, "message"));
     const cJSON *podinfo = json_get(st, "podInfo");
     const char *ip = json_str(podinfo, "podIP");
     if (ip) cJSON_AddStringToObject(s, "podIP", ip);
@@ -128,6 +129,7 @@ static void sandbox_observe_one(const cJSON *proj, obs_sandbox *s) {
     s->upgrading_reason = json_str(st, "upgradingReason");
     s->upgrading_message = json_str(st, "upgradingMessage");
     s->update_ops = json_str(st, "updateOps");
+    s->status_message = json_str(st, "message");
 }
 
 /* A Sandbox's or a claim's projection for a live list: its metadata is all it needs. */

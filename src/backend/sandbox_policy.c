@@ -73,6 +73,7 @@ typedef struct obs_sandbox {
     const char *upgrading_reason; /* the Upgrading condition's reason: the upgrade's step */
     const char *upgrading_message;
     const char *update_ops;       /* label agents.kruise.io/update-ops: the SandboxUpdateOps upgrading it */
+    const char *status_message;   /* status.message: why it Failed ("Pod Not Found", "Pod status phase is Failed") */
     const char *claim_name;       /* label agents.kruise.io/claim-name */
     const char *spec_hash;        /* label hiclaw.io/spec-hash (carried from the claim) */
     const char *pod_ip;
@@ -504,8 +505,11 @@ static void sbx_decide_bound(arena *a, const worker *w, const obs_sandboxes *s, 
     if (strcmp(sp, "Failed") == 0 || strcmp(sp, "Succeeded") == 0) {
         sbx_teardown(s, d);
         d->phase = PHASE_FAILED;
-        d->message = arena_sprintf(a, "Sandbox %s %s; replacing it with backoff", sbx->name,
-                                   strcmp(sp, "Failed") == 0 ? "failed" : "exited");
+        /* OpenKruise's status.message tells a vanished Pod from one that exited */
+        d->message = arena_sprintf(a, "Sandbox %s %s%s%s; replacing it with backoff", sbx->name,
+                                   strcmp(sp, "Failed") == 0 ? "failed" : "exited",
+                                   sbx->status_message && *sbx->status_message ? ": " : "",
+                                   sbx->status_message ? sbx->status_message : "");
         set_ready(d, "False", "SandboxFailed", d->message);
         decide_event(d, "Warning", "SandboxFailed", d->message);
         decide_recreate(d, "SandboxFailed", claim ? claim->uid : sbx->uid);

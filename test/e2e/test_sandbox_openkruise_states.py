@@ -8,6 +8,8 @@
 - PodCreateFailed: OpenKruise cannot create a resumed sandbox's Pod (a ValidatingAdmissionPolicy
   denies it): the Worker says so (Ready=False ``SandboxPodCreateFailed`` with OpenKruise's error),
   one Warning Event; once the policy is gone and OpenKruise retries, it runs again.
+- Sleeping while the claim still binds: no pause (it would make the claim fail); the wait is said.
+- A failed Sandbox: the Worker's message carries OpenKruise's status.message.
 
 Only inputs are written to OpenKruise's objects (``spec.pauseTime``, an annotation), never its
 status; the admission policy is the cluster's own.
@@ -247,3 +249,30 @@ def test_sleeping_never_pauses_a_sandbox_whose_claim_still_binds(tb, api, core, 
     finally:
         c.close()
         drop_namespace(core, ns)
+
+
+# ---- a failed Sandbox says why, in OpenKruise's words ------------------------------------------------
+
+def test_a_failed_sandbox_says_openkruises_reason_and_is_replaced(tb, api, core, custom, namespace, ctl):
+    """The sandbox's Pod fails (kwok, as its kubelet: phase Failed): OpenKruise marks the Sandbox
+    Failed with status.message "Pod status phase is Failed"; the Worker's message carries it (a
+    vanished Pod reads "Pod Not Found" instead), and the sandbox is replaced."""
+    ns = namespace
+    w, sname = running_worker(custom, ns)
+    failed = []  # OpenKruise's Failed Sandbox, as the watch saw it (the controller replaces it at once)
+    rec = sx.custom_recorder(api, custom, ns, sx.SANDBOXES, on_event=lambda t, o: failed.append(o) if (
+        o["metadata"]["name"] == sname and (o.get("status") or {}).get("phase") == "Failed") else None)
+    try:
+        bed.kwok_state(core, ns, sname, "failed")
+        wk = ch.wait_worker(custom, ns, w, lambda o: status(o).get("message", "").startswith(f"Sandbox {sname} failed"),
+                            30, "the Worker saying the Sandbox failed")
+        why = sx.wait(lambda: failed and failed[0]["status"].get("message"), 10, "OpenKruise's status.message")
+        assert status(wk)["message"] == f"Sandbox {sname} failed: {why}; replacing it with backoff" or \
+            status(wk)["message"].startswith(f"Sandbox {sname} failed: {why}; replacing it in "), status(wk)["message"]
+        assert status(wk)["phase"] == "Failed" and ch.condition(wk, "Ready")["reason"] == "SandboxFailed"
+        evs = [e for e in ch.events_for(api, ns, w, "SandboxFailed") if e["type"] == "Warning"]
+        assert evs and why in evs[0]["note"], evs
+    finally:
+        rec.stop()
+    ch.wait_worker(custom, ns, w, lambda o: status(o).get("phase") == "Running"
+                   and status(o)["instance"]["name"] != sname, 120, "Running on a new sandbox")

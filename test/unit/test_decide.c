@@ -705,6 +705,11 @@ TEST(decide_messages_say_what_is_waited_for_and_what_to_do) {
     sb.phase = "Resuming", sb.ready_reason = NULL, sb.ready_message = NULL;
     d = td_decide(&a, sbw, &bound, &TD_POD);
     CHECK_CONTAINS(d.message, "waiting for OpenKruise to resume Sandbox sbx-1");
+    /* a failed Sandbox: OpenKruise's own words (a vanished Pod, or one that exited) */
+    sb.phase = "Failed", sb.status_message = "Pod Not Found";
+    d = td_decide(&a, sbw, &bound, &TD_POD);
+    CHECK_STR_EQ(d.message, "Sandbox sbx-1 failed: Pod Not Found; replacing it with backoff");
+    sb.status_message = NULL;
     /* a Pod that will not start by itself: what to check */
     obs_pod p = td_pod("Running", 0, "CrashLoopBackOff");
     td_obs op = {.pods = &p, .npods = 1};

@@ -148,6 +148,8 @@ TEST(explain_lists_the_actions_in_plain_words) {
     /* a kind's phrase follows its flag: pause and resume are one kind */
     action pause = {ACT_SET_SANDBOX_PAUSED, "s", NULL, 1}, resume = {ACT_SET_SANDBOX_PAUSED, "s", NULL, 0};
     CHECK_STR_EQ(action_does(&pause), "pause Sandbox");
+    action clear = {ACT_RESUME_SANDBOX_CLEAR_PAUSE_TIME, "s", NULL, 0};
+    CHECK_STR_EQ(action_does(&clear), "clear spec.pauseTime and resume Sandbox");
     CHECK_STR_EQ(action_does(&resume), "resume Sandbox");
     td_release(&a);
 }
