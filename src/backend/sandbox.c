@@ -99,6 +99,9 @@ static cJSON *sandbox_project(const cJSON *obj) {
         } else if (t && strcmp(t, "Upgrading") == 0) { /* the upgrade's step (a SandboxUpdateOps) */
             if (json_str(c, "reason")) cJSON_AddStringToObject(s, "upgradingReason", json_str(c, "reason"));
             if (json_str(c, "message")) cJSON_AddStringToObject(s, "upgradingMessage", json_str(c, "message"));
+        } else if (t && strcmp(t, "RuntimeInitialized") == 0) { /* /init and mounts after a resume */
+            if (json_str(c, "reason")) cJSON_AddStringToObject(s, "initReason", json_str(c, "reason"));
+            if (json_str(c, "message")) cJSON_AddStringToObject(s, "initMessage", json_str(c, "message"));
         }
     }
     cJSON_AddBoolToObject(s, "paused", cJSON_IsTrue(json_get(spec, "paused")));
@@ -130,6 +133,8 @@ static void sandbox_observe_one(const cJSON *proj, obs_sandbox *s) {
     s->upgrading_message = json_str(st, "upgradingMessage");
     s->update_ops = json_str(st, "updateOps");
     s->status_message = json_str(st, "message");
+    s->init_reason = json_str(st, "initReason");
+    s->init_message = json_str(st, "initMessage");
 }
 
 /* A Sandbox's or a claim's projection for a live list: its metadata is all it needs. */

@@ -74,6 +74,8 @@ typedef struct obs_sandbox {
     const char *upgrading_message;
     const char *update_ops;       /* label agents.kruise.io/update-ops: the SandboxUpdateOps upgrading it */
     const char *status_message;   /* status.message: why it Failed ("Pod Not Found", "Pod status phase is Failed") */
+    const char *init_reason;      /* the RuntimeInitialized condition (after a resume): Pending, Succeeded, Failed */
+    const char *init_message;
     const char *claim_name;       /* label agents.kruise.io/claim-name */
     const char *spec_hash;        /* label hiclaw.io/spec-hash (carried from the claim) */
     const char *pod_ip;
@@ -423,6 +425,15 @@ static void sbx_decide_running_phase(arena *a, const worker *w, const obs_sandbo
         d->phase = PHASE_STARTING;
         d->message = arena_sprintf(a, "Sandbox %s: its Pod is created, waiting for it to be Ready", sbx->name);
         set_ready(d, "False", "Starting", d->message);
+    } else if (str_eq(sbx->init_reason, "Failed")) {
+        /* After a resume (or an upgrade) OpenKruise calls /init and mounts the worker-deps again,
+         * and retries with backoff when that fails; Ready stays False meanwhile. */
+        d->phase = PHASE_STARTING;
+        d->message = arena_sprintf(a, "OpenKruise cannot initialise the agent runtime of Sandbox %s (/init or a "
+                                      "worker-deps mount): %s; it retries with backoff — check the worker-deps objects "
+                                      "and the agent runtime", sbx->name,
+                                   sbx->init_message && *sbx->init_message ? sbx->init_message : "no message");
+        set_ready(d, "False", "SandboxInitFailing", d->message);
     } else if (sbx->ready_known && sbx->ready_message && *sbx->ready_message) {
         d->phase = PHASE_FAILED;
         d->message = arena_sprintf(a, "Sandbox %s is running but not ready: %s%s%s; kubectl describe pod %s shows why",

@@ -705,6 +705,18 @@ TEST(decide_messages_say_what_is_waited_for_and_what_to_do) {
     sb.phase = "Resuming", sb.ready_reason = NULL, sb.ready_message = NULL;
     d = td_decide(&a, sbw, &bound, &TD_POD);
     CHECK_CONTAINS(d.message, "waiting for OpenKruise to resume Sandbox sbx-1");
+    /* resumed, /init or a mount failing (OpenKruise retries): said, not "waiting to become Ready" */
+    sb.phase = "Running", sb.init_reason = "Failed", sb.init_message = "mount /mnt/hiclaw/env: exit 1";
+    d = td_decide(&a, sbw, &bound, &TD_POD);
+    CHECK_INT_EQ(d.phase, PHASE_STARTING);
+    CHECK_STR_EQ(d.ready.reason, "SandboxInitFailing");
+    CHECK_CONTAINS(d.message, "OpenKruise cannot initialise the agent runtime of Sandbox sbx-1");
+    CHECK_CONTAINS(d.message, "mount /mnt/hiclaw/env: exit 1");
+    CHECK_INT_EQ(d.nactions, 0);
+    sb.init_reason = "Succeeded", sb.init_message = NULL;
+    d = td_decide(&a, sbw, &bound, &TD_POD);
+    CHECK(strcmp(d.ready.reason, "SandboxInitFailing") != 0);
+    sb.init_reason = NULL;
     /* a failed Sandbox: OpenKruise's own words (a vanished Pod, or one that exited) */
     sb.phase = "Failed", sb.status_message = "Pod Not Found";
     d = td_decide(&a, sbw, &bound, &TD_POD);
