@@ -60,6 +60,18 @@ static int waiting_is_failure(const char *reason) {
     return 0;
 }
 
+/* What a reader can do about a container that will not start by itself. */
+static const char *waiting_hint(arena *a, const obs_pod *pod) {
+    const char *r = pod->waiting_reason;
+    if (strcmp(r, "CrashLoopBackOff") == 0)
+        return arena_sprintf(a, "the agent keeps exiting: kubectl logs %s --previous shows why", pod->name);
+    if (strcmp(r, "ImagePullBackOff") == 0 || strcmp(r, "ErrImagePull") == 0 || strcmp(r, "InvalidImageName") == 0)
+        return "check spec.image (or the runtime's image setting) and the image pull credentials";
+    if (strcmp(r, "CreateContainerConfigError") == 0)
+        return "a Secret or ConfigMap key the Pod references is missing";
+    return arena_sprintf(a, "kubectl describe pod %s shows why", pod->name);
+}
+
 /* The status table's Pod rows (SPEC 3.7) for the Worker's Pod, and its replacement when its
  * spec hash differs (hash NULL: describe only) or it failed. */
 static void pod_decide_status(arena *a, const obs_pod *pod, const char *hash, decision *d) {
@@ -96,7 +108,9 @@ static void pod_decide_status(arena *a, const obs_pod *pod, const char *hash, de
     }
     if (waiting_is_failure(pod->waiting_reason)) {
         d->phase = PHASE_FAILED;
-        d->message = arena_sprintf(a, "%s: %s", pod->waiting_reason, pod->waiting_message ? pod->waiting_message : "");
+        d->message = arena_sprintf(a, "%s: %s (Pod %s); %s", pod->waiting_reason,
+                                   pod->waiting_message && *pod->waiting_message ? pod->waiting_message : "no message",
+                                   pod->name, waiting_hint(a, pod));
         set_ready(d, "False", pod->waiting_reason, d->message);
         return;
     }
@@ -107,8 +121,11 @@ static void pod_decide_status(arena *a, const obs_pod *pod, const char *hash, de
         return;
     }
     d->phase = PHASE_STARTING;
-    d->message = pod->waiting_reason ? arena_sprintf(a, "Pod %s: %s", phase, pod->waiting_reason)
-                                     : arena_sprintf(a, "Pod %s", phase[0] ? phase : "Pending");
+    d->message = pod->waiting_reason ? arena_sprintf(a, "Pod %s %s, container waiting: %s", pod->name, phase, pod->waiting_reason)
+                 : strcmp(phase, "Running") == 0
+                     ? arena_sprintf(a, "Pod %s is running; waiting for it to become Ready", pod->name)
+                     : arena_sprintf(a, "Pod %s %s: waiting for it to be scheduled and started", pod->name,
+                                     phase[0] ? phase : "Pending");
     set_ready(d, "False", "Starting", d->message);
 }
 
@@ -144,7 +161,8 @@ static void pod_decide(const backend_policy *p, arena *a, const worker *w, const
     if (!pod) {
         if (op->npods) { /* only stale pods: wait for them to go before creating */
             d->phase = PHASE_PENDING;
-            d->message = "waiting for old Pods to terminate";
+            d->message = arena_sprintf(a, "waiting for the Worker's Pods under another name (%s%s) to terminate before "
+                                          "creating %s", op->pods[0].name, op->npods > 1 ? ", …" : "", want);
             set_ready(d, "False", "Pending", d->message);
             d->requeue_after_ms = 1000;
             return;

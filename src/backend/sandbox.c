@@ -12,6 +12,7 @@
  */
 
 #define LABEL_CLAIM_NAME "agents.kruise.io/claim-name"
+#define LABEL_UPDATE_OPS "agents.kruise.io/update-ops"
 
 /* Its settings, from the configuration table (HICLAW_SANDBOX_*, HICLAW_WORKER_DEPS_*). */
 typedef struct sandbox_settings {
@@ -84,18 +85,30 @@ static cJSON *sandbox_project(const cJSON *obj) {
     cJSON *s = cJSON_AddObjectToObject(out, "status");
     const char *phase = json_str(st, "phase");
     if (phase) cJSON_AddStringToObject(s, "phase", phase);
+    if (json_str(st, "message")) cJSON_AddStringToObject(s, "message", json_str(st, "message"));
     const cJSON *podinfo = json_get(st, "podInfo");
     const char *ip = json_str(podinfo, "podIP");
     if (ip) cJSON_AddStringToObject(s, "podIP", ip);
     const cJSON *c;
     cJSON_ArrayForEach(c, json_get(st, "conditions")) {
         const char *t = json_str(c, "type");
-        if (!t || strcmp(t, "Ready") != 0) continue;
-        cJSON_AddBoolToObject(s, "ready", str_eq(json_str(c, "status"), "True"));
-        if (json_str(c, "reason")) cJSON_AddStringToObject(s, "readyReason", json_str(c, "reason"));
-        if (json_str(c, "message")) cJSON_AddStringToObject(s, "readyMessage", json_str(c, "message"));
+        if (t && strcmp(t, "Ready") == 0) {
+            cJSON_AddBoolToObject(s, "ready", str_eq(json_str(c, "status"), "True"));
+            if (json_str(c, "reason")) cJSON_AddStringToObject(s, "readyReason", json_str(c, "reason"));
+            if (json_str(c, "message")) cJSON_AddStringToObject(s, "readyMessage", json_str(c, "message"));
+        } else if (t && strcmp(t, "Upgrading") == 0) { /* the upgrade's step (a SandboxUpdateOps) */
+            if (json_str(c, "reason")) cJSON_AddStringToObject(s, "upgradingReason", json_str(c, "reason"));
+            if (json_str(c, "message")) cJSON_AddStringToObject(s, "upgradingMessage", json_str(c, "message"));
+        } else if (t && strcmp(t, "RuntimeInitialized") == 0) { /* /init and mounts after a resume */
+            if (json_str(c, "reason")) cJSON_AddStringToObject(s, "initReason", json_str(c, "reason"));
+            if (json_str(c, "message")) cJSON_AddStringToObject(s, "initMessage", json_str(c, "message"));
+        }
     }
     cJSON_AddBoolToObject(s, "paused", cJSON_IsTrue(json_get(spec, "paused")));
+    /* OpenKruise pauses the Sandbox itself when spec.pauseTime is reached (and never resumes) */
+    if (json_str(spec, "pauseTime")) cJSON_AddStringToObject(s, "pauseTime", json_str(spec, "pauseTime"));
+    const char *ops = json_str(json_get(json_get(obj, "metadata"), "labels"), LABEL_UPDATE_OPS);
+    if (ops) cJSON_AddStringToObject(s, "updateOps", ops);
     return out;
 }
 
@@ -113,6 +126,15 @@ static void sandbox_observe_one(const cJSON *proj, obs_sandbox *s) {
     s->ready_message = json_str(st, "readyMessage");
     s->paused = cJSON_IsTrue(json_get(st, "paused"));
     s->pod_ip = json_str(st, "podIP");
+    s->pause_time = json_str(st, "pauseTime");
+    int64_t at = wc_rfc3339_parse(s->pause_time);
+    s->pause_time_due = at > 0 && at <= (int64_t)time(NULL); /* decide() has no clock: observed here */
+    s->upgrading_reason = json_str(st, "upgradingReason");
+    s->upgrading_message = json_str(st, "upgradingMessage");
+    s->update_ops = json_str(st, "updateOps");
+    s->status_message = json_str(st, "message");
+    s->init_reason = json_str(st, "initReason");
+    s->init_message = json_str(st, "initMessage");
 }
 
 /* A Sandbox's or a claim's projection for a live list: its metadata is all it needs. */
@@ -345,7 +367,8 @@ static int sandbox_setup(backend *b, const wc_cfg *conf, wc_err *err) {
     int auto_mode = conf->sandbox_mode < 0;
     if (sandbox_setup_caches(b, auto_mode, err) < 0 || sandbox_setup_storage(b, conf, err) < 0) return -1;
     st->policy = (sandbox_policy_cfg){.pause = conf->sandbox_pause, .deps_storage = st->deps.s3 != NULL,
-                                      .off_why = st->off_why[0] ? st->off_why : NULL};
+                                      .off_why = st->off_why[0] ? st->off_why : NULL, .pool = st->set.pool,
+                                      .claim_timeout_s = st->set.claim_timeout_ms / 1000};
     b->policy = (backend_policy)SANDBOX_POLICY(st->enabled, &st->policy);
     if (auto_mode && !st->enabled) {
         snprintf(st->disabled_spec, sizeof st->disabled_spec,
@@ -443,13 +466,19 @@ static int sandbox_create_claim(backend *b, exec_ctx *x, const char *name, wc_er
     return rc;
 }
 
+/* Pause or resume: a merge patch of spec.paused — and of spec.pauseTime (null) when a resume
+ * must also clear it, or OpenKruise would pause the Sandbox again at once. */
 static int sandbox_set_paused(backend *b, exec_ctx *x, const action *act, wc_err *err) {
-    const char *patch = act->flag ? "{\"spec\":{\"paused\":true}}" : "{\"spec\":{\"paused\":false}}";
+    int clear = act->kind == ACT_RESUME_SANDBOX_CLEAR_PAUSE_TIME;
+    const char *patch = act->flag ? "{\"spec\":{\"paused\":true}}"
+                        : clear   ? "{\"spec\":{\"paused\":false,\"pauseTime\":null}}"
+                                  : "{\"spec\":{\"paused\":false}}";
     int rc = kube_patch(b->host->kc, &KUBE_SANDBOXES, x->w->namespace, act->name, NULL, KUBE_PATCH_MERGE, patch, NULL,
                         0, 0, NULL, err);
     if (rc == 0)
         backend_record(b->host, x->w, "Normal", act->flag ? "Paused" : "Resumed", act->flag ? "Pause" : "Resume",
-                       arena_sprintf(x->a, "%s Sandbox %s", act->flag ? "paused" : "resumed", act->name));
+                       arena_sprintf(x->a, "%s Sandbox %s%s", act->flag ? "paused" : "resumed", act->name,
+                                     clear ? " and cleared its spec.pauseTime" : ""));
     return rc;
 }
 
@@ -508,7 +537,8 @@ static int sandbox_execute_deps(backend *b, exec_ctx *x, const action *act, wc_e
 static int sandbox_execute(backend *b, exec_ctx *x, const action *act, wc_err *err) {
     if (act->kind == ACT_DELETE_CLAIM) return backend_delete(b, x, &KUBE_SANDBOXCLAIMS, act, err);
     if (act->kind == ACT_DELETE_SANDBOX) return backend_delete(b, x, &KUBE_SANDBOXES, act, err);
-    if (act->kind == ACT_SET_SANDBOX_PAUSED) return sandbox_set_paused(b, x, act, err);
+    if (act->kind == ACT_SET_SANDBOX_PAUSED || act->kind == ACT_RESUME_SANDBOX_CLEAR_PAUSE_TIME)
+        return sandbox_set_paused(b, x, act, err);
     if (act->kind == ACT_CREATE_CLAIM) return sandbox_create_claim(b, x, act->name, err);
     return sandbox_execute_deps(b, x, act, err);
 }

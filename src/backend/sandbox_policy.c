@@ -10,7 +10,9 @@
 /* The sandbox backend's actions. write-deps: the env file, the token and the data marker, each
  * verified; refresh-token and write-env: that object alone, the sandbox untouched;
  * delete-deps-all: token, env and data (Worker deletion); delete-deps-moved: token, env and data
- * marker at a path the Worker no longer uses. set-sandbox-paused's flag is the value. */
+ * marker at a path the Worker no longer uses. set-sandbox-paused's flag is the value;
+ * resume-sandbox-clear-pausetime resumes and clears spec.pauseTime in one patch (a Sandbox that
+ * OpenKruise paused at its pauseTime would be paused again at once if only resumed). */
 static const action_type ACT_WRITE_DEPS[1] = {
     {.name = "write-deps", .backend = "sandbox",
      .does = {"write and verify worker-deps (env file, token, data marker) under"}}};
@@ -32,6 +34,9 @@ static const action_type ACT_DELETE_SANDBOX[1] = {
 static const action_type ACT_SET_SANDBOX_PAUSED[1] = {
     {.name = "set-sandbox-paused", .backend = "sandbox",
      .does = {"resume Sandbox", "pause Sandbox"}}};
+static const action_type ACT_RESUME_SANDBOX_CLEAR_PAUSE_TIME[1] = {
+    {.name = "resume-sandbox-clear-pausetime", .backend = "sandbox",
+     .does = {"clear spec.pauseTime and resume Sandbox"}}};
 static const action_type ACT_DELETE_DEPS_TOKEN[1] = {
     {.name = "delete-deps-token", .backend = "sandbox",
      .does = {"delete the worker-deps token under"}}};
@@ -59,9 +64,18 @@ typedef struct obs_sandbox {
     int deleting;
     const char *phase;            /* Pending, Running, Paused, Resuming, Upgrading, Failed, Succeeded, Terminating */
     int ready_known, ready;       /* Ready condition present / True */
-    const char *ready_reason;     /* InplaceUpdating while OpenKruise updates the image in place */
+    const char *ready_reason;     /* InplaceUpdating while OpenKruise updates the image in place,
+                                     PodCreateFailed when it cannot create the Pod */
     const char *ready_message;
     int paused;                   /* spec.paused */
+    const char *pause_time;       /* spec.pauseTime (RFC 3339): OpenKruise pauses the Sandbox then */
+    int pause_time_due;           /* pause_time <= now when observed (the shell's clock, not decide's) */
+    const char *upgrading_reason; /* the Upgrading condition's reason: the upgrade's step */
+    const char *upgrading_message;
+    const char *update_ops;       /* label agents.kruise.io/update-ops: the SandboxUpdateOps upgrading it */
+    const char *status_message;   /* status.message: why it Failed ("Pod Not Found", "Pod status phase is Failed") */
+    const char *init_reason;      /* the RuntimeInitialized condition (after a resume): Pending, Succeeded, Failed */
+    const char *init_message;
     const char *claim_name;       /* label agents.kruise.io/claim-name */
     const char *spec_hash;        /* label hiclaw.io/spec-hash (carried from the claim) */
     const char *pod_ip;
@@ -95,7 +109,14 @@ typedef struct sandbox_policy_cfg {
     int pause;                    /* HICLAW_SANDBOX_PAUSE: Sleeping pauses instead of releasing */
     int deps_storage;             /* worker-deps storage usable (always with sandbox; else when configured) */
     const char *off_why;          /* disabled by HICLAW_SANDBOX_ENABLED=auto: why; NULL: by false (or enabled) */
+    const char *pool;             /* HICLAW_SANDBOX_POOL and HICLAW_SANDBOX_CLAIM_TIMEOUT: named in status */
+    int64_t claim_timeout_s;      /* messages (what is waited for, where to look); NULL / 0: not named */
 } sandbox_policy_cfg;
+
+/* "pool P" for a status message, or "the warm pool" when the configuration is not known. */
+static const char *sbx_pool_named(arena *a, const sandbox_policy_cfg *cfg) {
+    return cfg && cfg->pool && *cfg->pool ? arena_sprintf(a, "pool %s", cfg->pool) : "the warm pool";
+}
 
 static const obs_sandboxes *sbx_obs(const void *obs) { return obs ? obs : &SANDBOX_NONE; }
 
@@ -138,6 +159,56 @@ static void decide_deps_conflict(const worker *w, const obs_sandboxes *s, decisi
     decide_warn(w, d, "WorkerDepsConflict", s->deps_conflict);
 }
 
+/* A Warning once per occurrence of a state, not on every reconcile: new while the Worker's
+ * Ready condition does not already say it (reason, and the message when given) — the status
+ * written after the first reconcile does. A later occurrence follows another Ready state. */
+static void decide_warn_once(const worker *w, decision *d, const char *reason, const char *message, int same_message) {
+    int said = w->ready.present && w->ready.reason && strcmp(w->ready.reason, reason) == 0 &&
+               (!same_message || (w->ready.message && strcmp(w->ready.message, message) == 0));
+    if (!said) decide_event(d, "Warning", reason, message);
+}
+
+static int sbx_pod_create_failed(const obs_sandbox *sbx) {
+    return sbx->ready_known && !sbx->ready && str_eq(sbx->ready_reason, "PodCreateFailed");
+}
+
+/* OpenKruise cannot create the sandbox's Pod (an admission policy or webhook, a ResourceQuota, a
+ * LimitRange, an invalid template): the Sandbox stays Pending, Resuming or Upgrading for good,
+ * and OpenKruise retries with a backoff growing to ~17 min with nothing else to wake it. No
+ * action: a new claim would meet the same denial. `claim`: the claim still binding it. */
+static void sbx_decide_pod_create_failed(arena *a, const worker *w, const obs_claim *claim, const obs_sandbox *sbx,
+                                         decision *d) {
+    d->phase = PHASE_FAILED;
+    d->message = arena_sprintf(
+        a, "OpenKruise cannot create the Pod of Sandbox %s: %s; %s; remove the cause (admission policy or webhook, "
+           "ResourceQuota, LimitRange); OpenKruise retries with a backoff of up to ~17 min, any change to the Sandbox "
+           "(e.g. an annotation) makes it retry at once",
+        sbx->name, sbx->ready_message && *sbx->ready_message ? sbx->ready_message : "(no message)",
+        claim ? arena_sprintf(a, "claim %s gives up after its claimTimeout and is retried", claim->name)
+              : arena_sprintf(a, "the Sandbox stays %s until then", sbx->phase && *sbx->phase ? sbx->phase : "Pending"));
+    set_ready(d, "False", "SandboxPodCreateFailed", d->message);
+    decide_warn_once(w, d, "SandboxPodCreateFailed", d->message, 0);
+}
+
+/* Phase Upgrading: only a SandboxUpdateOps (spec.upgradePolicy) does it, never the claim's
+ * in-place image update. OpenKruise runs its steps and retries a failing one for good; the
+ * controller does not fight an operator's upgrade. */
+static const char *sbx_upgrading_message(arena *a, const obs_sandbox *sbx) {
+    const char *ops = sbx->update_ops && *sbx->update_ops ? arena_sprintf(a, " (SandboxUpdateOps %s)", sbx->update_ops) : "";
+    const char *step = sbx->upgrading_reason && *sbx->upgrading_reason
+                           ? arena_sprintf(a, ", step %s%s%s", sbx->upgrading_reason,
+                                           sbx->upgrading_message && *sbx->upgrading_message ? ": " : "",
+                                           sbx->upgrading_message ? sbx->upgrading_message : "")
+                           : "";
+    size_t n = sbx->upgrading_reason ? strlen(sbx->upgrading_reason) : 0;
+    int failing = n > 6 && strcmp(sbx->upgrading_reason + n - 6, "Failed") == 0;
+    return arena_sprintf(a, "OpenKruise is upgrading Sandbox %s%s%s; %s", sbx->name, ops, step,
+                         failing ? "OpenKruise retries the failed step for good: fix or delete the SandboxUpdateOps"
+                                 : "the Worker is Running again when the upgrade ends");
+}
+
+static const char *sandbox_instances_named(arena *a, const obs_sandboxes *s);
+
 /* ---- Stopped, Sleeping ---- */
 
 /* Stopped, or Sleeping without pause: claim and Sandboxes go (the token object: settle). */
@@ -147,7 +218,10 @@ static void sbx_decide_release(arena *a, const worker *w, const obs_sandboxes *s
     if (sbx_teardown(s, d)) {
         d->phase = PHASE_STOPPING;
         d->container_state = sbx ? sbx->phase : claim ? claim->phase : NULL;
-        d->message = arena_sprintf(a, "removing claim and Sandbox (state %s)", state_name(w->state));
+        d->message = w->state == STATE_SLEEPING
+                         ? arena_sprintf(a, "removing %s: Sleeping releases the sandbox while HICLAW_SANDBOX_PAUSE is "
+                                            "off (on: it is paused and kept)", sandbox_instances_named(a, s))
+                         : arena_sprintf(a, "removing %s (state %s)", sandbox_instances_named(a, s), state_name(w->state));
         set_ready(d, "False", "Stopping", d->message);
         return;
     }
@@ -157,13 +231,37 @@ static void sbx_decide_release(arena *a, const worker *w, const obs_sandboxes *s
     set_ready(d, "False", phase_name(rest), "");
 }
 
-/* Sleeping with pause on: the Sandbox is paused, kept. */
+/* Sleeping with pause on: the Sandbox is paused, kept. Never while its claim still binds: a
+ * paused sandbox is not "running" to OpenKruise's claim, which waits out waitReadyTimeout on it,
+ * deletes it and times out — the Worker would then wait for a bind that never comes. */
 static void sbx_decide_pause(arena *a, const obs_claim *claim, const obs_sandbox *sbx, decision *d) {
+    if (claim && !claim->deleting && !str_eq(claim->phase, "Completed")) {
+        const char *cp = claim->phase && *claim->phase ? claim->phase : "Claiming";
+        d->container_state = cp;
+        d->phase = PHASE_STARTING;
+        d->message = arena_sprintf(a, "waiting for claim %s to finish before pausing (%s%s%s)", claim->name, cp,
+                                   claim->message && *claim->message ? ": " : "", claim->message ? claim->message : "");
+        set_ready(d, "False", "Starting", d->message);
+        return;
+    }
     if (!sbx) {
-        if (claim && !claim->deleting) { /* nothing to pause yet: the claim is still binding */
+        if (claim && !claim->deleting && claim->claimed < (claim->replicas ? claim->replicas : 1)) {
+            /* Completed without a sandbox (timed out, pool missing): nothing to pause, and the
+             * claim would never bind; it goes, Running claims again. */
+            decide_action(d, ACT_DELETE_CLAIM, claim->name, claim->uid, 0);
+            d->container_state = claim->phase;
+            d->phase = PHASE_STOPPING;
+            d->message = arena_sprintf(a, "claim %s completed without a sandbox (%s): nothing to pause; removing it",
+                                       claim->name, claim->message && *claim->message ? claim->message : "none claimed");
+            set_ready(d, "False", "Stopping", d->message);
+            return;
+        }
+        if (claim && !claim->deleting) { /* Completed, its Sandbox not seen yet */
+            d->container_state = claim->phase;
             d->phase = PHASE_STARTING;
-            d->message = "waiting for the claim to bind before pausing";
+            d->message = arena_sprintf(a, "claim %s completed; waiting for its Sandbox to pause it", claim->name);
             set_ready(d, "False", "Starting", d->message);
+            d->requeue_after_ms = 2000;
             return;
         }
         d->phase = PHASE_SLEEPING;
@@ -173,13 +271,24 @@ static void sbx_decide_pause(arena *a, const obs_claim *claim, const obs_sandbox
     }
     d->container_state = sbx->phase;
     if (!sbx->paused) decide_action(d, ACT_SET_SANDBOX_PAUSED, sbx->name, sbx->uid, 1);
-    if (sbx->phase && strcmp(sbx->phase, "Paused") == 0) {
+    if (sbx->paused && str_eq(sbx->phase, "Upgrading")) {
+        /* A paused Sandbox woken by a SandboxUpdateOps: OpenKruise pauses it again afterwards. */
+        d->phase = PHASE_SLEEPING;
+        d->message = arena_sprintf(a, "%s; it is paused again when the upgrade ends", sbx_upgrading_message(a, sbx));
+        set_ready(d, "False", "SandboxUpgrading", d->message);
+    } else if (str_eq(sbx->phase, "Paused")) {
         d->phase = PHASE_SLEEPING;
         d->message = "";
         set_ready(d, "False", "Sleeping", "");
+    } else if (str_eq(sbx->phase, "Pending") || !sbx->phase || !*sbx->phase) {
+        d->phase = PHASE_STOPPING;
+        d->message = arena_sprintf(a, "pausing Sandbox %s: it is still starting (Pending); OpenKruise pauses it once it runs%s%s",
+                                   sbx->name, sbx_pod_create_failed(sbx) ? "; it cannot create its Pod: " : "",
+                                   sbx_pod_create_failed(sbx) && sbx->ready_message ? sbx->ready_message : "");
+        set_ready(d, "False", "Stopping", d->message);
     } else {
         d->phase = PHASE_STOPPING;
-        d->message = arena_sprintf(a, "pausing Sandbox %s", sbx->name);
+        d->message = arena_sprintf(a, "pausing Sandbox %s: waiting for OpenKruise to stop its Pod", sbx->name);
         set_ready(d, "False", "Stopping", d->message);
     }
 }
@@ -188,7 +297,7 @@ static void sbx_decide_pause(arena *a, const obs_claim *claim, const obs_sandbox
 
 /* No claim, no Sandbox: the create sequence. */
 static void sbx_decide_create(arena *a, const worker *w, const observed *o, const obs_sandboxes *s,
-                              const char *claim_name, decision *d) {
+                              const sandbox_policy_cfg *cfg, const char *claim_name, decision *d) {
     if (decide_backing_off(a, o, d)) return;
     if (s->deps_conflict) {
         d->phase = PHASE_FAILED;
@@ -207,7 +316,8 @@ static void sbx_decide_create(arena *a, const worker *w, const observed *o, cons
     decide_action(d, ACT_WRITE_DEPS, s->deps_path, NULL, 0);
     decide_action(d, ACT_CREATE_CLAIM, claim_name, NULL, 0);
     d->phase = PHASE_PENDING;
-    d->message = arena_sprintf(a, "writing worker-deps and claiming a sandbox (%s)", claim_name);
+    d->message = arena_sprintf(a, "writing worker-deps, then claiming a sandbox from %s (SandboxClaim %s)",
+                               sbx_pool_named(a, cfg), claim_name);
     set_ready(d, "False", "Pending", d->message);
 }
 
@@ -243,13 +353,20 @@ static void sbx_decide_reclaim(const obs_claim *claim, const char *reason, const
 }
 
 /* A claim without a Sandbox (yet). */
-static void sbx_decide_claim_only(arena *a, const obs_sandboxes *s, const obs_claim *claim, decision *d) {
+static void sbx_decide_claim_only(arena *a, const obs_sandboxes *s, const sandbox_policy_cfg *cfg, const obs_claim *claim,
+                                  decision *d) {
     const char *cp = claim->phase ? claim->phase : "";
     d->container_state = cp[0] ? cp : "Claiming";
     if (strcmp(cp, "Completed") == 0 && claim->claimed < (claim->replicas ? claim->replicas : 1)) {
+        /* OpenKruise keeps the real cause (a pool that cannot fill, /init or a mount failing) in
+         * events only: say where to look. */
         sbx_decide_reclaim(claim, "ClaimFailed",
-                           arena_sprintf(a, "claim %s failed: %s; retrying with backoff", claim->name,
-                                         claim->message && *claim->message ? claim->message : "no sandbox was claimed"),
+                           arena_sprintf(a, "claim %s completed without a sandbox: %s; %s had none ready in time "
+                                            "(kubectl describe sandboxclaim %s, and the events of the pool's Sandboxes, "
+                                            "say why); claiming again with backoff",
+                                         claim->name,
+                                         claim->message && *claim->message ? claim->message : "no sandbox was claimed",
+                                         sbx_pool_named(a, cfg), claim->name),
                            d);
         return;
     }
@@ -278,13 +395,20 @@ static void sbx_decide_claim_only(arena *a, const obs_sandboxes *s, const obs_cl
         return;
     }
     d->phase = PHASE_STARTING;
-    d->message = claim->message && *claim->message ? arena_sprintf(a, "claim %s: %s", cp[0] ? cp : "Claiming", claim->message)
-                                                   : arena_sprintf(a, "claim %s", cp[0] ? cp : "pending");
+    d->message = arena_sprintf(
+        a, "waiting for claim %s to bind a sandbox from %s (%s%s%s)%s", claim->name, sbx_pool_named(a, cfg),
+        cp[0] ? cp : "not started yet", claim->message && *claim->message ? ": " : "", claim->message ? claim->message : "",
+        cfg && cfg->claim_timeout_s > 0
+            ? arena_sprintf(a, "; OpenKruise gives up after claimTimeout %" PRId64 " s%s", cfg->claim_timeout_s,
+                            cfg->pool ? arena_sprintf(a, " (kubectl get sandboxset %s shows the sandboxes available)",
+                                                      cfg->pool)
+                                      : "")
+            : "");
     set_ready(d, "False", "Starting", d->message);
 }
 
 /* A Sandbox in phase Running: Ready, updating in place, or not ready. */
-static void sbx_decide_running_phase(arena *a, const obs_sandbox *sbx, decision *d) {
+static void sbx_decide_running_phase(arena *a, const worker *w, const obs_sandbox *sbx, decision *d) {
     if (sbx->ready) {
         d->phase = PHASE_RUNNING;
         d->message = "";
@@ -292,16 +416,34 @@ static void sbx_decide_running_phase(arena *a, const obs_sandbox *sbx, decision 
     } else if (sbx->ready_reason && strcmp(sbx->ready_reason, "InplaceUpdating") == 0) {
         /* OpenKruise is moving the sandbox to the Worker's image: on its way, not failing */
         d->phase = PHASE_STARTING;
-        d->message = arena_sprintf(a, "Sandbox %s: %s", sbx->name,
+        d->message = arena_sprintf(a, "OpenKruise is updating Sandbox %s in place to image %s (%s)", sbx->name,
+                                   w->image && *w->image ? w->image : "of the Worker",
                                    sbx->ready_message && *sbx->ready_message ? sbx->ready_message : "updating in place");
         set_ready(d, "False", "Starting", d->message);
+    } else if (str_eq(sbx->ready_reason, "PodCreateFailed")) {
+        /* The Pod exists now; Ready keeps OpenKruise's old create error until the Pod is Ready. */
+        d->phase = PHASE_STARTING;
+        d->message = arena_sprintf(a, "Sandbox %s: its Pod is created, waiting for it to be Ready", sbx->name);
+        set_ready(d, "False", "Starting", d->message);
+    } else if (str_eq(sbx->init_reason, "Failed")) {
+        /* After a resume (or an upgrade) OpenKruise calls /init and mounts the worker-deps again,
+         * and retries with backoff when that fails; Ready stays False meanwhile. */
+        d->phase = PHASE_STARTING;
+        d->message = arena_sprintf(a, "OpenKruise cannot initialise the agent runtime of Sandbox %s (/init or a "
+                                      "worker-deps mount): %s; it retries with backoff — check the worker-deps objects "
+                                      "and the agent runtime", sbx->name,
+                                   sbx->init_message && *sbx->init_message ? sbx->init_message : "no message");
+        set_ready(d, "False", "SandboxInitFailing", d->message);
     } else if (sbx->ready_known && sbx->ready_message && *sbx->ready_message) {
         d->phase = PHASE_FAILED;
-        d->message = arena_sprintf(a, "Sandbox %s not ready: %s", sbx->name, sbx->ready_message);
+        d->message = arena_sprintf(a, "Sandbox %s is running but not ready: %s%s%s; kubectl describe pod %s shows why",
+                                   sbx->name, sbx->ready_reason && *sbx->ready_reason ? sbx->ready_reason : "",
+                                   sbx->ready_reason && *sbx->ready_reason ? ": " : "", sbx->ready_message, sbx->name);
         set_ready(d, "False", "SandboxNotReady", d->message);
     } else {
         d->phase = PHASE_STARTING;
-        d->message = arena_sprintf(a, "Sandbox %s running, not ready yet", sbx->name);
+        d->message = arena_sprintf(a, "Sandbox %s is running; waiting for it to become Ready (OpenKruise initialises "
+                                      "the agent runtime and mounts the worker-deps)", sbx->name);
         set_ready(d, "False", "Starting", d->message);
     }
 }
@@ -309,20 +451,61 @@ static void sbx_decide_running_phase(arena *a, const obs_sandbox *sbx, decision 
 /* A Sandbox is bound (with or without its claim). While the claim is still Claiming,
  * OpenKruise has only locked it: the Worker's image, /init and the mounts come before the
  * claim completes, so a Ready sandbox is not yet this Worker running. */
-static void sbx_decide_bound(arena *a, const obs_sandboxes *s, const obs_claim *claim, const obs_sandbox *sbx,
-                             decision *d) {
+static void sbx_decide_bound(arena *a, const worker *w, const obs_sandboxes *s, const obs_claim *claim,
+                             const obs_sandbox *sbx, decision *d) {
     const char *sp = sbx->phase ? sbx->phase : "";
     if (claim && !claim->deleting && (!claim->phase || strcmp(claim->phase, "Completed") != 0)) {
         const char *cp = claim->phase && *claim->phase ? claim->phase : "Claiming";
         d->container_state = cp;
+        if (sbx_pod_create_failed(sbx) && !str_eq(sp, "Running")) { /* the claim's own Sandbox (createOnNoStock) */
+            sbx_decide_pod_create_failed(a, w, claim, sbx, d);
+            return;
+        }
         d->phase = PHASE_STARTING;
-        d->message = claim->message && *claim->message
-                         ? arena_sprintf(a, "claim %s: %s (Sandbox %s)", cp, claim->message, sbx->name)
-                         : arena_sprintf(a, "claim %s: binding Sandbox %s", cp, sbx->name);
+        d->message = arena_sprintf(a, "waiting for claim %s to finish with Sandbox %s (%s%s%s): OpenKruise sets the "
+                                      "Worker's image, initialises the agent runtime and mounts the worker-deps first",
+                                   claim->name, sbx->name, cp, claim->message && *claim->message ? ": " : "",
+                                   claim->message ? claim->message : "");
         set_ready(d, "False", "Starting", d->message);
         return;
     }
     d->container_state = sp[0] ? sp : "Pending";
+    if (sbx->paused && sbx->pause_time && *sbx->pause_time && !str_eq(sp, "Upgrading")) {
+        /* OpenKruise's own pause: at spec.pauseTime it sets paused=true and never resumes. The
+         * Worker's spec.state is the desired state, so it is resumed — and the pauseTime cleared
+         * in the same patch, or OpenKruise pauses it again at once (a loop). */
+        decide_action(d, ACT_RESUME_SANDBOX_CLEAR_PAUSE_TIME, sbx->name, sbx->uid, 0);
+        d->phase = strcmp(sp, "Paused") == 0 ? PHASE_SLEEPING : PHASE_STARTING;
+        if (sbx->pause_time_due) {
+            d->message = arena_sprintf(a, "OpenKruise paused Sandbox %s at its spec.pauseTime %s (not set by this "
+                                          "controller); resuming it and clearing spec.pauseTime because the Worker's "
+                                          "state is Running (set the Worker to Sleeping to keep it paused)",
+                                       sbx->name, sbx->pause_time);
+            set_ready(d, "False", "SandboxAutoPaused", d->message);
+            decide_warn_once(w, d, "SandboxAutoPaused", d->message, 1);
+        } else {
+            d->message = arena_sprintf(a, "resuming Sandbox %s and clearing its spec.pauseTime %s: the Worker's state is "
+                                          "Running", sbx->name, sbx->pause_time);
+            set_ready(d, "False", d->phase == PHASE_SLEEPING ? "Sleeping" : "Starting", d->message);
+        }
+        return;
+    }
+    if (sbx_pod_create_failed(sbx) && !str_eq(sp, "Running") && !str_eq(sp, "Failed") && !str_eq(sp, "Succeeded") &&
+        !sbx->paused) {
+        sbx_decide_pod_create_failed(a, w, NULL, sbx, d);
+        return;
+    }
+    if (strcmp(sp, "Upgrading") == 0) {
+        /* paused (a paused Sandbox woken by the upgrade): unpaused so that it stays Running after
+         * it; spec.paused is not part of the upgrade, so this does not fight it */
+        if (sbx->paused)
+            decide_action(d, sbx->pause_time && *sbx->pause_time ? ACT_RESUME_SANDBOX_CLEAR_PAUSE_TIME : ACT_SET_SANDBOX_PAUSED,
+                          sbx->name, sbx->uid, 0);
+        d->phase = PHASE_STARTING;
+        d->message = sbx_upgrading_message(a, sbx);
+        set_ready(d, "False", "SandboxUpgrading", d->message);
+        return;
+    }
     if (sbx->paused || strcmp(sp, "Paused") == 0) {
         if (sbx->paused) decide_action(d, ACT_SET_SANDBOX_PAUSED, sbx->name, sbx->uid, 0);
         d->phase = strcmp(sp, "Paused") == 0 ? PHASE_SLEEPING : PHASE_STARTING;
@@ -333,8 +516,11 @@ static void sbx_decide_bound(arena *a, const obs_sandboxes *s, const obs_claim *
     if (strcmp(sp, "Failed") == 0 || strcmp(sp, "Succeeded") == 0) {
         sbx_teardown(s, d);
         d->phase = PHASE_FAILED;
-        d->message = arena_sprintf(a, "Sandbox %s %s; replacing it with backoff", sbx->name,
-                                   strcmp(sp, "Failed") == 0 ? "failed" : "exited");
+        /* OpenKruise's status.message tells a vanished Pod from one that exited */
+        d->message = arena_sprintf(a, "Sandbox %s %s%s%s; replacing it with backoff", sbx->name,
+                                   strcmp(sp, "Failed") == 0 ? "failed" : "exited",
+                                   sbx->status_message && *sbx->status_message ? ": " : "",
+                                   sbx->status_message ? sbx->status_message : "");
         set_ready(d, "False", "SandboxFailed", d->message);
         decide_event(d, "Warning", "SandboxFailed", d->message);
         decide_recreate(d, "SandboxFailed", claim ? claim->uid : sbx->uid);
@@ -342,21 +528,26 @@ static void sbx_decide_bound(arena *a, const obs_sandboxes *s, const obs_claim *
         return;
     }
     if (strcmp(sp, "Running") == 0) {
-        sbx_decide_running_phase(a, sbx, d);
+        sbx_decide_running_phase(a, w, sbx, d);
         return;
     }
-    d->phase = PHASE_STARTING; /* Pending, Resuming, Upgrading, or no phase yet */
-    d->message = arena_sprintf(a, "Sandbox %s %s", sbx->name, sp[0] ? sp : "has no phase yet");
+    d->phase = PHASE_STARTING; /* Pending, Resuming, or no phase yet */
+    d->message = strcmp(sp, "Resuming") == 0
+                     ? arena_sprintf(a, "waiting for OpenKruise to resume Sandbox %s (Resuming: a new Pod is made, then "
+                                        "the agent runtime initialised again)", sbx->name)
+                 : sp[0] ? arena_sprintf(a, "waiting for OpenKruise to start Sandbox %s (%s)", sbx->name, sp)
+                         : arena_sprintf(a, "waiting for OpenKruise to report the phase of Sandbox %s", sbx->name);
     set_ready(d, "False", "Starting", d->message);
 }
 
 /* State Running with a claim or a Sandbox. */
-static void sbx_decide_running(arena *a, const worker *w, const obs_sandboxes *s, const obs_claim *claim,
-                               const obs_sandbox *sbx, const char *hash, decision *d) {
+static void sbx_decide_running(arena *a, const worker *w, const obs_sandboxes *s, const sandbox_policy_cfg *cfg,
+                               const obs_claim *claim, const obs_sandbox *sbx, const char *hash, decision *d) {
     if ((claim && claim->deleting) || (sbx && sbx->deleting) || (sbx && sbx->phase && strcmp(sbx->phase, "Terminating") == 0)) {
         d->phase = PHASE_STOPPING;
         d->container_state = sbx ? sbx->phase : "Terminating";
-        d->message = "waiting for the previous claim or Sandbox to go away";
+        d->message = arena_sprintf(a, "waiting for the previous %s to be deleted before claiming again",
+                                   sandbox_instances_named(a, s));
         set_ready(d, "False", "Stopping", d->message);
         return;
     }
@@ -371,8 +562,8 @@ static void sbx_decide_running(arena *a, const worker *w, const obs_sandboxes *s
         return;
     }
     sbx_decide_upkeep(w, s, d);
-    if (claim && !sbx) sbx_decide_claim_only(a, s, claim, d);
-    else sbx_decide_bound(a, s, claim, sbx, d);
+    if (claim && !sbx) sbx_decide_claim_only(a, s, cfg, claim, d);
+    else sbx_decide_bound(a, w, s, claim, sbx, d);
 }
 
 static void sbx_decide(const backend_policy *p, arena *a, const worker *w, const observed *o, const void *obs,
@@ -400,8 +591,8 @@ static void sbx_decide(const backend_policy *p, arena *a, const worker *w, const
     }
     if (w->state == STATE_STOPPED || (w->state == STATE_SLEEPING && !cfg->pause)) sbx_decide_release(a, w, s, claim, sbx, d);
     else if (w->state == STATE_SLEEPING) sbx_decide_pause(a, claim, sbx, d);
-    else if (!claim && !sbx) sbx_decide_create(a, w, o, s, claim_name, d);
-    else sbx_decide_running(a, w, s, claim, sbx, hash, d);
+    else if (!claim && !sbx) sbx_decide_create(a, w, o, s, cfg, claim_name, d);
+    else sbx_decide_running(a, w, s, cfg, claim, sbx, hash, d);
 }
 
 /* ---- beside the instance ---- */

@@ -225,7 +225,13 @@ static int decide_backing_off(arena *a, const observed *o, decision *d) {
     if (o->recreate_backoff_ms <= 0) return 0;
     d->phase = PHASE_FAILED;
     const char *why = o->last_failure && *o->last_failure ? o->last_failure : "instance failed";
-    d->message = arena_sprintf(a, "%s; retrying in %" PRId64 " s", why, (o->recreate_backoff_ms + 999) / 1000);
+    int64_t s = (o->recreate_backoff_ms + 999) / 1000;
+    /* The failure said "…; recreating with backoff": now it says when ("…; recreating in 40 s"). */
+    static const char tail[] = " with backoff";
+    size_t n = strlen(why), t = sizeof tail - 1;
+    if (n > t && strcmp(why + n - t, tail) == 0)
+        d->message = arena_sprintf(a, "%.*s in %" PRId64 " s", (int)(n - t), why, s);
+    else d->message = arena_sprintf(a, "%s; retrying in %" PRId64 " s", why, s);
     const char *reason = o->last_failure_reason && *o->last_failure_reason ? o->last_failure_reason : "BackOff";
     set_ready(d, "False", reason, d->message);
     set_synced(d, "False", reason, d->message); /* the last attempt failed; the retry is pending */
@@ -329,7 +335,8 @@ static void decide_deletion(arena *a, const worker *w, const observed *o, const 
         pending |= p->teardown(decide_obs(o, i), d);
     }
     d->phase = PHASE_STOPPING;
-    d->message = "Worker is being deleted";
+    d->message = "Worker is being deleted: its instances go first; the finalizer hiclaw.io/cleanup is removed once "
+                 "the API server has none left";
     set_ready(d, "False", "Deleting", d->message);
     if (stuck) {
         d->message = stuck->disabled_message(stuck, a, stuck_obs, 1);

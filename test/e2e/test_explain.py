@@ -191,13 +191,13 @@ def test_a_sandbox_worker_waiting_for_its_claim(tb, core, custom, s3, namespace,
     cn = sx.claim_name(name)
     # OpenKruise binds a Sandbox of the pool to the claim, whose Pod the pool's template holds:
     # the claim never completes (it carries no phase while claiming)
-    ch.wait_worker(custom, ns, name, lambda o: status(o).get("message", "").startswith("claim Claiming"), 60,
+    ch.wait_worker(custom, ns, name, lambda o: status(o).get("message", "").startswith(f"waiting for claim {cn} to "), 60,
                    "Starting while claiming")
     assert sx.get_claim(custom, ns, cn) is not None
     text, out = both(tb, s3, ctl, ro_token, ns, name)
     nxt = out["next"]
     assert nxt["reason"] == "Starting", nxt
-    assert nxt["message"].startswith("claim Claiming"), nxt["message"]
+    assert nxt["message"].startswith(f"waiting for claim {cn} to "), nxt["message"]
     assert nxt["status"]["containerState"] == "Claiming" and nxt["status"]["instance"]["claimName"] == cn
     assert nxt["actions"] == []
     claims = [i for i in out["instances"] if i["kind"] == "SandboxClaim"]
@@ -212,7 +212,7 @@ def test_a_sandbox_worker_waiting_for_its_claim(tb, core, custom, s3, namespace,
         assert objs[k]["present"] is True and objs[k]["owner"]["uid"] == w["metadata"]["uid"], objs[k]
         assert "conflict" not in objs[k]
     assert objs["token"]["expires"] and objs["token"]["refreshInSeconds"] > 0
-    assert "reason:  Starting" in text and "why:     claim Claiming" in text
+    assert "reason:  Starting" in text and f"why:     waiting for claim {cn} to " in text
     assert f"sandbox  SandboxClaim {cn}:" in text
 
 

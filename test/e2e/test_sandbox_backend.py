@@ -401,7 +401,7 @@ def test_claim_timeout_fails_then_retries_with_new_claim(tb, api, core, custom, 
         make_worker(custom, ns, w)
         # while OpenKruise is claiming: Starting, with the claim's own words
         sx.wait(lambda: [p for p in phases if p[0] == "Starting" and p[3] == "Claiming"
-                         and p[1].startswith("claim Claiming")], 30, "Starting while claiming")
+                         and p[1].startswith(f"waiting for claim {cn} to ")], 30, "Starting while claiming")
         sx.wait(lambda: any(p[0] == "Failed" and "Timeout" in p[1] and "0/1" in p[1] and p[2] == "ClaimFailed"
                             for p in phases), 60, "phase Failed with the claim's timeout message")
         sx.wait(lambda: len(creations) >= 2, 60, "a new claim")

@@ -67,7 +67,8 @@ typedef struct td_obs {
 static void td_decide_raw(arena *a, const worker *w, const td_obs *t, const td_cfg *c, const char *pod_hash,
                           const char *sandbox_hash, decision *d) {
     sandbox_policy_cfg *scfg = arena_calloc(a, sizeof *scfg);
-    *scfg = (sandbox_policy_cfg){.pause = c->sandbox_pause, .deps_storage = c->deps_storage};
+    *scfg = (sandbox_policy_cfg){.pause = c->sandbox_pause, .deps_storage = c->deps_storage,
+                                 .pool = "hiclaw-worker-pool", .claim_timeout_s = 300};
     backend_policy *pol = arena_calloc(a, 2 * sizeof *pol);
     pol[0] = (backend_policy)POD_POLICY;
     pol[1] = (backend_policy)SANDBOX_POLICY(c->sandbox_enabled, scfg);
@@ -454,6 +455,293 @@ TEST(decide_sandbox_status_table) {
     CHECK(has_action(&d, ACT_REFRESH_TOKEN));
     CHECK(!deletes_anything(&d) && !has_action(&d, ACT_SET_SANDBOX_PAUSED));
     CHECK_INT_EQ(d.phase, PHASE_RUNNING);
+    td_release(&a);
+}
+
+/* Issue 19 item 4: OpenKruise's own pause (spec.pauseTime reached) while the Worker should run.
+ * OpenKruise sets spec.paused=true and never resumes; resuming with paused=false alone leaves the
+ * past pauseTime, so OpenKruise pauses again at once — a loop. The resume clears pauseTime in
+ * the same patch, and a Warning says what happened, once per occurrence. */
+TEST(decide_sandbox_auto_paused_by_openkruise_is_resumed_and_pause_time_cleared) {
+    arena a;
+    arena_init(&a);
+    const char *sbw = "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox'},'status':{'backendRuntime':'sandbox'}}";
+    obs_claim cl = {.name = "hiclaw-worker-alice", .uid = "c1", .phase = "Completed", .replicas = 1, .claimed = 1,
+                    .spec_hash = TD_SHASH};
+    obs_sandbox sb = {.name = "sbx-1", .uid = "s1", .phase = "Paused", .paused = 1, .spec_hash = TD_SHASH,
+                      .pause_time = "2026-12-03T10:00:00Z", .pause_time_due = 1};
+    td_obs o = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1, .token_present = 1,
+                .token_refresh_in_ms = 60000};
+    decision d = td_decide(&a, sbw, &o, &TD_POD);
+    REQUIRE(has_action(&d, ACT_RESUME_SANDBOX_CLEAR_PAUSE_TIME));
+    CHECK(!has_action(&d, ACT_SET_SANDBOX_PAUSED)); /* a paused=false alone would loop */
+    CHECK(!deletes_anything(&d) && !creates_anything(&d));
+    CHECK_STR_EQ(d.ready.reason, "SandboxAutoPaused");
+    CHECK_CONTAINS(d.message, "sbx-1");
+    CHECK_CONTAINS(d.message, "spec.pauseTime 2026-12-03T10:00:00Z");
+    REQUIRE(has_event(&d, "SandboxAutoPaused"));
+    for (size_t i = 0; i < d.nevents; i++)
+        if (strcmp(d.events[i].reason, "SandboxAutoPaused") == 0) {
+            CHECK_STR_EQ(d.events[i].type, "Warning");
+            CHECK_CONTAINS(d.events[i].note, "Sandbox sbx-1");
+            CHECK_CONTAINS(d.events[i].note, "2026-12-03T10:00:00Z");
+            CHECK_CONTAINS(d.events[i].note, "state is Running");
+        }
+    /* The next reconcile of the same occurrence (status already says so): no second Event. */
+    buf esc = BUF_INIT; /* the message in the single-quoted literal: its apostrophes as \u0027 */
+    for (const char *p = d.message; *p; p++)
+        if (*p == '\'') buf_printf(&esc, "\\u0027");
+        else buf_append(&esc, p, 1);
+    const char *said = arena_sprintf(&a,
+        "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox'},'status':{'backendRuntime':'sandbox',"
+        "'conditions':[{'type':'Ready','status':'False','reason':'SandboxAutoPaused','message':'%s'}]}}", buf_cstr(&esc));
+    buf_free(&esc);
+    decision again = td_decide(&a, said, &o, &TD_POD);
+    CHECK(has_action(&again, ACT_RESUME_SANDBOX_CLEAR_PAUSE_TIME));
+    CHECK(!has_event(&again, "SandboxAutoPaused"));
+    /* A later occurrence (another pauseTime) is a new Event. */
+    sb.pause_time = "2026-12-03T11:00:00Z";
+    again = td_decide(&a, said, &o, &TD_POD);
+    CHECK(has_event(&again, "SandboxAutoPaused"));
+    /* Still Running in OpenKruise's eyes (the pause just written): resumed the same way. */
+    sb.phase = "Running";
+    d = td_decide(&a, sbw, &o, &TD_POD);
+    CHECK(has_action(&d, ACT_RESUME_SANDBOX_CLEAR_PAUSE_TIME));
+    CHECK_STR_EQ(d.ready.reason, "SandboxAutoPaused");
+    /* Paused by someone else with a pauseTime still ahead: resumed, the pauseTime cleared too
+     * (else it pauses again when it falls due), but no auto-pause Warning. */
+    sb.phase = "Paused";
+    sb.pause_time_due = 0;
+    d = td_decide(&a, sbw, &o, &TD_POD);
+    CHECK(has_action(&d, ACT_RESUME_SANDBOX_CLEAR_PAUSE_TIME));
+    CHECK(!has_event(&d, "SandboxAutoPaused"));
+    /* Paused without a pauseTime: the plain resume, as before. */
+    sb.pause_time = NULL;
+    d = td_decide(&a, sbw, &o, &TD_POD);
+    CHECK(has_action(&d, ACT_SET_SANDBOX_PAUSED) && !has_action(&d, ACT_RESUME_SANDBOX_CLEAR_PAUSE_TIME));
+    /* Running, not paused, a pauseTime ahead: left alone (someone scheduled a pause). */
+    sb.phase = "Running", sb.paused = 0, sb.ready = 1, sb.ready_known = 1;
+    sb.pause_time = "2099-01-01T00:00:00Z";
+    d = td_decide(&a, sbw, &o, &TD_POD);
+    CHECK_INT_EQ(d.phase, PHASE_RUNNING);
+    CHECK(!has_action(&d, ACT_RESUME_SANDBOX_CLEAR_PAUSE_TIME) && !has_action(&d, ACT_SET_SANDBOX_PAUSED));
+    /* Sleeping (pause on) and OpenKruise paused it: nothing to do, Sleeping. */
+    sb.phase = "Paused", sb.paused = 1, sb.ready = 0, sb.pause_time = "2026-12-03T10:00:00Z", sb.pause_time_due = 1;
+    d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox','state':'Sleeping'}}", &o, &TD_PAUSE);
+    CHECK_INT_EQ(d.phase, PHASE_SLEEPING);
+    CHECK_INT_EQ(d.nactions, 0);
+    td_release(&a);
+}
+
+/* Sleeping (pause on) while the claim still binds: pausing then makes OpenKruise's claim wait out
+ * waitReadyTimeout on a paused sandbox and fail. The pause waits for the claim to finish. */
+TEST(decide_sandbox_pause_waits_for_the_claim_to_finish) {
+    arena a;
+    arena_init(&a);
+    const char *sleeping = "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox','state':'Sleeping'},"
+                           "'status':{'backendRuntime':'sandbox'}}";
+    obs_claim cl = {.name = "hiclaw-worker-alice", .uid = "c1", .phase = "Claiming", .replicas = 1, .claimed = 0,
+                    .message = "Claiming sandboxes: 0/1 claimed", .spec_hash = TD_SHASH};
+    obs_sandbox sb = {.name = "sbx-1", .uid = "s1", .phase = "Running", .ready = 1, .ready_known = 1,
+                      .spec_hash = TD_SHASH, .claim_name = "hiclaw-worker-alice"};
+    td_obs o = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1, .token_present = 1,
+                .token_refresh_in_ms = 60000};
+    const char *phases[] = {"Claiming", "", NULL};
+    for (size_t i = 0; i < 3; i++) {
+        cl.phase = phases[i];
+        for (int with_sandbox = 0; with_sandbox < 2; with_sandbox++) {
+            o.nsandboxes = (size_t)with_sandbox;
+            decision d = td_decide(&a, sleeping, &o, &TD_PAUSE);
+            CHECK(!has_action(&d, ACT_SET_SANDBOX_PAUSED));
+            CHECK(!deletes_anything(&d) && !creates_anything(&d));
+            CHECK_INT_EQ(d.phase, PHASE_STARTING);
+            CHECK_CONTAINS(d.message, "waiting for claim hiclaw-worker-alice to finish before pausing");
+        }
+    }
+    /* Completed: the Sandbox is paused now. */
+    cl.phase = "Completed", cl.claimed = 1;
+    o.nsandboxes = 1;
+    decision d = td_decide(&a, sleeping, &o, &TD_PAUSE);
+    REQUIRE(has_action(&d, ACT_SET_SANDBOX_PAUSED));
+    /* Completed without a sandbox (timed out): nothing to pause; the failed claim goes. */
+    cl.claimed = 0, cl.message = "Timeout reached after 5m0s, claimed 0/1 sandboxes";
+    o.nsandboxes = 0;
+    d = td_decide(&a, sleeping, &o, &TD_PAUSE);
+    CHECK(has_action(&d, ACT_DELETE_CLAIM));
+    CHECK(!has_action(&d, ACT_SET_SANDBOX_PAUSED) && !creates_anything(&d));
+    CHECK_INT_EQ(d.phase, PHASE_STOPPING);
+    CHECK_CONTAINS(d.message, "Timeout reached");
+    td_release(&a);
+}
+
+/* Ready=False reason PodCreateFailed: OpenKruise cannot create the sandbox's Pod (admission,
+ * quota). Nothing else says why a Worker would be stuck Resuming or Pending for good. */
+TEST(decide_sandbox_pod_create_failed_names_the_cause) {
+    arena a;
+    arena_init(&a);
+    const char *sbw = "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox'},'status':{'backendRuntime':'sandbox'}}";
+    const char *denied = "pods \"sbx-1\" is forbidden: ValidatingAdmissionPolicy 'deny' with binding 'deny' denied request: no";
+    obs_claim cl = {.name = "hiclaw-worker-alice", .uid = "c1", .phase = "Completed", .replicas = 1, .claimed = 1,
+                    .spec_hash = TD_SHASH};
+    obs_sandbox sb = {.name = "sbx-1", .uid = "s1", .phase = "Resuming", .ready_known = 1, .ready = 0,
+                      .ready_reason = "PodCreateFailed", .ready_message = denied, .spec_hash = TD_SHASH};
+    td_obs o = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1, .token_present = 1,
+                .token_refresh_in_ms = 60000};
+    const char *phases[] = {"Resuming", "Pending", "Upgrading"};
+    for (size_t i = 0; i < 3; i++) {
+        sb.phase = phases[i];
+        decision d = td_decide(&a, sbw, &o, &TD_POD);
+        CHECK_INT_EQ(d.phase, PHASE_FAILED);
+        CHECK_STR_EQ(d.ready.status, "False");
+        CHECK_STR_EQ(d.ready.reason, "SandboxPodCreateFailed");
+        CHECK_CONTAINS(d.message, "OpenKruise cannot create the Pod of Sandbox sbx-1: ");
+        CHECK_CONTAINS(d.message, denied);
+        CHECK_CONTAINS(d.message, "annotation"); /* what makes it retry at once */
+        CHECK(has_event(&d, "SandboxPodCreateFailed"));
+        CHECK(!deletes_anything(&d) && !creates_anything(&d)); /* a new claim would meet the same denial */
+        CHECK_INT_EQ(d.nactions, 0);
+    }
+    /* Said already: no second Event. */
+    sb.phase = "Resuming";
+    const char *said = "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox'},'status':{'backendRuntime':'sandbox',"
+                       "'conditions':[{'type':'Ready','status':'False','reason':'SandboxPodCreateFailed','message':'x'}]}}";
+    decision d = td_decide(&a, said, &o, &TD_POD);
+    CHECK_STR_EQ(d.ready.reason, "SandboxPodCreateFailed");
+    CHECK(!has_event(&d, "SandboxPodCreateFailed"));
+    /* The Pod exists now (phase Running), Ready still carries the old error until it is Ready:
+     * starting, not failed. */
+    sb.phase = "Running";
+    d = td_decide(&a, sbw, &o, &TD_POD);
+    CHECK_INT_EQ(d.phase, PHASE_STARTING);
+    CHECK(strstr(d.message, denied) == NULL);
+    /* The claim's own Sandbox (createOnNoStock) while the claim still binds. */
+    cl.phase = "Claiming", cl.claimed = 0, cl.message = "Claiming sandboxes: 0/1 claimed";
+    sb.phase = "Pending";
+    d = td_decide(&a, sbw, &o, &TD_POD);
+    CHECK_STR_EQ(d.ready.reason, "SandboxPodCreateFailed");
+    CHECK_CONTAINS(d.message, denied);
+    CHECK_CONTAINS(d.message, "claim hiclaw-worker-alice");
+    CHECK(has_event(&d, "SandboxPodCreateFailed"));
+    td_release(&a);
+}
+
+/* Phase Upgrading comes only with spec.upgradePolicy (a SandboxUpdateOps), never from the
+ * claim's in-place image update: Starting, reason SandboxUpgrading, no action. */
+TEST(decide_sandbox_upgrading_is_named) {
+    arena a;
+    arena_init(&a);
+    const char *sbw = "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox'},'status':{'backendRuntime':'sandbox'}}";
+    obs_claim cl = {.name = "hiclaw-worker-alice", .uid = "c1", .phase = "Completed", .replicas = 1, .claimed = 1,
+                    .spec_hash = TD_SHASH};
+    obs_sandbox sb = {.name = "sbx-1", .uid = "s1", .phase = "Upgrading", .ready_known = 1, .ready = 0,
+                      .ready_reason = "Upgrading", .ready_message = "sandbox is upgrading", .spec_hash = TD_SHASH,
+                      .upgrading_reason = "PreUpgrade", .update_ops = "ops-1"};
+    td_obs o = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1, .token_present = 1,
+                .token_refresh_in_ms = 60000};
+    decision d = td_decide(&a, sbw, &o, &TD_POD);
+    CHECK_INT_EQ(d.phase, PHASE_STARTING);
+    CHECK_STR_EQ(d.ready.reason, "SandboxUpgrading");
+    CHECK_CONTAINS(d.message, "OpenKruise is upgrading Sandbox sbx-1");
+    CHECK_CONTAINS(d.message, "SandboxUpdateOps ops-1");
+    CHECK_CONTAINS(d.message, "step PreUpgrade");
+    CHECK_INT_EQ(d.nactions, 0);
+    /* A failing step (retried by OpenKruise for good): said, with its message. */
+    sb.upgrading_reason = "PreUpgradeFailed", sb.upgrading_message = "hook exited 1";
+    d = td_decide(&a, sbw, &o, &TD_POD);
+    CHECK_STR_EQ(d.ready.reason, "SandboxUpgrading");
+    CHECK_CONTAINS(d.message, "step PreUpgradeFailed: hook exited 1");
+    CHECK_CONTAINS(d.message, "retries");
+    CHECK_INT_EQ(d.nactions, 0);
+    /* Sleeping (pause on): a paused Sandbox woken for an upgrade is not "pausing". */
+    sb.paused = 1;
+    d = td_decide(&a, "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox','state':'Sleeping'}}", &o, &TD_PAUSE);
+    CHECK_INT_EQ(d.nactions, 0);
+    CHECK_INT_EQ(d.phase, PHASE_SLEEPING);
+    CHECK_STR_EQ(d.ready.reason, "SandboxUpgrading");
+    CHECK_CONTAINS(d.message, "paused again");
+    td_release(&a);
+}
+
+/* Issue 19 item 3: a non-Running status says what is being waited for and what the reader can
+ * do — the pool and the timeout a claim waits on, when a retry comes, where the real cause is. */
+TEST(decide_messages_say_what_is_waited_for_and_what_to_do) {
+    arena a;
+    arena_init(&a);
+    const char *sbw = "{" W_BASE ",'spec':{'model':'m','backendRuntime':'sandbox'},'status':{'backendRuntime':'sandbox'}}";
+    const char *podw = "{" W_BASE ",'spec':{'model':'m'}}";
+    /* a claim binding: the pool, the timeout, where to look */
+    obs_claim cl = {.name = "hiclaw-worker-alice", .uid = "c1", .phase = "Claiming", .replicas = 1,
+                    .message = "Claiming sandboxes: 0/1 claimed", .spec_hash = TD_SHASH};
+    td_obs o = {.claims = &cl, .nclaims = 1, .token_present = 1, .token_refresh_in_ms = 60000};
+    decision d = td_decide(&a, sbw, &o, &TD_POD);
+    CHECK_CONTAINS(d.message, "waiting for claim hiclaw-worker-alice to bind a sandbox from pool hiclaw-worker-pool");
+    CHECK_CONTAINS(d.message, "claimTimeout 300 s");
+    CHECK_CONTAINS(d.message, "kubectl get sandboxset hiclaw-worker-pool");
+    /* a claim that completed without a sandbox: the pool, where the cause is, then when it retries */
+    cl.phase = "Completed", cl.message = "Timeout reached after 5m0s, claimed 0/1 sandboxes";
+    d = td_decide(&a, sbw, &o, &TD_POD);
+    CHECK_STR_EQ(d.ready.reason, "ClaimFailed");
+    CHECK_CONTAINS(d.message, "claim hiclaw-worker-alice completed without a sandbox: Timeout reached");
+    CHECK_CONTAINS(d.message, "pool hiclaw-worker-pool had none ready in time");
+    CHECK_CONTAINS(d.message, "kubectl describe sandboxclaim hiclaw-worker-alice");
+    td_obs waiting = {.recreate_backoff_ms = 40000, .last_failure = d.message, .last_failure_reason = "ClaimFailed"};
+    decision later = td_decide(&a, sbw, &waiting, &TD_POD);
+    CHECK_CONTAINS(later.message, "claiming again in 40 s");
+    CHECK(strstr(later.message, "with backoff") == NULL);
+    /* the create sequence names the pool */
+    td_obs none = {0};
+    d = td_decide(&a, sbw, &none, &TD_POD);
+    CHECK_CONTAINS(d.message, "from pool hiclaw-worker-pool (SandboxClaim hiclaw-worker-alice)");
+    /* a sandbox running, not ready, with a container message: the reason and where to look */
+    cl.phase = "Completed", cl.claimed = 1;
+    obs_sandbox sb = {.name = "sbx-1", .uid = "s1", .phase = "Running", .ready_known = 1, .ready = 0,
+                      .ready_reason = "StartContainerFailed", .ready_message = "back-off 10s restarting failed container=worker",
+                      .spec_hash = TD_SHASH};
+    td_obs bound = {.claims = &cl, .nclaims = 1, .sandboxes = &sb, .nsandboxes = 1, .token_present = 1,
+                    .token_refresh_in_ms = 60000};
+    d = td_decide(&a, sbw, &bound, &TD_POD);
+    CHECK_CONTAINS(d.message, "Sandbox sbx-1 is running but not ready: StartContainerFailed: back-off");
+    CHECK_CONTAINS(d.message, "kubectl describe pod sbx-1");
+    sb.phase = "Resuming", sb.ready_reason = NULL, sb.ready_message = NULL;
+    d = td_decide(&a, sbw, &bound, &TD_POD);
+    CHECK_CONTAINS(d.message, "waiting for OpenKruise to resume Sandbox sbx-1");
+    /* resumed, /init or a mount failing (OpenKruise retries): said, not "waiting to become Ready" */
+    sb.phase = "Running", sb.init_reason = "Failed", sb.init_message = "mount /mnt/hiclaw/env: exit 1";
+    d = td_decide(&a, sbw, &bound, &TD_POD);
+    CHECK_INT_EQ(d.phase, PHASE_STARTING);
+    CHECK_STR_EQ(d.ready.reason, "SandboxInitFailing");
+    CHECK_CONTAINS(d.message, "OpenKruise cannot initialise the agent runtime of Sandbox sbx-1");
+    CHECK_CONTAINS(d.message, "mount /mnt/hiclaw/env: exit 1");
+    CHECK_INT_EQ(d.nactions, 0);
+    sb.init_reason = "Succeeded", sb.init_message = NULL;
+    d = td_decide(&a, sbw, &bound, &TD_POD);
+    CHECK(strcmp(d.ready.reason, "SandboxInitFailing") != 0);
+    sb.init_reason = NULL;
+    /* a failed Sandbox: OpenKruise's own words (a vanished Pod, or one that exited) */
+    sb.phase = "Failed", sb.status_message = "Pod Not Found";
+    d = td_decide(&a, sbw, &bound, &TD_POD);
+    CHECK_STR_EQ(d.message, "Sandbox sbx-1 failed: Pod Not Found; replacing it with backoff");
+    sb.status_message = NULL;
+    /* a Pod that will not start by itself: what to check */
+    obs_pod p = td_pod("Running", 0, "CrashLoopBackOff");
+    td_obs op = {.pods = &p, .npods = 1};
+    d = td_decide(&a, podw, &op, &TD_POD);
+    CHECK_CONTAINS(d.message, "CrashLoopBackOff: back-off restarting (Pod hiclaw-worker-alice)");
+    CHECK_CONTAINS(d.message, "kubectl logs hiclaw-worker-alice --previous");
+    p = td_pod("Pending", 0, "ImagePullBackOff");
+    d = td_decide(&a, podw, &op, &TD_POD);
+    CHECK_CONTAINS(d.message, "check spec.image");
+    p = td_pod("Pending", 0, NULL);
+    d = td_decide(&a, podw, &op, &TD_POD);
+    CHECK_STR_EQ(d.message, "Pod hiclaw-worker-alice Pending: waiting for it to be scheduled and started");
+    p = td_pod("Running", 0, NULL);
+    d = td_decide(&a, podw, &op, &TD_POD);
+    CHECK_STR_EQ(d.message, "Pod hiclaw-worker-alice is running; waiting for it to become Ready");
+    /* a failed Pod waiting out its backoff: when */
+    td_obs pw = {.recreate_backoff_ms = 20000, .last_failure = "Pod hiclaw-worker-alice failed: Error; recreating with backoff",
+                 .last_failure_reason = "PodFailed"};
+    d = td_decide(&a, podw, &pw, &TD_POD);
+    CHECK_STR_EQ(d.message, "Pod hiclaw-worker-alice failed: Error; recreating in 20 s");
     td_release(&a);
 }
 

@@ -93,11 +93,15 @@ TEST(explain_sandbox_waiting_for_its_claim) {
            &o, &c);
     REQUIRE(c.json);
     CHECK_STR_EQ(TX_NEXT(c, "reason"), "Starting");
-    CHECK_STR_EQ(TX_NEXT(c, "message"), "claim Claiming: Claiming sandboxes: 0/1 claimed");
-    CHECK_CONTAINS(TX_NEXT(c, "summary"), "nothing yet: waiting (Starting): claim Claiming");
+    CHECK_STR_EQ(TX_NEXT(c, "message"),
+                 "waiting for claim hiclaw-worker-alice to bind a sandbox from pool hiclaw-worker-pool (Claiming: "
+                 "Claiming sandboxes: 0/1 claimed); OpenKruise gives up after claimTimeout 300 s (kubectl get "
+                 "sandboxset hiclaw-worker-pool shows the sandboxes available)");
+    CHECK_CONTAINS(TX_NEXT(c, "summary"), "nothing yet: waiting (Starting): waiting for claim hiclaw-worker-alice");
     CHECK_STR_EQ(TX_NEXT(c, "status.containerState"), "Claiming");
     CHECK_STR_EQ(TX_NEXT(c, "status.instance.claimName"), "hiclaw-worker-alice");
-    CHECK_CONTAINS(c.text, "why:     claim Claiming: Claiming sandboxes: 0/1 claimed");
+    CHECK_CONTAINS(c.text, "why:     waiting for claim hiclaw-worker-alice to bind a sandbox from pool "
+                           "hiclaw-worker-pool (Claiming: Claiming sandboxes: 0/1 claimed)");
     CHECK_CONTAINS(c.text, "looks again in 3600 s");
     tx_free(&c);
     td_release(&a);
@@ -144,6 +148,8 @@ TEST(explain_lists_the_actions_in_plain_words) {
     /* a kind's phrase follows its flag: pause and resume are one kind */
     action pause = {ACT_SET_SANDBOX_PAUSED, "s", NULL, 1}, resume = {ACT_SET_SANDBOX_PAUSED, "s", NULL, 0};
     CHECK_STR_EQ(action_does(&pause), "pause Sandbox");
+    action clear = {ACT_RESUME_SANDBOX_CLEAR_PAUSE_TIME, "s", NULL, 0};
+    CHECK_STR_EQ(action_does(&clear), "clear spec.pauseTime and resume Sandbox");
     CHECK_STR_EQ(action_does(&resume), "resume Sandbox");
     td_release(&a);
 }
