@@ -356,19 +356,26 @@ class Runtime:
         self.storage = Storage(args.s3_endpoint, args.s3_region, args.ca_file)
         self.loop: asyncio.AbstractEventLoop
         self.servers: dict[str, asyncio.base_events.Server] = {}
+        self.binding: set[str] = set()  # IPs whose listener is being started
         self.pid = 1000
         self.stop = threading.Event()
 
     # -- serving pod IPs --
     async def ensure_listener(self, ip: str) -> None:
-        if ip in self.servers:
+        # Two events of one Pod in a row (its IP set, then its status) each ask for the listener;
+        # start_server yields while it binds, so the second must see the first under way, or it
+        # binds the address again and fails with "address already in use" (seen in CI).
+        if ip in self.servers or ip in self.binding:
             return
+        self.binding.add(ip)
         try:
             srv = await asyncio.start_server(lambda r, w: self.serve_runtime(ip, r, w), ip, RUNTIME_PORT,
                                              reuse_address=True)
         except OSError as e:
             self.state.error(f"cannot listen on {ip}:{RUNTIME_PORT}: {e}")
             return
+        finally:
+            self.binding.discard(ip)
         self.servers[ip] = srv
         log("listening", addr=f"{ip}:{RUNTIME_PORT}")
 
