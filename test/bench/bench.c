@@ -13,20 +13,22 @@
  *   wc-bench floor   [RUN FLAGS]   the floor: exactly the writes the controller makes per Worker
  *                                  (finalizer patch, ServiceAccount, Pod — or worker-deps env +
  *                                  TokenRequest + token + data marker, each verified, and the
- *                                  SandboxClaim — and the two status patches Starting/Running),
+ *                                  SandboxClaim — or the agent-sandbox Sandbox — and the two
+ *                                  status patches Starting (Pending for a Sandbox)/Running),
  *                                  with HICLAW_CONCURRENCY threads, no decision logic, the same
  *                                  informers to learn about Workers and their instances
  *   wc-bench clear   [RUN FLAGS]   removes the finalizers of a finished run's Workers (its
  *                                  controller is stopped), so the namespace can be deleted
  *
  * Nothing here plays a component: Pods are bound by kube-scheduler and run by kwok, claims are
- * served by the real OpenKruise controller (test/cluster/README.md). Both the product and the
+ * served by the real OpenKruise controller, agent-sandbox Sandboxes get their Pods from the real
+ * kubernetes-sigs agent-sandbox controller (test/cluster/README.md). Both the product and the
  * floor wait for the same real components.
  *
  * RUN FLAGS are `worker-controller run`'s (--server --token-file --ca-file ...) and the same
  * HICLAW_* environment (namespace, controller name, sandbox, worker-deps storage, concurrency),
  * parsed by the product's own cfg_load, so the floor renders byte-identical objects.
- * Bench parameters come from the environment: BENCH_N, BENCH_BACKEND (pod|sandbox),
+ * Bench parameters come from the environment: BENCH_N, BENCH_BACKEND (pod|sandbox|agent-sandbox),
  * BENCH_THREADS, BENCH_SECONDS (hard time limit of every role), BENCH_PREFIX (Worker names).
  */
 #define WC_NO_MAIN 1
@@ -164,7 +166,7 @@ static atomic_long create_next, create_ok, create_fail;
 static void *create_thread(void *arg) {
     (void)arg;
     const char *prefix = env_str("BENCH_PREFIX", "bw");
-    int sandbox = strcmp(B.backend, "sandbox") == 0;
+    const char *runtime = strcmp(B.backend, "sandbox") == 0 || strcmp(B.backend, "agent-sandbox") == 0 ? B.backend : "pod";
     for (;;) {
         long i = atomic_fetch_add(&create_next, 1);
         if (i >= B.n || expired()) break;
@@ -174,7 +176,7 @@ static void *create_thread(void *arg) {
                  "{\"apiVersion\":\"hiclaw.io/v1beta1\",\"kind\":\"Worker\",\"metadata\":{\"name\":\"%s-%05ld\","
                  "\"labels\":{\"" LABEL_CONTROLLER "\":\"%s\"}},"
                  "\"spec\":{\"model\":\"qwen-max\",\"backendRuntime\":\"%s\",\"image\":\"registry.invalid/worker:bench\"}}",
-                 prefix, i, B.conf.controller_name, sandbox ? "sandbox" : "pod");
+                 prefix, i, B.conf.controller_name, runtime);
         int ok = 0;
         for (int attempt = 0; attempt < 8 && !ok && !expired(); attempt++) {
             wc_err err;
@@ -368,9 +370,11 @@ static int cmd_watch(void) {
     strset_init(&w_running);
     char sel[300];
     snprintf(sel, sizeof sel, LABEL_CONTROLLER "=%s", B.conf.controller_name);
-    int sandbox = strcmp(B.backend, "sandbox") == 0;
-    kube_informer *inst = start_informer("instances", sandbox ? &KUBE_SANDBOXCLAIMS : &KUBE_PODS, sel, project_phase,
-                                         watch_on_instance, NULL);
+    /* the instance: a Pod, a SandboxClaim (OpenKruise), or a Sandbox (agents.x-k8s.io) */
+    const kube_resource *ir = strcmp(B.backend, "sandbox") == 0         ? &KUBE_SANDBOXCLAIMS
+                              : strcmp(B.backend, "agent-sandbox") == 0 ? &KUBE_AGENT_SANDBOXES
+                                                                        : &KUBE_PODS;
+    kube_informer *inst = start_informer("instances", ir, sel, project_phase, watch_on_instance, NULL);
     kube_informer *wk = start_informer("workers", &KUBE_WORKERS, NULL, project_phase, watch_on_worker, NULL);
     wait_synced(inst);
     wait_synced(wk);
@@ -399,7 +403,8 @@ static int cmd_watch(void) {
 /* ---- floor ---- */
 static controller F;           /* the product's controller struct, set up as `run` does */
 static int f_pod;              /* BENCH_BACKEND=pod */
-static kube_informer *f_inst;  /* the instances: Pods, or SandboxClaims */
+static int f_asb;              /* BENCH_BACKEND=agent-sandbox */
+static kube_informer *f_inst;  /* the instances: Pods, SandboxClaims, or agent-sandbox Sandboxes */
 static kube_informer *f_sbx;   /* sandbox runs: the Sandboxes */
 static long f_setup_requests, f_setup_writes; /* made by controller_setup (its CRD probes): not the floor's */
 /* BENCH_FLOOR_EXTRAS=1: also the requests the controller makes beyond the issue's list — the
@@ -502,6 +507,50 @@ static cJSON *project_sandbox(const cJSON *obj) {
     return out;
 }
 
+/* An agent-sandbox Sandbox (the product's own projection, asb_project): Ready True for its current
+ * generation — what the product counts as Running (the README's agent-sandbox table). The job
+ * carries its Ready reason, which the product writes as status.containerState. */
+static void floor_on_agent_sandbox(void *ud, const char *key, const cJSON *o, const cJSON *n) {
+    (void)ud, (void)o, (void)key;
+    if (!n) return;
+    obs_asb s;
+    asb_observe_one(n, &s);
+    const char *wn = proj_worker(n);
+    if (!wn || s.deleting || !s.current || !str_eq(s.ready, "True") || s.suspend_wanted || s.finished) return;
+    char job[800];
+    snprintf(job, sizeof job, "r %s/%s %s %s %s", B.ns, wn, s.name, s.pod_ip && *s.pod_ip ? s.pod_ip : "-",
+             s.ready_reason && *s.ready_reason ? s.ready_reason : "Pending");
+    jobq_push(&fq, job);
+}
+
+/* The product's status for an agent-sandbox Worker: after the create, Pending "creating Sandbox
+ * <name>" without an instance; at Ready, Running with the Sandbox, its pod IP and its Ready
+ * reason as the container state (asb_decide, asb_instance). */
+static void floor_status_asb(arena *a, const cJSON *obj, const worker *w, int running, const char *inst_name,
+                             const char *ip, const char *reason) {
+    decision d;
+    memset(&d, 0, sizeof d);
+    d.backend = ASB_BACKEND;
+    if (running) {
+        d.phase = PHASE_RUNNING;
+        d.instance = (worker_instance){"Sandbox", inst_name, NULL, ip};
+        d.container_state = reason ? reason : "Pending";
+        d.message = "";
+        d.ready = (decided_cond){"True", "Running", ""};
+    } else {
+        d.phase = PHASE_PENDING;
+        d.message = arena_sprintf(a, "creating Sandbox %s", inst_name);
+        d.ready = (decided_cond){"False", "Pending", d.message};
+    }
+    d.synced = (decided_cond){"True", "Reconciled", ""}; /* the product's reason (decide.c) */
+    wc_err err;
+    err_clear(&err);
+    if (write_status(F.host.kc, a, obj, w, &d, w->generation, &err) < 0) {
+        atomic_fetch_add(&f_errors, 1);
+        fprintf(stderr, "floor: status %s: %s\n", w->name, err.msg);
+    }
+}
+
 static void floor_status(arena *a, const cJSON *obj, const worker *w, int running, const char *inst_name, const char *ip) {
     int pod = f_pod;
     decision d;
@@ -537,7 +586,8 @@ static void floor_create(const char *key) {
     env_build(&a, &w, &F.host.envc, NULL, 1, &env);
     char pod_hash[17], sandbox_hash[17] = "";
     backend *sbx = &F.backends[1];
-    pod_spec_hash(&a, &w, &env, &F.host.names, pod_hash);
+    if (f_asb) pod_spec_hash_as(&a, &w, &env, &F.host.names, ASB_BACKEND, pod_hash);
+    else pod_spec_hash(&a, &w, &env, &F.host.names, pod_hash);
     sandbox_spec_hash(sbx, &a, &w, NULL, sandbox_hash);
     observed o;
     memset(&o, 0, sizeof o);
@@ -555,6 +605,11 @@ static void floor_create(const char *key) {
         buf_reset(&body);
         pod_render(&body, &a, &w, &env, &F.host.names, pod_hash);
         rc = kube_create(F.host.kc, &KUBE_PODS, w.namespace, NULL, NULL, body.data, NULL, &err);
+    } else if (rc == 0 && f_asb) {
+        /* the product's Sandbox body (asb_render: its podTemplate is the pod backend's Pod spec) */
+        buf_reset(&body);
+        asb_render(&body, &a, &w, &env, &F.host.names, pod_hash);
+        rc = kube_create(F.host.kc, &KUBE_AGENT_SANDBOXES, w.namespace, NULL, NULL, body.data, NULL, &err);
     } else if (rc == 0) {
         rc = deps_write_all(&sbx_state(sbx)->deps, &x, sandbox_deps_path(sbx, &a, &w), &err);
         if (rc == 0) {
@@ -571,8 +626,10 @@ static void floor_create(const char *key) {
     }
     if (f_extras)
         backend_record(&F.host, &w, "Normal", "Created", "Create",
-                       arena_sprintf(&a, "created %s %s", f_pod ? "Pod" : "SandboxClaim", name));
-    floor_status(&a, obj, &w, 0, name, NULL);
+                       f_asb ? arena_sprintf(&a, "created Sandbox %s (agents.x-k8s.io)", name)
+                             : arena_sprintf(&a, "created %s %s", f_pod ? "Pod" : "SandboxClaim", name));
+    if (f_asb) floor_status_asb(&a, obj, &w, 0, name, NULL, NULL);
+    else floor_status(&a, obj, &w, 0, name, NULL);
 out:
     cJSON_Delete(obj);
     arena_free(&a);
@@ -584,6 +641,8 @@ static void floor_running(char *job) {
     *inst++ = 0;
     char *ip = strchr(inst, ' ');
     if (ip) *ip++ = 0;
+    char *reason = ip ? strchr(ip, ' ') : NULL; /* agent-sandbox: the Sandbox's Ready reason */
+    if (reason) *reason++ = 0;
     if (!strset_add(&f_running, key)) return;
     /* the Starting patch must have happened first: wait for it (bounded) */
     for (int i = 0; i < 3000 && !expired(); i++) {
@@ -599,9 +658,12 @@ static void floor_running(char *job) {
     arena_init(&a);
     worker w;
     wc_err err;
-    if (worker_parse(&a, obj, &F.wd, &w, &err) == 0 && (floor_extras_secret(&w), 1))
-        floor_status(&a, obj, &w, 1, !f_pod ? inst : arena_sprintf(&a, "%sworker-%s", F.dc.prefix, w.name),
-                     ip && strcmp(ip, "-") != 0 ? ip : NULL);
+    if (worker_parse(&a, obj, &F.wd, &w, &err) == 0) {
+        floor_extras_secret(&w);
+        const char *pod_ip = ip && strcmp(ip, "-") != 0 ? ip : NULL;
+        if (f_asb) floor_status_asb(&a, obj, &w, 1, inst, pod_ip, reason);
+        else floor_status(&a, obj, &w, 1, !f_pod ? inst : arena_sprintf(&a, "%sworker-%s", F.dc.prefix, w.name), pod_ip);
+    }
     cJSON_Delete(obj);
     arena_free(&a);
 }
@@ -631,26 +693,29 @@ static int cmd_floor(void) {
     F.host.kc = B.kc;
     F.host.rec = kube_recorder_new(B.kc, "hiclaw.io/worker-controller", "bench-floor");
     F.host.namespace = B.ns;
-    f_pod = strcmp(B.backend, "sandbox") != 0;
+    f_asb = strcmp(B.backend, "agent-sandbox") == 0;
+    f_pod = strcmp(B.backend, "sandbox") != 0 && !f_asb;
     wc_err err;
     err_clear(&err);
     /* The backends as run sets them up: names, env, the sandbox's settings and worker-deps
-     * storage. Its probe of the OpenKruise CRDs (two LISTs) is setup, not the floor's work: not
-     * counted in the requests printed below. */
+     * storage. Their probes of the OpenKruise and agent-sandbox CRDs are setup, not the floor's
+     * work: not counted in the requests printed below. */
     if (controller_setup(&F, wc_backend_table, WC_NBACKENDS, &B.conf, &err) < 0) {
         fprintf(stderr, "floor: setup: %s\n", err.msg);
         return 1;
     }
     f_setup_requests = atomic_load(&B.kc->requests);
     f_setup_writes = atomic_load(&B.kc->writes);
-    if (!f_pod && !sbx_state(&F.backends[1])->deps.s3) {
+    if (!f_pod && !f_asb && !sbx_state(&F.backends[1])->deps.s3) {
         fprintf(stderr, "floor: s3: the sandbox bench needs worker-deps storage (HICLAW_WORKER_DEPS_*)\n");
         return 1;
     }
     char sel[300];
     snprintf(sel, sizeof sel, LABEL_CONTROLLER "=%s", B.conf.controller_name);
     /* Instance informers first, so they see every instance before its Worker's first event. */
-    if (!f_pod) {
+    if (f_asb) {
+        f_inst = start_informer("agent-sandboxes", &KUBE_AGENT_SANDBOXES, sel, asb_project, floor_on_agent_sandbox, NULL);
+    } else if (!f_pod) {
         f_inst = start_informer("sandboxclaims", &KUBE_SANDBOXCLAIMS, sel, project_claim, floor_on_claim, NULL);
         f_sbx = start_informer("sandboxes", &KUBE_SANDBOXES, sel, project_sandbox, floor_on_sandbox, NULL);
     } else f_inst = start_informer("pods", &KUBE_PODS, sel, project_phase, floor_on_instance, NULL);

@@ -2,17 +2,20 @@
 """worker-controller benchmarks on the real test bed: the product, its controller-runtime peer
 and the floor, side by side (issue 18; BENCHMARKS.md says what each figure means).
 
-    ./build.sh bench            short run: N=200, 3 rounds of product/peer/floor, a sandbox pair
+    ./build.sh bench            short run: N=200, 3 rounds of product/peer/floor, a sandbox pair,
+                                an agent-sandbox pair
     ./build.sh bench --full     N=1,000/5,000/10,000 x 3 rounds, restart at 5,000 and 10,000,
-                                sandbox (through OpenKruise) vs its floor at 1,000
+                                sandbox (through OpenKruise) and agent-sandbox (through the
+                                kubernetes-sigs controller) vs their floors at 1,000
     ./build.sh bench --n50k     the 50,000-Worker run (product; 1,000 first for the slope)
 
 build.sh builds the three programs, brings up a bed of its own with WC_BED_FAST=1 (the bed's
 scheduler and controller-manager without client rate limits, kwok playing 32 Pod stages at
 once: test/cluster/README.md) and runs this script. The bed is real: kube-scheduler binds the
 Pods, kwok runs them, the OpenKruise agents controller serves every claim from the warm pool,
-the played agent-runtime takes /init and the mounts. Nothing here writes a Pod's or a claim's
-status. The product, the peer and the floor all run against that same bed, back to back.
+the played agent-runtime takes /init and the mounts, the kubernetes-sigs agent-sandbox
+controller makes each agent-sandbox Sandbox's Pod (a cold start: no pool) and reports it Ready.
+Nothing here writes a Pod's, a claim's or a Sandbox's status. The product, the peer and the floor all run against that same bed, back to back.
 
 One *run* = one mode on a fresh namespace: N Workers are created first (timed: the create
 rate), a sandbox run fills its warm pool (N sandboxes, timed), the stopwatch (`wc-bench watch`)
@@ -22,7 +25,7 @@ syncs, then at t0 the mode's process starts:
 * peer:       `wc-bench-peer run` (test/bench/peer/, controller-runtime, pod backend only);
 * floor:      `wc-bench floor` (the minimal client making the product's writes, no logic).
 
-T_inst = the N-th instance (Pod / SandboxClaim) seen by the stopwatch - t0; T_run = the N-th
+T_inst = the N-th instance (Pod / SandboxClaim / agent-sandbox Sandbox) seen by the stopwatch - t0; T_run = the N-th
 Worker with status.phase=Running - t0. For the controller and the peer then: /proc (VmRSS, VmHWM,
 utime+stime) and /metrics (rest_client_requests_total by method) at convergence, a steady window
 (RSS, CPU and requests per minute), and — at the restart sizes — a restart on the converged
@@ -185,6 +188,8 @@ class Runner:
                "HICLAW_LEADER_ELECT": "false", "HICLAW_LOG_LEVEL": "warn", "HICLAW_LOG_FORMAT": "text",
                "HICLAW_CONCURRENCY": str(self.concurrency),
                "HICLAW_SANDBOX_ENABLED": "true" if backend == "sandbox" else "false"}
+        if backend == "agent-sandbox":
+            env["HICLAW_AGENT_SANDBOX_ENABLED"] = "true"
         if backend == "sandbox":
             env.update({"HICLAW_WORKER_DEPS_ENDPOINT": e["WC_S3_ENDPOINT"], "HICLAW_WORKER_DEPS_BUCKET": e["WC_S3_BUCKET"],
                         "HICLAW_WORKER_DEPS_ACCESS_KEY_ID": e["WC_S3_ACCESS_KEY"],
@@ -401,7 +406,7 @@ class Runner:
                 out["clear"] = self.run_tool("clear", ns, backend, n, timeout, threads=16)
             except Exception as e:  # noqa: BLE001
                 log(f"clear {ns}: {e}")
-        if backend == "pod":
+        if backend in ("pod", "agent-sandbox"):
             # the Pods at once (grace 0: no kubelet to wait for), not one by one through kwok
             try:
                 self.bed.req("DELETE", f"/api/v1/namespaces/{ns}/pods?gracePeriodSeconds=0", {"kind": "DeleteOptions",
@@ -573,6 +578,21 @@ def render_table(R: dict) -> str:
                        f"{values_cell(c, 'requests_per_worker')} ({values_cell(f, 'requests_per_worker')}) | "
                        f"{values_cell(c, 'converge_cpu_s')} |")
         out.append("")
+    asb = sorted({r["n"] for r in R["runs"] if r["backend"] == "agent-sandbox"})
+    if asb:
+        out.append("### Agent-sandbox Workers through the kubernetes-sigs controller (cold start): product vs floor\n")
+        out.append("| N | rounds | product: last Sandbox | floor: last Sandbox | product: all Running | floor: all Running | "
+                   "product / floor | product requests / Worker (floor) | product CPU s |")
+        out.append("|---|---|---|---|---|---|---|---|---|")
+        for n in asb:
+            c, f = runs_of(R, "agent-sandbox", n, "controller"), runs_of(R, "agent-sandbox", n, "floor")
+            out.append(f"| {n} | {len({r['round'] for r in c + f})} | "
+                       f"{values_cell(c, 't_instances_s')} | {values_cell(f, 't_instances_s')} | "
+                       f"{values_cell(c, 't_running_s')} | {values_cell(f, 't_running_s')} | "
+                       f"{ratio_cell(per_round(R, 'agent-sandbox', n, 'controller', 'floor', 't_running_s'))} | "
+                       f"{values_cell(c, 'requests_per_worker')} ({values_cell(f, 'requests_per_worker')}) | "
+                       f"{values_cell(c, 'converge_cpu_s')} |")
+        out.append("")
     if R.get("slope"):
         s = R["slope"]
         out.append(f"### Cost slope, product, N = {s['n0']} → {s['n1']} (per additional Worker)\n")
@@ -641,9 +661,11 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=200, help="N of the short run")
     ap.add_argument("--ns", default=None, help="override the pod N list (e.g. --full --ns 100,200 to try the full run small)")
     ap.add_argument("--sandbox-ns", default=None, help="override the sandbox N list ('' for none)")
+    ap.add_argument("--agent-sandbox-ns", default=None, help="override the agent-sandbox N list ('' for none)")
     ap.add_argument("--restart-ns", default=None, help="override where restarts are measured")
     ap.add_argument("--rounds", "--reps", type=int, default=None, dest="rounds", help="rounds per N (pod)")
     ap.add_argument("--sandbox-rounds", type=int, default=None)
+    ap.add_argument("--agent-sandbox-rounds", type=int, default=None)
     ap.add_argument("--modes", default=None, help="comma list of controller,peer,floor (default: all; --n50k: controller)")
     ap.add_argument("--steady", type=float, default=None, help="steady window seconds")
     ap.add_argument("--restart-window", type=float, default=None, help="seconds watched for writes after a restart")
@@ -659,23 +681,29 @@ def main() -> int:
 
     if a.full:
         pod_ns, sbx_ns, restart_ns, rounds, sbx_rounds, steady, window = [1000, 5000, 10000], [1000], [5000, 10000], 3, 3, 60, 20
+        asb_ns, asb_rounds = [1000], 3
         outdir, deadline = os.path.join(HERE, "results"), 360
     elif a.n50k:
         pod_ns, sbx_ns, restart_ns, rounds, sbx_rounds, steady, window = [1000, 50000], [], [50000], 1, 0, 60, 20
+        asb_ns, asb_rounds = [], 0
         outdir, deadline = os.path.join(HERE, "results-50k"), 180
     else:
         pod_ns, sbx_ns, restart_ns, rounds, sbx_rounds, steady, window = [a.n], [a.n], [a.n], 3, 1, 10, 5
+        asb_ns, asb_rounds = [a.n], 1
         outdir, deadline = BUILD, 60
     if a.ns is not None:
         pod_ns = intlist(a.ns)
     if a.sandbox_ns is not None:
         sbx_ns = intlist(a.sandbox_ns)
+    if a.agent_sandbox_ns is not None:
+        asb_ns = intlist(a.agent_sandbox_ns)
     if a.restart_ns is not None:
         restart_ns = intlist(a.restart_ns)
     elif a.ns is not None:
         restart_ns = pod_ns[1:] or pod_ns  # as the full run: all but the smallest
     rounds = a.rounds or rounds
     sbx_rounds = a.sandbox_rounds if a.sandbox_rounds is not None else sbx_rounds
+    asb_rounds = a.agent_sandbox_rounds if a.agent_sandbox_rounds is not None else asb_rounds
     steady = a.steady if a.steady is not None else steady
     window = a.restart_window if a.restart_window is not None else window
     deadline = time.time() + 60 * (a.deadline_min or deadline)
@@ -703,7 +731,7 @@ def main() -> int:
     R: dict = {"kind": kind_name, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                "concurrency": a.concurrency, "binary_bytes": os.path.getsize(run.ctl_bin), "modes": modes,
                "plan": {"pod_ns": pod_ns, "sandbox_ns": sbx_ns, "restart_ns": restart_ns, "rounds": rounds,
-                        "sandbox_rounds": sbx_rounds, "steady_s": steady, "restart_window_s": window},
+                        "sandbox_rounds": sbx_rounds, "agent_sandbox_ns": asb_ns, "agent_sandbox_rounds": asb_rounds, "steady_s": steady, "restart_window_s": window},
                "bed": {"fast": bed_env.get("WC_BED_FAST"), "pod_cidr": bed_env.get("WC_POD_CIDR")},
                "load_start": os.getloadavg(), "runs": []}
     if os.access(peer_bin, os.X_OK):
@@ -770,6 +798,12 @@ def main() -> int:
                     if time.time() > deadline:
                         raise TimeoutError("deadline")
                     one(m, "sandbox", n, rnd, False, 0)
+        for n in asb_ns:
+            for rnd in range(asb_rounds):
+                for m in rotated([x for x in modes if x != "peer"], rnd):
+                    if time.time() > deadline:
+                        raise TimeoutError("deadline")
+                    one(m, "agent-sandbox", n, rnd, False, 0)
     except TimeoutError:
         log("deadline reached: no more runs started")
         R["stopped_at_deadline"] = True
