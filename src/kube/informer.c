@@ -89,6 +89,10 @@ static char *kube_object_key(const cJSON *obj) {
 static kube_informer *kube_informer_new(kube_client *kc, const char *name, const kube_informer_options *o) {
     kube_informer *inf = xcalloc(1, sizeof *inf);
     inf->o = *o;
+    /* its own copies: a caller's selector may be a buffer on its stack (explain's is) */
+    inf->o.namespace = o->namespace ? xstrdup(o->namespace) : NULL;
+    inf->o.label_selector = o->label_selector ? xstrdup(o->label_selector) : NULL;
+    inf->o.field_selector = o->field_selector ? xstrdup(o->field_selector) : NULL;
     if (!inf->o.project) inf->o.project = kube_project_metadata;
     if (inf->o.page_size <= 0) inf->o.page_size = 500;
     if (inf->o.watch_min_s <= 0) inf->o.watch_min_s = 300;
@@ -225,12 +229,19 @@ static int kube_informer_list(kube_informer *inf, wc_err *err) {
  * read from the API server itself. explain gathers a Worker's instances through it so the
  * backends observe exactly as they do from run's caches. NULL with err when the list fails. */
 static void kube_informer_free(kube_informer *inf);
+#define KUBE_SNAPSHOT_TRIES 5
+
 static kube_informer *kube_informer_snapshot(kube_client *kc, const char *name, const kube_informer_options *o,
                                              wc_err *err) {
     kube_informer *inf = kube_informer_new(kc, name, o);
     inf->o.handler = NULL; /* nothing to tell: no queue behind a snapshot */
-    int rc;
-    while ((rc = kube_informer_list(inf, err)) == 1) {} /* an expired continue token: list again */
+    int rc = 1;
+    /* An expired continue token: list again, a few times — a namespace that changes faster than
+     * it can be paged through is an error to report, not a loop. */
+    for (int tries = 0; rc == 1 && tries < KUBE_SNAPSHOT_TRIES; tries++) rc = kube_informer_list(inf, err);
+    if (rc == 1)
+        err_set(err, WC_EIO, "listing %s: the continue token expired %d times in a row (the list changes faster than "
+                             "it can be read); try again", name, KUBE_SNAPSHOT_TRIES);
     if (rc == 0) return inf;
     kube_informer_free(inf);
     return NULL;
@@ -485,6 +496,9 @@ static void kube_informer_free(kube_informer *inf) {
     wc_thread_destroy(&inf->thread);
     free(inf->last_rv);
     free(inf->name);
+    free((char *)inf->o.namespace);
+    free((char *)inf->o.label_selector);
+    free((char *)inf->o.field_selector);
     free(inf);
 }
 

@@ -16,6 +16,8 @@ misbehaviour, the rest is whatever the Kubernetes client appended (/api/v1/...?w
   /hugechunk/...   the same without Content-Length (chunked)
   /slow/...        200, Content-Length 1 MB, one byte per second until the client hangs up
   /hugeline/...    ?watch=1: 200, chunked, one event line that never ends (bytes without \\n)
+  /expired/...     list: 410 Gone ("continue token expired") to the first 50 requests of this
+                   mode, then the valid PodList
 
 Every streaming loop is bounded (at most 120 s) so nothing outlives a crashed test for long.
 """
@@ -31,6 +33,7 @@ POD = lambda name, rv: {"metadata": {"name": name, "namespace": "ns", "uid": "ui
 LIST = json.dumps({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "10"},
                    "items": [POD("a", "9")]}).encode()
 MIB = 1 << 20
+EXPIRED = {"answered": 0}
 
 
 class Handler(socketserver.BaseRequestHandler):
@@ -85,6 +88,17 @@ class Handler(socketserver.BaseRequestHandler):
             else:
                 self.head(length=len(LIST))
                 self.send(LIST)
+            return True
+        if mode == "expired":
+            EXPIRED["answered"] += 1
+            if EXPIRED["answered"] > 50:
+                self.head(length=len(LIST))
+                self.send(LIST)
+                return True
+            body = json.dumps({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Expired",
+                               "code": 410, "message": "The provided continue parameter is too old"}).encode()
+            self.send(b"HTTP/1.1 410 Gone\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+                      % len(body) + body)
             return True
         if mode == "truncchunk":
             self.head()

@@ -342,3 +342,31 @@ TEST(hostile_wrong_certificate_is_refused_by_the_kube_client) {
     kube_client_free(kc);
     kube_config_free(&cfg);
 }
+
+/* explain's snapshot lists again when the continue token expires — a bounded number of times,
+ * then says so (it looped for as long as the server kept answering 410). */
+TEST(hostile_snapshot_gives_up_on_a_list_that_always_expires) {
+    HOSTILE_SETUP("expired");
+    char sel[64];
+    snprintf(sel, sizeof sel, "hiclaw.io/worker=alice");
+    kube_informer_options o = {.resource = &KUBE_PODS, .namespace = "ns", .label_selector = sel};
+    kube_informer *inf = kube_informer_snapshot(kc, "hostile-snapshot", &o, &err);
+    CHECK(inf == NULL);
+    CHECK_CONTAINS(err.msg, "continue token expired 5 times");
+    kube_informer_free(inf);
+    hostile_check_recovers(kc);
+    kube_client_free(kc);
+}
+
+TEST(informer_keeps_its_own_copy_of_the_selectors) {
+    char ns[8] = "ns", sel[32] = "a=b", fsel[32] = "metadata.name=x";
+    kube_informer_options o = {.resource = &KUBE_PODS, .namespace = ns, .label_selector = sel, .field_selector = fsel};
+    kube_informer *inf = kube_informer_new(NULL, "copies", &o);
+    memset(sel, 'z', sizeof sel - 1);
+    memset(fsel, 'z', sizeof fsel - 1);
+    ns[0] = 'X';
+    CHECK_STR_EQ(inf->o.label_selector, "a=b");
+    CHECK_STR_EQ(inf->o.field_selector, "metadata.name=x");
+    CHECK_STR_EQ(inf->o.namespace, "ns");
+    kube_informer_free(inf);
+}
