@@ -54,6 +54,7 @@ static void wc_oom(void);
 #include "base/arena.c"
 #include "base/json_scratch.c"
 #include "base/buf.c"
+#include "base/delta.c"
 #include "base/json.c"
 #include "base/timeutil.c"
 #include "base/log.c"

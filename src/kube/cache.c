@@ -7,7 +7,9 @@
  * entry is ONE allocation holding the projection serialized, its resourceVersion and its index
  * key: a cJSON tree of the same projection is ~150 allocations and 5x the bytes (BENCHMARKS.md,
  * finding 2), and thousands of small long-lived allocations interleaved with transient ones keep
- * the heap fragmented. Readers get a freshly parsed copy.
+ * the heap fragmented. The serialized projection is kept as a delta against the cache's first
+ * one (delta.c): projections of one kind share most of their bytes, and the shared bytes were
+ * most of the memory per Worker. Readers get a freshly parsed copy.
  *
  * The informer's thread writes; any thread reads, under a read lock.
  */
@@ -17,14 +19,18 @@ typedef cJSON *(*kube_project_fn)(const cJSON *obj);
 typedef char *(*kube_index_fn)(const cJSON *proj);
 
 typedef struct kube_cache_entry {
-    const char *rv;    /* into json[]: after the projection */
-    const char *index; /* into json[]: secondary index key, or NULL */
-    size_t json_len;
-    char json[];       /* the projection, serialized; then rv, then the index key */
+    const char *rv;    /* into text[]: after the projection */
+    const char *index; /* into text[]: secondary index key, or NULL */
+    uint32_t text_len; /* the projection's bytes in text[] */
+    uint32_t json_len; /* the projection serialized: text_len, or what the delta decodes to */
+    unsigned char delta; /* text[] is a delta against the cache's reference */
+    char text[];       /* the projection (serialized, or its delta); then rv, then the index key */
 } kube_cache_entry;
 
 typedef struct kube_cache {
     pthread_rwlock_t mu;
+    delta_ref ref;     /* the first projection stored: set once, by the informer's thread, before
+                          any entry that uses it is published under the lock */
     strmap entries;    /* "ns/name" → kube_cache_entry */
     strmap index;      /* index key → kube_index_set of primary keys */
     kube_index_fn index_fn;
@@ -53,19 +59,31 @@ static void kube_index_free(void *p) {
 static void kube_cache_free(kube_cache *c) {
     strmap_free(&c->entries, free);
     strmap_free(&c->index, kube_index_free);
+    delta_ref_free(&c->ref);
     pthread_rwlock_destroy(&c->mu);
 }
 
-/* Packs a projection (not consumed) into one allocation with its resourceVersion and index key. */
-static kube_cache_entry *kube_cache_entry_new(const kube_cache *c, const char *rv, const cJSON *proj) {
+/* Packs a projection (not consumed) into one allocation with its resourceVersion and index key.
+ * The first projection becomes the cache's reference; each is kept as its delta when shorter. */
+static kube_cache_entry *kube_cache_entry_new(kube_cache *c, const char *rv, const cJSON *proj) {
     char *json = cJSON_PrintUnformatted(proj);
     if (!json) wc_oom();
     char *ikey = c->index_fn ? c->index_fn(proj) : NULL;
     size_t jl = strlen(json), rl = strlen(rv ? rv : ""), il = ikey ? strlen(ikey) + 1 : 0;
-    kube_cache_entry *e = xmalloc(sizeof *e + jl + 1 + rl + 1 + il);
-    memcpy(e->json, json, jl + 1);
-    e->json_len = jl;
-    char *p = e->json + jl + 1;
+    if (jl > UINT32_MAX) wc_oom(); /* a projection is bounded by the watch event limit, far below */
+    if (!c->ref.text) delta_ref_set(&c->ref, json, jl);
+    buf delta = BUF_INIT;
+    int is_delta = delta_encode(&c->ref, json, jl, &delta) == 0 && delta.len < jl;
+    const char *text = is_delta ? delta.data : json;
+    size_t tl = is_delta ? delta.len : jl;
+    kube_cache_entry *e = xmalloc(sizeof *e + tl + 1 + rl + 1 + il);
+    memcpy(e->text, text, tl);
+    e->text[tl] = '\0';
+    e->text_len = (uint32_t)tl;
+    e->json_len = (uint32_t)jl;
+    e->delta = (unsigned char)is_delta;
+    buf_free(&delta);
+    char *p = e->text + tl + 1;
     memcpy(p, rv ? rv : "", rl + 1);
     e->rv = p;
     p += rl + 1;
@@ -79,10 +97,22 @@ static kube_cache_entry *kube_cache_entry_new(const kube_cache *c, const char *r
     return e;
 }
 
-/* A fresh tree of an entry's projection (caller frees). The text is ours, so it parses. */
-static cJSON *kube_cache_entry_parse(const kube_cache_entry *e) {
-    cJSON *obj = cJSON_ParseWithLength(e->json, e->json_len);
+/* A fresh tree of an entry's projection (caller frees). The text is ours, so it decodes and
+ * parses. */
+static cJSON *kube_cache_entry_parse(const kube_cache *c, const kube_cache_entry *e) {
+    if (!e->delta) {
+        cJSON *obj = cJSON_ParseWithLength(e->text, e->text_len);
+        if (!obj) wc_oom();
+        return obj;
+    }
+    buf json = BUF_INIT;
+    buf_reserve(&json, (size_t)e->json_len + 1);
+    int rc = delta_decode(&c->ref, e->text, e->text_len, &json);
+    assert(rc == 0 && json.len == e->json_len && "a delta this cache encoded");
+    (void)rc;
+    cJSON *obj = cJSON_ParseWithLength(json.data, json.len);
     if (!obj) wc_oom();
+    buf_free(&json);
     return obj;
 }
 
@@ -123,7 +153,7 @@ static cJSON *kube_cache_swap(kube_cache *c, const char *key, kube_cache_entry *
     if (old) kube_index_remove(c, old->index, key);
     if (e) kube_index_add(c, e->index, key);
     pthread_rwlock_unlock(&c->mu);
-    cJSON *old_obj = old ? kube_cache_entry_parse(old) : NULL;
+    cJSON *old_obj = old ? kube_cache_entry_parse(c, old) : NULL;
     free(old);
     return old_obj;
 }
@@ -159,7 +189,7 @@ static char **kube_cache_keys(kube_cache *c, const strmap *except, size_t *n) {
 static cJSON *kube_cache_get(kube_cache *c, const char *key) {
     pthread_rwlock_rdlock(&c->mu);
     kube_cache_entry *e = strmap_get(&c->entries, key);
-    cJSON *copy = e ? kube_cache_entry_parse(e) : NULL;
+    cJSON *copy = e ? kube_cache_entry_parse(c, e) : NULL;
     pthread_rwlock_unlock(&c->mu);
     return copy;
 }
@@ -172,7 +202,7 @@ static cJSON *kube_cache_by_index(kube_cache *c, const char *ikey) {
     for (size_t i = 0; set && i < set->n; i++) {
         kube_cache_entry *e = strmap_get(&c->entries, set->keys[i]);
         assert(e && "the index names only cached keys");
-        cJSON_AddItemToArray(arr, kube_cache_entry_parse(e));
+        cJSON_AddItemToArray(arr, kube_cache_entry_parse(c, e));
     }
     pthread_rwlock_unlock(&c->mu);
     return arr;

@@ -392,3 +392,92 @@ TEST(log_lines_carry_the_reconcile_id) {
     CHECK_NOT_CONTAINS(second, "reconcileID");
     free(out);
 }
+
+/* ---- delta.c ---- */
+
+static void delta_round_trip(const delta_ref *r, const char *text, size_t *enc_len) {
+    buf enc = BUF_INIT, dec = BUF_INIT;
+    REQUIRE(delta_encode(r, text, strlen(text), &enc) == 0);
+    CHECK_INT_EQ(delta_decode(r, enc.data ? enc.data : "", enc.len, &dec), 0);
+    CHECK_INT_EQ(dec.len, strlen(text));
+    CHECK(dec.len == strlen(text) && memcmp(dec.data ? dec.data : "", text, dec.len) == 0);
+    if (enc_len) *enc_len = enc.len;
+    buf_free(&enc);
+    buf_free(&dec);
+}
+
+TEST(delta_keeps_a_projection_like_its_neighbour_in_a_fraction_of_its_bytes) {
+    const char *fmt = "{\"metadata\":{\"name\":\"bw-%05d\",\"namespace\":\"bench-ns\",\"uid\":\"%08x-1111-2222-3333-%012x\","
+                      "\"labels\":{\"hiclaw.io/worker\":\"bw-%05d\",\"hiclaw.io/controller\":\"worker-controller\","
+                      "\"hiclaw.io/backend\":\"pod\"},\"ownerReferences\":[{\"uid\":\"%08x-aaaa-bbbb-cccc-%012x\"}],"
+                      "\"creationTimestamp\":\"2026-12-03T16:%02d:%02dZ\"},\"status\":{\"phase\":\"Running\",\"podIP\":"
+                      "\"127.1.%d.%d\",\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\"}]}}";
+    char ref_text[1024], text[1024];
+    snprintf(ref_text, sizeof ref_text, fmt, 1, 0x1234u, 0x5678u, 1, 0x4321u, 0x8765u, 1, 2, 3, 4);
+    delta_ref r = {0};
+    REQUIRE(delta_ref_set(&r, ref_text, strlen(ref_text)) == 0);
+    size_t total = 0, raw = 0;
+    for (int i = 0; i < 200; i++) {
+        snprintf(text, sizeof text, fmt, 10000 + i, 0x9abcu * i, 0xdef0u * i, 10000 + i, 0x7777u * i, 0x5555u * i, i % 60,
+                 (i * 7) % 60, i / 200, i % 200 + 10);
+        size_t n = 0;
+        delta_round_trip(&r, text, &n);
+        total += n;
+        raw += strlen(text);
+    }
+    /* the differing bytes (name twice, two UIDs, a time, an IP) are about a quarter */
+    CHECK(total * 3 < raw);
+    size_t n = 0;
+    delta_round_trip(&r, ref_text, &n);
+    CHECK(n <= 5); /* the reference itself: one copy */
+    delta_ref_free(&r);
+}
+
+TEST(delta_round_trips_any_text_without_its_marker) {
+    delta_ref none = {0}, r = {0};
+    size_t n = 0;
+    delta_round_trip(&none, "{\"a\":1}", &n); /* no reference: all literal */
+    CHECK_INT_EQ(n, 7);
+    delta_round_trip(&none, "", NULL);
+    REQUIRE(delta_ref_set(&r, "abcdefghijklmnopqrstuvwxyz0123456789", 36) == 0);
+    delta_round_trip(&r, "", NULL);
+    delta_round_trip(&r, "abc", NULL);
+    delta_round_trip(&r, "xyz0123456789abcdefghij", NULL);
+    delta_round_trip(&r, "abcdefabcdefabcdef", NULL);
+    /* pseudo-random texts over a small alphabet, so that matches of every length occur */
+    uint32_t seed = 12345;
+    for (int t = 0; t < 500; t++) {
+        char text[300];
+        size_t len = (seed = seed * 1103515245u + 12345u) % 299;
+        for (size_t i = 0; i < len; i++) text[i] = "abcdefgh0123\xc3\xa9\"{}"[(seed = seed * 1103515245u + 12345u) >> 16 & 15];
+        text[len] = '\0';
+        delta_round_trip(&r, text, NULL);
+    }
+    buf out = BUF_INIT;
+    CHECK_INT_EQ(delta_encode(&r, "a\x01" "b", 3, &out), -1); /* the marker byte itself is refused */
+    CHECK_INT_EQ(out.len, 0);
+    delta_ref_free(&r);
+    CHECK_INT_EQ(delta_ref_set(&r, "x", DELTA_REF_MAX + 1), -1); /* too long for a reference */
+    CHECK(r.text == NULL);
+}
+
+TEST(delta_decode_refuses_what_no_encoder_wrote) {
+    delta_ref r = {0};
+    REQUIRE(delta_ref_set(&r, "0123456789", 10) == 0);
+    buf out = BUF_INIT;
+    CHECK_INT_EQ(delta_decode(&r, "ab\x01\x02\x03", 5, &out), 0); /* copy 3 bytes at 2 */
+    CHECK_STR_EQ(buf_cstr(&out), "ab234");
+    buf_reset(&out);
+    CHECK_INT_EQ(delta_decode(&r, "\x01\x08\x03", 3, &out), -1); /* past the reference's end */
+    buf_reset(&out);
+    CHECK_INT_EQ(delta_decode(&r, "\x01\x0b\x00", 3, &out), -1); /* offset beyond it */
+    buf_reset(&out);
+    CHECK_INT_EQ(delta_decode(&r, "\x01\x82", 2, &out), -1);     /* a varint cut short */
+    buf_reset(&out);
+    CHECK_INT_EQ(delta_decode(&r, "\x01\x01", 2, &out), -1);     /* no length */
+    delta_ref none = {0};
+    buf_reset(&out);
+    CHECK_INT_EQ(delta_decode(&none, "\x01\x00\x01", 3, &out), -1); /* a copy with no reference */
+    buf_free(&out);
+    delta_ref_free(&r);
+}

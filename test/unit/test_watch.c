@@ -165,3 +165,80 @@ TEST(watch_decoder_handler_can_stop) {
     CHECK_INT_EQ(l.count, 1);
     buf_free(&l.seen);
 }
+
+/* ---- cache.c ---- */
+
+static char *cache_test_index(const cJSON *proj) {
+    const cJSON *w = json_get(json_at(proj, "metadata.labels"), "hiclaw.io/worker");
+    return cJSON_IsString(w) ? xstrdup(w->valuestring) : NULL;
+}
+
+TEST(cache_keeps_similar_projections_as_deltas_and_gives_each_back_whole) {
+    kube_cache c;
+    kube_cache_init(&c, NULL);
+    char text[600], key[64];
+    size_t stored = 0, raw = 0;
+    for (int i = 0; i < 300; i++) {
+        snprintf(text, sizeof text,
+                 "{\"metadata\":{\"name\":\"bw-%d-abc\",\"namespace\":\"bench\",\"uid\":\"%08x-1111-2222-3333-%012x\","
+                 "\"labels\":{\"hiclaw.io/controller\":\"worker-controller\",\"hiclaw.io/backend\":\"pod\"},"
+                 "\"annotations\":{\"hiclaw.io/spec-hash\":\"%016x\"}},\"status\":{\"phase\":\"%s\",\"podIP\":\"127.0.%d.%d\"}}",
+                 i, 0x1000u + i, 0x77u * i, 0xfeedu * i, i % 3 ? "Running" : "Pending", i / 250, i % 250);
+        cJSON *proj = cJSON_Parse(text);
+        REQUIRE(proj);
+        snprintf(key, sizeof key, "bench/bw-%d-abc", i);
+        cJSON_Delete(kube_cache_put(&c, key, "42", proj));
+        cJSON_Delete(proj);
+    }
+    cJSON_Delete(kube_cache_remove(&c, "bench/bw-0-abc")); /* the reference's own object goes; the reference stays */
+    for (int i = 1; i < 300; i++) {
+        snprintf(key, sizeof key, "bench/bw-%d-abc", i);
+        kube_cache_entry *e = strmap_get(&c.entries, key);
+        REQUIRE(e);
+        stored += e->text_len;
+        raw += e->json_len;
+        cJSON *got = kube_cache_get(&c, key);
+        REQUIRE(got);
+        char *printed = cJSON_PrintUnformatted(got);
+        CHECK_INT_EQ(strlen(printed), e->json_len);
+        CHECK_CONTAINS(printed, key + strlen("bench/"));
+        CHECK_STR_EQ(e->rv, "42");
+        free(printed);
+        cJSON_Delete(got);
+    }
+    CHECK(kube_cache_get(&c, "bench/bw-0-abc") == NULL);
+    CHECK(stored * 3 < raw); /* a third or less of the serialized bytes (they share all but ~50) */
+    kube_cache_free(&c);
+}
+
+TEST(cache_index_and_replacement_work_on_delta_entries) {
+    kube_cache c;
+    kube_cache_init(&c, cache_test_index);
+    const char *a1 = "{\"metadata\":{\"name\":\"p-1\",\"labels\":{\"hiclaw.io/worker\":\"alice\"}},\"status\":{\"phase\":\"Pending\"}}";
+    const char *a2 = "{\"metadata\":{\"name\":\"p-2\",\"labels\":{\"hiclaw.io/worker\":\"alice\"}},\"status\":{\"phase\":\"Running\"}}";
+    const char *b1 = "{\"metadata\":{\"name\":\"p-3\",\"labels\":{\"hiclaw.io/worker\":\"bob\"}},\"status\":{\"phase\":\"Pending\"}}";
+    const char *texts[] = {a1, a2, b1}, *keys[] = {"ns/p-1", "ns/p-2", "ns/p-3"};
+    for (int i = 0; i < 3; i++) {
+        cJSON *p = cJSON_Parse(texts[i]);
+        cJSON_Delete(kube_cache_put(&c, keys[i], "1", p));
+        cJSON_Delete(p);
+    }
+    cJSON *alice = kube_cache_by_index(&c, "alice");
+    CHECK_INT_EQ(cJSON_GetArraySize(alice), 2);
+    cJSON_Delete(alice);
+    cJSON *p = cJSON_Parse("{\"metadata\":{\"name\":\"p-1\",\"labels\":{\"hiclaw.io/worker\":\"bob\"}},\"status\":{\"phase\":\"Failed\"}}");
+    cJSON *old = kube_cache_put(&c, "ns/p-1", "2", p); /* moves to bob; the old projection comes back whole */
+    REQUIRE(old);
+    CHECK_STR_EQ(json_str_at(old, "status.phase"), "Pending");
+    cJSON_Delete(old);
+    cJSON_Delete(p);
+    cJSON *bob = kube_cache_by_index(&c, "bob");
+    CHECK_INT_EQ(cJSON_GetArraySize(bob), 2);
+    char *printed = cJSON_PrintUnformatted(bob);
+    CHECK_CONTAINS(printed, "\"phase\":\"Failed\"");
+    CHECK_CONTAINS(printed, "\"name\":\"p-3\"");
+    free(printed);
+    cJSON_Delete(bob);
+    CHECK(kube_cache_has_rv(&c, "ns/p-1", "2"));
+    kube_cache_free(&c);
+}
