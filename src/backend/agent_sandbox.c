@@ -537,10 +537,11 @@ static int asb_execute(backend *b, exec_ctx *x, const action *act, wc_err *err) 
 }
 
 /* Sandboxes, then their Pods, in the API server — where agents.x-k8s.io is served at all. */
-static int asb_live(backend *b, const worker *w, size_t *n, buf *names, wc_err *err) {
+static size_t asb_live(backend *b, live_query *q) {
     if (!asb_st(b)->watching) return 0;
-    if (backend_live_list(b, w, &KUBE_AGENT_SANDBOXES, NULL, asb_pod_project, NULL, n, names, err) < 0) return -1;
-    return backend_live_list(b, w, &KUBE_PODS, ASB_POD_SELECTOR_EXTRA, asb_pod_project, NULL, n, names, err);
+    q[0] = (live_query){&KUBE_AGENT_SANDBOXES, NULL, asb_pod_project, NULL};
+    q[1] = (live_query){&KUBE_PODS, ASB_POD_SELECTOR_EXTRA, asb_pod_project, NULL};
+    return 2;
 }
 
 static const backend_ops agent_sandbox_backend_ops = {.name = ASB_BACKEND, .setup = asb_setup,

@@ -65,6 +65,18 @@ static void exec_release(exec_ctx *x) {
 
 #define BACKEND_MAX_CACHES 2
 
+/* One LIST of the live check: the Worker's objects of `resource` in the API server (labelled
+ * for it and this controller, plus selector_extra), counted when they are its instances (the
+ * projection says: not another Worker UID's, and accepted by is_instance when given). */
+typedef struct live_query {
+    const kube_resource *resource;
+    const char *selector_extra;
+    kube_project_fn project;
+    int (*is_instance)(const cJSON *proj);
+} live_query;
+
+#define LIVE_QUERIES_MAX 2 /* per backend */
+
 /* A resource a backend watches: one informer, labelled for this controller, indexed by Worker. */
 typedef struct backend_cache {
     const char *name;                /* the informer's name in logs and /readyz: "pods" */
@@ -86,8 +98,10 @@ typedef struct backend_ops {
     int (*observe)(backend *b, exec_ctx *x, int live);
     void (*render)(backend *b, exec_ctx *x, char hash[17]);
     int (*execute)(backend *b, exec_ctx *x, const action *act, wc_err *err);
-    /* The Worker's instances in the API server, counted (*n) and named into names ("Pod x"). */
-    int (*live)(backend *b, const worker *w, size_t *n, buf *names, wc_err *err);
+    /* The LISTs that find the Worker's instances in the API server (not the cache): up to
+     * LIVE_QUERIES_MAX into q, returns how many (0: none to look for, e.g. its API is not
+     * served). The shell makes them, every backend's at once (backends_live). */
+    size_t (*live)(backend *b, live_query *q);
     /* Optional: every instance is gone from the API server; 0 when nothing of it is left. */
     int (*gone)(backend *b, exec_ctx *x, wc_err *err);
     /* Optional: instances under the Worker key `key` that belong to a Worker object that no
@@ -216,4 +230,53 @@ static int backend_live_list(backend *b, const worker *w, const kube_resource *r
     }
     cJSON_Delete(list);
     return 0;
+}
+
+typedef struct live_job {
+    backend *b;
+    const worker *w;
+    live_query q;
+    size_t n;
+    buf names;
+    wc_err err;
+    int rc;
+} live_job;
+
+static void live_job_run(void *p) {
+    live_job *j = p;
+    err_clear(&j->err);
+    j->rc = backend_live_list(j->b, j->w, j->q.resource, j->q.selector_extra, j->q.project, j->q.is_instance, &j->n,
+                              &j->names, &j->err);
+}
+
+/* The live check of every backend in bs[0..nb) but `except`, all their LISTs at once: it sits
+ * right before each create and each finalizer's removal, and one round trip instead of one per
+ * LIST (four when both sandbox APIs are served) is most of what it costs a reconcile.
+ * counts[i]: backend i's instances; names (may be NULL): each named, in backend order.
+ * 0, or -1 with the first failure's err. */
+static int backends_live(backend *bs, size_t nb, const backend *except, const worker *w, size_t *counts, buf *names,
+                         wc_err *err) {
+    live_job *jobs = xcalloc(nb * LIVE_QUERIES_MAX + 1, sizeof *jobs);
+    size_t nj = 0;
+    for (size_t i = 0; i < nb; i++) {
+        counts[i] = 0;
+        if (&bs[i] == except) continue;
+        live_query q[LIVE_QUERIES_MAX];
+        size_t nq = bs[i].ops->live(&bs[i], q);
+        assert(nq <= LIVE_QUERIES_MAX);
+        for (size_t k = 0; k < nq; k++) jobs[nj++] = (live_job){.b = &bs[i], .w = w, .q = q[k], .names = BUF_INIT};
+    }
+    wc_run_concurrently(live_job_run, jobs, sizeof *jobs, nj);
+    int rc = 0;
+    for (size_t k = 0; k < nj; k++) {
+        if (rc == 0 && jobs[k].rc < 0) {
+            *err = jobs[k].err;
+            rc = -1;
+        }
+        counts[jobs[k].b - bs] += jobs[k].n;
+        if (names && jobs[k].names.len) buf_printf(names, "%s%s", names->len ? ", " : "", buf_cstr(&jobs[k].names));
+        buf_free(&jobs[k].names);
+    }
+    free(jobs);
+    return rc;
 }

@@ -449,9 +449,10 @@ static int pod_execute(backend *b, exec_ctx *x, const action *act, wc_err *err) 
     return rc;
 }
 
-static int pod_live(backend *b, const worker *w, size_t *n, buf *names, wc_err *err) {
-    return backend_live_list(b, w, &KUBE_PODS, POD_INSTANCE_SELECTOR_EXTRA, pod_project, pod_proj_is_instance, n, names,
-                             err);
+static size_t pod_live(backend *b, live_query *q) {
+    (void)b;
+    q[0] = (live_query){&KUBE_PODS, POD_INSTANCE_SELECTOR_EXTRA, pod_project, pod_proj_is_instance};
+    return 1;
 }
 
 static const backend_ops pod_backend_ops = {.name = "pod", .setup = pod_setup, .release = pod_release,

@@ -193,13 +193,13 @@ static int finalizer_patch(controller *c, const worker *w, int add, wc_err *err)
 }
 
 /* Every backend's instances of the Worker in the API server (not the cache), counted and named. */
-static int live_instances(controller *c, const worker *w, const backend *except, size_t *n, buf *names, wc_err *err) {
+static int live_instances(controller *c, const worker *w, size_t *n, buf *names, wc_err *err) {
+    size_t *counts = xcalloc(c->nbackends, sizeof *counts);
+    int rc = backends_live(c->backends, c->nbackends, NULL, w, counts, names, err);
     *n = 0;
-    for (size_t i = 0; i < c->nbackends; i++) {
-        backend *b = &c->backends[i];
-        if (b != except && b->ops->live(b, w, n, names, err) < 0) return -1;
-    }
-    return 0;
+    for (size_t i = 0; i < c->nbackends; i++) *n += counts[i];
+    free(counts);
+    return rc;
 }
 
 /* SPEC 3.2: before any cleanup and the finalizer's removal, the API server — not the cache,
@@ -210,7 +210,7 @@ static int live_instances(controller *c, const worker *w, const backend *except,
 static int confirm_instances_gone(controller *c, exec_ctx *x, wc_err *err) {
     size_t n = 0;
     buf names = BUF_INIT;
-    int rc = live_instances(c, x->w, NULL, &n, &names, err);
+    int rc = live_instances(c, x->w, &n, &names, err);
     if (rc == 0 && n) {
         x->failure_reason = "CleanupPending";
         rc = err_set(err, WC_EINVAL, "%s still exist%s in the API server (the cache has not seen %s yet): the finalizer "
@@ -226,18 +226,16 @@ static int confirm_instances_gone(controller *c, exec_ctx *x, wc_err *err) {
 /* Defense in depth for the switch guard: right before creating an instance, ask the API server
  * (not the cache) whether an instance of another backend exists. */
 static int switch_guard_live(controller *c, exec_ctx *x, backend *creating, const action *act, wc_err *err) {
-    for (size_t i = 0; i < c->nbackends; i++) {
-        backend *b = &c->backends[i];
-        size_t n = 0;
-        if (b == creating) continue;
-        if (b->ops->live(b, x->w, &n, NULL, err) < 0) return -1;
-        if (n) {
+    size_t *counts = xcalloc(c->nbackends, sizeof *counts);
+    int rc = backends_live(c->backends, c->nbackends, creating, x->w, counts, NULL, err);
+    for (size_t i = 0; i < c->nbackends && rc == 0; i++)
+        if (counts[i]) {
             x->failure_reason = "BackendSwitchBlocked";
-            return err_set(err, WC_EINVAL, "refusing to create %s %s: %s of this Worker exists", act->kind->creates,
-                           act->name, b->policy.an_instance);
+            rc = err_set(err, WC_EINVAL, "refusing to create %s %s: %s of this Worker exists", act->kind->creates,
+                         act->name, c->backends[i].policy.an_instance);
         }
-    }
-    return 0;
+    free(counts);
+    return rc;
 }
 
 static int serviceaccount_ensure(controller *c, exec_ctx *x, const action *act, wc_err *err) {

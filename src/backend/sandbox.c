@@ -544,10 +544,11 @@ static int sandbox_execute(backend *b, exec_ctx *x, const action *act, wc_err *e
 }
 
 /* Claims, then Sandboxes — where OpenKruise is watched at all. */
-static int sandbox_live(backend *b, const worker *w, size_t *n, buf *names, wc_err *err) {
+static size_t sandbox_live(backend *b, live_query *q) {
     if (!sbx_state(b)->watching) return 0;
-    if (backend_live_list(b, w, &KUBE_SANDBOXCLAIMS, NULL, sandbox_project_metadata, NULL, n, names, err) < 0) return -1;
-    return backend_live_list(b, w, &KUBE_SANDBOXES, NULL, sandbox_project_metadata, NULL, n, names, err);
+    q[0] = (live_query){&KUBE_SANDBOXCLAIMS, NULL, sandbox_project_metadata, NULL};
+    q[1] = (live_query){&KUBE_SANDBOXES, NULL, sandbox_project_metadata, NULL};
+    return 2;
 }
 
 /* With its Sandboxes gone, a Worker may still have their Pods: OpenKruise leaves a Sandbox's Pod

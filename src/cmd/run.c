@@ -477,6 +477,8 @@ static void run_teardown(run_state *r) {
     httpd_stop(r->health); /* before the queue and caches they read go away */
     httpd_stop(r->metrics);
     if (r->q) wq_shutdown(r->q);
+    /* Events recorded so far get their chance before the client stops (bounded) */
+    if (c->host.rec) kube_recorder_flush(c->host.rec, KUBE_EVENT_DRAIN_MS);
     kube_client_cancel(c->host.kc); /* abort watches and anything in flight (S3 too) */
     for (int i = 0; i < r->nthreads; i++) pthread_join(r->threads[i], NULL);
     leader_free(r->elector); /* nothing of ours runs any more: hand the lease over */

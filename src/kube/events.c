@@ -7,10 +7,17 @@
  * the existing Event's `series` (count, lastObservedTime) instead of creating another.
  *
  * The note passes through the log redactor: an Event is as public as a log line.
+ *
+ * Recording does not wait for the API server: like client-go's broadcaster, kube_record queues
+ * the Event and one sender thread writes it (in order), so a reconcile does not spend a round
+ * trip on its Events. The queue is bounded (KUBE_EVENT_QUEUE_MAX; beyond it an Event is dropped,
+ * counted and logged) and, at shutdown, what is queued gets KUBE_EVENT_DRAIN_MS.
  */
 
 #define KUBE_EVENT_SERIES_WINDOW_MS (6 * 60 * 1000)
 #define KUBE_EVENT_NOTE_MAX 1024
+#define KUBE_EVENT_QUEUE_MAX 1000
+#define KUBE_EVENT_DRAIN_MS 2000
 
 typedef struct kube_event_ref {
     const char *api_version, *kind, *namespace, *name, *uid;
@@ -35,6 +42,16 @@ static void kube_event_key_digest(const char *key, char out[33]) {
     for (int i = 0; i < 16; i++) snprintf(out + 2 * i, 3, "%02x", d[i]);
 }
 
+/* An Event as recorded, waiting for the sender: everything copied, the note redacted. */
+typedef struct kube_event_job {
+    struct kube_event_job *next;
+    kube_event_ref ref;  /* strings owned */
+    char *type, *reason, *action, *note;
+    char digest[33];     /* the series key */
+    int64_t now_ms;
+    char ts[40];
+} kube_event_job;
+
 typedef struct kube_recorder {
     kube_client *kc;
     char *controller;   /* reportingController, e.g. hiclaw.io/worker-controller */
@@ -42,8 +59,60 @@ typedef struct kube_recorder {
     pthread_mutex_t mu;
     strmap series;      /* aggregation key → kube_event_series */
     int64_t last_sweep_ms;
-    atomic_long created, patched, failed;
+    atomic_long created, patched, failed, dropped;
+    /* the queue, under qmu */
+    pthread_mutex_t qmu;
+    pthread_cond_t qcv;      /* a job queued, the queue drained, or stopping */
+    kube_event_job *head, *tail;
+    size_t queued;
+    int sending;             /* the sender holds a job */
+    int stopping;
+    int64_t drain_deadline_ms;
+    pthread_t sender;
+    int sender_started;
 } kube_recorder;
+
+static void kube_event_job_free(kube_event_job *j) {
+    if (!j) return;
+    free((char *)j->ref.api_version);
+    free((char *)j->ref.kind);
+    free((char *)j->ref.namespace);
+    free((char *)j->ref.name);
+    free((char *)j->ref.uid);
+    free(j->type);
+    free(j->reason);
+    free(j->action);
+    free(j->note);
+    free(j);
+}
+
+static void kube_event_send(kube_recorder *r, const kube_event_job *j);
+
+static void *kube_recorder_main(void *p) {
+    kube_recorder *r = p;
+    pthread_mutex_lock(&r->qmu);
+    for (;;) {
+        while (!r->head && !r->stopping) pthread_cond_wait(&r->qcv, &r->qmu);
+        if (!r->head) break;
+        kube_event_job *j = r->head;
+        r->head = j->next;
+        if (!r->head) r->tail = NULL;
+        r->queued--;
+        if (r->stopping && (wc_now_ms() > r->drain_deadline_ms || atomic_load(&r->kc->cancel))) {
+            atomic_fetch_add(&r->dropped, 1); /* shutting down, and out of time or cancelled */
+        } else {
+            r->sending = 1;
+            pthread_mutex_unlock(&r->qmu);
+            kube_event_send(r, j);
+            pthread_mutex_lock(&r->qmu);
+            r->sending = 0;
+        }
+        kube_event_job_free(j);
+        if (!r->head) pthread_cond_broadcast(&r->qcv);
+    }
+    pthread_mutex_unlock(&r->qmu);
+    return NULL;
+}
 
 static kube_recorder *kube_recorder_new(kube_client *kc, const char *controller, const char *instance) {
     kube_recorder *r = xcalloc(1, sizeof *r);
@@ -51,15 +120,50 @@ static kube_recorder *kube_recorder_new(kube_client *kc, const char *controller,
     r->controller = xstrdup(controller);
     r->instance = xstrdup(instance);
     pthread_mutex_init(&r->mu, NULL);
+    pthread_mutex_init(&r->qmu, NULL);
+    pthread_cond_init(&r->qcv, NULL);
+    /* Without a sender thread kube_record writes each Event itself. */
+    r->sender_started = wc_pthread_create_quiet(&r->sender, kube_recorder_main, r) == 0;
     return r;
+}
+
+/* Waits until every queued Event has been written (or failed), at most timeout_ms: 0 when the
+ * queue is empty, -1 when time ran out. */
+static int kube_recorder_flush(kube_recorder *r, int64_t timeout_ms) {
+    int64_t deadline = wc_now_ms() + timeout_ms;
+    pthread_mutex_lock(&r->qmu);
+    while ((r->head || r->sending) && wc_now_ms() < deadline) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 20 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+        pthread_cond_timedwait(&r->qcv, &r->qmu, &ts);
+    }
+    int rc = r->head || r->sending ? -1 : 0;
+    pthread_mutex_unlock(&r->qmu);
+    return rc;
 }
 
 static void kube_event_series_free(void *p) { free(p); }
 
+/* Stops the sender once what is queued is written or KUBE_EVENT_DRAIN_MS has passed (a request
+ * in flight then is the client's to cancel: run cancels it at shutdown). */
 static void kube_recorder_free(kube_recorder *r) {
     if (!r) return;
+    pthread_mutex_lock(&r->qmu);
+    r->stopping = 1;
+    r->drain_deadline_ms = wc_now_ms() + KUBE_EVENT_DRAIN_MS;
+    pthread_cond_broadcast(&r->qcv);
+    pthread_mutex_unlock(&r->qmu);
+    if (r->sender_started) pthread_join(r->sender, NULL);
+    for (kube_event_job *j = r->head, *next; j; j = next) {
+        next = j->next;
+        kube_event_job_free(j);
+    }
     strmap_free(&r->series, kube_event_series_free);
     pthread_mutex_destroy(&r->mu);
+    pthread_mutex_destroy(&r->qmu);
+    pthread_cond_destroy(&r->qcv);
     free(r->controller);
     free(r->instance);
     free(r);
@@ -127,34 +231,17 @@ static void kube_event_render(buf *body, const char *controller, const char *ins
     json_render_free(body, ev);
 }
 
-/* Records an Event about `ref`. type is "Normal" or "Warning"; reason is CamelCase; action
- * says what the controller did or tried ("Create", "Delete", "Reconcile"). Failures are
- * logged and counted, never returned: an Event is best effort and must not fail a reconcile. */
-__attribute__((format(printf, 6, 7)))
-static void kube_record(kube_recorder *r, const kube_event_ref *ref, const char *type, const char *reason,
-                        const char *action, const char *fmt, ...) {
-    char raw[KUBE_EVENT_NOTE_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(raw, sizeof raw, fmt, ap);
-    va_end(ap);
-    char *note = log_redact(raw);
-    if (strlen(note) >= KUBE_EVENT_NOTE_MAX) note[KUBE_EVENT_NOTE_MAX - 1] = '\0';
-
-    buf key = BUF_INIT;
-    buf_printf(&key, "%s/%s/%s|%s|%s|%s|%s", ref->namespace ? ref->namespace : "", ref->name, ref->uid ? ref->uid : "",
-               type, reason, action, note);
-    int64_t now = wc_now_ms();
-    char ts[40];
-    wc_rfc3339_micro(ts);
+/* Writes one queued Event: a repeat within the series window patches the series of the Event
+ * it repeats; else (or when that Event is gone) a new Event. Failures are logged and counted. */
+static void kube_event_send(kube_recorder *r, const kube_event_job *j) {
+    const kube_event_ref *ref = &j->ref;
+    int64_t now = j->now_ms;
     wc_err err;
     err_clear(&err);
 
     pthread_mutex_lock(&r->mu);
     kube_recorder_expire(r, now);
-    char digest[33];
-    kube_event_key_digest(buf_cstr(&key), digest);
-    kube_event_series *s = strmap_get(&r->series, digest);
+    kube_event_series *s = strmap_get(&r->series, j->digest);
     char *patch_name = NULL;
     int count = 0;
     if (s && now - s->last_ms <= KUBE_EVENT_SERIES_WINDOW_MS) {
@@ -167,41 +254,87 @@ static void kube_record(kube_recorder *r, const kube_event_ref *ref, const char 
 
     if (patch_name) {
         buf patch = BUF_INIT;
-        buf_printf(&patch, "{\"series\":{\"count\":%d,\"lastObservedTime\":\"%s\"}}", count, ts);
-        if (kube_patch(r->kc, &KUBE_EVENTS, ref->namespace, patch_name, NULL, KUBE_PATCH_MERGE, patch.data, NULL, 0,
-                       0, NULL, &err) == 0) {
-            atomic_fetch_add(&r->patched, 1);
-            buf_free(&patch);
-            goto out;
-        }
+        buf_printf(&patch, "{\"series\":{\"count\":%d,\"lastObservedTime\":\"%s\"}}", count, j->ts);
+        int rc = kube_patch(r->kc, &KUBE_EVENTS, ref->namespace, patch_name, NULL, KUBE_PATCH_MERGE, patch.data, NULL, 0,
+                            0, NULL, &err);
         buf_free(&patch);
-        /* The Event may have been garbage collected (TTL): fall through and create anew. */
-    }
-    {
-        char suffix[20];
-        uint64_t unique = (uint64_t)time(NULL) * 1000000ULL + (uint64_t)(now % 1000000) + (uint64_t)rand();
-        snprintf(suffix, sizeof suffix, "%llx", (unsigned long long)unique);
-        buf name = BUF_INIT, body = BUF_INIT;
-        buf_printf(&name, "%s.%s", ref->name, suffix);
-        kube_event_render(&body, r->controller, r->instance, ref, name.data, ts, type, reason, action, note);
-        if (kube_create(r->kc, &KUBE_EVENTS, ref->namespace, NULL, NULL, body.data, NULL, &err) == 0) {
-            atomic_fetch_add(&r->created, 1);
-            kube_event_series *ns = xcalloc(1, sizeof *ns + name.len + 1);
-            memcpy(ns->event_name, name.data, name.len + 1);
-            ns->count = 1;
-            ns->first_ms = ns->last_ms = now;
-            pthread_mutex_lock(&r->mu);
-            kube_event_series_free(strmap_put(&r->series, digest, ns));
-            pthread_mutex_unlock(&r->mu);
-        } else {
-            atomic_fetch_add(&r->failed, 1);
-            log_warn("could not record Event", "reason", reason, "object", ref->name, "error", err.msg);
+        free(patch_name);
+        if (rc == 0) {
+            atomic_fetch_add(&r->patched, 1);
+            return;
         }
-        buf_free(&name);
-        buf_free(&body);
+        /* The Event may have been garbage collected (TTL): create anew. */
     }
-out:
-    free(patch_name);
-    free(note);
+    char suffix[20];
+    uint64_t unique = (uint64_t)time(NULL) * 1000000ULL + (uint64_t)(now % 1000000) + (uint64_t)rand();
+    snprintf(suffix, sizeof suffix, "%llx", (unsigned long long)unique);
+    buf name = BUF_INIT, body = BUF_INIT;
+    buf_printf(&name, "%s.%s", ref->name, suffix);
+    kube_event_render(&body, r->controller, r->instance, ref, name.data, j->ts, j->type, j->reason, j->action, j->note);
+    if (kube_create(r->kc, &KUBE_EVENTS, ref->namespace, NULL, NULL, body.data, NULL, &err) == 0) {
+        atomic_fetch_add(&r->created, 1);
+        kube_event_series *ns = xcalloc(1, sizeof *ns + name.len + 1);
+        memcpy(ns->event_name, name.data, name.len + 1);
+        ns->count = 1;
+        ns->first_ms = ns->last_ms = now;
+        pthread_mutex_lock(&r->mu);
+        kube_event_series_free(strmap_put(&r->series, j->digest, ns));
+        pthread_mutex_unlock(&r->mu);
+    } else {
+        atomic_fetch_add(&r->failed, 1);
+        log_warn("could not record Event", "reason", j->reason, "object", ref->name, "error", err.msg);
+    }
+    buf_free(&name);
+    buf_free(&body);
+}
+
+static char *xstrdup_or_null(const char *s) { return s ? xstrdup(s) : NULL; }
+
+/* Records an Event about `ref`. type is "Normal" or "Warning"; reason is CamelCase; action
+ * says what the controller did or tried ("Create", "Delete", "Reconcile"). Queued for the
+ * sender and never returned as a failure: an Event is best effort and must not fail, or slow,
+ * a reconcile. */
+__attribute__((format(printf, 6, 7)))
+static void kube_record(kube_recorder *r, const kube_event_ref *ref, const char *type, const char *reason,
+                        const char *action, const char *fmt, ...) {
+    char raw[KUBE_EVENT_NOTE_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(raw, sizeof raw, fmt, ap);
+    va_end(ap);
+    kube_event_job *j = xcalloc(1, sizeof *j);
+    j->note = log_redact(raw);
+    if (strlen(j->note) >= KUBE_EVENT_NOTE_MAX) j->note[KUBE_EVENT_NOTE_MAX - 1] = '\0';
+    buf key = BUF_INIT;
+    buf_printf(&key, "%s/%s/%s|%s|%s|%s|%s", ref->namespace ? ref->namespace : "", ref->name, ref->uid ? ref->uid : "",
+               type, reason, action, j->note);
+    kube_event_key_digest(buf_cstr(&key), j->digest);
     buf_free(&key);
+    j->ref = (kube_event_ref){xstrdup_or_null(ref->api_version), xstrdup_or_null(ref->kind),
+                              xstrdup_or_null(ref->namespace), xstrdup_or_null(ref->name), xstrdup_or_null(ref->uid)};
+    j->type = xstrdup(type);
+    j->reason = xstrdup(reason);
+    j->action = xstrdup(action);
+    j->now_ms = wc_now_ms();
+    wc_rfc3339_micro(j->ts);
+    if (!r->sender_started) {
+        kube_event_send(r, j);
+        kube_event_job_free(j);
+        return;
+    }
+    pthread_mutex_lock(&r->qmu);
+    int full = r->queued >= KUBE_EVENT_QUEUE_MAX || r->stopping;
+    if (!full) {
+        if (r->tail) r->tail->next = j;
+        else r->head = j;
+        r->tail = j;
+        r->queued++;
+        pthread_cond_broadcast(&r->qcv);
+    }
+    pthread_mutex_unlock(&r->qmu);
+    if (full) {
+        atomic_fetch_add(&r->dropped, 1);
+        log_warn("dropped Event: the queue is full, or the controller is stopping", "reason", reason, "object", ref->name);
+        kube_event_job_free(j);
+    }
 }

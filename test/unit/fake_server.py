@@ -18,6 +18,10 @@ Kubernetes (any /api/... or /apis/... path, no validation, no watch):
 S3 (paths /s3/<bucket>/<key>): PUT stores body + x-amz-meta-* headers; HEAD/GET return them;
   DELETE removes (204 either way).
 Control:
+  POST /__slow           body {"method": "GET", "contains": "labelSelector", "ms": 300, "times": N}:
+                         the next N matching requests (the path with its query contains the
+                         text) wait ms before they are served
+  GET  /__inflight       {"max": M}: the most slowed requests waiting at once since the reset
   POST /__reset          empty the store and the log
   POST /__seed           body {"path": <collection path>, "object": {...}}: store without logging
   POST /__s3seed         body {"key": "<bucket>/<key>", "body": "...", "meta": {...}}
@@ -40,6 +44,8 @@ S3 = {}      # "bucket/key" -> (body bytes, {meta-name: value})
 LOG = []
 COUNTER = [100]
 FAILS = []   # [method, path suffix, times left, status]
+SLOW = []    # [method, text in path?query, ms, times left]
+INFLIGHT = {"now": 0, "max": 0}
 
 
 def split_path(path):
@@ -146,8 +152,17 @@ class Handler(BaseHTTPRequestHandler):
         body = self.body() if method in ("POST", "PUT", "PATCH", "DELETE") else b""
         if path == "/__reset":
             with LOCK:
-                STORE.clear(); S3.clear(); LOG.clear(); FAILS.clear()
+                STORE.clear(); S3.clear(); LOG.clear(); FAILS.clear(); SLOW.clear()
+                INFLIGHT.update(now=0, max=0)
             return self.reply(200, {})
+        if path == "/__slow":
+            d = json.loads(body)
+            with LOCK:
+                SLOW.append([d["method"], d.get("contains", ""), int(d["ms"]), int(d.get("times", 1))])
+            return self.reply(200, {})
+        if path == "/__inflight":
+            with LOCK:
+                return self.reply(200, {"max": INFLIGHT["max"]})
         if path == "/__seed":
             d = json.loads(body)
             with LOCK:
@@ -184,6 +199,16 @@ class Handler(BaseHTTPRequestHandler):
             failing = next((f for f in FAILS if f[0] == method and path.endswith(f[1]) and f[2] > 0), None)
             if failing:
                 failing[2] -= 1
+            slow = next((x for x in SLOW if x[0] == method and x[1] in self.path and x[3] > 0), None)
+            if slow:
+                slow[3] -= 1
+                INFLIGHT["now"] += 1
+                INFLIGHT["max"] = max(INFLIGHT["max"], INFLIGHT["now"])
+        if slow:
+            import time
+            time.sleep(slow[2] / 1000)
+            with LOCK:
+                INFLIGHT["now"] -= 1
         if failing and failing[3] == 404:
             return self.reply(*status(404, "NotFound", "the server could not find the requested resource"))
         if failing:

@@ -128,8 +128,10 @@ static int tb_execute(backend *b, exec_ctx *x, const action *act, wc_err *err) {
     return rc;
 }
 
-static int tb_live(backend *b, const worker *w, size_t *n, buf *names, wc_err *err) {
-    return backend_live_list(b, w, &TB_CONFIGMAPS, NULL, tb_project, NULL, n, names, err);
+static size_t tb_live(backend *b, live_query *q) {
+    (void)b;
+    q[0] = (live_query){&TB_CONFIGMAPS, NULL, tb_project, NULL};
+    return 1;
 }
 
 static const backend_ops configmap_backend_ops = {

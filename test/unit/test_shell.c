@@ -682,3 +682,72 @@ TEST(shell_own_create_not_yet_in_the_cache_is_not_redone) {
     shell_informers_free(&ctl);
     SHELL_TEARDOWN();
 }
+
+/* The live switch guard right before a create asks every other backend's API at once: with both
+ * sandbox APIs served that is four LISTs (claims, OpenKruise Sandboxes, agent-sandbox Sandboxes
+ * and their Pods), one round trip instead of four. An agent-sandbox Sandbox the cache has not
+ * seen still blocks the Pod. */
+TEST(shell_live_switch_guard_lists_every_backend_at_once) {
+    SHELL_SETUP();
+    worker w;
+    td_worker(&a, "{" W_BASE ",'spec':{'model':'m'}}", &w);
+    fake_seed("/apis/agents.x-k8s.io/v1beta1/namespaces/ns/sandboxes",
+              "{'metadata':{'name':'hiclaw-worker-alice','namespace':'ns','labels':{'hiclaw.io/worker':'alice',"
+              "'hiclaw.io/controller':'ctl','hiclaw.io/backend':'agent-sandbox'}}}");
+    fake_call("POST", "/__slow", "{\"method\":\"GET\",\"contains\":\"labelSelector\",\"ms\":300,\"times\":4}", NULL);
+    exec_ctx x;
+    CHECK_INT_EQ(shell_exec(&ctl, &a, &w, ACT_CREATE_POD, "hiclaw-worker-alice", NULL, &x, &err), -1);
+    CHECK_CONTAINS(err.msg, "refusing to create Pod hiclaw-worker-alice");
+    CHECK_CONTAINS(err.msg, "agent-sandbox");
+    CHECK_STR_EQ(x.failure_reason, "BackendSwitchBlocked");
+    buf b = BUF_INIT;
+    fake_call("GET", "/__inflight", NULL, &b);
+    cJSON *inflight = cJSON_Parse(buf_cstr(&b));
+    CHECK_INT_EQ(json_int(inflight, "max", 0), 4);
+    cJSON_Delete(inflight);
+    buf_free(&b);
+    char *log = fake_log();
+    CHECK_NOT_CONTAINS(log, "POST /api/v1/namespaces/ns/pods");
+    free(log);
+    SHELL_TEARDOWN();
+}
+
+/* kube_record hands the Event to the sender and returns: a reconcile does not wait for the API
+ * server's answer (here: one that never answers). The queue is bounded. */
+TEST(events_are_recorded_without_waiting_for_the_api_server) {
+    REQUIRE(fake_server() == 0);
+    fake_reset();
+    wc_err err;
+    err_clear(&err);
+    kube_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    buf s = BUF_INIT;
+    buf_printf(&s, "http://127.0.0.1:%d", g_fake.port);
+    cfg.server = buf_steal(&s);
+    cfg.token = xstrdup("events-test-token");
+    buf_puts(&cfg.ca_pem, "-----BEGIN CERTIFICATE-----\nunused for http://\n-----END CERTIFICATE-----\n");
+    kube_client *kc = kube_client_new(&cfg, &err);
+    kube_config_free(&cfg);
+    REQUIRE(kc);
+    kube_recorder *r = kube_recorder_new(kc, "hiclaw.io/worker-controller", "ctl-test");
+    kube_event_ref ref = {"hiclaw.io/v1beta1", "Worker", "ns", "alice", "uid-alice"};
+    fake_call("POST", "/__slow", "{\"method\":\"POST\",\"contains\":\"/events\",\"ms\":1500,\"times\":1}", NULL);
+    int64_t t0 = wc_now_ms();
+    kube_record(r, &ref, "Normal", "Created", "Create", "created Pod %s", "hiclaw-worker-alice");
+    kube_record(r, &ref, "Warning", "Other", "Reconcile", "second");
+    int64_t took = wc_now_ms() - t0;
+    CHECK(took < 1000); /* not the 1.5 s the server takes to answer the first */
+    CHECK_INT_EQ(kube_recorder_flush(r, 10000), 0);
+    CHECK_INT_EQ(atomic_load(&r->created), 2);
+    char *log = fake_log();
+    const char *first = strstr(log, "POST /apis/events.k8s.io/v1/namespaces/ns/events");
+    CHECK(first && strstr(first + 1, "POST /apis/events.k8s.io/v1/namespaces/ns/events")); /* both, in order */
+    free(log);
+    /* a full queue drops (and counts) what does not fit, without blocking */
+    fake_call("POST", "/__slow", "{\"method\":\"POST\",\"contains\":\"/events\",\"ms\":2000,\"times\":1}", NULL);
+    for (int i = 0; i < KUBE_EVENT_QUEUE_MAX + 50; i++) kube_record(r, &ref, "Normal", "Many", "Reconcile", "n %d", i);
+    CHECK(atomic_load(&r->dropped) >= 49);
+    /* stopping: the queue gets KUBE_EVENT_DRAIN_MS, spent on the slow answer; the rest is dropped */
+    kube_recorder_free(r);
+    kube_client_free(kc);
+}
