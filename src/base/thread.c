@@ -72,38 +72,3 @@ static int wc_pthread_create_quiet(pthread_t *id, void *(*fn)(void *), void *arg
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return e;
 }
-
-/* ---- a few calls at once ---- */
-
-typedef struct wc_call {
-    void (*fn)(void *);
-    void *arg;
-    pthread_t id;
-    int started;
-} wc_call;
-
-static void *wc_call_main(void *p) {
-    wc_call *c = p;
-    c->fn(c->arg);
-    return NULL;
-}
-
-/* Runs fn on each of the n args at once — the first on the calling thread, the others on
- * threads of their own (one that cannot be started runs on the calling thread) — and returns
- * when every call has. For a handful of independent requests whose round trips would otherwise
- * add up; args is an array of n elements of `size` bytes. */
-static void wc_run_concurrently(void (*fn)(void *), void *args, size_t size, size_t n) {
-    if (!n) return;
-    wc_call *calls = xcalloc(n, sizeof *calls);
-    for (size_t i = 1; i < n; i++) {
-        calls[i].fn = fn;
-        calls[i].arg = (char *)args + i * size;
-        calls[i].started = wc_pthread_create_quiet(&calls[i].id, wc_call_main, &calls[i]) == 0;
-    }
-    fn(args);
-    for (size_t i = 1; i < n; i++) {
-        if (calls[i].started) pthread_join(calls[i].id, NULL);
-        else fn(calls[i].arg);
-    }
-    free(calls);
-}

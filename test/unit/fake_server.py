@@ -21,7 +21,6 @@ Control:
   POST /__slow           body {"method": "GET", "contains": "labelSelector", "ms": 300, "times": N}:
                          the next N matching requests (the path with its query contains the
                          text) wait ms before they are served
-  GET  /__inflight       {"max": M}: the most slowed requests waiting at once since the reset
   POST /__reset          empty the store and the log
   POST /__seed           body {"path": <collection path>, "object": {...}}: store without logging
   POST /__s3seed         body {"key": "<bucket>/<key>", "body": "...", "meta": {...}}
@@ -45,7 +44,6 @@ LOG = []
 COUNTER = [100]
 FAILS = []   # [method, path suffix, times left, status]
 SLOW = []    # [method, text in path?query, ms, times left]
-INFLIGHT = {"now": 0, "max": 0}
 
 
 def split_path(path):
@@ -153,16 +151,12 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/__reset":
             with LOCK:
                 STORE.clear(); S3.clear(); LOG.clear(); FAILS.clear(); SLOW.clear()
-                INFLIGHT.update(now=0, max=0)
             return self.reply(200, {})
         if path == "/__slow":
             d = json.loads(body)
             with LOCK:
                 SLOW.append([d["method"], d.get("contains", ""), int(d["ms"]), int(d.get("times", 1))])
             return self.reply(200, {})
-        if path == "/__inflight":
-            with LOCK:
-                return self.reply(200, {"max": INFLIGHT["max"]})
         if path == "/__seed":
             d = json.loads(body)
             with LOCK:
@@ -202,13 +196,9 @@ class Handler(BaseHTTPRequestHandler):
             slow = next((x for x in SLOW if x[0] == method and x[1] in self.path and x[3] > 0), None)
             if slow:
                 slow[3] -= 1
-                INFLIGHT["now"] += 1
-                INFLIGHT["max"] = max(INFLIGHT["max"], INFLIGHT["now"])
         if slow:
             import time
             time.sleep(slow[2] / 1000)
-            with LOCK:
-                INFLIGHT["now"] -= 1
         if failing and failing[3] == 404:
             return self.reply(*status(404, "NotFound", "the server could not find the requested resource"))
         if failing:
