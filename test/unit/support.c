@@ -369,8 +369,8 @@ static cJSON *fake_get(const char *path) {
  * "p/"), with the real backend table. */
 static wc_cfg g_fake_conf;
 
-static void fake_controller_with(controller *c, const backend_ops *const *table, size_t n) {
-    memset(c, 0, sizeof *c);
+/* A Kubernetes client of the fake server (NULL with err when it cannot be made). */
+static kube_client *fake_kube_client(wc_err *err) {
     kube_config cfg;
     memset(&cfg, 0, sizeof cfg);
     buf s = BUF_INIT;
@@ -378,9 +378,15 @@ static void fake_controller_with(controller *c, const backend_ops *const *table,
     cfg.server = buf_steal(&s);
     cfg.token = xstrdup("fake-test-token-Qz4");
     buf_puts(&cfg.ca_pem, FAKE_UNUSED_CA);
-    wc_err err;
-    c->host.kc = kube_client_new(&cfg, &err);
+    kube_client *kc = kube_client_new(&cfg, err);
     kube_config_free(&cfg);
+    return kc;
+}
+
+static void fake_controller_with(controller *c, const backend_ops *const *table, size_t n) {
+    memset(c, 0, sizeof *c);
+    wc_err err;
+    c->host.kc = fake_kube_client(&err);
     char ep[128];
     snprintf(ep, sizeof ep, "HICLAW_WORKER_DEPS_ENDPOINT=http://127.0.0.1:%d", g_fake.port);
     char *env[] = {"HICLAW_CONTROLLER_NAME=ctl", ep, "HICLAW_WORKER_DEPS_BUCKET=" FAKE_BUCKET,

@@ -715,15 +715,7 @@ TEST(events_are_recorded_without_waiting_for_the_api_server) {
     fake_reset();
     wc_err err;
     err_clear(&err);
-    kube_config cfg;
-    memset(&cfg, 0, sizeof cfg);
-    buf s = BUF_INIT;
-    buf_printf(&s, "http://127.0.0.1:%d", g_fake.port);
-    cfg.server = buf_steal(&s);
-    cfg.token = xstrdup("events-test-token");
-    buf_puts(&cfg.ca_pem, "-----BEGIN CERTIFICATE-----\nunused for http://\n-----END CERTIFICATE-----\n");
-    kube_client *kc = kube_client_new(&cfg, &err);
-    kube_config_free(&cfg);
+    kube_client *kc = fake_kube_client(&err);
     REQUIRE(kc);
     kube_recorder *r = kube_recorder_new(kc, "hiclaw.io/worker-controller", "ctl-test");
     kube_event_ref ref = {"hiclaw.io/v1beta1", "Worker", "ns", "alice", "uid-alice"};
