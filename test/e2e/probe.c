@@ -170,6 +170,8 @@ static int probe_event(kube_client *kc, char **a) {
     kube_event_ref ref = {"hiclaw.io/v1beta1", "Worker", a[0], a[1], a[2]};
     int count = atoi(a[6]);
     for (int i = 0; i < count; i++) kube_record(r, &ref, a[3], a[4], "Reconcile", "%s", a[5]);
+    /* kube_record only queues: the counts are the sender's once it has written them all */
+    if (kube_recorder_flush(r, 30000) < 0) fprintf(stderr, "the recorder did not drain in 30 s\n");
     printf("{\"created\":%ld,\"patched\":%ld,\"failed\":%ld}\n", atomic_load(&r->created), atomic_load(&r->patched),
            atomic_load(&r->failed));
     int failed = atomic_load(&r->failed) != 0;
