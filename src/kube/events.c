@@ -288,8 +288,6 @@ static void kube_event_send(kube_recorder *r, const kube_event_job *j) {
     buf_free(&body);
 }
 
-static char *xstrdup_or_null(const char *s) { return s ? xstrdup(s) : NULL; }
-
 /* Records an Event about `ref`. type is "Normal" or "Warning"; reason is CamelCase; action
  * says what the controller did or tried ("Create", "Delete", "Reconcile"). Queued for the
  * sender and never returned as a failure: an Event is best effort and must not fail, or slow,
@@ -310,8 +308,8 @@ static void kube_record(kube_recorder *r, const kube_event_ref *ref, const char 
                type, reason, action, j->note);
     kube_event_key_digest(buf_cstr(&key), j->digest);
     buf_free(&key);
-    j->ref = (kube_event_ref){xstrdup_or_null(ref->api_version), xstrdup_or_null(ref->kind),
-                              xstrdup_or_null(ref->namespace), xstrdup_or_null(ref->name), xstrdup_or_null(ref->uid)};
+    j->ref = (kube_event_ref){xstrdup(ref->api_version), xstrdup(ref->kind),
+                              xstrdup(ref->namespace), xstrdup(ref->name), xstrdup(ref->uid)};
     j->type = xstrdup(type);
     j->reason = xstrdup(reason);
     j->action = xstrdup(action);

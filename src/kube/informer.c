@@ -90,9 +90,9 @@ static kube_informer *kube_informer_new(kube_client *kc, const char *name, const
     kube_informer *inf = xcalloc(1, sizeof *inf);
     inf->o = *o;
     /* its own copies: a caller's selector may be a buffer on its stack (explain's is) */
-    inf->o.namespace = o->namespace ? xstrdup(o->namespace) : NULL;
-    inf->o.label_selector = o->label_selector ? xstrdup(o->label_selector) : NULL;
-    inf->o.field_selector = o->field_selector ? xstrdup(o->field_selector) : NULL;
+    inf->o.namespace = xstrdup(o->namespace);
+    inf->o.label_selector = xstrdup(o->label_selector);
+    inf->o.field_selector = xstrdup(o->field_selector);
     if (!inf->o.project) inf->o.project = kube_project_metadata;
     if (inf->o.page_size <= 0) inf->o.page_size = 500;
     if (inf->o.watch_min_s <= 0) inf->o.watch_min_s = 300;
