@@ -536,11 +536,19 @@ static int asb_execute(backend *b, exec_ctx *x, const action *act, wc_err *err) 
     return rc;
 }
 
-/* Sandboxes, then their Pods, in the API server — where agents.x-k8s.io is served at all. */
+/* A Pod labelled for agent-sandbox: what ASB_POD_SELECTOR_EXTRA selects, for a Pod read by name. */
+static int asb_pod_proj_is_instance(const cJSON *proj) {
+    const char *label = json_str(json_get(json_get(proj, "metadata"), "labels"), LABEL_BACKEND);
+    return label && strcmp(label, ASB_BACKEND) == 0;
+}
+
+/* The Sandbox, then its Pod (agent-sandbox names it like the Sandbox; no warm pool here), in the
+ * API server — where agents.x-k8s.io is served at all. */
 static size_t asb_live(backend *b, live_query *q) {
     if (!asb_st(b)->watching) return 0;
-    q[0] = (live_query){&KUBE_AGENT_SANDBOXES, NULL, asb_pod_project, NULL};
-    q[1] = (live_query){&KUBE_PODS, ASB_POD_SELECTOR_EXTRA, asb_pod_project, NULL};
+    q[0] = (live_query){.resource = &KUBE_AGENT_SANDBOXES, .by_name = 1, .project = asb_pod_project};
+    q[1] = (live_query){.resource = &KUBE_PODS, .by_name = 1, .selector_extra = ASB_POD_SELECTOR_EXTRA,
+                        .project = asb_pod_project, .is_instance = asb_pod_proj_is_instance};
     return 2;
 }
 

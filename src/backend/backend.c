@@ -65,12 +65,21 @@ static void exec_release(exec_ctx *x) {
 
 #define BACKEND_MAX_CACHES 2
 
-/* One LIST of the live check: the Worker's objects of `resource` in the API server (labelled
- * for it and this controller, plus selector_extra), counted when they are its instances (the
- * projection says: not another Worker UID's, and accepted by is_instance when given). */
+/* One look of the live check: the Worker's objects of `resource` in the API server, counted
+ * when they are its instances (labelled for it and this controller; the projection says: not
+ * another Worker UID's, and accepted by is_instance when given).
+ *
+ * by_name: the instance is always named as everything made for the Worker (<prefix>worker-
+ * <name>), so the switch guard reads that one object — a GET is a quorum read of one key, where
+ * a consistent LIST of a collection nobody writes waits for the watch cache to be told etcd's
+ * revision (BENCHMARKS.md: SandboxClaims 39 ms, agent-sandbox's Sandboxes 13 ms, Pods 10 ms per
+ * LIST; a GET ~6 ms). is_instance must then hold what selector_extra says. The finalizer's
+ * confirmation lists by labels all the same: an instance under another name (a prefix changed
+ * since) holds it too. Objects under other names are the cache's to see in either case. */
 typedef struct live_query {
     const kube_resource *resource;
-    const char *selector_extra;
+    int by_name;
+    const char *selector_extra;      /* appended to the LIST's selector */
     kube_project_fn project;
     int (*is_instance)(const cJSON *proj);
 } live_query;
@@ -207,9 +216,20 @@ static int backend_api_served(backend *b, const kube_resource *r, wc_err *err) {
     return kube_err_not_found(err) ? 0 : -1;
 }
 
+/* Counts (and names) one object the API server answered when it is the Worker's instance. */
+static void live_count(const worker *w, const kube_resource *r, const cJSON *obj, kube_project_fn project,
+                       int (*is_instance)(const cJSON *proj), size_t *n, buf *names) {
+    cJSON *proj = project(obj);
+    const cJSON *md = json_get(proj, "metadata");
+    if ((!is_instance || is_instance(proj)) && !instance_of_other_worker(md, w->uid)) {
+        if (names) buf_printf(names, "%s%s %s", names->len ? ", " : "", r->kind, json_str(md, "name") ? json_str(md, "name") : "?");
+        (*n)++;
+    }
+    cJSON_Delete(proj);
+}
+
 /* Lists the Worker's objects of r in the API server (labelled for it and this controller, plus
- * selector_extra), counting those that are its instances (the projection says: not another
- * Worker UID's, and accepted by is_instance when given) and naming them into names. */
+ * selector_extra), counting those that are its instances and naming them into names. */
 static int backend_live_list(backend *b, const worker *w, const kube_resource *r, const char *selector_extra,
                              kube_project_fn project, int (*is_instance)(const cJSON *proj), size_t *n, buf *names,
                              wc_err *err) {
@@ -219,37 +239,54 @@ static int backend_live_list(backend *b, const worker *w, const kube_resource *r
     cJSON *list = NULL;
     if (kube_list_page(b->host->kc, r, w->namespace, sel, NULL, 0, NULL, &list, err) < 0) return -1;
     const cJSON *it;
-    cJSON_ArrayForEach(it, json_get(list, "items")) {
-        cJSON *proj = project(it);
-        const cJSON *md = json_get(proj, "metadata");
-        if ((!is_instance || is_instance(proj)) && !instance_of_other_worker(md, w->uid)) {
-            if (names) buf_printf(names, "%s%s %s", names->len ? ", " : "", r->kind, json_str(md, "name") ? json_str(md, "name") : "?");
-            (*n)++;
-        }
-        cJSON_Delete(proj);
-    }
+    cJSON_ArrayForEach(it, json_get(list, "items")) live_count(w, r, it, project, is_instance, n, names);
     cJSON_Delete(list);
     return 0;
 }
 
-/* The live check of every backend in bs[0..nb) but `except`: their LISTs one after the other.
- * Not at once: each LIST in flight holds a connection of its own (HTTP/1.1), and with four per
- * reconcile the idle pool could not keep them — new TLS handshakes cost more than the round
+/* Reads the one object of q->resource named <prefix>worker-<name> from the API server and counts
+ * it when it carries the Worker's and this controller's labels (what the LIST's selector asked)
+ * and is its instance. Not found: nothing to count. */
+static int backend_live_get(backend *b, const worker *w, const live_query *q, size_t *n, buf *names, wc_err *err) {
+    const char *controller = b->host->names.controller_name;
+    char name[600];
+    snprintf(name, sizeof name, "%sworker-%s", b->host->names.prefix, w->name);
+    cJSON *obj = NULL;
+    if (kube_get(b->host->kc, q->resource, w->namespace, name, NULL, &obj, err) < 0) {
+        if (!kube_err_not_found(err)) return -1;
+        err_clear(err);
+        return 0;
+    }
+    const cJSON *labels = json_get(json_get(obj, "metadata"), "labels");
+    const char *lw = json_str(labels, LABEL_WORKER), *lc = json_str(labels, LABEL_CONTROLLER);
+    if (lw && lc && strcmp(lw, w->name) == 0 && strcmp(lc, controller) == 0)
+        live_count(w, q->resource, obj, q->project, q->is_instance, n, names);
+    cJSON_Delete(obj);
+    return 0;
+}
+
+/* The live check of every backend in bs[0..nb) but `except`: their looks one after the other.
+ * Not at once: each request in flight holds a connection of its own (HTTP/1.1), and with four
+ * per reconcile the idle pool could not keep them — new TLS handshakes cost more than the round
  * trips saved (BENCHMARKS.md: 45.5 s and 6.6 CPU-s against 36.6 s and 3.7 at N = 1,000).
- * counts[i]: backend i's instances; names (may be NULL): each named, in backend order.
- * 0, or -1 with err at the first failure (the LISTs after it are not made). */
-static int backends_live(backend *bs, size_t nb, const backend *except, const worker *w, size_t *counts, buf *names,
-                         wc_err *err) {
+ * by_name: read by name where a query allows it (the switch guard); 0 lists every query by
+ * labels (the finalizer's confirmation). counts[i]: backend i's instances; names (may be NULL):
+ * each named, in backend order. 0, or -1 with err at the first failure (none made after it). */
+static int backends_live(backend *bs, size_t nb, const backend *except, int by_name, const worker *w, size_t *counts,
+                         buf *names, wc_err *err) {
     for (size_t i = 0; i < nb; i++) counts[i] = 0;
     for (size_t i = 0; i < nb; i++) {
         if (&bs[i] == except) continue;
         live_query q[LIVE_QUERIES_MAX];
         size_t nq = bs[i].ops->live(&bs[i], q);
         assert(nq <= LIVE_QUERIES_MAX);
-        for (size_t k = 0; k < nq; k++)
-            if (backend_live_list(&bs[i], w, q[k].resource, q[k].selector_extra, q[k].project, q[k].is_instance,
-                                  &counts[i], names, err) < 0)
-                return -1;
+        for (size_t k = 0; k < nq; k++) {
+            int rc = by_name && q[k].by_name
+                         ? backend_live_get(&bs[i], w, &q[k], &counts[i], names, err)
+                         : backend_live_list(&bs[i], w, q[k].resource, q[k].selector_extra, q[k].project,
+                                             q[k].is_instance, &counts[i], names, err);
+            if (rc < 0) return -1;
+        }
     }
     return 0;
 }

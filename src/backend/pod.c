@@ -451,7 +451,8 @@ static int pod_execute(backend *b, exec_ctx *x, const action *act, wc_err *err) 
 
 static size_t pod_live(backend *b, live_query *q) {
     (void)b;
-    q[0] = (live_query){&KUBE_PODS, POD_INSTANCE_SELECTOR_EXTRA, pod_project, pod_proj_is_instance};
+    q[0] = (live_query){.resource = &KUBE_PODS, .by_name = 1, .selector_extra = POD_INSTANCE_SELECTOR_EXTRA,
+                        .project = pod_project, .is_instance = pod_proj_is_instance};
     return 1;
 }
 

@@ -195,7 +195,7 @@ static int finalizer_patch(controller *c, const worker *w, int add, wc_err *err)
 /* Every backend's instances of the Worker in the API server (not the cache), counted and named. */
 static int live_instances(controller *c, const worker *w, size_t *n, buf *names, wc_err *err) {
     size_t *counts = xcalloc(c->nbackends, sizeof *counts);
-    int rc = backends_live(c->backends, c->nbackends, NULL, w, counts, names, err);
+    int rc = backends_live(c->backends, c->nbackends, NULL, 0, w, counts, names, err);
     *n = 0;
     for (size_t i = 0; i < c->nbackends; i++) *n += counts[i];
     free(counts);
@@ -224,10 +224,12 @@ static int confirm_instances_gone(controller *c, exec_ctx *x, wc_err *err) {
 }
 
 /* Defense in depth for the switch guard: right before creating an instance, ask the API server
- * (not the cache) whether an instance of another backend exists. */
+ * (not the cache) whether an instance of another backend exists — by name where the name is
+ * fixed: the cache may lag behind an instance made moments ago, and those carry that name
+ * (instances under other names, made long before, the cache has). */
 static int switch_guard_live(controller *c, exec_ctx *x, backend *creating, const action *act, wc_err *err) {
     size_t *counts = xcalloc(c->nbackends, sizeof *counts);
-    int rc = backends_live(c->backends, c->nbackends, creating, x->w, counts, NULL, err);
+    int rc = backends_live(c->backends, c->nbackends, creating, 1, x->w, counts, NULL, err);
     for (size_t i = 0; i < c->nbackends && rc == 0; i++)
         if (counts[i]) {
             x->failure_reason = "BackendSwitchBlocked";

@@ -543,11 +543,12 @@ static int sandbox_execute(backend *b, exec_ctx *x, const action *act, wc_err *e
     return sandbox_execute_deps(b, x, act, err);
 }
 
-/* Claims, then Sandboxes — where OpenKruise is watched at all. */
+/* Claims (named like the Worker's instance), then Sandboxes (OpenKruise names them: listed by
+ * the claim's labels they carry) — where OpenKruise is watched at all. */
 static size_t sandbox_live(backend *b, live_query *q) {
     if (!sbx_state(b)->watching) return 0;
-    q[0] = (live_query){&KUBE_SANDBOXCLAIMS, NULL, sandbox_project_metadata, NULL};
-    q[1] = (live_query){&KUBE_SANDBOXES, NULL, sandbox_project_metadata, NULL};
+    q[0] = (live_query){.resource = &KUBE_SANDBOXCLAIMS, .by_name = 1, .project = sandbox_project_metadata};
+    q[1] = (live_query){.resource = &KUBE_SANDBOXES, .project = sandbox_project_metadata};
     return 2;
 }
 

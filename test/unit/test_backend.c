@@ -130,7 +130,7 @@ static int tb_execute(backend *b, exec_ctx *x, const action *act, wc_err *err) {
 
 static size_t tb_live(backend *b, live_query *q) {
     (void)b;
-    q[0] = (live_query){&TB_CONFIGMAPS, NULL, tb_project, NULL};
+    q[0] = (live_query){.resource = &TB_CONFIGMAPS, .project = tb_project};
     return 1;
 }
 

@@ -700,10 +700,83 @@ TEST(shell_live_switch_guard_asks_every_other_backend) {
     CHECK_CONTAINS(err.msg, "agent-sandbox");
     CHECK_STR_EQ(x.failure_reason, "BackendSwitchBlocked");
     char *log = fake_log();
-    CHECK_CONTAINS(log, "GET /apis/agents.kruise.io/v1alpha1/namespaces/ns/sandboxclaims?labelSelector=");
+    /* by name where the name is fixed (a quorum read of one key); OpenKruise's Sandboxes have
+     * generated names: listed by the Worker's labels */
+    CHECK_CONTAINS(log, "GET /apis/agents.kruise.io/v1alpha1/namespaces/ns/sandboxclaims/hiclaw-worker-alice\n");
     CHECK_CONTAINS(log, "GET /apis/agents.kruise.io/v1alpha1/namespaces/ns/sandboxes?labelSelector=");
-    CHECK_CONTAINS(log, "GET /apis/agents.x-k8s.io/v1beta1/namespaces/ns/sandboxes?labelSelector=");
+    CHECK_CONTAINS(log, "GET /apis/agents.x-k8s.io/v1beta1/namespaces/ns/sandboxes/hiclaw-worker-alice\n");
+    CHECK_NOT_CONTAINS(log, "sandboxclaims?labelSelector=");
+    CHECK_NOT_CONTAINS(log, "agents.x-k8s.io/v1beta1/namespaces/ns/sandboxes?labelSelector=");
     CHECK_NOT_CONTAINS(log, "POST /api/v1/namespaces/ns/pods");
+    free(log);
+    SHELL_TEARDOWN();
+}
+
+/* The switch guard's read by name counts an object only when it carries the Worker's and this
+ * controller's labels and is the backend's instance, as the label-selected LIST did: a Pod of
+ * that name for another Worker or controller does not block; the Worker's own Pod does, and a
+ * Pod labelled for agent-sandbox counts as agent-sandbox's. */
+TEST(shell_live_switch_guard_by_name_checks_the_labels) {
+    SHELL_SETUP();
+    worker w;
+    td_worker(&a, "{" W_BASE ",'spec':{'model':'m','backendRuntime':'agent-sandbox'}}", &w);
+    static const char *pods[] = {
+        "{'metadata':{'name':'hiclaw-worker-alice','namespace':'ns','labels':{'hiclaw.io/worker':'bob',"
+        "'hiclaw.io/controller':'ctl'}}}",
+        "{'metadata':{'name':'hiclaw-worker-alice','namespace':'ns','labels':{'hiclaw.io/worker':'alice',"
+        "'hiclaw.io/controller':'ctl-b'}}}",
+        "{'metadata':{'name':'hiclaw-worker-alice','namespace':'ns','labels':{'hiclaw.io/worker':'alice',"
+        "'hiclaw.io/controller':'ctl'}}}"};
+    for (size_t i = 0; i < 3; i++) {
+        fake_reset();
+        fake_seed(NS_PODS, pods[i]);
+        exec_ctx x;
+        err_clear(&err);
+        int rc = shell_exec(&ctl, &a, &w, ACT_CREATE_AGENT_SANDBOX, "hiclaw-worker-alice", NULL, &x, &err);
+        char *log = fake_log();
+        CHECK_CONTAINS(log, "GET " NS_PODS "/hiclaw-worker-alice\n");
+        CHECK_CONTAINS(log, "GET /apis/agents.kruise.io/v1alpha1/namespaces/ns/sandboxclaims/hiclaw-worker-alice\n");
+        CHECK_NOT_CONTAINS(log, "GET " NS_PODS "?labelSelector=");
+        if (i < 2) {
+            CHECK_INT_EQ(rc, 0);
+            CHECK_CONTAINS(log, "POST /apis/agents.x-k8s.io/v1beta1/namespaces/ns/sandboxes");
+        } else {
+            CHECK_INT_EQ(rc, -1);
+            CHECK_CONTAINS(err.msg, "refusing to create Sandbox hiclaw-worker-alice");
+            CHECK_STR_EQ(x.failure_reason, "BackendSwitchBlocked");
+            CHECK_NOT_CONTAINS(log, "POST /apis/agents.x-k8s.io");
+        }
+        free(log);
+    }
+    /* creating a Pod: a Pod of that name labelled for agent-sandbox is agent-sandbox's instance */
+    fake_reset();
+    td_worker(&a, "{" W_BASE ",'spec':{'model':'m'}}", &w);
+    fake_seed(NS_PODS, "{'metadata':{'name':'hiclaw-worker-alice','namespace':'ns','labels':{'hiclaw.io/worker':"
+                       "'alice','hiclaw.io/controller':'ctl','hiclaw.io/backend':'agent-sandbox'}}}");
+    exec_ctx x;
+    err_clear(&err);
+    CHECK_INT_EQ(shell_exec(&ctl, &a, &w, ACT_CREATE_POD, "hiclaw-worker-alice", NULL, &x, &err), -1);
+    CHECK_CONTAINS(err.msg, "agent-sandbox");
+    SHELL_TEARDOWN();
+}
+
+/* The finalizer's confirmation (SPEC 3.2) still lists by the Worker's labels: an instance under
+ * another name (a changed prefix) holds the finalizer too. */
+TEST(shell_live_confirm_gone_lists_by_labels) {
+    SHELL_SETUP();
+    fake_seed(NS_PODS, "{'metadata':{'name':'old-worker-alice','namespace':'ns','labels':{'hiclaw.io/worker':"
+                       "'alice','hiclaw.io/controller':'ctl'}}}");
+    size_t n = 0;
+    buf names = BUF_INIT;
+    worker w;
+    td_worker(&a, "{" W_BASE ",'spec':{'model':'m'}}", &w);
+    CHECK_INT_EQ(live_instances(&ctl, &w, &n, &names, &err), 0);
+    CHECK_INT_EQ(n, 1);
+    CHECK_CONTAINS(buf_cstr(&names), "Pod old-worker-alice");
+    buf_free(&names);
+    char *log = fake_log();
+    CHECK_CONTAINS(log, "GET " NS_PODS "?labelSelector=");
+    CHECK_CONTAINS(log, "sandboxclaims?labelSelector=");
     free(log);
     SHELL_TEARDOWN();
 }
